@@ -1,0 +1,129 @@
+// The configuration's shape, declared once: defaults, types and expectations come from this table, and so do
+// the error messages ("key "policy.versions" must be a semver range, got "latest"").
+import semver from "semver";
+
+export type Verify = "checksum" | "signature";
+export type ActivationPolicy = "wait" | "next-boot" | "force";
+
+export interface Constraint {
+  /** Kata versions this applies to (semver range). */
+  kata: string;
+  /** Flatcar versions those Kata versions need (semver range). */
+  flatcar: string;
+  reason: string;
+}
+
+export interface Config {
+  source: { url: string; name: string; verify: Verify; keyring: string; arch: string | null };
+  policy: {
+    versions: string;
+    keep: number;
+    activation: ActivationPolicy;
+    constraints: Constraint[];
+  };
+  api: { listen: string; enabled: boolean };
+  daemon: { intervalSeconds: number; logLevel: "debug" | "info" | "notice" | "warning" | "error" };
+  fetch: {
+    connectTimeoutSeconds: number;
+    idleTimeoutSeconds: number;
+    maxBytes: number;
+    retries: number;
+  };
+  containerd: { enabled: boolean; dropIn: string; restart: boolean };
+}
+
+/** One leaf of the schema: its TOML key, how to check it, and what the message should say is expected. */
+export interface Leaf {
+  toml: string;
+  expected: string;
+  check: (value: unknown) => boolean;
+}
+
+const isString = (v: unknown): v is string => typeof v === "string";
+const nonEmpty = (v: unknown): boolean => isString(v) && v.length > 0;
+const oneOf =
+  (...values: string[]) =>
+  (v: unknown): boolean =>
+    isString(v) && values.includes(v);
+const intIn =
+  (min: number, max: number) =>
+  (v: unknown): boolean =>
+    (typeof v === "number" || typeof v === "bigint") && Number.isInteger(Number(v)) && Number(v) >= min && Number(v) <= max;
+const isBool = (v: unknown): boolean => typeof v === "boolean";
+const isRange = (v: unknown): boolean => isString(v) && v.trim() !== "" && semver.validRange(v) !== null;
+const isHttpUrl = (v: unknown): boolean => {
+  if (!isString(v)) return false;
+  try {
+    const u = new URL(v);
+    return (u.protocol === "http:" || u.protocol === "https:") && v.endsWith("/");
+  } catch {
+    return false;
+  }
+};
+const isName = (v: unknown): boolean => isString(v) && /^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(v);
+export const isLoopbackListen = (v: unknown): boolean =>
+  isString(v) && /^(127\.0\.0\.1|\[::1\]|localhost):([0-9]{1,5})$/.test(v) && Number(v.split(":").pop()) <= 65535;
+const isAbsPath = (v: unknown): boolean => isString(v) && v.startsWith("/");
+
+export const SECTIONS: Record<string, Record<string, Leaf>> = {
+  source: {
+    url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl },
+    name: { toml: "name", expected: "an extension name like kata-containers", check: isName },
+    verify: { toml: "verify", expected: '"checksum" or "signature"', check: oneOf("checksum", "signature") },
+    keyring: { toml: "keyring", expected: "an absolute path to an ASCII-armored keyring", check: isAbsPath },
+    arch: { toml: "arch", expected: "a systemd architecture name like x86-64 or arm64", check: nonEmpty },
+  },
+  policy: {
+    versions: { toml: "versions", expected: 'a semver range like ">=3.21.0"', check: isRange },
+    keep: { toml: "keep", expected: "an integer from 1 to 100", check: intIn(1, 100) },
+    activation: {
+      toml: "activation",
+      expected: '"wait", "next-boot" or "force"',
+      check: oneOf("wait", "next-boot", "force"),
+    },
+  },
+  api: {
+    listen: { toml: "listen", expected: 'a loopback address like "127.0.0.1:8720"', check: isLoopbackListen },
+    enabled: { toml: "enabled", expected: "true or false", check: isBool },
+  },
+  daemon: {
+    intervalSeconds: { toml: "interval_seconds", expected: "an integer from 60 to 604800", check: intIn(60, 604_800) },
+    logLevel: {
+      toml: "log_level",
+      expected: '"debug", "info", "notice", "warning" or "error"',
+      check: oneOf("debug", "info", "notice", "warning", "error"),
+    },
+  },
+  fetch: {
+    connectTimeoutSeconds: { toml: "connect_timeout_seconds", expected: "an integer from 1 to 600", check: intIn(1, 600) },
+    idleTimeoutSeconds: { toml: "idle_timeout_seconds", expected: "an integer from 1 to 600", check: intIn(1, 600) },
+    maxBytes: { toml: "max_bytes", expected: "an integer from 1 to 2^40", check: intIn(1, 2 ** 40) },
+    retries: { toml: "retries", expected: "an integer from 0 to 20", check: intIn(0, 20) },
+  },
+  containerd: {
+    enabled: { toml: "enabled", expected: "true or false", check: isBool },
+    dropIn: { toml: "drop_in", expected: "an absolute path", check: isAbsPath },
+    restart: { toml: "restart", expected: "true or false", check: isBool },
+  },
+};
+
+export const CONSTRAINT_KEYS: Record<keyof Constraint, Leaf> = {
+  kata: { toml: "kata", expected: "a semver range of Kata versions", check: isRange },
+  flatcar: { toml: "flatcar", expected: "a semver range of Flatcar versions", check: isRange },
+  reason: { toml: "reason", expected: "a non-empty string", check: nonEmpty },
+};
+
+export const DEFAULTS: Config = {
+  source: {
+    url: "https://extensions.flatcar.org/extensions/",
+    name: "kata-containers",
+    verify: "checksum",
+    keyring: "/etc/kata-sysextd/trusted.asc",
+    arch: null,
+  },
+  policy: { versions: ">=3.21.0", keep: 3, activation: "wait", constraints: [] },
+  api: { listen: "127.0.0.1:8720", enabled: true },
+  daemon: { intervalSeconds: 21_600, logLevel: "info" },
+  fetch: { connectTimeoutSeconds: 15, idleTimeoutSeconds: 30, maxBytes: 2 * 1024 ** 3, retries: 4 },
+  containerd: { enabled: true, dropIn: "/etc/containerd/conf.d/kata-sysextd.toml", restart: true },
+};

@@ -1,0 +1,85 @@
+// The one logger. Records go to journald with structured fields when the journal socket exists (a real
+// host, or the nspawn container), and to stderr as readable lines otherwise (a terminal, tests, the demo).
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+
+export type Level = "debug" | "info" | "notice" | "warning" | "error";
+
+/** Journal field names are upper case by journald convention: KATA_SYSEXT_NAME, FLATCAR_VERSION_ID, … */
+export type Fields = Record<string, string | number | boolean | null | undefined>;
+
+export interface Logger {
+  log(level: Level, message: string, fields?: Fields): void;
+  debug(message: string, fields?: Fields): void;
+  info(message: string, fields?: Fields): void;
+  notice(message: string, fields?: Fields): void;
+  warning(message: string, fields?: Fields): void;
+  error(message: string, fields?: Fields): void;
+  /** A logger whose records all carry these fields too. */
+  with(fields: Fields): Logger;
+}
+
+export type Sink = (level: Level, message: string, fields: Fields) => void;
+
+const PRIORITY: Record<Level, number> = { error: 3, warning: 4, notice: 5, info: 6, debug: 7 };
+const ORDER: Record<Level, number> = { debug: 0, info: 1, notice: 2, warning: 3, error: 4 };
+
+export function createLogger(sink: Sink, minLevel: Level = "info", base: Fields = {}): Logger {
+  const log = (level: Level, message: string, fields: Fields = {}): void => {
+    if (ORDER[level] < ORDER[minLevel]) return;
+    sink(level, message, { ...base, ...fields });
+  };
+  return {
+    log,
+    debug: (m, f) => log("debug", m, f),
+    info: (m, f) => log("info", m, f),
+    notice: (m, f) => log("notice", m, f),
+    warning: (m, f) => log("warning", m, f),
+    error: (m, f) => log("error", m, f),
+    with: (fields) => createLogger(sink, minLevel, { ...base, ...fields }),
+  };
+}
+
+/** stderr lines: `warning: image verified [KATA_SYSEXT_VERSION=3.32.0]`. */
+export function stderrSink(stream: NodeJS.WritableStream = process.stderr): Sink {
+  return (level, message, fields) => {
+    const shown = Object.entries(fields)
+      .filter(([k, v]) => v !== undefined && v !== null && k !== "SYSLOG_IDENTIFIER")
+      .map(([k, v]) => `${k}=${String(v)}`);
+    stream.write(`${level}: ${message}${shown.length > 0 ? ` [${shown.join(" ")}]` : ""}\n`);
+  };
+}
+
+type JournalSend = (priority: number, message: string, fields: Record<string, string>) => void;
+
+/** journald through the native systemd-journald addon (sd_journal_send), so fields stay structured. */
+export function journalSink(identifier: string): Sink {
+  const require = createRequire(import.meta.url);
+  const send = require("systemd-journald/log.js") as JournalSend;
+  return (level, message, fields) => {
+    const journalFields: Record<string, string> = { SYSLOG_IDENTIFIER: identifier };
+    for (const [k, v] of Object.entries(fields)) {
+      if (v !== undefined && v !== null) journalFields[k.toUpperCase()] = String(v);
+    }
+    send(PRIORITY[level], message, journalFields);
+  };
+}
+
+export const JOURNAL_SOCKET = "/run/systemd/journal/socket";
+
+/** journald when it is there (and we are not forced to stderr), else stderr. */
+export function defaultLogger(identifier: string, minLevel: Level = "info"): Logger {
+  const wantStderr = process.env.KATA_SYSEXTD_LOG === "stderr";
+  const sink = !wantStderr && existsSync(JOURNAL_SOCKET) ? journalSink(identifier) : stderrSink();
+  return createLogger(sink, minLevel);
+}
+
+/** Fixed MESSAGE_IDs of the events that units/kata-sysextd.catalog explains (journalctl -x). */
+export const MessageId = {
+  imageActivated: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f001",
+  rolledBack: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f002",
+  incompatibleNextOs: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f003",
+  verificationFailed: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f004",
+  preflightFailed: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f005",
+  nextBootStaged: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f006",
+} as const;
