@@ -48,7 +48,10 @@ const oneOf =
 const intIn =
   (min: number, max: number) =>
   (v: unknown): boolean =>
-    (typeof v === "number" || typeof v === "bigint") && Number.isInteger(Number(v)) && Number(v) >= min && Number(v) <= max;
+    (typeof v === "number" || typeof v === "bigint") &&
+    Number.isInteger(Number(v)) &&
+    Number(v) >= min &&
+    Number(v) <= max;
 const isBool = (v: unknown): boolean => typeof v === "boolean";
 const isRange = (v: unknown): boolean => isString(v) && v.trim() !== "" && semver.validRange(v) !== null;
 const isHttpUrl = (v: unknown): boolean => {
@@ -95,7 +98,11 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
     },
   },
   fetch: {
-    connectTimeoutSeconds: { toml: "connect_timeout_seconds", expected: "an integer from 1 to 600", check: intIn(1, 600) },
+    connectTimeoutSeconds: {
+      toml: "connect_timeout_seconds",
+      expected: "an integer from 1 to 600",
+      check: intIn(1, 600),
+    },
     idleTimeoutSeconds: { toml: "idle_timeout_seconds", expected: "an integer from 1 to 600", check: intIn(1, 600) },
     maxBytes: { toml: "max_bytes", expected: "an integer from 1 to 2^40", check: intIn(1, 2 ** 40) },
     retries: { toml: "retries", expected: "an integer from 0 to 20", check: intIn(0, 20) },

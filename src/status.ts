@@ -1,0 +1,54 @@
+// The status document (CONTRACT.md "HTTP API"). The reconciler owns one in memory and replaces it on every
+// change; the API serves it as is, so a request never touches disk, D-Bus or the network.
+
+export type DaemonState = "idle" | "resolving" | "fetching" | "verifying" | "activating" | "degraded" | "error";
+export type CheckStatus = "pass" | "warn" | "fail" | "skip";
+
+export interface PreflightCheck {
+  id: string;
+  status: CheckStatus;
+  detail: string;
+  remedy?: string | null;
+  /** The hypervisor this check is about, when it is hypervisor specific (qemu, clh, fc, …). */
+  hypervisor?: string | null;
+}
+
+export interface PreflightSummary {
+  ok: boolean;
+  failed: number;
+  warnings: number;
+  checks: PreflightCheck[];
+}
+
+export interface DownloadProgress {
+  file: string;
+  bytes: number;
+  total: number | null;
+  bytesPerSecond: number;
+}
+
+export interface StatusDocument {
+  daemon: { version: string; startedAt: string; root: string };
+  host: { id: string | null; versionId: string | null; sysextLevel: string | null; arch: string };
+  extension: {
+    name: string;
+    active: string | null;
+    previous: string | null;
+    merged: boolean;
+    image: string | null;
+    /** "checksum" or "signature": the trust level the active image was verified with. */
+    trust: string | null;
+    /** Why the merge cannot be confirmed here, e.g. systemd-sysext 252 under --root ignores symlinked images. */
+    limitation: string | null;
+  };
+  nextBoot: null | { flatcarVersion: string; kata: string | null; staged: boolean; reason: string | null };
+  preflight: PreflightSummary | null;
+  lastReconcile: null | {
+    at: string;
+    result: "ok" | "failed" | "deferred";
+    error: string | null;
+    remedy: string | null;
+  };
+  download: DownloadProgress | null;
+  state: DaemonState;
+}

@@ -1,0 +1,67 @@
+// Builds kata-like system extension images for tests and the demo: a real squashfs (mksquashfs) or a plain
+// directory, laid out like the sysext-bakery's kata-containers image.
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+export interface ImageSpec {
+  name?: string;
+  version: string;
+  /** Lines of usr/lib/extension-release.d/extension-release.<name>; null to leave the file out. */
+  extensionRelease?: string | null;
+  /** File name of the release file, when a test wants it not to match the image name. */
+  releaseFileName?: string;
+  /** Extra files: path inside the image -> contents (string) or {content, mode}. */
+  files?: Record<string, string | { content: string | Buffer; mode: number }>;
+}
+
+export const DEFAULT_RELEASE = "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n";
+
+/** Lays the tree out in a new directory and returns it. */
+export function buildTree(spec: ImageSpec, into?: string): string {
+  const name = spec.name ?? "kata-containers";
+  const dir = into ?? mkdtempSync(join(tmpdir(), "kata-tree-"));
+  const release = spec.extensionRelease === undefined ? DEFAULT_RELEASE : spec.extensionRelease;
+  const files: Record<string, string | { content: string | Buffer; mode: number }> = {
+    [`usr/share/${name}/VERSION`]: `${spec.version}\n`,
+    "opt/kata/bin/containerd-shim-kata-v2": { content: `#!/bin/sh\necho "kata-shim ${spec.version}"\n`, mode: 0o755 },
+    "opt/kata/share/defaults/kata-containers/configuration-clh.toml":
+      '[hypervisor.clh]\npath = "/opt/kata/bin/cloud-hypervisor"\n',
+    ...spec.files,
+  };
+  if (release !== null) {
+    files[`usr/lib/extension-release.d/${spec.releaseFileName ?? `extension-release.${name}`}`] = release;
+  }
+  for (const [path, value] of Object.entries(files)) {
+    const full = join(dir, path);
+    mkdirSync(dirname(full), { recursive: true });
+    const { content, mode } = typeof value === "string" ? { content: value, mode: 0o644 } : value;
+    writeFileSync(full, content);
+    chmodSync(full, mode);
+  }
+  return dir;
+}
+
+/** A squashfs image at `out` (reproducible: fixed mtime, all files owned by root). */
+export function buildImage(spec: ImageSpec, out: string): string {
+  const tree = buildTree(spec);
+  try {
+    mkdirSync(dirname(out), { recursive: true });
+    execFileSync("mksquashfs", [tree, out, "-all-root", "-noappend", "-quiet", "-mkfs-time", "0", "-all-time", "0"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+  } finally {
+    rmSync(tree, { recursive: true, force: true });
+  }
+  return out;
+}
+
+/** Writes a minimal Flatcar os-release into `root`/usr/lib/os-release. */
+export function writeOsRelease(root: string, versionId = "4593.2.5", extra = ""): void {
+  mkdirSync(join(root, "usr/lib"), { recursive: true });
+  writeFileSync(
+    join(root, "usr/lib/os-release"),
+    `NAME="Flatcar Container Linux by Kinvolk"\nID=flatcar\nID_LIKE=coreos\nVERSION=${versionId}\nVERSION_ID=${versionId}\nBUILD_ID=\nSYSEXT_LEVEL=1.0\nFLATCAR_BOARD=amd64-usr\n${extra}`,
+  );
+}
