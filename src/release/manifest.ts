@@ -1,0 +1,82 @@
+// SHA256SUMS as systemd-sysupdate's url-file sources publish it: one "<64 hex>  <file>" (text mode) or
+// "<64 hex> *<file>" (binary mode) per line, as sha256sum prints it. Anything else in a line is rejected with
+// its line number, and a rejected line never becomes a file name we act on.
+import { fileNameProblem } from "./names.ts";
+
+export interface ManifestEntry {
+  file: string;
+  /** Lower-case hex. */
+  sha256: string;
+  line: number;
+}
+
+export interface RejectedLine {
+  line: number;
+  message: string;
+}
+
+export interface Manifest {
+  entries: ManifestEntry[];
+  rejected: RejectedLine[];
+}
+
+const LINE = /^([0-9A-Fa-f]{64}) ([ *])(.*)$/;
+/** Larger than any real SHA256SUMS by far; a bigger document is refused as a whole rather than parsed. */
+export const MAX_MANIFEST_CHARS = 16 * 1024 * 1024;
+
+export function parseManifest(text: string): Manifest {
+  if (text.length > MAX_MANIFEST_CHARS) {
+    return { entries: [], rejected: [{ line: 0, message: `larger than ${MAX_MANIFEST_CHARS} characters; ignored` }] };
+  }
+  const rejected: RejectedLine[] = [];
+  const byFile = new Map<string, ManifestEntry>();
+  const conflicted = new Set<string>();
+  const lines = text.split("\n");
+  // A final newline leaves one empty string behind; it is not a line.
+  if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
+
+  lines.forEach((raw, index) => {
+    const line = index + 1;
+    if (raw.trim() === "") {
+      if (raw !== "") rejected.push({ line, message: "blank line with whitespace" });
+      return;
+    }
+    const m = LINE.exec(raw);
+    if (m === null) {
+      rejected.push({ line, message: describe(raw) });
+      return;
+    }
+    const [, hex = "", , file = ""] = m;
+    const problem = fileNameProblem(file);
+    if (problem !== null) {
+      rejected.push({ line, message: `file name ${JSON.stringify(clip(file))} ${problem}` });
+      return;
+    }
+    const sha256 = hex.toLowerCase();
+    const earlier = byFile.get(file);
+    if (earlier === undefined) {
+      byFile.set(file, { file, sha256, line });
+    } else if (earlier.sha256 !== sha256) {
+      // Two digests for one file: neither can be trusted, so the file is dropped.
+      conflicted.add(file);
+      rejected.push({ line, message: `${file} listed again with a different digest (first at line ${earlier.line})` });
+    }
+  });
+
+  for (const file of conflicted) {
+    const first = byFile.get(file);
+    if (first !== undefined) rejected.push({ line: first.line, message: `${file} has conflicting digests; dropped` });
+    byFile.delete(file);
+  }
+  rejected.sort((a, b) => a.line - b.line);
+  return { entries: [...byFile.values()], rejected };
+}
+
+function describe(raw: string): string {
+  if (raw.endsWith("\r")) return "line ends in a carriage return (CRLF line endings are not accepted)";
+  const first = raw.split(/\s/, 1)[0] ?? "";
+  if (!/^[0-9A-Fa-f]{64}$/.test(first)) return `expected 64 hex digits, got ${JSON.stringify(clip(first))}`;
+  return 'expected "<sha256>  <file>" or "<sha256> *<file>"';
+}
+
+const clip = (s: string): string => (s.length > 80 ? `${s.slice(0, 77)}...` : s);

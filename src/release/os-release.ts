@@ -1,0 +1,221 @@
+// The host's os-release and an extension's extension-release, as typed values. Fields keep systemd's
+// distinction between absent (null) and present but empty (""), because SYSEXT_SCOPE= (empty) and no
+// SYSEXT_SCOPE at all decide differently.
+import { readFile } from "node:fs/promises";
+import { machine } from "node:os";
+import { KataError } from "../errors.ts";
+import { type EnvFileProblem, parseEnvFile } from "./envfile.ts";
+
+export interface HostRelease {
+  /** ID; systemd-sysext refuses to merge anything when it is missing or empty. */
+  id: string | null;
+  /** ID_LIKE split on whitespace (empty when absent). */
+  idLike: string[];
+  versionId: string | null;
+  sysextLevel: string | null;
+  version: string | null;
+  prettyName: string | null;
+  values: Record<string, string>;
+  problems: EnvFileProblem[];
+}
+
+export interface ExtensionRelease {
+  id: string | null;
+  versionId: string | null;
+  sysextLevel: string | null;
+  architecture: string | null;
+  /** SYSEXT_SCOPE split on whitespace; null when the key is absent (systemd then assumes "system portable"). */
+  scope: string[] | null;
+  /** EXTENSION_RELOAD_MANAGER=1: systemd-sysext reloads the service manager after merging. */
+  reloadManager: boolean;
+  values: Record<string, string>;
+  problems: EnvFileProblem[];
+}
+
+/** Where systemd looks for an extension's release file, relative to the extension's root. */
+export function extensionReleasePath(name: string): string {
+  return `usr/lib/extension-release.d/extension-release.${name}`;
+}
+
+/** The host os-release files systemd-sysext reads, in order; the first that exists wins. */
+export const HOST_RELEASE_PATHS = ["/etc/os-release", "/usr/lib/os-release"] as const;
+
+const field = (values: Record<string, string>, key: string): string | null =>
+  Object.hasOwn(values, key) ? (values[key] ?? null) : null;
+const words = (value: string | null): string[] => (value === null ? [] : value.split(/[ \t\n\r]+/).filter(Boolean));
+
+export function parseHostRelease(text: string): HostRelease {
+  const { values, problems } = parseEnvFile(text);
+  return {
+    id: field(values, "ID"),
+    idLike: words(field(values, "ID_LIKE")),
+    versionId: field(values, "VERSION_ID"),
+    sysextLevel: field(values, "SYSEXT_LEVEL"),
+    version: field(values, "VERSION"),
+    prettyName: field(values, "PRETTY_NAME"),
+    values,
+    problems,
+  };
+}
+
+export function parseExtensionRelease(text: string): ExtensionRelease {
+  const { values, problems } = parseEnvFile(text);
+  const scope = field(values, "SYSEXT_SCOPE");
+  return {
+    id: field(values, "ID"),
+    versionId: field(values, "VERSION_ID"),
+    sysextLevel: field(values, "SYSEXT_LEVEL"),
+    architecture: field(values, "ARCHITECTURE"),
+    scope: scope === null ? null : words(scope),
+    reloadManager: field(values, "EXTENSION_RELOAD_MANAGER") === "1",
+    values,
+    problems,
+  };
+}
+
+export async function readHostRelease(path: string): Promise<HostRelease> {
+  return parseHostRelease(await readReleaseText(path, "os-release"));
+}
+
+export async function readExtensionRelease(path: string): Promise<ExtensionRelease> {
+  return parseExtensionRelease(await readReleaseText(path, "extension-release"));
+}
+
+/**
+ * Reads the host's os-release under a root the way systemd-sysext --root does: /etc/os-release first, then
+ * /usr/lib/os-release. `host` maps an absolute host path under the root (HostPaths.host).
+ */
+export async function readHostReleaseUnder(host: (path: string) => string): Promise<HostRelease> {
+  const etc = host(HOST_RELEASE_PATHS[0]);
+  try {
+    return await readHostRelease(etc);
+  } catch (err) {
+    const cause = err instanceof KataError ? err.cause : undefined;
+    if ((cause as NodeJS.ErrnoException | undefined)?.code !== "ENOENT") throw err;
+  }
+  return readHostRelease(host(HOST_RELEASE_PATHS[1]));
+}
+
+async function readReleaseText(path: string, kind: string): Promise<string> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new KataError("release-unreadable", `${path}: cannot read ${kind} (${why})`, {
+      remedy: `check that ${path} exists and is readable by root`,
+      cause: err,
+    });
+  }
+  if (bytes.length === 0) {
+    throw new KataError("release-unreadable", `${path}: ${kind} file is empty`, {
+      remedy: `write at least ID= into ${path}`,
+    });
+  }
+  try {
+    // systemd refuses keys and values that are not UTF-8; we refuse the whole file, which is stricter only
+    // when the invalid bytes sit in a comment.
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (err) {
+    throw new KataError("release-invalid", `${path}: ${kind} is not valid UTF-8`, {
+      remedy: `rewrite ${path} as UTF-8 text`,
+      cause: err,
+    });
+  }
+}
+
+// uname machine -> systemd architecture name (systemd's architecture.c): systemd-sysext compares ARCHITECTURE
+// with uname_architecture(), i.e. the kernel's machine, not the userland's, so we read uname too.
+const MACHINE_TO_ARCH: Record<string, string> = {
+  x86_64: "x86-64",
+  amd64: "x86-64",
+  i386: "x86",
+  i486: "x86",
+  i586: "x86",
+  i686: "x86",
+  aarch64: "arm64",
+  arm64: "arm64",
+  aarch64_be: "arm64-be",
+  ppc64le: "ppc64-le",
+  ppc64: "ppc64",
+  ppcle: "ppc-le",
+  ppc: "ppc",
+  s390x: "s390x",
+  s390: "s390",
+  riscv64: "riscv64",
+  riscv32: "riscv32",
+  loongarch64: "loongarch64",
+  mips: "mips",
+  mipsel: "mips-le",
+  mips64: "mips64",
+  mips64el: "mips64-le",
+  sparc: "sparc",
+  sparc64: "sparc64",
+  alpha: "alpha",
+  ia64: "ia64",
+  parisc: "parisc",
+  parisc64: "parisc64",
+  m68k: "m68k",
+  sh: "sh",
+  sh64: "sh64",
+};
+
+// Fallback when uname is unknown: Node's own names.
+const NODE_TO_ARCH: Record<string, string> = {
+  x64: "x86-64",
+  ia32: "x86",
+  arm64: "arm64",
+  arm: "arm",
+  ppc64: "ppc64-le",
+  s390x: "s390x",
+  riscv64: "riscv64",
+  loong64: "loongarch64",
+  mips: "mips",
+  mipsel: "mips-le",
+};
+
+/** The machine's architecture in systemd's naming (x86-64, arm64, …). */
+export function hostArchitecture(unameMachine: string = machine(), nodeArch: string = process.arch): string {
+  const fromUname = Object.hasOwn(MACHINE_TO_ARCH, unameMachine) ? MACHINE_TO_ARCH[unameMachine] : undefined;
+  if (fromUname !== undefined) return fromUname;
+  if (/^armv\d+.*b$/.test(unameMachine)) return "arm-be";
+  if (/^arm/.test(unameMachine)) return "arm";
+  return (Object.hasOwn(NODE_TO_ARCH, nodeArch) ? NODE_TO_ARCH[nodeArch] : undefined) ?? nodeArch;
+}
+
+/** Every architecture name systemd knows; file names are split on these. */
+export const SYSTEMD_ARCHITECTURES: readonly string[] = [
+  "alpha",
+  "arc",
+  "arc-be",
+  "arm",
+  "arm-be",
+  "arm64",
+  "arm64-be",
+  "cris",
+  "ia64",
+  "loongarch64",
+  "m68k",
+  "mips",
+  "mips-le",
+  "mips64",
+  "mips64-le",
+  "nios2",
+  "parisc",
+  "parisc64",
+  "ppc",
+  "ppc-le",
+  "ppc64",
+  "ppc64-le",
+  "riscv32",
+  "riscv64",
+  "s390",
+  "s390x",
+  "sh",
+  "sh64",
+  "sparc",
+  "sparc64",
+  "tilegx",
+  "x86",
+  "x86-64",
+];
