@@ -1,0 +1,243 @@
+// Downloads one image: streamed into `<tmpDir>/.<file>.partial` with the SHA-256 computed as bytes arrive,
+// resumed with HTTP Range after an interruption, verified, fsynced and only then renamed into place.
+import { createHash, type Hash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readdir, rename, rm, stat, truncate } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { Clock, Random } from "../clock.ts";
+import { asKataError, KataError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import type { DownloadProgress } from "../status.ts";
+import { FetchError, httpGet, parseContentRange, type Response } from "./http.ts";
+import { withRetries } from "./retry.ts";
+
+export interface DownloadOptions {
+  url: string;
+  /** Final path of the verified image. */
+  dest: string;
+  /** Where the .partial lives; must be on the same filesystem as `dest` so the rename is atomic. */
+  tmpDir: string;
+  expectedSha256: string;
+  maxBytes: number;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  retries: number;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  onProgress?: (progress: DownloadProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface Downloaded {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+const PROGRESS_INTERVAL_MS = 500;
+
+export function partialPath(tmpDir: string, file: string): string {
+  return join(tmpDir, `.${file}.partial`);
+}
+
+export async function downloadImage(opts: DownloadOptions): Promise<Downloaded> {
+  const file = basename(opts.dest);
+  const expected = opts.expectedSha256.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(expected)) {
+    throw new KataError("manifest-invalid", `${file}: expected SHA-256 "${opts.expectedSha256}" is not 64 hex digits`);
+  }
+  const partial = partialPath(opts.tmpDir, file);
+  const log = opts.log.with({ KATA_IMAGE_FILE: file });
+  await mkdir(opts.tmpDir, { recursive: true });
+
+  const policy = { ...opts, log };
+  const got = await withRetries(`download of ${file}`, policy, async () => {
+    const first = await transfer(opts, file, partial, log);
+    if (first.sha256 === expected || !first.resumed) return first;
+    // The bytes kept from an earlier run belonged to other content (republished file, torn write): start over.
+    log.warning("resumed download does not match its digest, downloading again from the start");
+    await rm(partial, { force: true });
+    return transfer(opts, file, partial, log);
+  });
+  if (got.sha256 !== expected) {
+    await rm(partial, { force: true });
+    throw new KataError("digest-mismatch", `${file}: SHA-256 is ${got.sha256}, SHA256SUMS says ${expected}`, {
+      remedy: "the published image or its SHA256SUMS line is wrong or was tampered with; nothing was installed",
+    });
+  }
+  try {
+    await rename(partial, opts.dest);
+    await fsyncDir(dirname(opts.dest));
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw asKataError(err, "store-failed");
+  }
+  log.info("image downloaded and verified", { BYTES: got.bytes, SHA256: got.sha256 });
+  return { path: opts.dest, sha256: got.sha256, bytes: got.bytes };
+}
+
+interface Transferred {
+  sha256: string;
+  bytes: number;
+  /** Some bytes came from a .partial left by an earlier attempt. */
+  resumed: boolean;
+}
+
+/** One HTTP exchange into the .partial. Network errors leave the .partial for the next attempt. */
+async function transfer(opts: DownloadOptions, file: string, partial: string, log: Logger): Promise<Transferred> {
+  let offset = await sizeOf(partial);
+  if (offset > opts.maxBytes) offset = await restart(partial);
+  const hash = createHash("sha256");
+  if (offset > 0) await hashPrefix(partial, offset, hash);
+
+  let res: Response;
+  try {
+    res = await httpGet(opts.url, {
+      connectTimeoutMs: opts.connectTimeoutMs,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      maxBytes: opts.maxBytes,
+      headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
+      signal: opts.signal,
+    });
+  } catch (err) {
+    // 416: what we hold is not a prefix the server can continue (e.g. the file shrank); start over next time.
+    if (err instanceof FetchError && err.status === 416) await restart(partial);
+    throw err;
+  }
+
+  let total = res.contentLength;
+  if (offset > 0) {
+    const range = res.status === 206 ? parseContentRange(res.headers["content-range"]) : null;
+    if (range !== null && range.start === offset) {
+      log.info("resuming download", { OFFSET: offset });
+      total = range.total ?? (res.contentLength === null ? null : offset + res.contentLength);
+      if (range.end + 1 > opts.maxBytes || (total ?? 0) > opts.maxBytes) {
+        res.body.destroy();
+        throw new FetchError("too-large", opts.url, `image of ${total} bytes exceeds the cap of ${opts.maxBytes}`);
+      }
+    } else {
+      // The server sent the whole file (no Range support) or a range we did not ask for: start from zero.
+      log.info("server did not resume the download, starting from the beginning", { HTTP_STATUS: res.status });
+      if (res.status === 206) {
+        res.body.destroy();
+        await restart(partial);
+        throw new FetchError("reset", opts.url, "server answered a different range than requested");
+      }
+      return stream(opts, file, partial, res, createHash("sha256"), 0, total, false);
+    }
+  } else {
+    log.info("downloading image", { URL: opts.url, BYTES_TOTAL: total ?? undefined });
+  }
+  return stream(opts, file, partial, res, hash, offset, total, offset > 0);
+}
+
+async function stream(
+  opts: DownloadOptions,
+  file: string,
+  partial: string,
+  res: Response,
+  hash: Hash,
+  offset: number,
+  total: number | null,
+  resumed: boolean,
+): Promise<Transferred> {
+  const started = opts.clock.monotonicMs();
+  let received = 0;
+  let lastReport = started;
+  const report = (force: boolean): void => {
+    const now = opts.clock.monotonicMs();
+    if (opts.onProgress === undefined || (!force && now - lastReport < PROGRESS_INTERVAL_MS)) return;
+    lastReport = now;
+    const seconds = (now - started) / 1000;
+    opts.onProgress({
+      file,
+      bytes: offset + received,
+      total,
+      bytesPerSecond: seconds > 0 ? Math.round(received / seconds) : 0,
+    });
+  };
+  const out = createWriteStream(partial, { flags: offset > 0 ? "a" : "w", flush: true, highWaterMark: 1 << 20 });
+  try {
+    await pipeline(
+      res.body,
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          hash.update(chunk);
+          received += chunk.length;
+          report(false);
+          yield chunk;
+        }
+      },
+      out,
+    );
+    // flush: true makes the stream fsync before it closes; the rename must come after that.
+    if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
+  } catch (err) {
+    const aborted = opts.signal?.aborted === true;
+    // Keep what arrived when another attempt can continue it; an oversize body or local trouble (ENOSPC,
+    // EIO) leaves bytes nobody should trust or resume.
+    if (aborted || (err instanceof FetchError && (err.retryable || err.kind === "aborted"))) {
+      throw aborted && !(err instanceof FetchError)
+        ? new FetchError("aborted", opts.url, "aborted", { cause: opts.signal?.reason })
+        : err;
+    }
+    await rm(partial, { force: true });
+    throw err instanceof FetchError ? err : asKataError(err, "store-failed");
+  }
+  report(true);
+  return { sha256: hash.digest("hex"), bytes: offset + received, resumed };
+}
+
+async function hashPrefix(path: string, length: number, hash: Hash): Promise<void> {
+  for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+  }
+}
+
+async function restart(partial: string): Promise<number> {
+  await truncate(partial, 0).catch(() => undefined);
+  return 0;
+}
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw asKataError(err, "store-failed");
+  }
+}
+
+/** Makes a rename in `dir` durable. */
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Removes `.<file>.partial` leftovers in `dir`, except those of the image file names in `keep` (downloads
+ * that the caller still wants to resume). Returns the removed paths.
+ */
+export async function cleanupPartials(dir: string, keep: readonly string[] = []): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw asKataError(err, "store-failed");
+  }
+  const kept = new Set(keep.map((file) => `.${file}.partial`));
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!/^\..+\.partial$/.test(name) || kept.has(name)) continue;
+    await rm(join(dir, name), { force: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
+}

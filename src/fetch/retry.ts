@@ -1,0 +1,55 @@
+// Retries for network work: exponential backoff with jitter, or the server's Retry-After when it sent one.
+import type { Clock, Random } from "../clock.ts";
+import type { Logger } from "../log/logger.ts";
+import { FetchError } from "./http.ts";
+
+export interface RetryPolicy {
+  /** Extra attempts after the first one. */
+  retries: number;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  signal?: AbortSignal;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+const BASE_DELAY_MS = 1_000;
+const MAX_DELAY_MS = 60_000;
+/** A server asking for more than this is not waited for within one pass; the next pass tries again. */
+const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/** Delay before retry number `attempt` (0-based): half fixed, half random, doubling each time, capped. */
+export function backoffDelay(attempt: number, random: Random, baseMs = BASE_DELAY_MS, maxMs = MAX_DELAY_MS): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** attempt);
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** How long to wait after `err` before trying again, or null when it is not worth retrying. */
+export function retryDelay(err: unknown, attempt: number, policy: RetryPolicy): number | null {
+  if (!(err instanceof FetchError) || !err.retryable) return null;
+  if (err.retryAfterMs !== null) return err.retryAfterMs <= MAX_RETRY_AFTER_MS ? err.retryAfterMs : null;
+  return backoffDelay(attempt, policy.random, policy.baseDelayMs, policy.maxDelayMs);
+}
+
+/** Runs `attempt` until it succeeds, fails for good, or retries run out; the last error is thrown. */
+export async function withRetries<T>(
+  what: string,
+  policy: RetryPolicy,
+  attempt: (n: number) => Promise<T>,
+): Promise<T> {
+  for (let n = 0; ; n++) {
+    try {
+      return await attempt(n);
+    } catch (err) {
+      const delay = n < policy.retries ? retryDelay(err, n, policy) : null;
+      if (delay === null) throw err;
+      policy.log.warning(`${what} failed, retrying in ${delay} ms`, {
+        ERROR: err instanceof Error ? err.message : String(err),
+        ATTEMPT: n + 1,
+        RETRIES: policy.retries,
+      });
+      await policy.clock.sleep(delay, policy.signal);
+    }
+  }
+}

@@ -1,0 +1,137 @@
+// The sysupdate-style url-file source (CONTRACT.md [source]): `<url><name>/SHA256SUMS`, its detached
+// OpenPGP signature `SHA256SUMS.gpg`, and images at `<url><file>`. This file only fetches and authenticates;
+// parsing the manifest lines belongs to src/release/manifest.ts.
+import { readFile } from "node:fs/promises";
+import { createMessage, readKeys, readSignature, type Signature, verify } from "openpgp";
+import { type Clock, type Random, systemRandom } from "../clock.ts";
+import { KataError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { FetchError, type GetOptions, httpGetBuffer } from "./http.ts";
+import { withRetries } from "./retry.ts";
+
+export type Trust = "checksum" | "signature";
+
+export interface SourceOptions {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  clock: Clock;
+  log: Logger;
+  /** Extra attempts on transient failures; default 2. */
+  retries?: number;
+  random?: Random;
+  signal?: AbortSignal;
+}
+
+export interface ManifestOptions extends SourceOptions {
+  /** The [source] url, ending in "/". */
+  url: string;
+  name: string;
+  verify: Trust;
+  /** Path of the ASCII-armored keyring; read only when verify = "signature". */
+  keyring: string;
+}
+
+export interface Manifest {
+  /** SHA256SUMS as published, authenticated to the level in `trust`. */
+  text: string;
+  trust: Trust;
+}
+
+const MANIFEST_MAX_BYTES = 1 << 20;
+const SIGNATURE_MAX_BYTES = 256 << 10;
+const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+~-]*$/;
+
+/** URL of a file published next to the manifest; refuses names that could leave the source directory. */
+export function imageUrl(url: string, file: string): string {
+  if (!FILE_NAME.test(file) || file.includes("..")) {
+    throw new KataError("name-invalid", `refusing image file name "${file}": only a plain file name is allowed`, {
+      remedy: "the release's SHA256SUMS lists a name with a path or odd characters; it is not fetched",
+    });
+  }
+  return new URL(file, withSlash(url)).toString();
+}
+
+export function manifestUrl(url: string, name: string): string {
+  return new URL(`${encodeURIComponent(name)}/SHA256SUMS`, withSlash(url)).toString();
+}
+
+/** Fetches SHA256SUMS and, when asked to, checks its detached signature; any doubt means no manifest. */
+export async function fetchManifest(opts: ManifestOptions): Promise<Manifest> {
+  const url = manifestUrl(opts.url, opts.name);
+  const bytes = await getWithRetries(url, MANIFEST_MAX_BYTES, opts);
+  if (opts.verify === "checksum") return { text: bytes.toString("utf8"), trust: "checksum" };
+
+  let signature: Buffer;
+  try {
+    signature = await getWithRetries(`${url}.gpg`, SIGNATURE_MAX_BYTES, opts);
+  } catch (err) {
+    if (err instanceof FetchError && err.status === 404) {
+      throw new KataError("signature-invalid", `${url}.gpg is missing, so SHA256SUMS cannot be trusted`, {
+        remedy: 'publish SHA256SUMS.gpg next to SHA256SUMS, or set [source] verify = "checksum"',
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  await verifyDetached(bytes, signature, opts.keyring, url);
+  opts.log.info("SHA256SUMS signature verified", { URL: url });
+  return { text: bytes.toString("utf8"), trust: "signature" };
+}
+
+/** An optional file next to the images (release notes, metadata): null when the server says 404. */
+export async function fetchOptional(url: string, opts: SourceOptions & { maxBytes?: number }): Promise<string | null> {
+  try {
+    return (await getWithRetries(url, opts.maxBytes ?? MANIFEST_MAX_BYTES, opts)).toString("utf8");
+  } catch (err) {
+    if (err instanceof FetchError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+/** Throws signature-invalid unless `signature` (binary or armored) is a good signature over `data` by the keyring. */
+export async function verifyDetached(
+  data: Buffer,
+  signature: Buffer,
+  keyringPath: string,
+  what: string,
+): Promise<void> {
+  const invalid = (why: string, cause?: unknown): KataError =>
+    new KataError("signature-invalid", `${what}: ${why}; nothing from this manifest is used`, {
+      remedy: "check that [source] keyring holds the release signing key and that the release is not tampered with",
+      cause,
+    });
+  let armoredKeys: string;
+  try {
+    armoredKeys = await readFile(keyringPath, "utf8");
+  } catch (cause) {
+    throw invalid(`cannot read keyring ${keyringPath}`, cause);
+  }
+  try {
+    const verificationKeys = await readKeys({ armoredKeys });
+    const sig: Signature = signature.toString("latin1").trimStart().startsWith("-----BEGIN PGP SIGNATURE-----")
+      ? await readSignature({ armoredSignature: signature.toString("utf8") })
+      : await readSignature({ binarySignature: new Uint8Array(signature) });
+    const message = await createMessage({ binary: new Uint8Array(data) });
+    const result = await verify({ message, signature: sig, verificationKeys, expectSigned: true });
+    // expectSigned already throws on a bad signature; this also covers a signature list without a good entry.
+    const checks = await Promise.all(result.signatures.map((s) => s.verified.catch(() => false)));
+    if (!checks.includes(true)) throw new Error("no valid signature by a key in the keyring");
+  } catch (cause) {
+    throw invalid(`signature check failed (${cause instanceof Error ? cause.message : String(cause)})`, cause);
+  }
+}
+
+function getWithRetries(url: string, maxBytes: number, opts: SourceOptions): Promise<Buffer> {
+  const get: GetOptions = {
+    connectTimeoutMs: opts.connectTimeoutMs,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    maxBytes,
+    signal: opts.signal,
+  };
+  const policy = { ...opts, retries: opts.retries ?? 2, random: opts.random ?? systemRandom };
+  return withRetries(`fetch of ${url}`, policy, () => httpGetBuffer(url, get));
+}
+
+function withSlash(url: string): string {
+  return url.endsWith("/") ? url : `${url}/`;
+}

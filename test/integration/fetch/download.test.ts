@@ -1,0 +1,299 @@
+// downloadImage against a real HTTP server on 127.0.0.1 and real files: every fault gives a typed error and
+// leaves no final file; only a resumable .partial survives network failures, and cleanupPartials removes it.
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { KataError } from "../../../src/errors.ts";
+import { cleanupPartials, type DownloadOptions, downloadImage, partialPath } from "../../../src/fetch/download.ts";
+import { FetchError } from "../../../src/fetch/http.ts";
+import type { DownloadProgress } from "../../../src/status.ts";
+import {
+  type PublishedImage,
+  publishRelease,
+  type ReleaseServer,
+  sha256Hex,
+  startReleaseServer,
+} from "../../helpers/release-server.ts";
+import { type FakeClock, fakeClock, listDir, memoryLogger, tempDir } from "./support.ts";
+
+const SIZE = 256 * 1024;
+const content = randomBytes(SIZE);
+let releaseDir: string;
+let server: ReleaseServer;
+let image: PublishedImage;
+let path: string;
+let store: string;
+let clock: FakeClock;
+
+beforeAll(async () => {
+  releaseDir = tempDir("release");
+  const published = await publishRelease(releaseDir, { images: [{ version: "3.2.0", content }] });
+  image = published.images[0] as PublishedImage;
+  path = `/${image.file}`;
+  server = await startReleaseServer(releaseDir);
+});
+
+afterAll(async () => {
+  await server.close();
+  rmSync(releaseDir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  server.clearFaults();
+  server.requests.length = 0;
+  if (store !== undefined) rmSync(store, { recursive: true, force: true });
+});
+
+function options(overrides: Partial<DownloadOptions> = {}): DownloadOptions {
+  store = tempDir("store");
+  clock = fakeClock();
+  return {
+    url: `${server.url}${image.file}`,
+    dest: join(store, image.file),
+    tmpDir: store,
+    expectedSha256: image.sha256,
+    maxBytes: 1 << 20,
+    connectTimeoutMs: 2000,
+    idleTimeoutMs: 2000,
+    retries: 3,
+    clock,
+    random: () => 0.5,
+    log: memoryLogger(),
+    ...overrides,
+  };
+}
+
+async function failure(opts: DownloadOptions): Promise<KataError> {
+  const err = await downloadImage(opts).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(KataError);
+  expect(existsSync(opts.dest)).toBe(false);
+  return err as KataError;
+}
+
+const fileRequests = (): { path: string; range: string | null }[] => server.requests.filter((r) => r.path === path);
+
+test("downloads, verifies and renames into place, reporting progress", async () => {
+  const progress: DownloadProgress[] = [];
+  const opts = options({ onProgress: (p) => progress.push(p) });
+  const got = await downloadImage(opts);
+  expect(got).toEqual({ path: opts.dest, sha256: image.sha256, bytes: SIZE });
+  expect(readFileSync(opts.dest).equals(content)).toBe(true);
+  expect(listDir(store)).toEqual([image.file]);
+  expect(progress.at(-1)).toMatchObject({ file: image.file, bytes: SIZE, total: SIZE });
+  expect(fileRequests()).toEqual([{ path, range: null }]);
+});
+
+describe("resume", () => {
+  test("a reset mid-body is resumed with Range and the digest is right", async () => {
+    server.setFault(path, { kind: "reset", afterBytes: 100_000 }, 1);
+    const opts = options();
+    const got = await downloadImage(opts);
+    expect(got.sha256).toBe(image.sha256);
+    expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
+    const [first, second, ...rest] = fileRequests();
+    expect(rest).toEqual([]);
+    expect(first?.range).toBeNull();
+    const offset = Number(/^bytes=(\d+)-$/.exec(second?.range ?? "")?.[1]);
+    expect(offset).toBeGreaterThan(0);
+    expect(offset).toBeLessThanOrEqual(100_000);
+    expect(clock.sleeps).toHaveLength(1);
+  });
+
+  test("a server without Range support gets the whole file again", async () => {
+    server.setFault(path, { kind: "no-range" });
+    server.setFault(path, { kind: "truncate", afterBytes: 50_000, framing: "length" }, 1);
+    const opts = options();
+    await downloadImage(opts);
+    expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
+    const [first, second] = fileRequests();
+    expect(first?.range).toBeNull();
+    expect(second?.range).toMatch(/^bytes=\d+-$/);
+    expect(listDir(store)).toEqual([image.file]);
+  });
+
+  test("a leftover .partial of other content is discarded and downloaded again", async () => {
+    const opts = options();
+    writeFileSync(partialPath(store, image.file), randomBytes(1000));
+    await downloadImage(opts);
+    expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
+    expect(fileRequests().map((r) => r.range)).toEqual(["bytes=1000-", null]);
+  });
+});
+
+describe("retries", () => {
+  test("Retry-After of 503 and 429 is honoured", async () => {
+    server.setFault(path, { kind: "status", status: 429, retryAfter: "3" }, 1);
+    server.setFault(path, { kind: "status", status: 503, retryAfter: "7" }, 1);
+    await downloadImage(options());
+    expect(clock.sleeps).toEqual([7000, 3000]);
+    expect(fileRequests()).toHaveLength(3);
+  });
+
+  test("500 without Retry-After backs off exponentially with jitter", async () => {
+    server.setFault(path, { kind: "status", status: 500 }, 3);
+    await downloadImage(options());
+    // random() = 0.5: half the ceiling fixed plus a quarter; ceilings 1 s, 2 s, 4 s.
+    expect(clock.sleeps).toEqual([750, 1500, 3000]);
+  });
+
+  test("when retries run out the error is typed and only the resumable .partial stays", async () => {
+    server.setFault(path, { kind: "reset", afterBytes: 10_000 });
+    const opts = options({ retries: 2 });
+    const err = await failure(opts);
+    expect(err).toBeInstanceOf(FetchError);
+    expect(err.code).toBe("fetch-failed");
+    expect((err as FetchError).kind).toBe("reset");
+    expect(fileRequests()).toHaveLength(3);
+    expect(listDir(store)).toEqual([`.${image.file}.partial`]);
+    expect(await cleanupPartials(store)).toEqual([partialPath(store, image.file)]);
+    expect(listDir(store)).toEqual([]);
+  });
+});
+
+describe("faults", () => {
+  const cases: { name: string; arrange: () => void | Promise<void>; code: string; kind?: string; status?: number }[] = [
+    {
+      name: "404",
+      arrange: () => server.setFault(path, { kind: "status", status: 404 }),
+      code: "fetch-http-status",
+      status: 404,
+    },
+    {
+      name: "500 for good",
+      arrange: () => server.setFault(path, { kind: "status", status: 500 }),
+      code: "fetch-http-status",
+      status: 500,
+    },
+    {
+      name: "503 with Retry-After for good",
+      arrange: () => server.setFault(path, { kind: "status", status: 503, retryAfter: "1" }),
+      code: "fetch-http-status",
+      status: 503,
+    },
+    { name: "connection refused", arrange: () => server.refuse(), code: "fetch-failed", kind: "connect" },
+    {
+      name: "reset mid-body",
+      arrange: () => server.setFault(path, { kind: "reset", afterBytes: 1000 }),
+      code: "fetch-failed",
+      kind: "reset",
+    },
+    {
+      name: "truncated with Content-Length",
+      arrange: () => server.setFault(path, { kind: "truncate", afterBytes: 1000, framing: "length" }),
+      code: "fetch-failed",
+      kind: "reset",
+    },
+    {
+      name: "truncated chunked body (no Content-Length)",
+      arrange: () => server.setFault(path, { kind: "truncate", afterBytes: 1000, framing: "chunked" }),
+      code: "fetch-failed",
+      kind: "reset",
+    },
+    {
+      name: "truncated close-delimited body (no Content-Length): only the digest can tell",
+      arrange: () => server.setFault(path, { kind: "truncate", afterBytes: 1000, framing: "close" }),
+      code: "digest-mismatch",
+    },
+    {
+      name: "stall before headers",
+      arrange: () => server.setFault(path, { kind: "stall" }),
+      code: "fetch-timeout",
+      kind: "timeout",
+    },
+    {
+      name: "stall mid-body",
+      arrange: () => server.setFault(path, { kind: "stall", afterBytes: 1000 }),
+      code: "fetch-timeout",
+      kind: "timeout",
+    },
+    {
+      name: "redirect loop",
+      arrange: () => {
+        server.setFault(path, { kind: "redirect", to: "/elsewhere.raw" });
+        server.setFault("/elsewhere.raw", { kind: "redirect", to: path });
+      },
+      code: "fetch-failed",
+      kind: "redirect",
+    },
+    {
+      name: "endless redirects",
+      arrange: () => {
+        for (let hop = 0; hop < 7; hop++) server.setFault(`/hop${hop}`, { kind: "redirect", to: `/hop${hop + 1}` });
+        server.setFault(path, { kind: "redirect", to: "/hop0" });
+      },
+      code: "fetch-failed",
+      kind: "redirect",
+    },
+    {
+      name: "oversize with Content-Length",
+      arrange: () => server.setFault(path, { kind: "oversize", bytes: 2 << 20, contentLength: true }),
+      code: "fetch-too-large",
+      kind: "too-large",
+    },
+    {
+      name: "oversize without Content-Length (bytes counted)",
+      arrange: () => server.setFault(path, { kind: "oversize", bytes: 2 << 20, contentLength: false }),
+      code: "fetch-too-large",
+      kind: "too-large",
+    },
+    { name: "corrupted body", arrange: () => server.setFault(path, { kind: "corrupt" }), code: "digest-mismatch" },
+  ];
+
+  test.each(cases)("$name: typed error, no final file, nothing left after cleanup", async (c) => {
+    await c.arrange();
+    const opts = options({ retries: 0, idleTimeoutMs: 300 });
+    try {
+      const err = await failure(opts);
+      expect(err.code).toBe(c.code);
+      expect(err.remedy).toBeTruthy();
+      if (c.kind !== undefined) expect((err as FetchError).kind).toBe(c.kind);
+      if (c.status !== undefined) expect((err as FetchError).status).toBe(c.status);
+      await cleanupPartials(store);
+      expect(listDir(store)).toEqual([]);
+    } finally {
+      await server.accept().catch(() => undefined);
+    }
+  });
+
+  test("a redirect to the real file is followed", async () => {
+    server.setFault("/moved.raw", { kind: "redirect", to: path });
+    const opts = options({ url: `${server.url}moved.raw` });
+    await downloadImage(opts);
+    expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
+  });
+
+  test("a wrong expected digest fails with digest-mismatch and removes the partial", async () => {
+    const err = await failure(options({ expectedSha256: "0".repeat(64) }));
+    expect(err.code).toBe("digest-mismatch");
+    expect(listDir(store)).toEqual([]);
+  });
+
+  test("an AbortSignal stops the download and keeps the resumable partial", async () => {
+    server.setFault(path, { kind: "stall", afterBytes: 5000 });
+    const controller = new AbortController();
+    const opts = options({ signal: controller.signal, idleTimeoutMs: 10_000 });
+    const pending = failure(opts);
+    const partial = partialPath(store, image.file);
+    while (!existsSync(partial) || statSync(partial).size < 5000) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    const err = await pending;
+    expect((err as FetchError).kind).toBe("aborted");
+    expect(listDir(store)).toEqual([`.${image.file}.partial`]);
+  });
+});
+
+test("cleanupPartials keeps the partials it is told to keep", async () => {
+  const dir = tempDir("cleanup");
+  try {
+    for (const name of [".a.raw.partial", ".b.raw.partial", "c.raw", ".hidden"]) writeFileSync(join(dir, name), "x");
+    expect(await cleanupPartials(dir, ["b.raw"])).toEqual([join(dir, ".a.raw.partial")]);
+    expect(listDir(dir)).toEqual([".b.raw.partial", ".hidden", "c.raw"]);
+    expect(await cleanupPartials(join(dir, "missing"))).toEqual([]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
