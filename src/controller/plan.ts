@@ -1,0 +1,96 @@
+// The pure core of the reconcile loop: observed state + the desired version in, the next steps out.
+// No I/O here; test/unit/controller/plan.test.ts drives it with tables.
+import type { ActivationPolicy } from "../config/schema.ts";
+import { compareVersions } from "../release/version.ts";
+import type { LinkState } from "../store/link.ts";
+
+export interface StoreEntry {
+  file: string;
+  version: string;
+  /** Whether the image's own extension-release matches the host the plan is for. */
+  compatible: boolean;
+}
+
+export interface Target {
+  version: string;
+  file: string;
+  /** Present when the image must still be fetched. */
+  remote: { url: string; sha256: string } | null;
+}
+
+export interface PlanInput {
+  link: LinkState;
+  store: StoreEntry[];
+  /** The extension shows up in systemd-sysext's merged list. */
+  merged: boolean;
+  /** False where the merge of a linked image cannot be observed (--root with systemd-sysext 252). */
+  mergeObservable: boolean;
+  /** The version the policy wants now, or null when nothing acceptable exists. */
+  target: Target | null;
+  sandboxesRunning: number;
+  activation: ActivationPolicy;
+  /** How many images to keep besides the active and the previous one. */
+  keep: number;
+  previous: string | null;
+}
+
+export type Action =
+  | { kind: "download"; target: Target }
+  | { kind: "switch"; to: string; from: string | null }
+  | { kind: "remerge"; file: string }
+  | { kind: "unlink"; reason: string }
+  | { kind: "defer"; reason: string }
+  | { kind: "prune"; files: string[] };
+
+/** The first thing to do next; the loop carries it out, observes again and asks again. */
+export function nextAction(input: PlanInput): Action | null {
+  const active = input.link.kind === "store" ? input.link.file : null;
+  const activeEntry = input.store.find((e) => e.file === active);
+  const target = input.target;
+
+  if (target !== null && target.file !== active) {
+    const stored = input.store.find((e) => e.file === target.file);
+    if (stored === undefined) return { kind: "download", target };
+    if (!stored.compatible) return null; // inspection decided against it; the caller reports why
+    const busy = sandboxesBlock(input);
+    if (busy !== null) return busy;
+    return { kind: "switch", to: target.file, from: active };
+  }
+
+  if (active !== null && activeEntry !== undefined && !activeEntry.compatible && target === null) {
+    return { kind: "unlink", reason: `${active} does not match this host and no compatible image is available` };
+  }
+
+  if (active !== null && activeEntry !== undefined && input.mergeObservable && !input.merged) {
+    const busy = sandboxesBlock(input);
+    if (busy !== null) return busy;
+    return { kind: "remerge", file: active };
+  }
+
+  const prunable = pruneCandidates(input, active);
+  if (prunable.length > 0) return { kind: "prune", files: prunable };
+  return null;
+}
+
+function sandboxesBlock(input: PlanInput): Action | null {
+  if (input.sandboxesRunning === 0 || input.activation === "force") return null;
+  const n = input.sandboxesRunning;
+  const what = `${n} Kata sandbox${n === 1 ? "" : "es"} running`;
+  return input.activation === "wait"
+    ? { kind: "defer", reason: `${what}; waiting until none run (policy.activation = "wait")` }
+    : {
+        kind: "defer",
+        reason: `${what}; the new image becomes active at the next boot (policy.activation = "next-boot")`,
+      };
+}
+
+/** Newest `keep` images stay, plus the active and previous ones; everything else goes. */
+export function pruneCandidates(
+  input: Pick<PlanInput, "store" | "keep" | "previous">,
+  active: string | null,
+): string[] {
+  const protectedFiles = new Set([active, input.previous].filter((f): f is string => f !== null));
+  const others = input.store.filter((e) => !protectedFiles.has(e.file));
+  const byNewest = [...others].sort((a, b) => compareVersions(b.version, a.version));
+  return byNewest.slice(input.keep).map((e) => e.file);
+}

@@ -1,0 +1,81 @@
+// Builds the /status document from what a pass observed. Pure: the daemon keeps the result in memory.
+import type { PreflightSummary, StatusDocument } from "../status.ts";
+import type { PassOutcome } from "./reconciler.ts";
+
+export interface SnapshotInput {
+  base: StatusDocument;
+  outcome: PassOutcome;
+  at: string;
+  preflight: PreflightSummary | null;
+}
+
+export function initialStatus(opts: {
+  version: string;
+  startedAt: string;
+  root: string;
+  name: string;
+  arch: string;
+}): StatusDocument {
+  return {
+    daemon: { version: opts.version, startedAt: opts.startedAt, root: opts.root },
+    host: { id: null, versionId: null, sysextLevel: null, arch: opts.arch },
+    extension: {
+      name: opts.name,
+      active: null,
+      previous: null,
+      merged: false,
+      image: null,
+      trust: null,
+      limitation: null,
+    },
+    nextBoot: null,
+    preflight: null,
+    lastReconcile: null,
+    download: null,
+    state: "idle",
+  };
+}
+
+export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput): StatusDocument {
+  const observed = outcome.observed;
+  const activeFile = observed?.link.kind === "store" ? observed.link.file : null;
+  const active = observed?.images.find((i) => i.file === activeFile) ?? null;
+  const previous = observed?.images.find((i) => i.file === observed.state.previous) ?? null;
+  const next = observed?.state.nextBoot ?? null;
+  const failedPreflight = preflight !== null && !preflight.ok;
+  return {
+    ...base,
+    host:
+      observed === null
+        ? base.host
+        : {
+            id: observed.host.id,
+            versionId: observed.host.versionId,
+            sysextLevel: observed.host.sysextLevel,
+            arch: observed.arch,
+          },
+    extension: {
+      ...base.extension,
+      active: active?.version ?? null,
+      previous: previous?.version ?? null,
+      merged: observed?.merged ?? false,
+      image: active?.path ?? null,
+      trust: active?.trust ?? null,
+      limitation: outcome.unconfirmed,
+    },
+    nextBoot:
+      next === null
+        ? null
+        : { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
+    preflight,
+    lastReconcile: {
+      at,
+      result: outcome.result,
+      error: outcome.error?.message ?? null,
+      remedy: outcome.error?.remedy ?? null,
+    },
+    download: null,
+    state:
+      outcome.result === "failed" ? (active === null ? "error" : "degraded") : failedPreflight ? "degraded" : "idle",
+  };
+}

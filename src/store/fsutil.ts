@@ -1,0 +1,54 @@
+// Crash-safe file system primitives: every change is a rename of something complete, followed by an fsync of
+// the directory, so a kill -9 at any point leaves either the old or the new state, never a half.
+import { open, rename, rm, symlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export const fsyncDir = fsyncPath;
+
+/** Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const handle = await open(tmp, "w", mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dirname(path));
+}
+
+/** Points the symlink `link` at `target` atomically: a new symlink beside it, renamed over the old one. */
+export async function replaceSymlink(link: string, target: string): Promise<void> {
+  const tmp = join(dirname(link), `.${basename(link)}.${process.pid}.new`);
+  await rm(tmp, { force: true });
+  await symlink(target, tmp);
+  try {
+    await rename(tmp, link);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dirname(link));
+}
+
+/** Removes `path` and makes the removal durable. */
+export async function removeDurably(path: string): Promise<void> {
+  await rm(path, { force: true });
+  await fsyncDir(dirname(path));
+}

@@ -1,0 +1,51 @@
+// The active link /etc/extensions/<name>.raw -> the store. Only ever replaced atomically (replaceSymlink), so
+// systemd-sysext sees the old image or the new one, never a missing link in between.
+import { lstat, mkdir, readlink } from "node:fs/promises";
+import { basename, dirname, relative, resolve } from "node:path";
+import { removeDurably, replaceSymlink } from "./fsutil.ts";
+
+export type LinkState =
+  | { kind: "absent" }
+  | { kind: "store"; file: string; target: string }
+  /** Something else is there: a regular file, or a link outside our store. We never overwrite it silently. */
+  | { kind: "foreign"; detail: string };
+
+export class ActiveLink {
+  readonly path: string;
+  readonly storeDir: string;
+
+  constructor(path: string, storeDir: string) {
+    this.path = path;
+    this.storeDir = storeDir;
+  }
+
+  async read(): Promise<LinkState> {
+    let st: Awaited<ReturnType<typeof lstat>>;
+    try {
+      st = await lstat(this.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "absent" };
+      throw err;
+    }
+    if (!st.isSymbolicLink()) return { kind: "foreign", detail: `${this.path} is not a symlink` };
+    const target = await readlink(this.path);
+    const absolute = resolve(dirname(this.path), target);
+    if (dirname(absolute) !== resolve(this.storeDir)) {
+      return { kind: "foreign", detail: `${this.path} points outside the store, at ${target}` };
+    }
+    return { kind: "store", file: basename(absolute), target };
+  }
+
+  /**
+   * Points the link at a store image. The target is relative (../../var/lib/...), so it resolves the same on
+   * the host and under --root.
+   */
+  async point(file: string): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    await replaceSymlink(this.path, relative(dirname(this.path), resolve(this.storeDir, file)));
+  }
+
+  async remove(): Promise<void> {
+    await removeDurably(this.path);
+  }
+}

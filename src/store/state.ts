@@ -1,0 +1,47 @@
+// The daemon's persisted state (/var/lib/kata-sysextd/state.json), written atomically. The file system (the
+// active link, the store) is the truth about images; this file only remembers what cannot be read off it:
+// which image was active before, what the next boot should merge, how the last pass ended.
+import { mkdir, readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { writeFileAtomic } from "./fsutil.ts";
+
+export interface NextBoot {
+  flatcarVersion: string;
+  kata: string | null;
+  file: string | null;
+  staged: boolean;
+  reason: string | null;
+  /** The Flatcar version that was booted when this was staged, so a boot on the old release can be recognised. */
+  stagedOn: string | null;
+}
+
+export interface PersistedState {
+  schema: 1;
+  /** Store file name the active link pointed at before the last switch; the rollback target. */
+  previous: string | null;
+  nextBoot: NextBoot | null;
+  lastReconcile: {
+    at: string;
+    result: "ok" | "failed" | "deferred";
+    error: string | null;
+    remedy: string | null;
+  } | null;
+}
+
+export const EMPTY_STATE: PersistedState = { schema: 1, previous: null, nextBoot: null, lastReconcile: null };
+
+export async function readState(file: string): Promise<PersistedState> {
+  try {
+    const parsed = JSON.parse(await readFile(file, "utf8")) as Partial<PersistedState>;
+    if (parsed.schema !== 1) return { ...EMPTY_STATE };
+    return { ...EMPTY_STATE, ...parsed };
+  } catch {
+    // Missing or unreadable state is not fatal: everything important can be re-observed from disk.
+    return { ...EMPTY_STATE };
+  }
+}
+
+export async function writeState(file: string, state: PersistedState): Promise<void> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
+}

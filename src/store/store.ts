@@ -1,0 +1,133 @@
+// The verified image store, /var/lib/kata-sysextd/images (never under /opt: a merged sysext shipping /opt makes
+// /opt read-only on Flatcar). A file only ever enters the store by rename after its digest was verified and
+// its extension-release inspected, and its record (<file>.json) is written before that rename, so every image
+// in the store is complete, verified and described, whatever moment a crash hits.
+import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { KataError } from "../errors.ts";
+import { fsyncDir, removeDurably, writeFileAtomic } from "./fsutil.ts";
+
+export interface ImageRecord {
+  file: string;
+  name: string;
+  version: string;
+  arch: string;
+  sha256: string;
+  bytes: number;
+  /** How the image was verified: "checksum" (SHA256SUMS) or "signature" (SHA256SUMS.gpg too). */
+  trust: "checksum" | "signature";
+  verifiedAt: string;
+  /** The image's own extension-release file, verbatim as read at inspection. */
+  extensionRelease: string;
+}
+
+export interface StoredImage extends ImageRecord {
+  path: string;
+}
+
+const RECORD_SUFFIX = ".json";
+const INCOMING = ".incoming";
+
+export class ImageStore {
+  readonly dir: string;
+  readonly quarantineDir: string;
+
+  constructor(dir: string, quarantineDir: string) {
+    this.dir = dir;
+    this.quarantineDir = quarantineDir;
+  }
+
+  /** Where downloads land before they are verified and inspected; same filesystem as the store. */
+  get incomingDir(): string {
+    return join(this.dir, INCOMING);
+  }
+
+  pathOf(file: string): string {
+    return join(this.dir, file);
+  }
+
+  async ensure(): Promise<void> {
+    await mkdir(this.incomingDir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Every complete image with its record; images without a record (foreign files) are ignored. */
+  async list(): Promise<StoredImage[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    const images: StoredImage[] = [];
+    for (const file of names) {
+      if (file.startsWith(".") || !file.endsWith(".raw")) continue;
+      const record = await this.record(file);
+      if (record !== null) images.push({ ...record, path: this.pathOf(file) });
+    }
+    return images;
+  }
+
+  async get(file: string): Promise<StoredImage | null> {
+    const record = await this.record(file);
+    if (record === null) return null;
+    try {
+      await stat(this.pathOf(file));
+    } catch {
+      return null;
+    }
+    return { ...record, path: this.pathOf(file) };
+  }
+
+  private async record(file: string): Promise<ImageRecord | null> {
+    try {
+      const parsed = JSON.parse(await readFile(this.pathOf(file + RECORD_SUFFIX), "utf8")) as ImageRecord;
+      return parsed.file === file ? parsed : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Moves a verified, inspected image from incoming/ into the store: record first, then the image. */
+  async admit(incomingPath: string, record: ImageRecord): Promise<StoredImage> {
+    const dest = this.pathOf(record.file);
+    await writeFileAtomic(dest + RECORD_SUFFIX, `${JSON.stringify(record, null, 2)}\n`);
+    await rename(incomingPath, dest);
+    await fsyncDir(this.dir);
+    return { ...record, path: dest };
+  }
+
+  /** Keeps a failed image aside for inspection instead of deleting it; it is never linked. */
+  async quarantine(path: string, file: string, why: string): Promise<string> {
+    await mkdir(this.quarantineDir, { recursive: true, mode: 0o700 });
+    const dest = join(this.quarantineDir, file);
+    await rename(path, dest);
+    await writeFileAtomic(`${dest}.reason`, `${why}\n`);
+    return dest;
+  }
+
+  /** Deletes an image and then its record (the reverse of admit, so a crash never orphans an image). */
+  async remove(file: string): Promise<void> {
+    if (file.includes("/")) throw new KataError("store-failed", `refusing to remove "${file}": not a store file name`);
+    await removeDurably(this.pathOf(file));
+    await removeDurably(this.pathOf(file + RECORD_SUFFIX));
+  }
+
+  /** Removes records whose image is gone and leftovers of interrupted writes. */
+  async sweep(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    const present = new Set(names);
+    for (const name of names) {
+      if (name.endsWith(`.raw${RECORD_SUFFIX}`) && !present.has(name.slice(0, -RECORD_SUFFIX.length))) {
+        await rm(this.pathOf(name), { force: true });
+      } else if (name.startsWith(".") && name.endsWith(".tmp")) {
+        await rm(this.pathOf(name), { force: true });
+      }
+    }
+  }
+}

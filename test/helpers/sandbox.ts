@@ -1,0 +1,81 @@
+// A sandbox root for running the real daemon with --root, and a private mount namespace to run it in, so
+// the real systemd-sysext can merge under the root without touching this machine's /usr (ENVIRONMENT.md).
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { writeOsRelease } from "./images.ts";
+
+export const PROJECT = resolve(import.meta.dirname, "../..");
+export const NODE = process.execPath;
+export const DAEMON = join(PROJECT, "bin/kata-sysextd.js");
+export const CTL = join(PROJECT, "bin/kata-sysextctl.js");
+
+export function makeSandboxRoot(versionId = "4593.2.5"): string {
+  const root = mkdtempSync(join(tmpdir(), "kata-root-"));
+  writeOsRelease(root, versionId);
+  for (const dir of ["etc/extensions", "etc/kata-sysextd", "opt", "var/lib", "run"]) {
+    mkdirSync(join(root, dir), { recursive: true });
+  }
+  return root;
+}
+
+export function writeConfig(root: string, toml: string): string {
+  const file = join(root, "etc/kata-sysextd/config.toml");
+  writeFileSync(file, toml);
+  return file;
+}
+
+// systemd-sysext needs /run to be a mount point and the root to be a shared mount; "$@" is the command.
+const NAMESPACE_SETUP = 'mount -t tmpfs tmpfs /run && mount --bind "$R" "$R" && mount --make-shared "$R" && exec "$@"';
+
+/** argv that runs `command` in a private mount namespace prepared for `systemd-sysext --root=root`. */
+export function inMountNamespace(root: string, command: string[]): string[] {
+  return [
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "env",
+    `R=${root}`,
+    "sh",
+    "-c",
+    NAMESPACE_SETUP,
+    "sh",
+    ...command,
+  ];
+}
+
+export interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function runArgv(argv: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error("empty argv");
+  return new Promise((done) => {
+    execFile(
+      file,
+      args,
+      { timeout: opts.timeoutMs ?? 60_000, env: { ...process.env, KATA_SYSEXTD_LOG: "stderr", ...opts.env } },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
+        done({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** `kata-sysextd --once --root R` in its own mount namespace. */
+export function daemonOnce(root: string, extra: string[] = []): Promise<Ran> {
+  return runArgv(inMountNamespace(root, [NODE, DAEMON, "--once", "--root", root, ...extra]));
+}
+
+export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn(NODE, [DAEMON, ...args], {
+    env: { ...process.env, KATA_SYSEXTD_LOG: "stderr", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
