@@ -1,0 +1,177 @@
+// Prometheus metrics on a registry of our own (never prom-client's global one, so tests and a second API
+// instance do not collide). The reconciler reports events through the typed methods; everything that is a
+// property of the current status (versions, preflight, next boot) is derived from the status document.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { ErrorCode } from "../errors.ts";
+import type { CheckStatus, StatusDocument } from "../status.ts";
+import { DAEMON_STATES } from "./schemas.ts";
+
+export type ReconcileResult = "ok" | "failed" | "deferred";
+
+export interface Metrics {
+  /** The Content-Type of render(): text/plain; version=0.0.4; charset=utf-8. */
+  readonly contentType: string;
+  reconciled(result: ReconcileResult, seconds: number): void;
+  downloadBytes(n: number): void;
+  downloadFailed(reason: ErrorCode): void;
+  verificationFailed(reason?: ErrorCode): void;
+  rolledBack(): void;
+  /** Derives the info, preflight, state and next-boot gauges from the document; cheap, call it on every change. */
+  setStatus(doc: StatusDocument): void;
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<string>;
+}
+
+export interface MetricsOptions {
+  /** process_* and nodejs_* metrics from prom-client (default true). */
+  processMetrics?: boolean;
+}
+
+const CHECK_STATUSES: readonly CheckStatus[] = ["pass", "warn", "fail", "skip"];
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const kataInfo = new Gauge({
+    name: "kata_sysextd_kata_active_info",
+    help: "The active Kata Containers extension image (always 1; absent when none is active)",
+    labelNames: ["name", "version", "trust"] as const,
+    registers,
+  });
+  const merged = new Gauge({
+    name: "kata_sysextd_extension_merged",
+    help: "1 when systemd-sysext has the Kata extension merged into /usr and /opt",
+    registers,
+  });
+  const hostInfo = new Gauge({
+    name: "kata_sysextd_host_info",
+    help: "The booted OS from os-release (always 1)",
+    labelNames: ["id", "version_id", "sysext_level", "arch"] as const,
+    registers,
+  });
+  const state = new Gauge({
+    name: "kata_sysextd_state",
+    help: "1 for the daemon's current state, 0 for the others",
+    labelNames: ["state"] as const,
+    registers,
+  });
+  const reconciles = new Counter({
+    name: "kata_sysextd_reconcile_total",
+    help: "Reconcile passes by result",
+    labelNames: ["result"] as const,
+    registers,
+  });
+  const reconcileSeconds = new Histogram({
+    name: "kata_sysextd_reconcile_duration_seconds",
+    help: "How long a reconcile pass took, by result",
+    labelNames: ["result"] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    registers,
+  });
+  const downloaded = new Counter({
+    name: "kata_sysextd_download_bytes_total",
+    help: "Bytes of extension images and manifests downloaded",
+    registers,
+  });
+  const downloadFailures = new Counter({
+    name: "kata_sysextd_download_failures_total",
+    help: "Failed downloads by reason (error code)",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  const verificationFailures = new Counter({
+    name: "kata_sysextd_verification_failures_total",
+    help: "Images rejected by checksum or signature verification, by reason",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  const preflightCheck = new Gauge({
+    name: "kata_sysextd_preflight_check_status",
+    help: "1 for each preflight check's current status, 0 for its other statuses",
+    labelNames: ["check", "status"] as const,
+    registers,
+  });
+  const rollbacks = new Counter({
+    name: "kata_sysextd_rollbacks_total",
+    help: "Times the previous image was re-activated",
+    registers,
+  });
+  const nextBootPending = new Gauge({
+    name: "kata_sysextd_next_boot_pending",
+    help: "1 when an OS update is pending a reboot",
+    registers,
+  });
+  const nextBootStaged = new Gauge({
+    name: "kata_sysextd_next_boot_staged",
+    help: "1 when a Kata image compatible with the pending OS update is staged",
+    registers,
+  });
+  const nextBootInfo = new Gauge({
+    name: "kata_sysextd_next_boot_info",
+    help: "The pending OS update and the Kata version staged for it (always 1; absent when none is pending)",
+    labelNames: ["flatcar_version", "kata"] as const,
+    registers,
+  });
+
+  // Pre-create the zero-valued series so dashboards see 0 instead of "no data" before the first event.
+  for (const result of ["ok", "failed", "deferred"] as const) reconciles.inc({ result }, 0);
+  for (const reason of ["digest-mismatch", "signature-invalid"] as const) verificationFailures.inc({ reason }, 0);
+  rollbacks.inc(0);
+  downloaded.inc(0);
+
+  return {
+    contentType: registry.contentType,
+    reconciled(result, seconds) {
+      reconciles.inc({ result });
+      if (Number.isFinite(seconds) && seconds >= 0) reconcileSeconds.observe({ result }, seconds);
+    },
+    downloadBytes(n) {
+      if (Number.isFinite(n) && n > 0) downloaded.inc(n);
+    },
+    downloadFailed(reason) {
+      downloadFailures.inc({ reason });
+    },
+    verificationFailed(reason = "digest-mismatch") {
+      verificationFailures.inc({ reason });
+    },
+    rolledBack() {
+      rollbacks.inc();
+    },
+    setStatus(doc) {
+      const ext = doc.extension;
+      kataInfo.reset();
+      if (ext.active !== null) kataInfo.set({ name: ext.name, version: ext.active, trust: ext.trust ?? "" }, 1);
+      merged.set(ext.merged ? 1 : 0);
+
+      hostInfo.reset();
+      hostInfo.set(
+        {
+          id: doc.host.id ?? "",
+          version_id: doc.host.versionId ?? "",
+          sysext_level: doc.host.sysextLevel ?? "",
+          arch: doc.host.arch,
+        },
+        1,
+      );
+
+      for (const s of DAEMON_STATES) state.set({ state: s }, s === doc.state ? 1 : 0);
+
+      preflightCheck.reset();
+      for (const check of doc.preflight?.checks ?? []) {
+        for (const status of CHECK_STATUSES) {
+          preflightCheck.set({ check: check.id, status }, status === check.status ? 1 : 0);
+        }
+      }
+
+      nextBootPending.set(doc.nextBoot === null ? 0 : 1);
+      nextBootStaged.set(doc.nextBoot?.staged === true ? 1 : 0);
+      nextBootInfo.reset();
+      if (doc.nextBoot !== null) {
+        nextBootInfo.set({ flatcar_version: doc.nextBoot.flatcarVersion, kata: doc.nextBoot.kata ?? "" }, 1);
+      }
+    },
+    render: () => registry.metrics(),
+  };
+}

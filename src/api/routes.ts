@@ -1,0 +1,283 @@
+// The API's routes, declared once: method, path, schemas and handler. server.ts registers them with fastify
+// and openapi.ts documents them from the same list, so the served document cannot drift from the routes.
+import { PassThrough } from "node:stream";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { PreflightSummary, StatusDocument } from "../status.ts";
+import type { Metrics } from "./metrics.ts";
+import {
+  type ActionResult,
+  actionResultSchema,
+  type ErrorBody,
+  errorBodySchema,
+  healthSchema,
+  type JsonSchema,
+  metricsTextSchema,
+  preflightSummarySchema,
+  type ReadyBody,
+  type RefreshStreamLine,
+  readySchema,
+  refreshQuerySchema,
+  refreshStreamLineSchema,
+  statusDocumentSchema,
+  type VersionsResult,
+  versionsSchema,
+} from "./schemas.ts";
+
+export interface ApiActions {
+  refresh(): Promise<ActionResult>;
+  rollback(): Promise<ActionResult>;
+  versions(): Promise<VersionsResult>;
+  preflight(): Promise<PreflightSummary>;
+}
+
+export interface RouteDeps {
+  snapshot: () => StatusDocument;
+  metrics: Metrics;
+  actions: ApiActions;
+  /** How often a streamed refresh looks at the snapshot for new progress. */
+  progressIntervalMs: number;
+  /** The OpenAPI document of the listener the route is served on. */
+  openapi: () => unknown;
+}
+
+export const JSON_TYPE = "application/json";
+export const NDJSON_TYPE = "application/x-ndjson";
+export const METRICS_TYPE = "text/plain";
+
+export interface ResponseSpec {
+  description: string;
+  content: Record<string, { schema: JsonSchema }>;
+}
+
+export interface RouteSpec {
+  method: "GET" | "POST";
+  url: string;
+  summary: string;
+  /** Mutations and slow work are served on the root-only unix socket, never on TCP. */
+  socketOnly: boolean;
+  querystring?: JsonSchema;
+  responses: Record<string, ResponseSpec>;
+  handler: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+}
+
+const json = (description: string, schema: JsonSchema): ResponseSpec => ({
+  description,
+  content: { [JSON_TYPE]: { schema } },
+});
+
+/** Every route answers errors with the same body; declared per route so fastify serializes it from the schema. */
+const errors = {
+  "4xx": json("client error", errorBodySchema),
+  "5xx": json("server error", errorBodySchema),
+};
+
+/** What /readyz checks: an active, merged extension on a host whose preflight found no failure. */
+export function readiness(doc: StatusDocument): ReadyBody {
+  const reasons: string[] = [];
+  const ext = doc.extension;
+  if (ext.active === null) reasons.push(`no ${ext.name} image is active`);
+  else if (!ext.merged) {
+    reasons.push(`${ext.name} ${ext.active} is active but not merged${ext.limitation ? ` (${ext.limitation})` : ""}`);
+  }
+  if (doc.preflight === null) reasons.push("preflight has not run yet");
+  else if (doc.preflight.failed > 0) {
+    const failed = doc.preflight.checks.filter((c) => c.status === "fail").map((c) => c.id);
+    reasons.push(`preflight failed: ${failed.join(", ") || `${doc.preflight.failed} check(s)`}`);
+  }
+  return { ready: reasons.length === 0, reasons };
+}
+
+/** The route's compiled 200 serializer for a content type (fast-json-stringify, from the declared schema). */
+function serializerOf<T>(reply: FastifyReply, contentType: string): (value: T) => string {
+  const serialize = reply.getSerializationFunction("200", contentType);
+  if (serialize === undefined) throw new Error(`route declares no ${contentType} schema for 200`);
+  return serialize as unknown as (value: T) => string;
+}
+
+const wantsStream = (request: FastifyRequest): boolean => {
+  const query = request.query as { stream?: string } | undefined;
+  if (query?.stream === "1" || query?.stream === "true") return true;
+  return (request.headers.accept ?? "").includes(NDJSON_TYPE);
+};
+
+/**
+ * Runs a refresh and streams its progress: one line whenever the snapshot's state or download changed (and
+ * at least every heartbeat, so clients can tell a slow download from a dead daemon), then one end line. A
+ * client that goes away does not cancel the refresh; the daemon owns it.
+ */
+function streamRefresh(deps: RouteDeps, reply: FastifyReply): FastifyReply {
+  const serialize = serializerOf<RefreshStreamLine>(reply, NDJSON_TYPE);
+  const out = new PassThrough();
+  const write = (line: RefreshStreamLine): void => {
+    if (!out.destroyed && !out.writableEnded) out.write(`${serialize(line)}\n`);
+  };
+  let last = "";
+  let quietTicks = 0;
+  const heartbeatTicks = Math.max(1, Math.round(5000 / deps.progressIntervalMs));
+  const progress = (): void => {
+    const doc = deps.snapshot();
+    const line = serialize({ type: "progress", state: doc.state, download: doc.download });
+    if (line === last && ++quietTicks < heartbeatTicks) return;
+    last = line;
+    quietTicks = 0;
+    if (!out.destroyed && !out.writableEnded) out.write(`${line}\n`);
+  };
+  const timer = setInterval(progress, deps.progressIntervalMs);
+  const running = deps.actions.refresh();
+  progress();
+  running
+    .then(
+      (result) => write({ type: "result", result }),
+      (err: unknown) => write({ type: "error", error: errorBody(err) }),
+    )
+    .finally(() => {
+      clearInterval(timer);
+      out.end();
+    });
+  return reply.code(200).type(NDJSON_TYPE).send(out);
+}
+
+export function errorBody(err: unknown): ErrorBody {
+  const e = err as { code?: unknown; message?: unknown; remedy?: unknown };
+  return {
+    code: typeof e?.code === "string" ? e.code : "internal",
+    message: typeof e?.message === "string" ? e.message : String(err),
+    remedy: typeof e?.remedy === "string" ? e.remedy : null,
+  };
+}
+
+export function routes(deps: RouteDeps): RouteSpec[] {
+  const sendJson = (reply: FastifyReply, code: number, body: unknown): FastifyReply =>
+    reply.code(code).type(JSON_TYPE).send(body);
+
+  // The reconciler replaces the document on every change, so the serialized form is reused until it does.
+  let cachedDoc: StatusDocument | null = null;
+  let cachedJson = "";
+
+  return [
+    {
+      method: "GET",
+      url: "/status",
+      summary: "The daemon's status document, from memory",
+      socketOnly: false,
+      responses: { "200": json("the status document", statusDocumentSchema), ...errors },
+      handler: async (_request, reply) => {
+        const doc = deps.snapshot();
+        if (doc !== cachedDoc) {
+          cachedJson = serializerOf<StatusDocument>(reply, JSON_TYPE)(doc);
+          cachedDoc = doc;
+        }
+        return reply.code(200).type(JSON_TYPE).send(cachedJson);
+      },
+    },
+    {
+      method: "GET",
+      url: "/healthz",
+      summary: "Liveness: the daemon answers",
+      socketOnly: false,
+      responses: { "200": json("alive", healthSchema), ...errors },
+      handler: async (_request, reply) => sendJson(reply, 200, { ok: true, state: deps.snapshot().state }),
+    },
+    {
+      method: "GET",
+      url: "/readyz",
+      summary: "Readiness: Kata is active, merged and no preflight check failed",
+      socketOnly: false,
+      responses: {
+        "200": json("ready", readySchema),
+        "503": json("not ready; reasons say why", readySchema),
+        ...errors,
+      },
+      handler: async (_request, reply) => {
+        const ready = readiness(deps.snapshot());
+        return sendJson(reply, ready.ready ? 200 : 503, ready);
+      },
+    },
+    {
+      method: "GET",
+      url: "/preflight",
+      summary: "The last hypervisor preflight result, from memory",
+      socketOnly: false,
+      responses: {
+        "200": json("the last preflight summary", preflightSummarySchema),
+        "503": json("no preflight has run yet", errorBodySchema),
+        ...errors,
+      },
+      handler: async (_request, reply) => {
+        const preflight = deps.snapshot().preflight;
+        if (preflight === null) {
+          return sendJson(reply, 503, {
+            code: "preflight-pending",
+            message: "no preflight has run yet",
+            remedy: "wait for the first reconcile, or run kata-sysextctl preflight",
+          });
+        }
+        return sendJson(reply, 200, preflight);
+      },
+    },
+    {
+      method: "GET",
+      url: "/metrics",
+      summary: "Prometheus metrics",
+      socketOnly: false,
+      responses: {
+        "200": { description: "text exposition", content: { [METRICS_TYPE]: { schema: metricsTextSchema } } },
+      },
+      handler: async (_request, reply) => {
+        deps.metrics.setStatus(deps.snapshot());
+        const text = await deps.metrics.render();
+        return reply.code(200).header("content-type", deps.metrics.contentType).send(text);
+      },
+    },
+    {
+      method: "GET",
+      url: "/openapi.json",
+      summary: "This document",
+      socketOnly: false,
+      responses: { "200": json("OpenAPI 3.1 document", { type: "object", additionalProperties: true }) },
+      handler: async (_request, reply) => sendJson(reply, 200, deps.openapi()),
+    },
+    {
+      method: "POST",
+      url: "/v1/refresh",
+      summary: "Reconcile now; ?stream=1 (or Accept: application/x-ndjson) streams progress lines",
+      socketOnly: true,
+      querystring: refreshQuerySchema,
+      responses: {
+        "200": {
+          description: "the outcome, or a stream of progress lines ending in the outcome",
+          content: { [JSON_TYPE]: { schema: actionResultSchema }, [NDJSON_TYPE]: { schema: refreshStreamLineSchema } },
+        },
+        ...errors,
+      },
+      handler: async (request, reply) => {
+        if (wantsStream(request)) return streamRefresh(deps, reply);
+        return sendJson(reply, 200, await deps.actions.refresh());
+      },
+    },
+    {
+      method: "POST",
+      url: "/v1/rollback",
+      summary: "Re-activate the previous image",
+      socketOnly: true,
+      responses: { "200": json("the outcome", actionResultSchema), ...errors },
+      handler: async (_request, reply) => sendJson(reply, 200, await deps.actions.rollback()),
+    },
+    {
+      method: "GET",
+      url: "/v1/versions",
+      summary: "Local and remote versions",
+      socketOnly: true,
+      responses: { "200": json("local and remote versions", versionsSchema), ...errors },
+      handler: async (_request, reply) => sendJson(reply, 200, await deps.actions.versions()),
+    },
+    {
+      method: "POST",
+      url: "/v1/preflight",
+      summary: "Run the hypervisor preflight now",
+      socketOnly: true,
+      responses: { "200": json("the preflight summary", preflightSummarySchema), ...errors },
+      handler: async (_request, reply) => sendJson(reply, 200, await deps.actions.preflight()),
+    },
+  ];
+}
