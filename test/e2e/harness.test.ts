@@ -1,0 +1,178 @@
+// Proves the end-to-end harness against real systemd as PID 1: boot, a symlinked squashfs extension merged by the
+// real systemd-sysext against a Flatcar identity, journald fields, unit tracking, a bus policy on the real system
+// bus, a clean poweroff, and a "reboot" that keeps /etc and merges at boot.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImage, writeOsRelease } from "../helpers/images.ts";
+import {
+  allowBusName,
+  bootContainer,
+  type Container,
+  type JournalEntry,
+  nspawnUnavailableReason,
+} from "../helpers/nspawn.ts";
+
+const skipReason = nspawnUnavailableReason();
+if (skipReason) console.log(`skipping e2e harness test: ${skipReason}`);
+
+const REPO = resolve(import.meta.dirname, "../..");
+const STORE = "/var/lib/kata-sysextd/images";
+const IMAGE = "kata-containers-3.32.0-x86-64.raw";
+const LINK = "/etc/extensions/kata-containers.raw";
+const MESSAGE_ID = "5d1b6f0e8c2a4b7f9e3d2c1b0a998877";
+
+describe.skipIf(skipReason !== null)("nspawn harness: real systemd as PID 1", () => {
+  const started = Date.now();
+  const timings: Record<string, number> = {};
+  let host = "";
+  let c: Container;
+
+  const bootOptions = () => ({
+    osRelease: join(host, "root/usr/lib/os-release"),
+    loopDevices: true,
+    etcDir: join(host, "etc"),
+    binds: [
+      { host: join(host, "images"), container: STORE, readOnly: true },
+      { host: REPO, container: REPO, readOnly: true },
+    ],
+  });
+
+  beforeAll(async () => {
+    host = mkdtempSync(join(tmpdir(), "kata-e2e-harness-"));
+    buildImage({ version: "3.32.0" }, join(host, "images", IMAGE));
+    writeOsRelease(join(host, "root"));
+    c = await bootContainer({
+      ...bootOptions(),
+      etcFiles: { "kata-sysextd/config.toml": '[policy]\nversions = ">=3.21.0"\n' },
+    });
+    timings.firstBootMs = c.bootMs;
+  }, 240_000);
+
+  afterAll(async () => {
+    await c?.dispose();
+    if (host) rmSync(host, { recursive: true, force: true });
+    timings.totalMs = Date.now() - started;
+    console.log(`e2e harness timings: ${JSON.stringify(timings)}`);
+  });
+
+  it("boots real systemd as PID 1 in a container of its own", async () => {
+    expect(["running", "degraded"]).toContain((await c.exec(["systemctl", "is-system-running"])).stdout.trim());
+    expect(c.failedAtBoot).toEqual([]);
+    expect((await c.check(["cat", "/proc/1/comm"])).trim()).toBe("systemd");
+    expect((await c.check(["systemd-detect-virt", "--container"])).trim()).toBe("systemd-nspawn");
+    expect((await c.check(["hostname"])).trim()).toBe(c.name);
+    // A bus call to the real manager, the way the daemon will talk to it.
+    const version = await c.check([
+      "busctl",
+      "get-property",
+      "org.freedesktop.systemd1",
+      "/org/freedesktop/systemd1",
+      "org.freedesktop.systemd1.Manager",
+      "Version",
+    ]);
+    expect(version).toMatch(/^s "\d+/);
+  });
+
+  it("sees the bound Flatcar identity and the /etc files written before boot", async () => {
+    const osRelease = await c.check(["cat", "/usr/lib/os-release"]);
+    expect(osRelease).toContain("ID=flatcar");
+    expect(osRelease).toContain("SYSEXT_LEVEL=1.0");
+    expect(await c.check(["cat", "/etc/kata-sysextd/config.toml"])).toContain('versions = ">=3.21.0"');
+    // The container wrote its machine-id into the bound /etc, so a second boot keeps it.
+    expect((await c.check(["cat", "/etc/machine-id"])).trim()).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it("merges a symlinked squashfs image with systemd-sysext refresh", async () => {
+    expect((await c.exec(["test", "-e", "/usr/share/kata-containers/VERSION"])).exitCode).not.toBe(0);
+    await c.check(["mkdir", "-p", "/etc/extensions"]);
+    await c.check(["ln", "-s", `${STORE}/${IMAGE}`, LINK]);
+
+    await c.check(["systemd-sysext", "refresh"]);
+
+    expect(await c.check(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+    expect(await c.check(["/opt/kata/bin/containerd-shim-kata-v2"])).toBe("kata-shim 3.32.0\n");
+    expect(await c.check(["systemd-sysext", "list"])).toMatch(/kata-containers\s+raw\s+\/etc\/extensions/);
+    const status = JSON.parse(await c.check(["systemd-sysext", "status", "--json=short"])) as {
+      hierarchy: string;
+      extensions: string[] | string;
+    }[];
+    expect(status.find((h) => h.hierarchy === "/usr")?.extensions).toContain("kata-containers");
+    // The merged /usr is a read-only overlay: the host's own /usr was not touched.
+    expect((await c.check(["stat", "-f", "-c", "%T", "/usr"])).trim()).toBe("overlayfs");
+  });
+
+  it("journal() returns the structured fields a transient unit logged", async () => {
+    const unit = "kata-e2e-logger.service";
+    const fields = `MESSAGE=kata image activated\nMESSAGE_ID=${MESSAGE_ID}\nKATA_SYSEXT_NAME=kata-containers\nKATA_SYSEXT_VERSION=3.32.0\nPRIORITY=5\n`;
+    await c.writeFile("/run/kata-e2e/fields", fields, 0o600);
+    await c.check(["systemd-run", "--quiet", "--wait", `--unit=${unit}`, "logger", "--journald=/run/kata-e2e/fields"]);
+
+    let entry: JournalEntry | undefined;
+    for (let tries = 0; tries < 20 && !entry; tries++) {
+      entry = (await c.journal(unit)).find((e) => e.MESSAGE_ID === MESSAGE_ID);
+      if (!entry) await sleep(100);
+    }
+    expect(entry).toMatchObject({
+      MESSAGE: "kata image activated",
+      KATA_SYSEXT_NAME: "kata-containers",
+      KATA_SYSEXT_VERSION: "3.32.0",
+      PRIORITY: "5",
+      _SYSTEMD_UNIT: unit,
+    });
+  });
+
+  it("waitForUnit follows a unit to active and back to inactive", async () => {
+    const unit = "kata-e2e-sleeper.service";
+    await c.check(["systemd-run", "--quiet", `--unit=${unit}`, "sleep", "300"]);
+    await c.waitForUnit(unit, "active", 10_000);
+    await c.check(["systemctl", "stop", unit]);
+    await c.waitForUnit(unit, "inactive", 10_000);
+    await expect(c.waitForUnit("kata-e2e-never.service", "active", 300)).rejects.toThrow(/wanted "active"/);
+  });
+
+  it("allowBusName lets root own a name on the container's real system bus", async () => {
+    const script = `import dbus from "${REPO}/node_modules/dbus-next/index.js";
+const bus = dbus.systemBus();
+try { console.log("owned", await bus.requestName(process.argv[2], 0)); }
+catch (err) { console.log("denied", err.type); }
+bus.disconnect();
+`;
+    await c.writeFile("/run/kata-e2e/own-name.mjs", script);
+    // unix:socket= makes dbus-next use node:net; its default (usocket, for unix:path=) breaks on Node 24.
+    const env = { DBUS_SYSTEM_BUS_ADDRESS: "unix:socket=/run/dbus/system_bus_socket" };
+    const own = () => c.check([process.execPath, "/run/kata-e2e/own-name.mjs", "com.coreos.update1"], { env });
+    expect((await own()).trim()).toBe("denied org.freedesktop.DBus.Error.AccessDenied");
+    await allowBusName(c, "com.coreos.update1");
+    expect((await own()).trim()).toBe("owned 1"); // DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER
+  });
+
+  it("powers off cleanly and leaves nothing behind", async () => {
+    const leader = c.leaderPid;
+    const result = await c.poweroff();
+    timings.firstPoweroffMs = result.ms;
+    expect(result.clean).toBe(true);
+    expect(() => process.kill(leader, 0)).toThrow();
+    expect(await c.poweroff()).toBe(result); // idempotent
+  });
+
+  it("a second boot with the same /etc merges the linked image at boot (systemd-sysext.service)", async () => {
+    c = await bootContainer({
+      ...bootOptions(),
+      etcFiles: {
+        "systemd/system/sysinit.target.wants/systemd-sysext.service": {
+          symlink: "/usr/lib/systemd/system/systemd-sysext.service",
+        },
+      },
+    });
+    timings.secondBootMs = c.bootMs;
+    expect(await c.check(["readlink", LINK])).toBe(`${STORE}/${IMAGE}\n`); // kept from the first boot
+    await c.waitForUnit("systemd-sysext.service", "active", 10_000);
+    expect(await c.check(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+    const result = await c.poweroff();
+    timings.secondPoweroffMs = result.ms;
+    expect(result.clean).toBe(true);
+  });
+});
