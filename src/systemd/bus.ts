@@ -1,0 +1,465 @@
+// The one system-bus client. dbus-next speaks the protocol; this adds what a long-running daemon needs on top:
+// a timeout on every call, detection of a lost connection and reconnection with backoff, signal subscriptions
+// whose match rules are registered once per rule (dbus-next's own refcount check is inverted, so it adds a rule
+// on every listen and never removes one) and re-registered after a reconnect, and plain JS values at the edge
+// (int64/uint64 arrive as BigInt, variants as objects).
+import { Message, type MessageBus, MessageType, sessionBus } from "dbus-next";
+import type { Clock, Random } from "../clock.ts";
+import { KataError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+
+/** What a D-Bus value becomes in JS after edge conversion: numbers, strings, booleans, arrays and objects. */
+export type DBusValue = unknown;
+
+export interface CallOptions {
+  /** Overall budget, including waiting for a (re)connection. Defaults to the bus's defaultTimeoutMs. */
+  timeoutMs?: number;
+}
+
+export interface SignalMatch {
+  /** Well-known or unique name; the bus daemon filters on it (see matches() for the client side). */
+  sender?: string;
+  path?: string;
+  iface: string;
+  member: string;
+  /** First string argument, e.g. the name in NameOwnerChanged. */
+  arg0?: string;
+}
+
+export interface BusSignal {
+  sender: string;
+  path: string;
+  iface: string;
+  member: string;
+  args: DBusValue[];
+}
+
+export type BusEvent = "connected" | "disconnected" | "reconnected";
+
+export interface Bus {
+  call(
+    destination: string,
+    path: string,
+    iface: string,
+    member: string,
+    signature: string,
+    args: readonly DBusValue[],
+    options?: CallOptions,
+  ): Promise<DBusValue[]>;
+  /** Long-lived subscription; survives reconnects. Returns the unsubscribe function. */
+  onSignal(match: SignalMatch, listener: (signal: BusSignal) => void): () => void;
+  nameHasOwner(name: string, options?: CallOptions): Promise<boolean>;
+  /** connected: first connection; disconnected: lost it; reconnected: back, match rules already re-added. */
+  on(event: BusEvent, listener: () => void): () => void;
+  isConnected(): boolean;
+  close(): Promise<void>;
+}
+
+export interface BusOptions {
+  /** A D-Bus address; without it the system bus (DBUS_SYSTEM_BUS_ADDRESS, else the standard socket). */
+  address?: string;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  defaultTimeoutMs?: number;
+  /** Budget for one connection attempt (socket, auth, Hello, AddMatch of every rule). */
+  connectTimeoutMs?: number;
+  backoff?: BackoffOptions;
+}
+
+export interface BackoffOptions {
+  initialMs: number;
+  maxMs: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 25_000; // libdbus's default reply timeout
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 30_000 };
+const DBUS_NAME = "org.freedesktop.DBus";
+const DBUS_PATH = "/org/freedesktop/DBus";
+
+/** Exponential backoff with jitter in [50 %, 100 %] of the step, so restarted clients do not reconnect in lockstep. */
+export function backoffDelayMs(attempt: number, random: Random, options: BackoffOptions = DEFAULT_BACKOFF): number {
+  const step = Math.min(options.maxMs, options.initialMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(step * (0.5 + random() / 2));
+}
+
+/** BigInt -> number (lossy above 2^53, e.g. systemd's UINT64_MAX "infinity"), variants unwrapped, recursively. */
+export function toPlain(value: unknown): DBusValue {
+  if (typeof value === "bigint") return Number(value);
+  if (Array.isArray(value)) return value.map(toPlain);
+  if (value instanceof Buffer) return value;
+  if (value !== null && typeof value === "object") {
+    if (isVariant(value)) return toPlain(value.value);
+    const out: Record<string, DBusValue> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = toPlain(v);
+    return out;
+  }
+  return value;
+}
+
+function isVariant(value: object): value is { signature: string; value: unknown } {
+  return value.constructor?.name === "Variant" && "signature" in value && "value" in value;
+}
+
+/** A match rule string; quotes in values are escaped the way the D-Bus spec requires. */
+export function matchRule(match: SignalMatch): string {
+  const quote = (v: string): string => `'${v.replaceAll("'", "'\\''")}'`;
+  const parts = ["type='signal'"];
+  if (match.sender !== undefined) parts.push(`sender=${quote(match.sender)}`);
+  if (match.path !== undefined) parts.push(`path=${quote(match.path)}`);
+  parts.push(`interface=${quote(match.iface)}`, `member=${quote(match.member)}`);
+  if (match.arg0 !== undefined) parts.push(`arg0=${quote(match.arg0)}`);
+  return parts.join(",");
+}
+
+/**
+ * Client-side check, needed because one connection carries every rule. A well-known sender cannot be checked
+ * here (signals carry the sender's unique name); the bus daemon already applied it for this rule.
+ */
+export function matches(match: SignalMatch, signal: BusSignal): boolean {
+  if (match.iface !== signal.iface || match.member !== signal.member) return false;
+  if (match.path !== undefined && match.path !== signal.path) return false;
+  if (match.sender !== undefined && (match.sender.startsWith(":") || match.sender === DBUS_NAME)) {
+    if (match.sender !== signal.sender) return false;
+  }
+  if (match.arg0 !== undefined && signal.args[0] !== match.arg0) return false;
+  return true;
+}
+
+const DEFAULT_SYSTEM_BUS = "unix:path=/var/run/dbus/system_bus_socket";
+
+/**
+ * The address dbus-next should dial. dbus-next 0.10.2 opens `unix:path=` through the optional usocket addon when
+ * it loads, and usocket 0.3.0 calls util.isError (removed in Node 23) on every write, so on Node 24 each write
+ * throws. Its non-standard `unix:socket=` key opens the same path with net.Socket; we need no fd passing.
+ */
+export function dialAddress(address: string | undefined): string {
+  const chosen = address ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? DEFAULT_SYSTEM_BUS;
+  return chosen
+    .split(";")
+    .map((entry) => {
+      if (!entry.startsWith("unix:")) return entry;
+      const params = entry.slice("unix:".length).split(",");
+      return `unix:${params.map((p) => (p.startsWith("path=") ? `socket=${p.slice("path=".length)}` : p)).join(",")}`;
+    })
+    .join(";");
+}
+
+/** A dbus-next client on the given address (default: the system bus), dialled without usocket. */
+export function openDBusNext(address?: string): MessageBus {
+  return sessionBus({ busAddress: dialAddress(address) });
+}
+
+/** The parts of dbus-next 0.10.2 internals we rely on: the stream's end, and dropping a timed-out reply handler. */
+interface ClientInternals {
+  _connection: NodeJS.EventEmitter & { stream: { destroy?: () => void } };
+  _methodReturnHandlers: Record<number, unknown>;
+}
+
+interface Subscription {
+  match: SignalMatch;
+  rule: string;
+  listener: (signal: BusSignal) => void;
+}
+
+interface PendingCall {
+  reject(err: KataError): void;
+}
+
+export function createBus(options: BusOptions): Bus {
+  const { clock, random, log } = options;
+  const defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const backoff = options.backoff ?? DEFAULT_BACKOFF;
+  const target = options.address ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? "the system bus";
+
+  const subscriptions = new Set<Subscription>();
+  const ruleCounts = new Map<string, number>();
+  const listeners = new Map<BusEvent, Set<() => void>>();
+  const pending = new Set<PendingCall>();
+  const connectedWaiters = new Set<() => void>();
+  const lifetime = new AbortController();
+  let client: MessageBus | undefined;
+  let everConnected = false;
+  let closed = false;
+
+  const emit = (event: BusEvent): void => {
+    for (const listener of listeners.get(event) ?? []) {
+      try {
+        listener();
+      } catch (err) {
+        log.error(`D-Bus ${event} listener failed: ${String(err)}`);
+      }
+    }
+  };
+
+  const dispatch = (msg: Message): void => {
+    if (msg.type !== MessageType.SIGNAL) return;
+    const signal: BusSignal = {
+      sender: msg.sender,
+      path: msg.path,
+      iface: msg.interface,
+      member: msg.member,
+      args: (msg.body ?? []).map(toPlain),
+    };
+    for (const sub of [...subscriptions]) {
+      if (!subscriptions.has(sub) || !matches(sub.match, signal)) continue;
+      try {
+        sub.listener(signal);
+      } catch (err) {
+        log.error(`D-Bus signal listener for ${signal.iface}.${signal.member} failed: ${String(err)}`);
+      }
+    }
+  };
+
+  /** Sends one call on the current connection; the caller owns the timeout. */
+  const rawCall = (
+    bus: MessageBus,
+    destination: string,
+    path: string,
+    iface: string,
+    member: string,
+    signature: string,
+    args: readonly DBusValue[],
+    timeoutMs: number,
+  ): Promise<DBusValue[]> => {
+    const what = `${destination} ${path} ${iface}.${member}`;
+    const msg = new Message({ destination, path, interface: iface, member, signature, body: [...args] });
+    return new Promise<DBusValue[]>((resolve, reject) => {
+      const timer = new AbortController();
+      const entry: PendingCall = {
+        reject: (err) => {
+          timer.abort();
+          pending.delete(entry);
+          reject(err);
+        },
+      };
+      pending.add(entry);
+      clock.sleep(timeoutMs, timer.signal).then(
+        () => {
+          if (!pending.has(entry)) return;
+          pending.delete(entry);
+          if (msg.serial !== null) delete (bus as unknown as ClientInternals)._methodReturnHandlers[msg.serial];
+          reject(
+            new KataError("dbus-timeout", `D-Bus call ${what} got no reply within ${timeoutMs} ms`, {
+              remedy: `check that ${destination} is running and responsive (busctl status ${destination})`,
+            }),
+          );
+        },
+        () => undefined,
+      );
+      bus.call(msg).then(
+        (reply) => {
+          if (!pending.has(entry)) return;
+          timer.abort();
+          pending.delete(entry);
+          resolve((reply?.body ?? []).map(toPlain));
+        },
+        (err: unknown) => {
+          if (!pending.has(entry)) return;
+          timer.abort();
+          pending.delete(entry);
+          const name = (err as { type?: unknown }).type;
+          reject(
+            new KataError("dbus-failed", `D-Bus call ${what} failed: ${errorText(err)}`, {
+              cause: err,
+              remedy: typeof name === "string" ? `the service answered ${name}` : undefined,
+            }),
+          );
+        },
+      );
+    });
+  };
+
+  const waitConnected = async (deadlineMs: number): Promise<MessageBus | undefined> => {
+    while (client === undefined && !closed) {
+      const left = deadlineMs - clock.monotonicMs();
+      if (left <= 0) return undefined;
+      const wake = new AbortController();
+      const done = (): void => wake.abort();
+      connectedWaiters.add(done);
+      await clock.sleep(left, AbortSignal.any([wake.signal, lifetime.signal])).catch(() => undefined);
+      connectedWaiters.delete(done);
+    }
+    return client;
+  };
+
+  const call: Bus["call"] = async (destination, path, iface, member, signature, args, callOptions = {}) => {
+    const timeoutMs = callOptions.timeoutMs ?? defaultTimeoutMs;
+    if (closed) throw new KataError("dbus-failed", `D-Bus call ${iface}.${member} on a closed bus connection`);
+    const started = clock.monotonicMs();
+    const bus = await waitConnected(started + timeoutMs);
+    if (bus === undefined) {
+      throw new KataError(
+        "dbus-timeout",
+        `D-Bus call ${destination} ${iface}.${member}: not connected to ${target} within ${timeoutMs} ms`,
+        { remedy: "check that dbus-daemon (dbus.service) is running" },
+      );
+    }
+    const left = Math.max(1, timeoutMs - (clock.monotonicMs() - started));
+    return rawCall(bus, destination, path, iface, member, signature, args, left);
+  };
+
+  const addMatch = (bus: MessageBus, rule: string): Promise<DBusValue[]> =>
+    rawCall(bus, DBUS_NAME, DBUS_PATH, DBUS_NAME, "AddMatch", "s", [rule], connectTimeoutMs);
+
+  /** One attempt: socket, SASL, Hello, then every match rule. Resolves with a ready client or rejects. */
+  const connectOnce = async (): Promise<MessageBus> => {
+    const bus = openDBusNext(options.address);
+    const internals = bus as unknown as ClientInternals;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = new AbortController();
+        const fail = (err: unknown): void => {
+          timer.abort();
+          reject(err instanceof Error ? err : new Error(String(err)));
+        };
+        bus.once("connect", () => {
+          timer.abort();
+          resolve();
+        });
+        bus.on("error", fail);
+        internals._connection.once("end", () => fail(new Error("connection closed during handshake")));
+        clock.sleep(connectTimeoutMs, timer.signal).then(
+          () => fail(new Error(`no Hello reply within ${connectTimeoutMs} ms`)),
+          () => undefined,
+        );
+      });
+      for (const rule of ruleCounts.keys()) await addMatch(bus, rule);
+      return bus;
+    } catch (err) {
+      dispose(bus);
+      throw err;
+    }
+  };
+
+  const dispose = (bus: MessageBus): void => {
+    bus.removeAllListeners();
+    bus.on("error", () => undefined); // late stream errors of a dead connection are expected
+    try {
+      bus.disconnect();
+    } catch {
+      // already closed
+    }
+    (bus as unknown as ClientInternals)._connection.stream.destroy?.();
+  };
+
+  const onLost = (bus: MessageBus, why: string): void => {
+    if (client !== bus) return;
+    client = undefined;
+    dispose(bus);
+    const lost = new KataError("dbus-failed", `connection to ${target} lost (${why}) before the reply`, {
+      remedy: "retry; the client reconnects by itself",
+    });
+    for (const entry of [...pending]) entry.reject(lost);
+    if (closed) return;
+    log.warning(`lost the D-Bus connection to ${target}: ${why}; reconnecting`);
+    emit("disconnected");
+    void connectLoop();
+  };
+
+  const connectLoop = async (): Promise<void> => {
+    for (let attempt = 1; !closed; attempt++) {
+      try {
+        const bus = await connectOnce();
+        if (closed) {
+          dispose(bus);
+          return;
+        }
+        client = bus;
+        const internals = bus as unknown as ClientInternals;
+        bus.on("message", dispatch);
+        bus.on("error", (err: unknown) => onLost(bus, errorText(err)));
+        internals._connection.on("end", () => onLost(bus, "the bus closed the connection"));
+        for (const wake of [...connectedWaiters]) wake();
+        if (everConnected) log.notice(`reconnected to ${target} after ${attempt} attempt(s)`);
+        emit(everConnected ? "reconnected" : "connected");
+        everConnected = true;
+        return;
+      } catch (err) {
+        const delay = backoffDelayMs(attempt, random, backoff);
+        const say = attempt === 1 ? log.warning : log.debug;
+        say(`cannot connect to ${target}: ${errorText(err)}; retrying in ${delay} ms`, { ATTEMPT: attempt });
+        await clock.sleep(delay, lifetime.signal).catch(() => undefined);
+      }
+    }
+  };
+
+  void connectLoop();
+
+  return {
+    call,
+
+    onSignal(match, listener) {
+      const sub: Subscription = { match, rule: matchRule(match), listener };
+      subscriptions.add(sub);
+      const count = ruleCounts.get(sub.rule) ?? 0;
+      ruleCounts.set(sub.rule, count + 1);
+      const bus = client;
+      if (count === 0 && bus !== undefined) {
+        addMatch(bus, sub.rule).catch((err: unknown) => {
+          // A dead connection re-adds every rule on reconnect; anything else is worth a loud line.
+          if (client === bus) log.error(`AddMatch ${sub.rule} failed: ${errorText(err)}`);
+        });
+      }
+      return () => {
+        if (!subscriptions.delete(sub)) return;
+        const left = (ruleCounts.get(sub.rule) ?? 1) - 1;
+        if (left > 0) {
+          ruleCounts.set(sub.rule, left);
+          return;
+        }
+        ruleCounts.delete(sub.rule);
+        const current = client;
+        if (current === undefined) return;
+        rawCall(current, DBUS_NAME, DBUS_PATH, DBUS_NAME, "RemoveMatch", "s", [sub.rule], defaultTimeoutMs).catch(
+          (err: unknown) => log.debug(`RemoveMatch ${sub.rule} failed: ${errorText(err)}`),
+        );
+      };
+    },
+
+    async nameHasOwner(name, callOptions) {
+      const [owned] = await call(DBUS_NAME, DBUS_PATH, DBUS_NAME, "NameHasOwner", "s", [name], callOptions);
+      return owned === true;
+    },
+
+    on(event, listener) {
+      let set = listeners.get(event);
+      if (set === undefined) {
+        set = new Set();
+        listeners.set(event, set);
+      }
+      set.add(listener);
+      return () => set.delete(listener);
+    },
+
+    isConnected: () => client !== undefined,
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      lifetime.abort();
+      const bus = client;
+      client = undefined;
+      const gone = new KataError("dbus-failed", `D-Bus connection to ${target} closed before the reply`);
+      for (const entry of [...pending]) entry.reject(gone);
+      subscriptions.clear();
+      ruleCounts.clear();
+      listeners.clear();
+      if (bus !== undefined) dispose(bus);
+    },
+  };
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** The D-Bus error name of a failed call (e.g. org.freedesktop.systemd1.NoSuchUnit), if the service sent one. */
+export function dbusErrorName(err: unknown): string | undefined {
+  const cause = err instanceof KataError ? err.cause : err;
+  const name = (cause as { type?: unknown } | undefined)?.type;
+  return typeof name === "string" ? name : undefined;
+}
