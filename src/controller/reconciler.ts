@@ -93,7 +93,9 @@ export class Reconciler {
 
   /** The boot path: no network; link a stored image that matches the booted OS, or unlink an incompatible one. */
   async boot(): Promise<PassOutcome> {
-    return this.pass(async (observed) => ({ target: this.resolveOffline(observed), trust: null }));
+    return this.pass(async (observed) => ({ target: this.resolveOffline(observed), trust: null }), {
+      requireActive: false,
+    });
   }
 
   /** Switches back to the image that was active before the last switch, with the same safety as an upgrade. */
@@ -132,6 +134,7 @@ export class Reconciler {
 
   private async pass(
     decide: (observed: Observed) => Promise<{ target: Target | null; trust: "checksum" | "signature" | null }>,
+    { requireActive } = { requireActive: true },
   ): Promise<PassOutcome> {
     const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name });
     let observed: Observed | null = null;
@@ -158,7 +161,7 @@ export class Reconciler {
           break;
         }
       }
-      const verdict = this.verdict(observed, decision.target);
+      const verdict = this.verdict(observed, decision.target, requireActive);
       if (verdict !== null) throw verdict;
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
@@ -176,7 +179,7 @@ export class Reconciler {
   }
 
   /** Null when the pass reached its goal; else the error that says what is missing. */
-  private verdict(observed: Observed, target: Target | null): KataError | null {
+  private verdict(observed: Observed, target: Target | null, requireActive: boolean): KataError | null {
     const active = observed.link.kind === "store" ? observed.link.file : null;
     if (observed.link.kind === "foreign") {
       return new KataError("activation-failed", observed.link.detail, {
@@ -184,7 +187,7 @@ export class Reconciler {
       });
     }
     if (target === null) {
-      return active === null
+      return active === null && requireActive
         ? new KataError("no-compatible-version", "no compatible Kata image is available for this host")
         : null;
     }

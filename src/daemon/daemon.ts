@@ -1,0 +1,205 @@
+// The long-running controller: one in-memory status document, passes serialised one at a time, a timer,
+// and the actions the API's unix socket offers. Wiring to the outside (API, D-Bus, watchers) is in run.ts.
+
+import type { Metrics } from "../api/metrics.ts";
+import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
+import type { Clock } from "../clock.ts";
+import type { Config } from "../config/schema.ts";
+import type { PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
+import { statusAfterPass } from "../controller/snapshot.ts";
+import type { ReleaseSource } from "../controller/source.ts";
+import { asKataError, KataError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { MessageId } from "../log/logger.ts";
+import { parseManifest } from "../release/manifest.ts";
+import type { HostRelease } from "../release/os-release.ts";
+import { resolve } from "../release/resolve.ts";
+import type { PreflightSummary, StatusDocument } from "../status.ts";
+
+export interface DaemonDeps {
+  reconciler: Reconciler;
+  source: ReleaseSource;
+  config: Config;
+  arch: string;
+  metrics: Metrics;
+  clock: Clock;
+  log: Logger;
+  initial: StatusDocument;
+  preflight?: () => Promise<PreflightSummary>;
+  /** Told about every status change (sd_notify STATUS=, metrics). */
+  onStatus?: (doc: StatusDocument) => void;
+}
+
+export class Daemon implements ApiActions {
+  private readonly deps: DaemonDeps;
+  private doc: StatusDocument;
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(deps: DaemonDeps) {
+    this.deps = deps;
+    this.doc = deps.initial;
+  }
+
+  /** What /status serves: the current document, never computed on request. */
+  readonly snapshot = (): StatusDocument => this.doc;
+
+  private update(doc: StatusDocument): void {
+    this.doc = doc;
+    this.deps.metrics.setStatus(doc);
+    this.deps.onStatus?.(doc);
+  }
+
+  /** Events from a running pass: state changes and download progress. */
+  readonly onEvent = (event: ReconcileEvent): void => {
+    if (event.kind === "state") this.update({ ...this.doc, state: event.state });
+    else if (event.kind === "download") {
+      if (event.progress !== null && this.doc.download !== null) {
+        this.deps.metrics.downloadBytes(Math.max(0, event.progress.bytes - this.doc.download.bytes));
+      }
+      this.update({ ...this.doc, download: event.progress });
+    } else this.update({ ...this.doc, preflight: event.summary });
+  };
+
+  /** Runs `fn` after every earlier pass or action has finished: one change to the host at a time. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async finishPass(outcome: PassOutcome, startedMs: number): Promise<ActionResult> {
+    const preflight = this.deps.preflight ? await this.runPreflight() : this.doc.preflight;
+    this.update(statusAfterPass({ base: this.doc, outcome, at: this.deps.clock.now().toISOString(), preflight }));
+    this.deps.metrics.reconciled(outcome.result, (this.deps.clock.monotonicMs() - startedMs) / 1000);
+    if (outcome.error !== null) {
+      const code = outcome.error.code;
+      if (code === "digest-mismatch" || code === "signature-invalid" || code === "inspect-failed") {
+        this.deps.metrics.verificationFailed(code);
+      } else if (code.startsWith("fetch") || code === "disk-full") {
+        this.deps.metrics.downloadFailed(code);
+      }
+    }
+    const active = this.doc.extension.active;
+    return {
+      ok: outcome.result !== "failed",
+      result: outcome.result,
+      message:
+        outcome.result === "failed"
+          ? (outcome.error?.message ?? "failed")
+          : `${this.doc.extension.name} ${active ?? "(none)"} active${this.doc.extension.merged ? " and merged" : ""}`,
+      code: outcome.error?.code ?? null,
+      remedy: outcome.error?.remedy ?? null,
+      active,
+    };
+  }
+
+  refresh(): Promise<ActionResult> {
+    return this.serial(async () => {
+      const started = this.deps.clock.monotonicMs();
+      return this.finishPass(await this.deps.reconciler.reconcile(), started);
+    });
+  }
+
+  rollback(): Promise<ActionResult> {
+    return this.serial(async () => {
+      const started = this.deps.clock.monotonicMs();
+      const outcome = await this.deps.reconciler.rollback();
+      if (outcome.result === "ok") this.deps.metrics.rolledBack();
+      return this.finishPass(outcome, started);
+    });
+  }
+
+  /** Offline pass at start: report what is on disk before the network is asked anything. */
+  observeOffline(): Promise<ActionResult> {
+    return this.serial(async () => {
+      const started = this.deps.clock.monotonicMs();
+      return this.finishPass(await this.deps.reconciler.boot(), started);
+    });
+  }
+
+  preflight(): Promise<PreflightSummary> {
+    return this.serial(async () => {
+      const summary = await this.runPreflight();
+      if (summary === null) throw new KataError("preflight-failed", "the preflight could not run; see the journal");
+      return summary;
+    });
+  }
+
+  private async runPreflight(): Promise<PreflightSummary | null> {
+    if (this.deps.preflight === undefined) return null;
+    try {
+      const summary = await this.deps.preflight();
+      this.update({ ...this.doc, preflight: summary });
+      if (!summary.ok) {
+        this.deps.log.warning(`preflight: ${summary.failed} check(s) failed`, {
+          MESSAGE_ID: MessageId.preflightFailed,
+        });
+      }
+      return summary;
+    } catch (err) {
+      this.deps.log.error(`preflight could not run: ${asKataError(err).message}`);
+      return this.doc.preflight;
+    }
+  }
+
+  async versions(): Promise<VersionsResult> {
+    const observed = await this.deps.reconciler.observe();
+    const active = observed.link.kind === "store" ? observed.link.file : null;
+    const result: VersionsResult = {
+      name: this.deps.config.source.name,
+      arch: this.deps.arch,
+      active: observed.images.find((i) => i.file === active)?.version ?? null,
+      source: this.deps.config.source.url,
+      local: observed.images.map((i) => ({ version: i.version, image: i.path, active: i.file === active })),
+      remote: [],
+      remoteError: null,
+    };
+    try {
+      const manifest = parseManifest((await this.deps.source.manifest()).text);
+      result.remote = manifest.entries.flatMap((entry) => {
+        const decision = this.judgeRemote(observed.host, entry);
+        return decision === null ? [] : [decision];
+      });
+    } catch (err) {
+      const e = asKataError(err);
+      result.remoteError = { code: e.code, message: e.message, remedy: e.remedy ?? null };
+    }
+    return result;
+  }
+
+  /** Would this one published image be chosen for this host and policy? The same resolve() the pass uses. */
+  private judgeRemote(host: HostRelease, entry: { file: string; sha256: string; line: number }) {
+    const { config, arch } = this.deps;
+    const r = resolve({
+      host,
+      arch,
+      name: config.source.name,
+      manifest: [entry],
+      installed: [],
+      policy: { versions: config.policy.versions, constraints: config.policy.constraints },
+    });
+    const prefix = `${config.source.name}-`;
+    if (!entry.file.startsWith(prefix) || !entry.file.endsWith(`-${arch}.raw`)) return null;
+    const version = entry.file.slice(prefix.length, -`-${arch}.raw`.length);
+    return r.ok
+      ? { version, compatible: true, reason: null }
+      : { version, compatible: false, reason: r.reasons.join("; ") };
+  }
+
+  startTimer(): void {
+    const everyMs = this.deps.config.daemon.intervalSeconds * 1000;
+    this.timer = setInterval(() => void this.refresh(), everyMs);
+    this.timer.unref();
+  }
+
+  /** Waits for the pass in flight, so a stop never interrupts a switch halfway through its stages. */
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    await this.queue;
+  }
+
+  patch(update: (doc: StatusDocument) => StatusDocument): void {
+    this.update(update(this.doc));
+  }
+}
