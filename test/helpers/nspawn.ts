@@ -125,6 +125,7 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
   writeEtcFiles(etcDir, options.etcFiles ?? {});
 
   const releaseLock = await acquireLock(options.lockTimeoutMs ?? 180_000);
+  await reapOrphans();
   // Device nodes of our own, outside devtmpfs: the kernel removes devtmpfs loop nodes when another process
   // frees its loop device (systemd does that), and nspawn fails on a bind source that vanished.
   const devDir = options.loopDevices || options.kvm ? `/dev/.${name}` : null;
@@ -143,7 +144,15 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
     args.push(`--bind${bind.readOnly ? "-ro" : ""}=${bind.host}:${bind.container}`);
   }
   if (options.osRelease) args.push(`--bind-ro=${options.osRelease}:/usr/lib/os-release`);
-  if (devDir) args.push(...(await makeDeviceNodes(devDir, options)));
+  if (devDir) {
+    try {
+      args.push(...(await makeDeviceNodes(devDir, options)));
+    } catch (err) {
+      rmSync(devDir, { recursive: true, force: true });
+      releaseLock();
+      throw err;
+    }
+  }
   args.push("-b", "systemd.unit=multi-user.target", "systemd.firstboot=off");
 
   const started = Date.now();
@@ -426,16 +435,46 @@ function killHard(leaderPid: number, ...groups: number[]): void {
   for (const pid of groups) if (pid > 0) kill(-pid);
 }
 
-function childrenOf(parent: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = readProc(`/proc/${entry}/stat`);
-    // Fields after the parenthesised command name: state, ppid, …
-    const ppid = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1];
-    if (Number(ppid) === parent) children.push(Number(entry));
+/**
+ * Kills containers left behind by test processes that died without cleaning up (a killed vitest worker runs no
+ * exit hooks). Only default-named containers of dead owners are touched.
+ */
+async function reapOrphans(): Promise<void> {
+  const killed: number[] = [];
+  for (const pid of processes()) {
+    if (comm(pid) !== "systemd-nspawn") continue;
+    const argv = readProc(`/proc/${pid}/cmdline`).split("\0");
+    const name = argv[argv.indexOf("-M") + 1] ?? "";
+    const owner = /^kata-e2e-(\d+)-\d+$/.exec(name)?.[1];
+    if (owner === undefined || isAlive(Number(owner))) continue;
+    const leader = childrenOf(pid).find(isContainerInit) ?? 0;
+    killHard(leader, pid);
+    killed.push(leader, pid);
+    rmSync(`/dev/.${name}`, { recursive: true, force: true });
   }
-  return children;
+  // SIGKILL is asynchronous; wait so the orphan no longer competes for the CPU or loop devices.
+  const until = Date.now() + 10_000;
+  while (killed.some(isRunning) && Date.now() < until) await sleep(50);
+}
+
+/** Alive and not a zombie (a killed container init may linger as one until its new parent reaps it). */
+export function isRunning(pid: number): boolean {
+  const stat = readProc(`/proc/${pid}/stat`);
+  return pid > 0 && stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+}
+
+function processes(): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number);
+}
+
+function childrenOf(parent: number): number[] {
+  return processes().filter((pid) => {
+    const stat = readProc(`/proc/${pid}/stat`);
+    // Fields after the parenthesised command name: state, ppid, …
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
+  });
 }
 
 function isContainerInit(pid: number): boolean {
