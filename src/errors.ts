@@ -25,6 +25,8 @@ export type ErrorCode =
   | "deferred"
   | "dbus-failed"
   | "dbus-timeout"
+  | "unit-job-failed"
+  | "unit-not-active"
   | "preflight-failed"
   | "api-failed"
   | "subprocess-failed"
