@@ -1,0 +1,214 @@
+// Can these ELF executables run on that host? The question the loader answers at exec time, asked ahead of
+// time: the interpreter exists, every DT_NEEDED library resolves (RPATH/RUNPATH with $ORIGIN, the image's lib
+// dirs, the host's lib dirs), and every symbol version an object needs (GLIBC_2.34, …) is defined by the library
+// that provides it. Used by the preflight on the Kata payload and by delivery on the bundled Node binary.
+import { dirname, isAbsolute, join } from "node:path";
+import { type ElfInfo, type ElfRead, readElf } from "./read.ts";
+import { hostLibDirs, resolveInRoot } from "./root.ts";
+
+export type AbiProblem =
+  | { kind: "interpreter-missing"; interpreter: string }
+  | { kind: "library-missing"; library: string; neededBy: string }
+  | { kind: "version-missing"; library: string; version: string; neededBy: string; providedBy: string }
+  | { kind: "unreadable"; message: string };
+
+export interface AbiFinding {
+  /** The file as given. */
+  file: string;
+  /** static: no interpreter, no dynamic section (passes); not-elf: scripts and data (passes). */
+  linkage: "static" | "dynamic" | "not-elf" | "unreadable";
+  ok: boolean;
+  interpreter: string | null;
+  problems: AbiProblem[];
+  /** Highest GLIBC_x.y any object in the closure needs, e.g. "GLIBC_2.34"; null when none. */
+  glibcNeeded: string | null;
+  /** Highest GLIBC_x.y the resolved libc.so.6 defines; null when libc was not reached. */
+  glibcProvided: string | null;
+}
+
+export interface AbiHost {
+  /** The host root the binaries would run in ("/" here; a Flatcar tree in tests). */
+  root: string;
+  /** Host library directories (absolute inside root); default: /etc/ld.so.conf plus glibc's defaults. */
+  libDirs?: string[];
+}
+
+export interface AbiImage {
+  /** Where the image's absolute paths (RUNPATH /opt/kata/lib, …) live on disk; default: the host root. */
+  root?: string;
+  /** Image library directories searched before the host's (absolute inside the image root). */
+  libDirs?: string[];
+}
+
+/** One finding per file, in the order given. Never throws for bad files: they become findings. */
+export async function checkAbi(files: string[], host: AbiHost, image: AbiImage = {}): Promise<AbiFinding[]> {
+  const loader = new Loader(host.root, host.libDirs ?? (await hostLibDirs(host.root)), image);
+  return Promise.all(files.map((file) => loader.check(file)));
+}
+
+/** Compares GLIBC_2.9 < GLIBC_2.34 numerically; other names sort first. */
+export function compareGlibc(a: string, b: string): number {
+  const pa = glibcParts(a);
+  const pb = glibcParts(b);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? -1) - (pb[i] ?? -1);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+const glibcParts = (name: string): number[] =>
+  /^GLIBC_\d+(\.\d+)*$/.test(name) ? name.slice(6).split(".").map(Number) : [];
+const isGlibcVersion = (name: string): boolean => glibcParts(name).length > 0;
+const maxGlibc = (names: string[]): string | null =>
+  names.filter(isGlibcVersion).reduce<string | null>((m, n) => (m === null || compareGlibc(n, m) > 0 ? n : m), null);
+
+interface Loaded {
+  path: string;
+  info: ElfInfo;
+  /** Found in the host's library dirs: its own needs are the host's business, not the image's. */
+  host: boolean;
+}
+
+class Loader {
+  private readonly cache = new Map<string, Promise<ElfRead | { elf: false; reason: string; error: true }>>();
+  private readonly root: string;
+  private readonly hostDirs: string[];
+  private readonly imageRoot: string;
+  private readonly imageDirs: string[];
+
+  constructor(root: string, hostDirs: string[], image: AbiImage) {
+    this.root = root;
+    this.hostDirs = hostDirs;
+    this.imageRoot = image.root ?? root;
+    this.imageDirs = image.libDirs ?? [];
+  }
+
+  private read(path: string): Promise<ElfRead | { elf: false; reason: string; error: true }> {
+    let pending = this.cache.get(path);
+    if (pending === undefined) {
+      pending = readElf(path).catch((err: unknown) => ({
+        elf: false as const,
+        reason: err instanceof Error ? err.message : String(err),
+        error: true as const,
+      }));
+      this.cache.set(path, pending);
+    }
+    return pending;
+  }
+
+  async check(file: string): Promise<AbiFinding> {
+    const finding: AbiFinding = {
+      file,
+      linkage: "dynamic",
+      ok: true,
+      interpreter: null,
+      problems: [],
+      glibcNeeded: null,
+      glibcProvided: null,
+    };
+    const read = await this.read(file);
+    if (!read.elf) {
+      const unreadable = "error" in read;
+      finding.linkage = unreadable ? "unreadable" : "not-elf";
+      if (unreadable) {
+        finding.ok = false;
+        finding.problems.push({ kind: "unreadable", message: read.reason });
+      }
+      return finding;
+    }
+    const exe = read.info;
+    finding.interpreter = exe.interpreter;
+    if (exe.interpreter === null && !exe.dynamic) {
+      finding.linkage = "static";
+      return finding;
+    }
+    if (exe.interpreter !== null && (await resolveInRoot(this.root, exe.interpreter)) === null) {
+      finding.problems.push({ kind: "interpreter-missing", interpreter: exe.interpreter });
+    }
+
+    // Breadth-first over the dependency closure, as the loader does; each object's own search path applies
+    // to its own DT_NEEDED entries. Versions are checked against the object each soname resolved to.
+    const exeRpath = exe.runpath.length === 0 ? exe.rpath : [];
+    const queue: Loaded[] = [{ path: file, info: exe, host: false }];
+    const seen = new Set<string>([file]);
+    const versionsNeeded: string[] = [];
+    for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+      const resolved = new Map<string, Loaded>();
+      for (const needed of next.info.needed) {
+        const lib = await this.resolveLibrary(needed, next, exe.machine, exeRpath);
+        if (lib === null) {
+          finding.problems.push({ kind: "library-missing", library: needed, neededBy: next.path });
+          continue;
+        }
+        resolved.set(needed, lib);
+        if (needed.startsWith("libc.so.")) finding.glibcProvided = maxGlibc(lib.info.versionDefs);
+        if (!seen.has(lib.path)) {
+          seen.add(lib.path);
+          queue.push(lib);
+        }
+      }
+      for (const need of next.info.versionNeeds) {
+        if (need.file.startsWith("libc.so.") && !next.host) versionsNeeded.push(...need.versions);
+        const provider = resolved.get(need.file);
+        if (provider === undefined) continue; // reported as library-missing (or not a DT_NEEDED: nothing to check)
+        const defined = new Set(provider.info.versionDefs);
+        for (const version of need.versions) {
+          if (!defined.has(version)) {
+            finding.problems.push({
+              kind: "version-missing",
+              library: need.file,
+              version,
+              neededBy: next.path,
+              providedBy: provider.path,
+            });
+          }
+        }
+      }
+    }
+    finding.glibcNeeded = maxGlibc(versionsNeeded);
+    finding.ok = finding.problems.length === 0;
+    return finding;
+  }
+
+  private async resolveLibrary(name: string, by: Loaded, machine: number, exeRpath: string[]): Promise<Loaded | null> {
+    const origin = dirname(by.path);
+    const expand = (dir: string): string => dir.replace(/\$(ORIGIN|\{ORIGIN\})/g, origin);
+    const candidates: string[] = [];
+    const hostCandidates = new Set<string>();
+    if (name.includes("/")) {
+      if (isAbsolute(name)) candidates.push(...(await this.inRoots(name)));
+    } else {
+      // DT_RPATH applies only without DT_RUNPATH, and the executable's RPATH is inherited by its libraries.
+      const rpath = by.info.runpath.length === 0 ? [...by.info.rpath, ...exeRpath] : [];
+      for (const dir of [...rpath, ...by.info.runpath].map(expand)) {
+        // $ORIGIN dirs are already on disk; other absolute dirs are paths inside the image or the host.
+        if (dir.startsWith(origin)) candidates.push(join(dir, name));
+        else if (isAbsolute(dir)) candidates.push(...(await this.inRoots(join(dir, name))));
+      }
+      for (const dir of this.imageDirs) {
+        const found = await resolveInRoot(this.imageRoot, join(dir, name));
+        if (found !== null) candidates.push(found);
+      }
+      for (const dir of this.hostDirs) {
+        const found = await resolveInRoot(this.root, join(dir, name));
+        if (found !== null) {
+          candidates.push(found);
+          hostCandidates.add(found);
+        }
+      }
+    }
+    // Like ld.so, skip candidates of the wrong class or machine (a 32-bit libc in /usr/lib, say).
+    for (const path of candidates) {
+      const read = await this.read(path);
+      if (read.elf && read.info.machine === machine) return { path, info: read.info, host: hostCandidates.has(path) };
+    }
+    return null;
+  }
+
+  private async inRoots(path: string): Promise<string[]> {
+    const roots = this.imageRoot === this.root ? [this.root] : [this.imageRoot, this.root];
+    const found = await Promise.all(roots.map((r) => resolveInRoot(r, path)));
+    return found.filter((p): p is string => p !== null);
+  }
+}

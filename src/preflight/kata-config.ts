@@ -1,0 +1,123 @@
+// The Kata configuration that decides what the preflight must check: which hypervisors, their binaries, guest
+// kernel and image, virtiofsd, memory. Read from the operator's /etc/kata-containers/configuration.toml and the
+// configuration*.toml files the extension ships under /opt/kata/share/defaults/kata-containers.
+import { readdir, readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import { parse, TomlError } from "smol-toml";
+
+export const ETC_CONFIG = "/etc/kata-containers/configuration.toml";
+export const DEFAULTS_DIR = "/opt/kata/share/defaults/kata-containers";
+
+export interface HypervisorConfig {
+  /** The [hypervisor.<name>] section: qemu, clh, firecracker, dragonball, stratovirt, … */
+  name: string;
+  /** The file it came from, as a path inside the tree (/opt/kata/share/…/configuration-qemu.toml). */
+  configFile: string;
+  path: string | null;
+  kernel: string | null;
+  image: string | null;
+  initrd: string | null;
+  virtioFsDaemon: string | null;
+  sharedFs: string | null;
+  defaultMemoryMiB: number | null;
+  disableVhostNet: boolean;
+}
+
+export interface KataConfigs {
+  /** One entry per hypervisor name, from the most authoritative file that configures it. */
+  hypervisors: HypervisorConfig[];
+  /** Every file read, as paths inside the tree. */
+  files: string[];
+  /** Files that exist but could not be read or parsed: "file:line: message". */
+  errors: string[];
+}
+
+type Table = Record<string, unknown>;
+const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
+const num = (v: unknown): number | null => (typeof v === "number" || typeof v === "bigint" ? Number(v) : null);
+
+/** Parses one configuration file's [hypervisor.*] sections. Throws TomlError on bad TOML. */
+export function parseKataConfig(text: string, configFile: string): HypervisorConfig[] {
+  const doc = parse(text) as Table;
+  const sections = isTable(doc.hypervisor) ? doc.hypervisor : {};
+  return Object.entries(sections)
+    .filter((entry): entry is [string, Table] => isTable(entry[1]))
+    .map(([name, h]) => ({
+      name,
+      configFile,
+      path: str(h.path),
+      kernel: str(h.kernel),
+      image: str(h.image),
+      initrd: str(h.initrd),
+      virtioFsDaemon: str(h.virtio_fs_daemon),
+      sharedFs: str(h.shared_fs),
+      defaultMemoryMiB: num(h.default_memory),
+      disableVhostNet: h.disable_vhost_net === true,
+    }));
+}
+
+/**
+ * Reads the configurations. `etc` resolves host paths (the operator's /etc), `payload` paths inside the merged
+ * tree. Precedence per hypervisor: /etc/kata-containers/configuration.toml, the shipped configuration.toml, the
+ * shipped configuration-<name>.toml, then variants (configuration-qemu-tdx.toml, …) in name order.
+ */
+export async function loadKataConfigs(
+  etc: (p: string) => string,
+  payload: (p: string) => string,
+): Promise<KataConfigs> {
+  let shipped: string[] = [];
+  try {
+    shipped = (await readdir(payload(DEFAULTS_DIR)))
+      .filter((f) => /^configuration.*\.toml$/.test(f))
+      .sort()
+      .map((f) => `${DEFAULTS_DIR}/${f}`);
+  } catch {
+    // the extension is not merged (or ships no configuration)
+  }
+  const candidates: Array<{ inTree: string; onDisk: string }> = [
+    { inTree: ETC_CONFIG, onDisk: etc(ETC_CONFIG) },
+    ...shipped.map((f) => ({ inTree: f, onDisk: payload(f) })),
+  ];
+  const result: KataConfigs = { hypervisors: [], files: [], errors: [] };
+  const best = new Map<string, { rank: number; config: HypervisorConfig }>();
+  for (const { inTree, onDisk } of candidates) {
+    let text: string;
+    try {
+      text = await readFile(onDisk, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") result.errors.push(`${inTree}: ${(err as Error).message}`);
+      continue;
+    }
+    result.files.push(inTree);
+    let configs: HypervisorConfig[];
+    try {
+      configs = parseKataConfig(text, inTree);
+    } catch (err) {
+      const where = err instanceof TomlError ? `${inTree}:${err.line}` : inTree;
+      result.errors.push(`${where}: not valid TOML: ${(err as Error).message.split("\n")[0]}`);
+      continue;
+    }
+    for (const config of configs) {
+      const rank = precedence(inTree, config.name);
+      const current = best.get(config.name);
+      if (current === undefined || rank < current.rank) best.set(config.name, { rank, config });
+    }
+  }
+  result.hypervisors = [...best.values()].map((b) => b.config).sort((a, b) => a.name.localeCompare(b.name));
+  return result;
+}
+
+const SHORT_NAMES: Record<string, string> = { firecracker: "fc" };
+
+function precedence(file: string, hypervisor: string): number {
+  if (file === ETC_CONFIG) return 0;
+  const name = basename(file, ".toml");
+  if (name === "configuration") return 1;
+  if (name === `configuration-${hypervisor}` || name === `configuration-${SHORT_NAMES[hypervisor] ?? ""}`) return 2;
+  return 3;
+}
+
+/** Whether this hypervisor shares the host filesystem through virtio-fs (and so needs virtiofsd). */
+export const usesVirtioFs = (h: HypervisorConfig): boolean =>
+  h.sharedFs === null ? h.virtioFsDaemon !== null && h.name !== "firecracker" : h.sharedFs.startsWith("virtio-fs");
