@@ -183,13 +183,23 @@ bus.disconnect();
 describe.skipIf(skipReason !== null)("nspawn harness: failures and leftovers", () => {
   it("a container that cannot start fails boot with its console log and leaves nothing running", async () => {
     const name = `kata-e2e-${process.pid}-broken`;
-    const missing = join(tmpdir(), "kata-e2e-no-such-folder");
-    await expect(bootContainer({ name, binds: [{ host: missing, container: "/srv/x" }] })).rejects.toThrow(missing);
-    expect(nspawnProcesses(name)).toEqual([]);
+    const logDir = mkdtempSync(join(tmpdir(), "kata-e2e-log-"));
+    const log = join(logDir, "console.log");
+    const missing = join(logDir, "no-such-folder");
+    try {
+      const boot = bootContainer({ name, log, binds: [{ host: missing, container: "/srv/x" }] });
+      await expect(boot).rejects.toThrow(missing); // nspawn's own complaint, taken from the console log
+      expect(readFileSync(log, "utf8")).toContain(missing);
+      expect(nspawnProcesses(name)).toEqual([]);
+      expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`${name}-`))).toEqual([]);
+    } finally {
+      rmSync(logDir, { recursive: true, force: true });
+    }
   });
 
   it("reaps a container whose test process was killed before it could clean up", async () => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", ORPHAN_SCRIPT], {
+    const logDir = mkdtempSync(join(tmpdir(), "kata-e2e-log-"));
+    const child = spawn(process.execPath, ["--input-type=module", "-e", ORPHAN_SCRIPT, join(logDir, "orphan.log")], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     const [line] = (await once(child.stdout, "data")) as [Buffer];
@@ -203,15 +213,17 @@ describe.skipIf(skipReason !== null)("nspawn harness: failures and leftovers", (
     try {
       expect(isRunning(leader)).toBe(false);
       expect(nspawnProcesses(`kata-e2e-${child.pid}-1`)).toEqual([]);
+      expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`kata-e2e-${child.pid}-1-`))).toEqual([]);
     } finally {
       expect((await next.poweroff()).clean).toBe(true);
+      rmSync(logDir, { recursive: true, force: true });
     }
   });
 });
 
 const ORPHAN_SCRIPT = `
 import { bootContainer } from ${JSON.stringify(join(REPO, "test/helpers/nspawn.ts"))};
-const c = await bootContainer({ loopDevices: true });
+const c = await bootContainer({ loopDevices: true, log: process.argv[1] });
 console.log(c.leaderPid);
 setInterval(() => {}, 1000);
 `;

@@ -49,7 +49,7 @@ export interface BootOptions {
    * your own to keep /etc across boots (a "reboot" is poweroff and a second boot with the same etcDir).
    */
   etcDir?: string;
-  /** Console log (the boot messages). Default: <work dir>/console.log, kept when boot or poweroff fails. */
+  /** Console log (the boot messages). Default: $TMPDIR/<name>.console.log, kept only when boot or poweroff fails. */
   log?: string;
   /** Bound on the whole boot, from spawn to `systemctl is-system-running` = running|degraded. Default 45 s. */
   bootTimeoutMs?: number;
@@ -120,7 +120,7 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
   }
   const workDir = mkdtempSync(join(tmpdir(), `${name}-`));
   const etcDir = options.etcDir ?? join(workDir, "etc");
-  const logFile = options.log ?? join(workDir, "console.log");
+  const logFile = options.log ?? join(tmpdir(), `${name}.console.log`);
   mkdirSync(etcDir, { recursive: true });
   writeEtcFiles(etcDir, options.etcFiles ?? {});
 
@@ -166,11 +166,13 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
   let nspawnPid = 0;
   let leaderPid = 0;
 
-  const cleanup = (keepWorkDir: boolean): void => {
+  /** The console log stays when something went wrong, and always when the caller chose its path. */
+  const cleanup = (keepLog: boolean): void => {
     process.removeListener("exit", onExit);
     killHard(leaderPid, scriptPid, nspawnPid);
     if (devDir) rmSync(devDir, { recursive: true, force: true });
-    if (!keepWorkDir) rmSync(workDir, { recursive: true, force: true });
+    rmSync(workDir, { recursive: true, force: true });
+    if (!keepLog && options.log === undefined) rmSync(logFile, { force: true });
     releaseLock();
   };
   const onExit = (): void => cleanup(true);
@@ -270,7 +272,7 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
       // The manager may drop the connection while shutting down: the exit code says nothing, the exit does.
       await exec(["systemctl", "poweroff"], { timeoutMs: 5_000 }).catch(() => undefined);
       const clean = await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)]);
-      cleanup(!clean || options.log !== undefined);
+      cleanup(!clean);
       if (!clean) await Promise.race([exited, sleep(5_000)]);
       stopped = { clean, ms: Date.now() - begin };
       return stopped;
@@ -451,6 +453,9 @@ async function reapOrphans(): Promise<void> {
     killHard(leader, pid);
     killed.push(leader, pid);
     rmSync(`/dev/.${name}`, { recursive: true, force: true });
+    for (const dir of readdirSync(tmpdir())) {
+      if (dir.startsWith(`${name}-`)) rmSync(join(tmpdir(), dir), { recursive: true, force: true });
+    }
   }
   // SIGKILL is asynchronous; wait so the orphan no longer competes for the CPU or loop devices.
   const until = Date.now() + 10_000;
