@@ -1,0 +1,192 @@
+// kata-sysextd --once against a real release server on 127.0.0.1, real squashfs images and the real
+// systemd-sysext under --root in a private mount namespace; killed with SIGKILL at many points.
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImage } from "../../helpers/images.ts";
+import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import {
+  DAEMON,
+  daemonOnce,
+  inMountNamespace,
+  makeSandboxRoot,
+  NODE,
+  runArgv,
+  writeConfig,
+} from "../../helpers/sandbox.ts";
+
+const LINK = "etc/extensions/kata-containers.raw";
+const STORE = "var/lib/kata-sysextd/images";
+
+let pub: string;
+let server: ReleaseServer;
+
+beforeAll(async () => {
+  pub = mkdtempSync(join(tmpdir(), "kata-pub-"));
+  const images = ["3.30.0", "3.32.0"].map((version) => ({
+    version,
+    content: buildImage({ version }, join(pub, "build", `${version}.raw`)),
+  }));
+  await publishRelease(pub, { images });
+  server = await startReleaseServer(pub);
+});
+afterAll(async () => server?.close());
+
+function sandbox(extra = ""): string {
+  const root = makeSandboxRoot();
+  writeConfig(root, `[source]\nurl = "${server.url}"\n${extra}`);
+  return root;
+}
+
+/** The invariant that must hold whatever moment the daemon died: the link is absent or points at a complete, verified image. */
+function assertLinkSafe(root: string): string | null {
+  const link = join(root, LINK);
+  if (!existsSync(link) && !isSymlink(link)) return null;
+  expect(lstatSync(link).isSymbolicLink()).toBe(true);
+  const target = resolve(dirname(link), readlinkSync(link));
+  expect(dirname(target)).toBe(join(root, STORE));
+  const record = JSON.parse(readFileSync(`${target}.json`, "utf8")) as { sha256: string };
+  expect(createHash("sha256").update(readFileSync(target)).digest("hex")).toBe(record.sha256);
+  return target;
+}
+
+const isSymlink = (p: string) => {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+};
+
+describe("kata-sysextd --once --root", () => {
+  it("fetches the newest acceptable version, verifies it, links it, and is idempotent", async () => {
+    const root = sandbox();
+    const first = await daemonOnce(root);
+    expect(first.stderr).toContain("activated kata-containers-3.32.0-x86-64.raw");
+    expect(first.code).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toBe("../../var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw");
+    assertLinkSafe(root);
+    const record = JSON.parse(readFileSync(join(root, STORE, "kata-containers-3.32.0-x86-64.raw.json"), "utf8"));
+    expect(record).toMatchObject({ version: "3.32.0", trust: "checksum", arch: "x86-64" });
+    expect(record.extensionRelease).toContain("ID=_any");
+
+    const imageGets = () => server.requests.filter((r) => r.path.endsWith("3.32.0-x86-64.raw")).length;
+    const before = imageGets();
+    const second = await daemonOnce(root);
+    expect(second.code).toBe(0);
+    expect(second.stderr).not.toContain("activated");
+    expect(imageGets()).toBe(before);
+  });
+
+  it("honours policy.versions and records the previous image on upgrade", async () => {
+    const root = sandbox('[policy]\nversions = "<3.31"\n');
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
+    writeConfig(root, `[source]\nurl = "${server.url}"\n`);
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
+    const state = JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8"));
+    expect(state.previous).toBe("kata-containers-3.30.0-x86-64.raw");
+    expect(state.lastReconcile.result).toBe("ok");
+  });
+
+  it("fails with exit 1 and a reason when no version satisfies the policy", async () => {
+    const root = sandbox('[policy]\nversions = ">=9"\n');
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toMatch(/no acceptable Kata version: .*3\.32\.0.*policy/);
+    expect(isSymlink(join(root, LINK))).toBe(false);
+  });
+
+  it("quarantines an image whose extension-release does not match the host, and links nothing", async () => {
+    const bad = mkdtempSync(join(tmpdir(), "kata-pub-bad-"));
+    const content = buildImage(
+      { version: "3.40.0", extensionRelease: "ID=ubuntu\nVERSION_ID=22.04\n" },
+      join(bad, "build", "b.raw"),
+    );
+    await publishRelease(bad, { images: [{ version: "3.40.0", content }] });
+    const badServer = await startReleaseServer(bad);
+    try {
+      const root = makeSandboxRoot();
+      writeConfig(root, `[source]\nurl = "${badServer.url}"\n`);
+      const ran = await daemonOnce(root);
+      expect(ran.code).toBe(1);
+      expect(ran.stderr).toContain("failed inspection");
+      expect(ran.stderr).toMatch(/ID/);
+      expect(isSymlink(join(root, LINK))).toBe(false);
+      expect(readdirSync(join(root, STORE)).filter((f) => !f.startsWith("."))).toEqual([]);
+      expect(existsSync(join(root, "var/lib/kata-sysextd/quarantine/kata-containers-3.40.0-x86-64.raw"))).toBe(true);
+      // The next pass does not fetch the quarantined image again.
+      const again = await daemonOnce(root);
+      expect(again.code).toBe(1);
+      expect(badServer.requests.filter((r) => r.path.endsWith(".raw")).length).toBe(1);
+    } finally {
+      await badServer.close();
+    }
+  });
+
+  it("exits 2 naming the key for an unknown configuration key", async () => {
+    const root = sandbox('[policy]\nversion = ">=3"\n');
+    const ran = await runArgv([NODE, DAEMON, "--once", "--root", root]);
+    expect(ran.code).toBe(2);
+    expect(ran.stderr).toContain('unknown key "policy.version"');
+    expect(ran.stderr).toContain(join(root, "etc/kata-sysextd/config.toml"));
+  });
+});
+
+describe("kill -9 at any point", () => {
+  it("always leaves the link absent or on a complete verified image, and the next pass converges", async () => {
+    // A bigger image so the kill lands during download as well as around the switch.
+    const dir = mkdtempSync(join(tmpdir(), "kata-pub-big-"));
+    // Incompressible, so the squashfs stays big and the download takes a while.
+    const big = randomBytes(48 * 1024 * 1024);
+    const tree = { "usr/share/kata-containers/filler": { content: big, mode: 0o644 } };
+    const images = ["3.30.0", "3.33.0"].map((version) => ({
+      version,
+      content: buildImage({ version, files: tree }, join(dir, "build", `${version}.raw`)),
+    }));
+    await publishRelease(dir, { images });
+    const bigServer = await startReleaseServer(dir);
+    try {
+      const root = makeSandboxRoot();
+      writeConfig(root, `[source]\nurl = "${bigServer.url}"\n[policy]\nversions = "<3.31"\n`);
+      expect((await daemonOnce(root)).code).toBe(0);
+      writeConfig(root, `[source]\nurl = "${bigServer.url}"\n`);
+      const seen = new Set<string | null>();
+      for (const delayMs of [80, 160, 240, 320, 400, 480, 560, 640, 800, 1000]) {
+        await killAfter(root, delayMs);
+        const target = assertLinkSafe(root);
+        seen.add(target === null ? null : (target.split("/").pop() ?? null));
+      }
+      const final = await daemonOnce(root);
+      expect(final.code).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain("3.33.0");
+      assertLinkSafe(root);
+      const leftovers = readdirSync(join(root, STORE)).filter((f) => f.startsWith(".") && f !== ".incoming");
+      expect(leftovers).toEqual([]);
+      expect(readdirSync(join(root, STORE, ".incoming")).filter((f) => !f.endsWith(".partial"))).toEqual([]);
+      expect(seen.size).toBeGreaterThan(0);
+    } finally {
+      await bigServer.close();
+    }
+  }, 120_000);
+});
+
+function killAfter(root: string, delayMs: number): Promise<void> {
+  const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--once", "--root", root]);
+  if (file === undefined) throw new Error("no argv");
+  const child = spawn(file, args, { stdio: "ignore", env: { ...process.env, KATA_SYSEXTD_LOG: "stderr" } });
+  return new Promise((done) => {
+    const timer = setTimeout(() => {
+      // unshare execs sh, which execs node: the pid is the daemon's own.
+      child.kill("SIGKILL");
+    }, delayMs);
+    child.on("exit", () => {
+      clearTimeout(timer);
+      done();
+    });
+  });
+}

@@ -1,0 +1,69 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadConfig, parseConfig } from "../../../src/config/load.ts";
+import { DEFAULTS } from "../../../src/config/schema.ts";
+import { KataError } from "../../../src/errors.ts";
+
+const FILE = "/etc/kata-sysextd/config.toml";
+
+function errorOf(text: string): KataError {
+  try {
+    parseConfig(text, FILE);
+  } catch (err) {
+    if (err instanceof KataError) return err;
+    throw err;
+  }
+  throw new Error("expected a configuration error");
+}
+
+describe("configuration", () => {
+  it("a missing file means the defaults", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    expect(await loadConfig(join(dir, "absent.toml"))).toEqual(DEFAULTS);
+  });
+
+  it("the shipped config/config.toml is exactly the defaults", async () => {
+    expect(await loadConfig(join(import.meta.dirname, "../../../config/config.toml"))).toEqual(DEFAULTS);
+  });
+
+  it("reads the CONTRACT's keys", () => {
+    const config = parseConfig(
+      `[source]\nurl = "http://127.0.0.1:9/x/"\nname = "kata-containers"\nverify = "signature"\nkeyring = "/etc/k.asc"\n` +
+        `[policy]\nversions = ">=3.30.0 <4"\nconstraints = [{ kata = ">=4.0.0", flatcar = ">=4459.0.0", reason = "cgroup fix" }]\n` +
+        `[api]\nlisten = "127.0.0.1:9999"\n`,
+      FILE,
+    );
+    expect(config.source).toMatchObject({ url: "http://127.0.0.1:9/x/", verify: "signature", keyring: "/etc/k.asc" });
+    expect(config.policy.versions).toBe(">=3.30.0 <4");
+    expect(config.policy.constraints).toEqual([{ kata: ">=4.0.0", flatcar: ">=4459.0.0", reason: "cgroup fix" }]);
+    expect(config.api.listen).toBe("127.0.0.1:9999");
+    expect(config.policy.keep).toBe(DEFAULTS.policy.keep);
+  });
+
+  it.each([
+    ['[source]\nurl = "https://x/"\nnmae = "k"\n', 'file.toml:3: unknown key "source.nmae"', "source.nmae"],
+    ['[policy]\nversions = "latest"\n', ':2: key "policy.versions" must be a semver range', '"latest"'],
+    ['[source]\nverify = "gpg"\n', 'key "source.verify" must be "checksum" or "signature"', '"gpg"'],
+    ['[api]\nlisten = "0.0.0.0:8720"\n', 'key "api.listen" must be a loopback address', "0.0.0.0"],
+    ['[source]\nurl = "ftp://x/"\n', 'key "source.url" must be an http(s) URL ending in /', "ftp"],
+    ["[daemon]\ninterval_seconds = 5\n", 'key "daemon.interval_seconds" must be an integer from 60', "5"],
+    ["[sources]\nurl = 1\n", 'unknown section "sources"', "source, policy"],
+    ['[policy]\nconstraints = [{ kata = ">=4" }]\n', 'policy.constraints[0] is missing "flatcar"', "semver"],
+    ["source = 3\n", '"source" must be a table', "[source]"],
+    ["[source\nurl=", "not valid TOML", FILE],
+  ])("rejects %j naming file, key and expectation", (text, message, detail) => {
+    const err = errorOf(text);
+    expect(err.code).toBe("config-invalid");
+    expect(err.message.replace(FILE, "file.toml")).toContain(message.replace(FILE, "file.toml"));
+    expect(err.message).toContain(detail);
+    expect(err.message.startsWith(FILE)).toBe(true);
+  });
+
+  it("an unreadable file is an error, not the defaults", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "c.toml"), "");
+    await expect(loadConfig(dir)).rejects.toMatchObject({ code: "config-unreadable" });
+  });
+});
