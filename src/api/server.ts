@@ -183,10 +183,14 @@ export async function startApi(opts: ApiOptions): Promise<ApiHandle> {
   let tcpAddresses: string[] = [];
   let closeSocket: (() => Promise<void>) | null = null;
 
-  const close = async (): Promise<void> => {
-    await Promise.all(tcpServers.map(closeServer));
-    await closeSocket?.();
-    await Promise.all([tcp?.app.close(), socket.app.close()]);
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await Promise.all(tcpServers.map(closeServer));
+      await closeSocket?.();
+      await Promise.all([tcp?.app.close(), socket.app.close()]);
+    })();
+    return closing;
   };
 
   try {

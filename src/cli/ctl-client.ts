@@ -1,0 +1,367 @@
+// kata-sysextctl status | refresh | rollback | versions: the daemon's API client verbs. Mutations go over the
+// root-only unix socket; status falls back to loopback TCP so non-root users can read it.
+import { parseArgs } from "node:util";
+import { ApiConnectError, type ApiResponse, type Endpoint, request, streamLines } from "../api/client.ts";
+import type { ActionResult, ErrorBody, VersionsResult } from "../api/schemas.ts";
+import type { DownloadProgress, StatusDocument } from "../status.ts";
+import { type CommandIo, EXIT } from "./io.ts";
+
+export type CtlVerb = "status" | "refresh" | "rollback" | "versions";
+
+export interface CtlOptions {
+  socketPath: string;
+  /** Where status is read when the socket is not accessible (default http://127.0.0.1:8720). */
+  tcpUrl?: string;
+  /** Per-request limit; for a streamed refresh, the longest silence tolerated (default 10 s / 60 s). */
+  timeoutMs?: number;
+}
+
+const USAGE: Record<CtlVerb, string> = {
+  status: "kata-sysextctl status [--json]      the daemon's status, human or JSON",
+  refresh: "kata-sysextctl refresh [--json]     reconcile now, with progress; exit 0 ok, 1 failed",
+  rollback: "kata-sysextctl rollback [--json]    go back to the previous image; exit 0 ok, 1 failed",
+  versions: "kata-sysextctl versions [--json]    local and remote versions",
+};
+
+const NOT_RUNNING = "is kata-sysextd running? systemctl status kata-sysextd";
+
+export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, opts: CtlOptions): Promise<number> {
+  let json: boolean;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: { json: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help) {
+      io.stdout.write(`Usage: ${USAGE[verb]}\n`);
+      return EXIT.ok;
+    }
+    json = values.json;
+  } catch (err) {
+    io.stderr.write(`kata-sysextctl ${verb}: ${(err as Error).message}\nUsage: ${USAGE[verb]}\n`);
+    return EXIT.usage;
+  }
+  const socket: Endpoint = { socketPath: opts.socketPath };
+  try {
+    switch (verb) {
+      case "status":
+        return await status(io, opts, json);
+      case "refresh":
+        return await refresh(io, socket, opts, json);
+      case "rollback":
+        return await action(
+          io,
+          await request(socket, "POST", "/v1/rollback", { timeoutMs: opts.timeoutMs ?? 300_000 }),
+          json,
+        );
+      case "versions":
+        return await versions(
+          io,
+          await request(socket, "GET", "/v1/versions", { timeoutMs: opts.timeoutMs ?? 60_000 }),
+          json,
+        );
+    }
+  } catch (err) {
+    if (!(err instanceof ApiConnectError)) throw err;
+    io.stderr.write(`kata-sysextctl: ${unreachable(err, opts.socketPath)}\n`);
+    return EXIT.failed;
+  }
+}
+
+function unreachable(err: ApiConnectError, where: string): string {
+  if (err.errno === "EACCES" || err.errno === "EPERM") {
+    return `permission denied on ${where}: this command needs root (sudo kata-sysextctl …)`;
+  }
+  const why =
+    err.errno === "ENOENT"
+      ? "no socket"
+      : err.errno === "ECONNREFUSED"
+        ? "connection refused"
+        : err.errno === "ETIMEDOUT"
+          ? "no answer"
+          : err.message;
+  return `cannot reach kata-sysextd at ${where} (${why}); ${NOT_RUNNING}`;
+}
+
+async function status(io: CommandIo, opts: CtlOptions, json: boolean): Promise<number> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const tcpUrl = opts.tcpUrl ?? "http://127.0.0.1:8720";
+  let res: ApiResponse;
+  try {
+    res = await request({ socketPath: opts.socketPath }, "GET", "/status", { timeoutMs });
+  } catch (socketErr) {
+    if (!(socketErr instanceof ApiConnectError)) throw socketErr;
+    try {
+      res = await request({ url: tcpUrl }, "GET", "/status", { timeoutMs });
+    } catch (tcpErr) {
+      if (!(tcpErr instanceof ApiConnectError)) throw tcpErr;
+      io.stderr.write(
+        `kata-sysextctl: cannot reach kata-sysextd at ${opts.socketPath} (${socketErr.errno}) nor at ${tcpUrl} (${tcpErr.errno}); ${NOT_RUNNING}\n`,
+      );
+      return EXIT.failed;
+    }
+  }
+  const doc = parseAnswer(res, isStatusDocument);
+  if (doc === null) return failAnswer(io, res);
+  io.stdout.write(json ? `${res.body}\n` : formatStatus(doc));
+  return EXIT.ok;
+}
+
+async function refresh(io: CommandIo, socket: Endpoint, opts: CtlOptions, json: boolean): Promise<number> {
+  const view = new ProgressView(io, json);
+  const seen: { outcome: ActionResult | null; failure: ErrorBody | null; answer: ApiResponse | null } = {
+    outcome: null,
+    failure: null,
+    answer: null,
+  };
+  await streamLines(
+    socket,
+    "POST",
+    "/v1/refresh?stream=1",
+    {
+      onLine: (raw) => {
+        if (!isObject(raw)) return;
+        if (raw.type === "progress" && typeof raw.state === "string") {
+          view.update(raw.state, isDownload(raw.download) ? raw.download : null);
+        } else if (raw.type === "result" && isActionResult(raw.result)) {
+          seen.outcome = raw.result;
+        } else if (raw.type === "error" && isErrorBody(raw.error)) {
+          seen.failure = raw.error;
+        }
+      },
+      onBody: (statusCode, body) => {
+        seen.answer = { status: statusCode, contentType: "application/json", body };
+      },
+    },
+    { timeoutMs: opts.timeoutMs ?? 60_000 },
+  );
+  view.finish();
+  if (seen.answer !== null) return action(io, seen.answer, json);
+  if (seen.outcome !== null) return printOutcome(io, seen.outcome, json);
+  const err: ErrorBody = seen.failure ?? {
+    code: "internal",
+    message: "the refresh stream ended without an outcome",
+    remedy: "journalctl -u kata-sysextd",
+  };
+  io.stderr.write(`refresh failed: ${err.message}\n${err.remedy ? `  remedy: ${err.remedy}\n` : ""}`);
+  return EXIT.failed;
+}
+
+async function action(io: CommandIo, res: ApiResponse, json: boolean): Promise<number> {
+  const result = parseAnswer(res, isActionResult);
+  if (result === null) return failAnswer(io, res);
+  return printOutcome(io, result, json);
+}
+
+function printOutcome(io: CommandIo, result: ActionResult, json: boolean): number {
+  if (json) io.stdout.write(`${JSON.stringify(result)}\n`);
+  else if (result.ok) io.stdout.write(`${result.result}: ${result.message}\n`);
+  else io.stderr.write(`failed: ${result.message}\n${result.remedy ? `  remedy: ${result.remedy}\n` : ""}`);
+  return result.ok ? EXIT.ok : EXIT.failed;
+}
+
+async function versions(io: CommandIo, res: ApiResponse, json: boolean): Promise<number> {
+  const list = parseAnswer(res, isVersionsResult);
+  if (list === null) return failAnswer(io, res);
+  if (json) {
+    io.stdout.write(`${res.body}\n`);
+  } else {
+    const lines = [`${list.name} (${list.arch})`, "local:"];
+    if (list.local.length === 0) lines.push("  (none)");
+    for (const v of list.local) lines.push(`  ${v.active ? "*" : " "} ${v.version.padEnd(12)} ${v.image}`);
+    lines.push(`remote${list.source ? ` (${list.source})` : ""}:`);
+    if (list.remote.length === 0 && list.remoteError === null) lines.push("  (none)");
+    for (const v of list.remote) {
+      lines.push(`    ${v.version.padEnd(12)} ${v.compatible ? "compatible" : `not compatible: ${v.reason ?? "?"}`}`);
+    }
+    io.stdout.write(`${lines.join("\n")}\n`);
+  }
+  if (list.remoteError !== null) {
+    const e = list.remoteError;
+    io.stderr.write(`remote versions unavailable: ${e.message}\n${e.remedy ? `  remedy: ${e.remedy}\n` : ""}`);
+    return EXIT.failed;
+  }
+  return EXIT.ok;
+}
+
+// ---- answers from the daemon, checked before use ----
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+
+function isStatusDocument(v: unknown): v is StatusDocument {
+  return (
+    isObject(v) &&
+    isObject(v.daemon) &&
+    isObject(v.host) &&
+    isObject(v.extension) &&
+    typeof v.extension.name === "string" &&
+    typeof v.extension.merged === "boolean" &&
+    typeof v.state === "string"
+  );
+}
+
+function isActionResult(v: unknown): v is ActionResult {
+  return isObject(v) && typeof v.ok === "boolean" && typeof v.result === "string" && typeof v.message === "string";
+}
+
+function isVersionsResult(v: unknown): v is VersionsResult {
+  return isObject(v) && typeof v.name === "string" && Array.isArray(v.local) && Array.isArray(v.remote);
+}
+
+function isDownload(v: unknown): v is DownloadProgress {
+  return (
+    isObject(v) &&
+    typeof v.file === "string" &&
+    typeof v.bytes === "number" &&
+    (typeof v.total === "number" || v.total === null) &&
+    typeof v.bytesPerSecond === "number"
+  );
+}
+
+function isErrorBody(v: unknown): v is ErrorBody {
+  return isObject(v) && typeof v.code === "string" && typeof v.message === "string";
+}
+
+function parseAnswer<T>(res: ApiResponse, is: (v: unknown) => v is T): T | null {
+  if (res.status !== 200) return null;
+  try {
+    const value: unknown = JSON.parse(res.body);
+    return is(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+function failAnswer(io: CommandIo, res: ApiResponse): number {
+  let err: ErrorBody | null = null;
+  try {
+    const value: unknown = JSON.parse(res.body);
+    if (isErrorBody(value)) err = value;
+  } catch {
+    // not JSON: reported below as an unexpected answer
+  }
+  if (err !== null) {
+    io.stderr.write(`kata-sysextctl: ${err.message} (${err.code})\n${err.remedy ? `  remedy: ${err.remedy}\n` : ""}`);
+  } else {
+    io.stderr.write(
+      `kata-sysextctl: unexpected answer from kata-sysextd (HTTP ${res.status}): ${res.body.slice(0, 200)}\n`,
+    );
+  }
+  return EXIT.failed;
+}
+
+// ---- human output ----
+
+const MiB = 1024 * 1024;
+const size = (bytes: number): string =>
+  bytes >= MiB ? `${(bytes / MiB).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** "12.0 MiB of 30.0 MiB (40%), 3.0 MiB/s, ETA 6s" */
+export function describeDownload(d: DownloadProgress): string {
+  const rate = d.bytesPerSecond > 0 ? `, ${size(d.bytesPerSecond)}/s` : "";
+  if (d.total === null || d.total <= 0) return `${size(d.bytes)}${rate}`;
+  const pct = Math.min(100, Math.floor((d.bytes / d.total) * 100));
+  const eta = d.bytesPerSecond > 0 ? `, ETA ${duration((d.total - d.bytes) / d.bytesPerSecond)}` : "";
+  return `${size(d.bytes)} of ${size(d.total)} (${pct}%)${rate}${eta}`;
+}
+
+export function formatStatus(doc: StatusDocument): string {
+  const ext = doc.extension;
+  const lines: string[] = [];
+  if (ext.active === null) lines.push(`${ext.name}: no image active`);
+  else {
+    const trust = ext.trust ? ` (verified by ${ext.trust})` : "";
+    const merge = ext.merged ? "merged" : `NOT merged${ext.limitation ? ` (${ext.limitation})` : ""}`;
+    lines.push(`${ext.name} ${ext.active}: active, ${merge}${trust}`);
+  }
+  const row = (label: string, value: string): void => {
+    lines.push(`  ${label.padEnd(10)} ${value}`);
+  };
+  if (ext.image !== null) row("image", ext.image);
+  const host = doc.host;
+  row(
+    "host",
+    `${host.id ?? "unknown OS"} ${host.versionId ?? "?"}, ${host.arch}, sysext level ${host.sysextLevel ?? "-"}`,
+  );
+  const next = doc.nextBoot;
+  if (next === null) row("next boot", "no OS update pending");
+  else if (next.staged) row("next boot", `flatcar ${next.flatcarVersion}: kata ${next.kata ?? "?"} staged`);
+  else row("next boot", `flatcar ${next.flatcarVersion}: nothing staged${next.reason ? ` (${next.reason})` : ""}`);
+  const pf = doc.preflight;
+  if (pf === null) row("preflight", "not run yet");
+  else {
+    const warnings = pf.warnings > 0 ? `, ${pf.warnings} warning${pf.warnings === 1 ? "" : "s"}` : "";
+    row("preflight", pf.failed === 0 ? `ok${warnings}` : `FAILED: ${pf.failed} check(s)${warnings}`);
+    for (const check of pf.checks.filter((c) => c.status === "fail")) {
+      lines.push(`    ${check.id}: ${check.detail}${check.remedy ? ` (remedy: ${check.remedy})` : ""}`);
+    }
+  }
+  if (doc.download !== null) row("download", `${doc.download.file}: ${describeDownload(doc.download)}`);
+  const last = doc.lastReconcile;
+  row("state", `${doc.state}${last ? `; last reconcile ${last.result} at ${last.at}` : "; no reconcile yet"}`);
+  if (last?.error) {
+    row("last error", last.error);
+    if (last.remedy) row("remedy", last.remedy);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Refresh progress: a redrawn bar with bytes, rate and ETA on a terminal; on a pipe, one line per state
+ * change and per tenth of the download, so logs stay short.
+ */
+class ProgressView {
+  private lastState = "";
+  private lastStep = -1;
+  private drawn = false;
+  private readonly io: CommandIo;
+  private readonly quiet: boolean;
+  constructor(io: CommandIo, quiet: boolean) {
+    this.io = io;
+    this.quiet = quiet;
+  }
+
+  update(state: string, download: DownloadProgress | null): void {
+    if (this.quiet) return;
+    if (this.io.isTTY) {
+      const text = download === null ? `${state}…` : `${state} ${bar(download)} ${describeDownload(download)}`;
+      this.io.stdout.write(`\r\x1b[2K${text}`);
+      this.drawn = true;
+      return;
+    }
+    if (state !== this.lastState) {
+      this.lastState = state;
+      this.lastStep = -1;
+      this.io.stdout.write(`${state}${download ? ` ${download.file}` : ""}\n`);
+    }
+    if (download !== null) {
+      const step =
+        download.total !== null && download.total > 0
+          ? Math.floor((download.bytes / download.total) * 10)
+          : Math.floor(download.bytes / (16 * MiB));
+      if (step !== this.lastStep) {
+        this.lastStep = step;
+        this.io.stdout.write(`  ${download.file}: ${describeDownload(download)}\n`);
+      }
+    }
+  }
+
+  finish(): void {
+    if (this.drawn) this.io.stdout.write("\r\x1b[2K");
+  }
+}
+
+function bar(d: DownloadProgress, width = 24): string {
+  if (d.total === null || d.total <= 0) return `[${"?".repeat(width)}]`;
+  const filled = Math.min(width, Math.round((d.bytes / d.total) * width));
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}]`;
+}
