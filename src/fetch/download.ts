@@ -159,21 +159,27 @@ async function stream(
     });
   };
   const out = createWriteStream(partial, { flags: offset > 0 ? "a" : "w", flush: true, highWaterMark: 1 << 20 });
+  let lost: FetchError | null = null;
   try {
-    await pipeline(
-      res.body,
-      async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
+    // The body is read inside the generator rather than piped, so its errors do not tear down `out` with
+    // bytes still buffered.
+    await pipeline(async function* () {
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
           hash.update(chunk);
           received += chunk.length;
           report(false);
           yield chunk;
         }
-      },
-      out,
-    );
+      } catch (err) {
+        // A broken connection ends the file normally, so every byte that arrived is on disk for the resume.
+        if (!(err instanceof FetchError && err.retryable)) throw err;
+        lost = err;
+      }
+    }, out);
     // flush: true makes the stream fsync before it closes; the rename must come after that.
     if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
+    if (lost !== null) throw lost;
   } catch (err) {
     const aborted = opts.signal?.aborted === true;
     // Keep what arrived when another attempt can continue it; an oversize body or local trouble (ENOSPC,

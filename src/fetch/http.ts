@@ -212,7 +212,7 @@ async function checkResponse(url: string, res: IncomingMessage, options: GetOpti
   }
   const counter = new ByteCap(url, options.maxBytes, contentLength);
   // A body cut short before Content-Length or before the last chunk surfaces here as an "aborted" error.
-  res.on("error", (err) => counter.destroy(classify(url, err, options.signal)));
+  res.on("error", (err) => counter.endWith(classify(url, err, options.signal)));
   res.pipe(counter);
   // Whoever stops reading the body early (error or destroy) also closes the connection.
   counter.on("close", () => {
@@ -227,6 +227,7 @@ class ByteCap extends Transform {
   readonly #url: string;
   readonly #max: number;
   readonly #declared: number | null;
+  #failure: FetchError | null = null;
 
   constructor(url: string, max: number, declared: number | null) {
     super();
@@ -244,7 +245,17 @@ class ByteCap extends Transform {
     callback(null, chunk);
   }
 
+  /** Fails the body after the bytes already received are passed on, so a resume can start after them. */
+  endWith(err: FetchError): void {
+    this.#failure ??= err;
+    if (!this.writableEnded) this.end();
+  }
+
   override _flush(callback: TransformCallback): void {
+    if (this.#failure !== null) {
+      callback(this.#failure);
+      return;
+    }
     if (this.#declared !== null && this.#bytes < this.#declared) {
       callback(new FetchError("reset", this.#url, `body ended after ${this.#bytes} of ${this.#declared} bytes`));
       return;
