@@ -1,0 +1,77 @@
+// kata-sysextctl: dispatch to the verb's module. Each verb parses its own options.
+import { loadConfig } from "../config/load.ts";
+import { asKataError } from "../errors.ts";
+import { hostPaths } from "../paths.ts";
+import { DAEMON_VERSION } from "../version.ts";
+import { type CommandIo, EXIT, processIo } from "./io.ts";
+
+const USAGE = `Usage: kata-sysextctl VERB [options]
+
+Verbs:
+  status [--json]          the daemon's /status, human or JSON (1 when the daemon is unreachable)
+  refresh [--json]         ask the daemon to reconcile now, with progress
+  rollback [--json]        ask the daemon to go back to the previous image
+  versions [--json]        local and remote versions, and which would be chosen
+  preflight [--json] [--root DIR] [--config FILE]
+                           run the hypervisor preflight locally (no daemon needed)
+  compat --os-release FILE --extension-release FILE [--name NAME] [--arch ARCH] [--json]
+                           would systemd-sysext merge this extension on this host?
+
+status, refresh, rollback and versions also take --root DIR and --config FILE to find a daemon that runs
+with --root (its socket is DIR/run/kata-sysextd/api.sock, its TCP address the config's [api] listen).
+`;
+
+const DAEMON_VERBS = new Set(["status", "refresh", "rollback", "versions"]);
+
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  const [verb, ...rest] = argv;
+  if (verb === undefined || verb === "-h" || verb === "--help" || verb === "help") {
+    (verb === undefined ? io.stderr : io.stdout).write(USAGE);
+    return verb === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (verb === "--version") {
+    io.stdout.write(`kata-sysextctl ${DAEMON_VERSION}\n`);
+    return EXIT.ok;
+  }
+  if (verb === "compat") {
+    const { compatCommand } = await import("./compat.ts");
+    return compatCommand(rest, io);
+  }
+  if (verb === "preflight") {
+    const { preflightCommand } = await import("./preflight.ts");
+    return preflightCommand(rest, io);
+  }
+  if (DAEMON_VERBS.has(verb)) {
+    const { root, config, remaining } = takeLocation(rest);
+    const paths = hostPaths(root ?? "/");
+    let listen = "127.0.0.1:8720";
+    try {
+      listen = (await loadConfig(config ?? paths.configFile)).api.listen;
+    } catch (err) {
+      io.stderr.write(`kata-sysextctl: ${asKataError(err).message}\n`);
+      return EXIT.usage;
+    }
+    const { ctlCommand } = await import("./ctl-client.ts");
+    return ctlCommand(verb as "status" | "refresh" | "rollback" | "versions", remaining, io, {
+      socketPath: paths.apiSocket,
+      tcpUrl: `http://${listen}`,
+    });
+  }
+  io.stderr.write(`kata-sysextctl: unknown verb "${verb}"\n\n${USAGE}`);
+  return EXIT.usage;
+}
+
+/** Pulls --root and --config out of a daemon verb's arguments; the verb parses the rest. */
+function takeLocation(args: string[]): { root?: string; config?: string; remaining: string[] } {
+  const out: { root?: string; config?: string; remaining: string[] } = { remaining: [] };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    const [flag, inline] = arg.split("=", 2) as [string, string | undefined];
+    if (flag === "--root" || flag === "--config") {
+      const value = inline ?? args[++i];
+      if (flag === "--root") out.root = value;
+      else out.config = value;
+    } else out.remaining.push(arg);
+  }
+  return out;
+}
