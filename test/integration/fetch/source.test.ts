@@ -1,0 +1,185 @@
+// fetchManifest and fetchOptional against a real HTTP server on 127.0.0.1, with real OpenPGP signatures made by
+// keys generated in the test.
+import { randomBytes } from "node:crypto";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { KataError } from "../../../src/errors.ts";
+import { FetchError } from "../../../src/fetch/http.ts";
+import { fetchManifest, fetchOptional, type ManifestOptions } from "../../../src/fetch/source.ts";
+import {
+  generateKeyPair,
+  publishRelease,
+  type ReleaseServer,
+  signDetached,
+  startReleaseServer,
+  testSigningKey,
+} from "../../helpers/release-server.ts";
+import { fakeClock, memoryLogger, tempDir } from "./support.ts";
+
+const SUMS_PATH = "/kata-containers/SHA256SUMS";
+let dir: string;
+let server: ReleaseServer;
+let sums: string;
+let keyring: string;
+
+beforeAll(async () => {
+  dir = tempDir("source");
+  ({ sums } = await publishRelease(dir, {
+    images: [
+      { version: "3.2.0", content: randomBytes(1000) },
+      { version: "3.3.0", content: randomBytes(1000) },
+    ],
+    sign: "binary",
+  }));
+  keyring = join(dir, "trusted.asc");
+  writeFileSync(keyring, (await testSigningKey()).publicKeyArmored);
+  writeFileSync(join(dir, "kata-containers", "notes.txt"), "release notes\n");
+  server = await startReleaseServer(dir);
+});
+
+afterAll(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  server.clearFaults();
+  server.requests.length = 0;
+  writeFileSync(join(dir, "kata-containers", "SHA256SUMS"), sums);
+});
+
+function options(overrides: Partial<ManifestOptions> = {}): ManifestOptions {
+  return {
+    url: server.url,
+    name: "kata-containers",
+    verify: "signature",
+    keyring,
+    connectTimeoutMs: 2000,
+    idleTimeoutMs: 2000,
+    clock: fakeClock(),
+    log: memoryLogger(),
+    retries: 1,
+    random: () => 0.5,
+    ...overrides,
+  };
+}
+
+async function rejection(opts: ManifestOptions): Promise<KataError> {
+  const err = await fetchManifest(opts).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(KataError);
+  return err as KataError;
+}
+
+describe("checksum", () => {
+  test("returns SHA256SUMS as published, without asking for a signature", async () => {
+    expect(await fetchManifest(options({ verify: "checksum" }))).toEqual({ text: sums, trust: "checksum" });
+    expect(server.requests.map((r) => r.path)).toEqual([SUMS_PATH]);
+  });
+
+  test("a missing manifest is a typed 404", async () => {
+    const err = await rejection(options({ verify: "checksum", name: "other" }));
+    expect(err).toBeInstanceOf(FetchError);
+    expect((err as FetchError).status).toBe(404);
+    expect(server.requests.map((r) => r.path)).toEqual(["/other/SHA256SUMS"]);
+  });
+
+  test("a 503 with Retry-After is retried after the asked delay", async () => {
+    server.setFault(SUMS_PATH, { kind: "status", status: 503, retryAfter: "12" }, 1);
+    const clock = fakeClock();
+    expect((await fetchManifest(options({ verify: "checksum", clock }))).text).toBe(sums);
+    expect(clock.sleeps).toEqual([12_000]);
+  });
+});
+
+describe("signature", () => {
+  test("a good binary signature gives trust signature", async () => {
+    expect(await fetchManifest(options())).toEqual({ text: sums, trust: "signature" });
+    expect(server.requests.map((r) => r.path)).toEqual([SUMS_PATH, `${SUMS_PATH}.gpg`]);
+  });
+
+  test("a good armored signature is accepted too", async () => {
+    const armoredDir = tempDir("armored");
+    try {
+      const published = await publishRelease(armoredDir, {
+        images: [{ version: "3.2.0", content: randomBytes(100) }],
+        sign: "armored",
+      });
+      const armored = await startReleaseServer(armoredDir);
+      try {
+        expect(await fetchManifest(options({ url: armored.url }))).toEqual({
+          text: published.sums,
+          trust: "signature",
+        });
+      } finally {
+        await armored.close();
+      }
+    } finally {
+      rmSync(armoredDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a manifest changed after signing is rejected", async () => {
+    writeFileSync(join(dir, "kata-containers", "SHA256SUMS"), `${sums}${"f".repeat(64)}  evil.raw\n`);
+    const err = await rejection(options());
+    expect(err.code).toBe("signature-invalid");
+    expect(err.message).toContain("nothing from this manifest is used");
+  });
+
+  test("a signature by a key outside the keyring is rejected", async () => {
+    const stranger = await generateKeyPair("stranger <stranger@example.invalid>");
+    const otherDir = tempDir("stranger");
+    try {
+      await publishRelease(otherDir, { images: [{ version: "3.2.0", content: randomBytes(100) }] });
+      const sumsPath = join(otherDir, "kata-containers", "SHA256SUMS");
+      writeFileSync(`${sumsPath}.gpg`, await signDetached(readFileSync(sumsPath), "binary", stranger));
+      const other = await startReleaseServer(otherDir);
+      try {
+        expect((await rejection(options({ url: other.url }))).code).toBe("signature-invalid");
+      } finally {
+        await other.close();
+      }
+    } finally {
+      rmSync(otherDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a missing SHA256SUMS.gpg is signature-invalid", async () => {
+    server.setFault(`${SUMS_PATH}.gpg`, { kind: "status", status: 404 });
+    const err = await rejection(options());
+    expect(err.code).toBe("signature-invalid");
+    expect(err.message).toContain("missing");
+  });
+
+  test("a garbage signature is signature-invalid", async () => {
+    server.setFault(`${SUMS_PATH}.gpg`, { kind: "oversize", bytes: 500, contentLength: true });
+    expect((await rejection(options())).code).toBe("signature-invalid");
+  });
+
+  test("an unreadable or empty keyring is signature-invalid", async () => {
+    expect((await rejection(options({ keyring: join(dir, "no-such.asc") }))).code).toBe("signature-invalid");
+    const empty = join(dir, "empty.asc");
+    writeFileSync(empty, "");
+    expect((await rejection(options({ keyring: empty }))).code).toBe("signature-invalid");
+  });
+});
+
+describe("fetchOptional", () => {
+  const opts = { connectTimeoutMs: 2000, idleTimeoutMs: 2000, clock: fakeClock(), log: memoryLogger(), retries: 0 };
+
+  test("returns the file's text", async () => {
+    expect(await fetchOptional(`${server.url}kata-containers/notes.txt`, opts)).toBe("release notes\n");
+  });
+
+  test("404 is null, other failures are errors", async () => {
+    expect(await fetchOptional(`${server.url}kata-containers/absent.txt`, opts)).toBeNull();
+    server.setFault("/kata-containers/notes.txt", { kind: "status", status: 500 });
+    await expect(fetchOptional(`${server.url}kata-containers/notes.txt`, opts)).rejects.toMatchObject({
+      code: "fetch-http-status",
+      status: 500,
+    });
+  });
+});
