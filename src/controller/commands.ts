@@ -4,6 +4,7 @@ import { systemClock, systemRandom } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
+import { runPreflight } from "../preflight/run.ts";
 import { hostArchitecture } from "../release/os-release.ts";
 import { ActiveLink } from "../store/link.ts";
 import { ImageStore } from "../store/store.ts";
@@ -36,6 +37,11 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     link: new ActiveLink(paths.activeLink(config.source.name), paths.storeDir),
     sysext: ctx.sysext ?? binarySysext(paths),
     source: urlFileSource(config, { clock, random, log }),
+    preflight: () =>
+      runPreflight({
+        paths,
+        containerdDropIn: config.containerd.enabled ? paths.host(config.containerd.dropIn) : null,
+      }),
   };
 }
 

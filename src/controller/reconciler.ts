@@ -261,6 +261,10 @@ export class Reconciler {
       preflight: this.deps.preflight,
       extraStages: this.deps.extraStages,
     };
+    // The health stage compares against the verdict from before the switch, so take one if there is none yet.
+    if (this.lastPreflight === null && this.deps.preflight !== undefined) {
+      this.lastPreflight = await this.deps.preflight();
+    }
     try {
       const result = await switchImage(deps, { to, from, preflightBefore: this.lastPreflight });
       if (result.preflight !== null) {

@@ -23,6 +23,7 @@ export async function runDaemon(ctx: CommandContext): Promise<number> {
     metrics,
     clock: deps.clock,
     log,
+    preflight: deps.preflight,
     initial: initialStatus({
       version: DAEMON_VERSION,
       startedAt: deps.clock.now().toISOString(),
