@@ -1,0 +1,281 @@
+// kata-sysextctl's daemon verbs against the real API on a temporary socket and a free loopback port.
+import { spawn, spawnSync } from "node:child_process";
+import { chmod } from "node:fs/promises";
+import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { createMetrics } from "../../../src/api/metrics.ts";
+import { type ApiOptions, startApi } from "../../../src/api/server.ts";
+import { type CtlOptions, type CtlVerb, ctlCommand } from "../../../src/cli/ctl-client.ts";
+import type { CommandIo } from "../../../src/cli/io.ts";
+import { memoryLogger, StatusHolder, scriptedActions, statusDoc, tempRunDir, VERSIONS } from "./fixtures.ts";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function captureIo(isTTY = false): CommandIo & { out: () => string; err: () => string } {
+  const sink = (): Writable & { text: string } => {
+    const w = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        w.text += chunk.toString();
+        done();
+      },
+    }) as Writable & { text: string };
+    w.text = "";
+    return w;
+  };
+  const stdout = sink();
+  const stderr = sink();
+  return { stdout, stderr, isTTY, out: () => stdout.text, err: () => stderr.text };
+}
+
+async function daemon(overrides: Partial<ApiOptions> = {}): Promise<{ opts: CtlOptions; holder: StatusHolder }> {
+  const run = await tempRunDir();
+  cleanups.push(run.cleanup);
+  const holder = new StatusHolder();
+  const api = await startApi({
+    listen: "127.0.0.1:0",
+    socketPath: run.socketPath,
+    snapshot: holder.snapshot,
+    metrics: createMetrics({ processMetrics: false }),
+    actions: scriptedActions(),
+    log: memoryLogger(),
+    progressIntervalMs: 10,
+    ...overrides,
+  });
+  cleanups.push(api.close);
+  return { opts: { socketPath: run.socketPath, tcpUrl: `http://${api.tcpAddresses[0]}` }, holder };
+}
+
+async function ctl(verb: CtlVerb, argv: string[], opts: CtlOptions, isTTY = false) {
+  const io = captureIo(isTTY);
+  const code = await ctlCommand(verb, argv, io, opts);
+  return { code, out: io.out(), err: io.err() };
+}
+
+/** A refresh that moves a download through the snapshot the way the reconciler does. */
+function downloadingRefresh(holder: StatusHolder, ok = true): ApiOptions["actions"]["refresh"] {
+  return async () => {
+    holder.set({ state: "fetching" });
+    for (const bytes of [0, 8, 16, 24, 32].map((m) => m * 1024 * 1024)) {
+      holder.set({
+        download: {
+          file: "kata-containers-3.33.0-x86-64.raw",
+          bytes,
+          total: 32 * 1024 * 1024,
+          bytesPerSecond: 4 * 1024 * 1024,
+        },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    holder.set({ state: "idle", download: null });
+    return ok
+      ? {
+          ok: true,
+          result: "ok",
+          message: "kata-containers 3.33.0 active and merged",
+          code: null,
+          remedy: null,
+          active: "3.33.0",
+        }
+      : {
+          ok: false,
+          result: "failed",
+          message: "kata-containers-3.33.0-x86-64.raw: sha256 mismatch",
+          code: "digest-mismatch",
+          remedy: "the mirror serves a corrupt image; it was quarantined",
+          active: "3.32.0",
+        };
+  };
+}
+
+describe("kata-sysextctl status", () => {
+  it("prints a short human summary", async () => {
+    const { opts } = await daemon();
+    const r = await ctl("status", [], opts);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("kata-containers 3.32.0: active, merged (verified by checksum)");
+    expect(r.out).toContain("next boot  flatcar 4650.0.0: kata 3.32.0 staged");
+    expect(r.out).toContain("preflight  ok, 1 warning");
+    expect(r.out).toContain("host       flatcar 4593.2.5, x86-64, sysext level 1.0");
+  });
+
+  it("shows the last error with its remedy and failed preflight checks", async () => {
+    const { opts, holder } = await daemon();
+    holder.set({
+      state: "degraded",
+      lastReconcile: {
+        at: "2026-11-26T18:05:00.000Z",
+        result: "failed",
+        error: "example.org: connection refused",
+        remedy: "check [source] url",
+      },
+      preflight: {
+        ok: false,
+        failed: 1,
+        warnings: 0,
+        checks: [{ id: "kvm-usable", status: "fail", detail: "/dev/kvm missing", remedy: "load kvm_intel" }],
+      },
+      nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no kata release supports 4650" },
+    });
+    const r = await ctl("status", [], opts);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("last error example.org: connection refused");
+    expect(r.out).toContain("remedy     check [source] url");
+    expect(r.out).toContain("preflight  FAILED: 1 check(s)");
+    expect(r.out).toContain("kvm-usable: /dev/kvm missing (remedy: load kvm_intel)");
+    expect(r.out).toContain("next boot  flatcar 4650.0.0: nothing staged (no kata release supports 4650)");
+  });
+
+  it("--json prints the raw document", async () => {
+    const { opts } = await daemon();
+    const r = await ctl("status", ["--json"], opts);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toEqual(statusDoc());
+  });
+
+  it("falls back to loopback TCP when the socket is not accessible", async () => {
+    const { opts } = await daemon();
+    const r = await ctl("status", ["--json"], { ...opts, socketPath: "/nonexistent/api.sock" });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out).extension.active).toBe("3.32.0");
+  });
+
+  it("exits 1 with a clear message when the daemon is unreachable", async () => {
+    const { opts } = await daemon();
+    const r = await ctl("status", [], { socketPath: "/nonexistent/api.sock", tcpUrl: "http://127.0.0.1:1" });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("is kata-sysextd running? systemctl status kata-sysextd");
+    expect(r.out).toBe("");
+    // a usage error is 2, not "unreachable"
+    expect((await ctl("status", ["--bogus"], opts)).code).toBe(2);
+  });
+});
+
+describe("kata-sysextctl refresh", () => {
+  it("prints plain progress lines when stdout is not a terminal, then the outcome", async () => {
+    const holder = new StatusHolder();
+    const { opts } = await daemon({
+      snapshot: holder.snapshot,
+      actions: scriptedActions({ refresh: downloadingRefresh(holder) }),
+    });
+    const r = await ctl("refresh", [], opts);
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split("\n");
+    expect(lines).toContain("fetching kata-containers-3.33.0-x86-64.raw");
+    expect(lines).toContain("  kata-containers-3.33.0-x86-64.raw: 16.0 MiB of 32.0 MiB (50%), 4.0 MiB/s, ETA 4s");
+    expect(lines.at(-1)).toBe("ok: kata-containers 3.33.0 active and merged");
+    expect(r.out).not.toContain("\r");
+  });
+
+  it("draws a progress bar with bytes, rate and ETA on a terminal", async () => {
+    const holder = new StatusHolder();
+    const { opts } = await daemon({
+      snapshot: holder.snapshot,
+      actions: scriptedActions({ refresh: downloadingRefresh(holder) }),
+    });
+    const r = await ctl("refresh", [], opts, true);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      "\r\x1b[2Kfetching [############------------] 16.0 MiB of 32.0 MiB (50%), 4.0 MiB/s, ETA 4s",
+    );
+    expect(r.out.endsWith("\r\x1b[2Kok: kata-containers 3.33.0 active and merged\n")).toBe(true);
+  });
+
+  it("exits 1 and prints the remedy when the refresh failed", async () => {
+    const holder = new StatusHolder();
+    const { opts } = await daemon({
+      snapshot: holder.snapshot,
+      actions: scriptedActions({ refresh: downloadingRefresh(holder, false) }),
+    });
+    const r = await ctl("refresh", [], opts);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      "failed: kata-containers-3.33.0-x86-64.raw: sha256 mismatch\n  remedy: the mirror serves a corrupt image; it was quarantined\n",
+    );
+  });
+
+  it("exits 1 with a clear message when the daemon is not running", async () => {
+    const r = await ctl("refresh", [], { socketPath: "/nonexistent/api.sock" });
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(
+      "kata-sysextctl: cannot reach kata-sysextd at /nonexistent/api.sock (no socket); is kata-sysextd running? systemctl status kata-sysextd\n",
+    );
+  });
+});
+
+describe("kata-sysextctl rollback and versions", () => {
+  it("rollback prints the outcome", async () => {
+    const { opts } = await daemon();
+    const r = await ctl("rollback", [], opts);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe("ok: rolled back to kata-containers 3.31.0\n");
+  });
+
+  it("versions lists local and remote versions", async () => {
+    const { opts } = await daemon();
+    const r = await ctl("versions", [], opts);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("* 3.32.0       /var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw");
+    expect(r.out).toContain("remote (https://example.org/extensions/):");
+    expect(r.out).toContain('3.20.0       not compatible: outside policy.versions ">=3.21.0"');
+    const json = await ctl("versions", ["--json"], opts);
+    expect(JSON.parse(json.out)).toEqual(VERSIONS);
+  });
+
+  it("versions exits 1 when the remote list is unavailable, still showing local versions", async () => {
+    const { opts } = await daemon({
+      actions: scriptedActions({
+        versions: async () => ({
+          ...VERSIONS,
+          remote: [],
+          remoteError: { code: "fetch-failed", message: "example.org: timeout", remedy: "check the network" },
+        }),
+      }),
+    });
+    const r = await ctl("versions", [], opts);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("3.31.0");
+    expect(r.err).toContain("remote versions unavailable: example.org: timeout");
+  });
+});
+
+describe("as an unprivileged user", () => {
+  const nobody = spawnSync("setpriv", ["--version"]).status === 0;
+
+  it.runIf(nobody)("status works over TCP, refresh is refused by the socket's permissions", async () => {
+    const { opts } = await daemon();
+    // Let nobody reach the checkout's code, but not the 0700 socket folder.
+    const ctlModule = fileURLToPath(new URL("../../../src/cli/ctl-client.ts", import.meta.url));
+    const script = `
+      const { ctlCommand } = await import(${JSON.stringify(ctlModule)});
+      const io = { stdout: process.stdout, stderr: process.stderr, isTTY: false };
+      const verb = process.argv[1];
+      process.exitCode = await ctlCommand(verb, [], io, ${JSON.stringify(opts)});`;
+    // Asynchronous on purpose: the server under test runs in this process and must keep answering.
+    const asNobody = (verb: string): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        const args = ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath];
+        const child = spawn("setpriv", [...args, "--input-type=module", "-e", script, verb]);
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => {
+          stdout += d.toString();
+        });
+        child.stderr.on("data", (d: Buffer) => {
+          stderr += d.toString();
+        });
+        child.on("close", (status) => resolve({ status, stdout, stderr }));
+      });
+    await chmod(opts.socketPath, 0o600);
+    const status = await asNobody("status");
+    expect(status.stderr).toBe("");
+    expect(status.status).toBe(0);
+    expect(status.stdout).toContain("kata-containers 3.32.0: active, merged");
+    const refresh = await asNobody("refresh");
+    expect(refresh.status).toBe(1);
+    expect(refresh.stderr).toContain(`permission denied on ${opts.socketPath}: this command needs root`);
+  });
+});
