@@ -206,6 +206,9 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
     );
   }
   const bootMs = Date.now() - started;
+  if (process.env.KATA_E2E_DEBUG) {
+    console.error(`e2e container ${name} up in ${bootMs} ms; console log ${logFile}; shell: ${debugShell(leaderPid)}`);
+  }
   const failedAtBoot =
     state === "degraded"
       ? (await exec(["systemctl", "list-units", "--failed", "--plain", "--no-legend"])).stdout
@@ -233,7 +236,7 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
     etcDir,
     bootMs,
     failedAtBoot,
-    debugCommand: `nsenter -t ${leaderPid} -m -p -u -i -n bash`,
+    debugCommand: debugShell(leaderPid),
     exec,
     check,
     async waitForUnit(unit, wanted, timeoutMs = 15_000) {
@@ -500,6 +503,10 @@ function readProc(path: string): string {
   } catch {
     return ""; // the process went away while we looked
   }
+}
+
+function debugShell(leaderPid: number): string {
+  return `nsenter -t ${leaderPid} -m -p -u -i -n env -i PATH=${CLEAN_PATH} TERM=xterm bash`;
 }
 
 function tail(file: string, lines = 30): string {
