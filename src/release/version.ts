@@ -79,13 +79,13 @@ export function compareVersions(left: string, right: string): Ordering {
 const DOTTED_NUMBERS = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$/;
 
 /**
- * A version as semver, or null. Strict semver first (3.32.0, 4593.2.5, 4.0.0-rc1), then a loose parse
- * (v3.32.0), then dotted numbers with missing parts filled in (4593.2 -> 4593.2.0). Unlike semver.coerce this
- * never reads a version out of a longer string: "3.32.0abc" is not 3.32.0.
+ * A version as semver, or null. Strict semver first (3.32.0, v3.32.0, 4593.2.5, 4.0.0-rc1), then dotted
+ * numbers with missing parts filled in (4593.2 -> 4593.2.0). Unlike semver.coerce or a loose parse this never
+ * reads a version out of a longer string: "3.32.0abc" is not 3.32.0.
  */
 export function toSemver(version: string): SemVer | null {
   if (version.length > 256) return null;
-  const strict = semver.parse(version) ?? semver.parse(version, { loose: true });
+  const strict = semver.parse(version);
   if (strict !== null) return strict;
   const m = DOTTED_NUMBERS.exec(version);
   if (m === null) return null;

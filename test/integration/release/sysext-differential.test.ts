@@ -1,0 +1,295 @@
+// Differential test: for every case, the real systemd-sysext (252 on these machines) merges the extension under
+// --root in a private mount namespace, once as a directory (var/lib/extensions/<name>) and once as a squashfs
+// image (etc/extensions/<name>.raw); compatible() must say exactly what systemd did.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KataError } from "../../../src/errors.ts";
+import { run } from "../../../src/exec.ts";
+import { compatible } from "../../../src/release/compat.ts";
+import {
+  type ExtensionRelease,
+  extensionReleasePath,
+  hostArchitecture,
+  readExtensionRelease,
+  readHostReleaseUnder,
+} from "../../../src/release/os-release.ts";
+import { buildImage, buildTree } from "../../helpers/images.ts";
+
+const FLATCAR = "ID=flatcar\nID_LIKE=coreos\nVERSION_ID=4593.2.5\nSYSEXT_LEVEL=1.0\n";
+const FLATCAR_NO_LEVEL = "ID=flatcar\nID_LIKE=coreos\nVERSION_ID=4593.2.5\n";
+const FLATCAR_NO_VERSION = "ID=flatcar\nSYSEXT_LEVEL=1.0\n";
+const ROLLING = "ID=arch\nNAME=Arch\n";
+const MARKER = "usr/share/kata-differential/marker";
+
+interface Case {
+  title: string;
+  /** Host os-release text (usr/lib/os-release). */
+  host?: string;
+  /** Also an /etc/os-release, which systemd reads first. */
+  etcHost?: string;
+  /** extension-release text; null leaves the file out. */
+  ext: string | null;
+  /** Image name as systemd sees it: the directory name, and the .raw file's name without ".raw". */
+  image?: string;
+  /** File name of the release file when it is not extension-release.<image>. */
+  releaseFile?: string;
+  /** What compatible() answers (kept in the table so the corpus reads as a specification). */
+  expect: boolean;
+  /** Where systemd 252 decides otherwise by design (documented in src/release/). */
+  differs252?: string;
+}
+
+const any = "ID=_any\n";
+const CASES: Case[] = [
+  // systemd's rules, one at a time
+  {
+    title: "sysext-bakery release file",
+    ext: "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n",
+    expect: true,
+  },
+  { title: "ID=_any alone", ext: any, expect: true },
+  { title: "ID=_any for another architecture", ext: "ID=_any\nARCHITECTURE=arm64\n", expect: false },
+  { title: "ARCHITECTURE=_any", ext: "ID=_any\nARCHITECTURE=_any\n", expect: true },
+  { title: "ARCHITECTURE= empty", ext: "ID=_any\nARCHITECTURE=\n", expect: true },
+  { title: "ARCHITECTURE in uname spelling", ext: "ID=_any\nARCHITECTURE=x86_64\n", expect: false },
+  { title: "ARCHITECTURE upper case", ext: "ID=_any\nARCHITECTURE=X86-64\n", expect: false },
+  { title: "ARCHITECTURE quoted", ext: 'ID=_any\nARCHITECTURE="x86-64"\n', expect: true },
+  { title: "ID and SYSEXT_LEVEL match", ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n", expect: true },
+  { title: "SYSEXT_LEVEL mismatch", ext: "ID=flatcar\nSYSEXT_LEVEL=2.0\n", expect: false },
+  { title: "VERSION_ID match, no level", ext: "ID=flatcar\nVERSION_ID=4593.2.5\n", expect: true },
+  { title: "VERSION_ID mismatch", ext: "ID=flatcar\nVERSION_ID=4593.2.4\n", expect: false },
+  { title: "level decides over VERSION_ID", ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\nVERSION_ID=1\n", expect: true },
+  {
+    title: "level mismatch despite VERSION_ID",
+    ext: "ID=flatcar\nSYSEXT_LEVEL=2\nVERSION_ID=4593.2.5\n",
+    expect: false,
+  },
+  { title: "ID only, host has versions", ext: "ID=flatcar\n", expect: false },
+  { title: "other ID", ext: "ID=debian\nSYSEXT_LEVEL=1.0\n", expect: false },
+  { title: "ID from host ID_LIKE", ext: "ID=coreos\nSYSEXT_LEVEL=1.0\n", expect: false },
+  { title: "no ID", ext: "ARCHITECTURE=x86-64\n", expect: false },
+  { title: "ID= empty", ext: "ID=\nSYSEXT_LEVEL=1.0\n", expect: false },
+  // SYSEXT_SCOPE
+  { title: "SYSEXT_SCOPE=system", ext: "ID=_any\nSYSEXT_SCOPE=system\n", expect: true },
+  { title: "SYSEXT_SCOPE=portable", ext: "ID=_any\nSYSEXT_SCOPE=portable\n", expect: false },
+  { title: "SYSEXT_SCOPE initrd portable", ext: 'ID=_any\nSYSEXT_SCOPE="initrd portable"\n', expect: false },
+  { title: "SYSEXT_SCOPE portable system", ext: "ID=_any\nSYSEXT_SCOPE='portable   system'\n", expect: true },
+  { title: "SYSEXT_SCOPE= empty", ext: "ID=_any\nSYSEXT_SCOPE=\n", expect: false },
+  { title: "SYSEXT_SCOPE upper case", ext: "ID=_any\nSYSEXT_SCOPE=System\n", expect: false },
+  // quoting and syntax oddities
+  { title: "ID double-quoted", ext: 'ID="_any"\n', expect: true },
+  { title: "single quotes", ext: "ID='flatcar'\nSYSEXT_LEVEL='1.0'\n", expect: true },
+  { title: "quote then text concatenates", ext: 'ID="flat"car\nSYSEXT_LEVEL=1.0\n', expect: true },
+  { title: "quote, space, text concatenates", ext: "ID='flat' car\nSYSEXT_LEVEL=1.0\n", expect: true },
+  { title: "quotes inside a bare value stay", ext: 'ID=flat"car"\nSYSEXT_LEVEL=1.0\n', expect: false },
+  { title: "trailing space inside quotes kept", ext: 'ID=flatcar\nSYSEXT_LEVEL="1.0 "\n', expect: false },
+  { title: "trailing space outside quotes chomped", ext: "ID=flatcar   \nSYSEXT_LEVEL=1.0 \t\n", expect: true },
+  { title: "backslash escape in bare value", ext: "ID=flat\\car\nSYSEXT_LEVEL=1.0\n", expect: true },
+  { title: "backslash-t inside double quotes kept", ext: 'ID="flat\\car"\nSYSEXT_LEVEL=1.0\n', expect: false },
+  { title: "escaped quote inside double quotes", ext: 'ID="_a\\"ny"\n', expect: false },
+  { title: "escaped dollar inside double quotes", ext: 'ID=_any\nARCHITECTURE="x86-64\\$"\n', expect: false },
+  { title: "no shell expansion", ext: "ID=$HOST_ID\n", expect: false },
+  { title: "spaces around =", ext: "  ID  =   flatcar\nSYSEXT_LEVEL = 1.0\n", expect: true },
+  { title: "export prefix is part of the key", ext: "export ID=_any\n", expect: false },
+  { title: "comments and blank lines", ext: "# a comment\n\n; another\n   \nID=_any\n", expect: true },
+  { title: "commented-out assignment", ext: "#ID=debian\nID=flatcar\nSYSEXT_LEVEL=1.0\n", expect: true },
+  { title: "duplicate key, last wins", ext: "ID=debian\nID=flatcar\nSYSEXT_LEVEL=1.0\n", expect: true },
+  { title: "duplicate key, last loses", ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\nID=debian\n", expect: false },
+  { title: "line continuation", ext: "ID=flat\\\ncar\nSYSEXT_LEVEL=1.0\n", expect: true },
+  { title: "newline inside double quotes", ext: 'ID="_any\n"\n', expect: false },
+  { title: "CRLF line endings", ext: "ID=flatcar\r\nSYSEXT_LEVEL=1.0\r\n", expect: true },
+  { title: "no final newline", ext: "ID=_any", expect: true },
+  { title: "unterminated quote at end of file", ext: 'ARCHITECTURE=x86-64\nID="_any', expect: true },
+  { title: "unterminated quote swallows newline", ext: 'ID="_any\n', expect: false },
+  { title: "line without =", ext: "garbage line\nID=_any\n", expect: true },
+  { title: "only comments", ext: "# nothing here\n", expect: false },
+  { title: "empty release file", ext: "", expect: false },
+  {
+    title: "comment ending in backslash",
+    ext: "ID=_any\n# see below \\\nARCHITECTURE=arm64\n",
+    expect: false,
+    differs252: "systemd 252 continues a comment after a trailing backslash; >= 254 (and we) do not",
+  },
+  // release file presence and names
+  { title: "missing release file", ext: null, expect: false },
+  { title: "release file for another name", ext: any, releaseFile: "extension-release.kata", expect: false },
+  {
+    title: "versioned image name, release file for the short name",
+    ext: any,
+    image: "kata-containers-3.32.0-x86-64",
+    releaseFile: "extension-release.kata-containers",
+    expect: false,
+  },
+  {
+    title: "versioned image name with its own release file",
+    ext: any,
+    image: "kata-containers-3.32.0-x86-64",
+    expect: true,
+  },
+  // host variations
+  {
+    title: "host without level: level alone is not enough",
+    host: FLATCAR_NO_LEVEL,
+    ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
+    expect: false,
+  },
+  {
+    title: "host without level: VERSION_ID match",
+    host: FLATCAR_NO_LEVEL,
+    ext: "ID=flatcar\nVERSION_ID=4593.2.5\n",
+    expect: true,
+  },
+  {
+    title: "host without VERSION_ID, extension without level",
+    host: FLATCAR_NO_VERSION,
+    ext: "ID=flatcar\n",
+    expect: true,
+  },
+  {
+    title: "host without VERSION_ID, level mismatch",
+    host: FLATCAR_NO_VERSION,
+    ext: "ID=flatcar\nSYSEXT_LEVEL=2\n",
+    expect: false,
+  },
+  { title: "rolling host, ID match", host: ROLLING, ext: "ID=arch\n", expect: true },
+  { title: "rolling host, extension pins VERSION_ID", host: ROLLING, ext: "ID=arch\nVERSION_ID=1\n", expect: true },
+  { title: "host without ID", host: "VERSION_ID=4593.2.5\n", ext: any, expect: false },
+  { title: "host ID= empty", host: "ID=\nVERSION_ID=1\n", ext: any, expect: false },
+  {
+    title: "host fields quoted",
+    host: 'ID="flatcar"\nVERSION_ID=\'4593.2.5\'\nSYSEXT_LEVEL="1.0"\n',
+    ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
+    expect: true,
+  },
+  {
+    title: "host duplicate ID, last wins",
+    host: `ID=debian\n${FLATCAR}`,
+    ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
+    expect: true,
+  },
+  {
+    title: "host /etc/os-release wins over /usr/lib",
+    etcHost: "ID=debian\nVERSION_ID=12\n",
+    ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
+    expect: false,
+  },
+  {
+    title: "host VERSION_ID= empty, level set",
+    host: "ID=flatcar\nVERSION_ID=\nSYSEXT_LEVEL=1.0\n",
+    ext: "ID=flatcar\n",
+    expect: true,
+  },
+];
+
+interface Built {
+  c: Case;
+  dirRoot: string;
+  rawRoot: string;
+}
+
+const isRoot = process.getuid?.() === 0;
+const haveSysext = existsSync("/usr/bin/systemd-sysext") || existsSync("/bin/systemd-sysext");
+
+// One namespace for all roots: for each, a fresh /run, R bound on itself and shared, merge, look for the
+// marker, unmerge. Roots arrive as positional parameters, so nothing is interpolated into the script.
+const MERGE_ALL = `
+for R in "$@"; do
+  mount -t tmpfs tmpfs /run
+  mount --bind "$R" "$R" && mount --make-shared "$R"
+  out=$(systemd-sysext merge --root="$R" 2>&1); rc=$?
+  if [ -e "$R/${MARKER}" ]; then m=merged; else m=skipped; fi
+  systemd-sysext unmerge --root="$R" >/dev/null 2>&1
+  printf '%s\\t%s\\t%s\\t%s\\n' "$R" "$m" "$rc" "$(printf '%s' "$out" | tr '\\n\\t' '  ')"
+done`;
+
+describe.skipIf(!isRoot || !haveSysext)("compatible() against the real systemd-sysext", () => {
+  let work = "";
+  const built: Built[] = [];
+  const systemd = new Map<string, { merged: boolean; log: string }>();
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "kata-sysext-diff-"));
+    CASES.forEach((c, index) => {
+      const image = c.image ?? "kata-containers";
+      const spec = {
+        name: image,
+        version: "3.32.0",
+        extensionRelease: c.ext,
+        ...(c.releaseFile === undefined ? {} : { releaseFileName: c.releaseFile }),
+        files: { [MARKER]: `${index}\n` },
+      };
+      const dirRoot = join(work, `${index}-dir`);
+      const rawRoot = join(work, `${index}-raw`);
+      for (const root of [dirRoot, rawRoot]) writeHost(root, c);
+      buildTree(spec, join(dirRoot, "var/lib/extensions", image));
+      buildImage(spec, join(rawRoot, "etc/extensions", `${image}.raw`));
+      built.push({ c, dirRoot, rawRoot });
+    });
+    // Two namespaces side by side (the machines have two cores); each merge takes about 0.1 s.
+    const roots = built.flatMap((b) => [b.dirRoot, b.rawRoot]);
+    const halves = [roots.filter((_, i) => i % 2 === 0), roots.filter((_, i) => i % 2 === 1)];
+    const outputs = await Promise.all(
+      halves.map((part) =>
+        run("unshare", ["-m", "--propagation", "private", "sh", "-c", MERGE_ALL, "sh", ...part], {
+          timeoutMs: 120_000,
+        }),
+      ),
+    );
+    for (const line of outputs.flatMap((o) => o.stdout.split("\n")).filter(Boolean)) {
+      const [root = "", merged, rc, log = ""] = line.split("\t");
+      systemd.set(root, { merged: merged === "merged", log: `exit ${rc}: ${log}` });
+    }
+  }, 180_000);
+
+  afterAll(() => {
+    if (work !== "") rmSync(work, { recursive: true, force: true });
+  });
+
+  it(`has a corpus of at least 40 cases (${CASES.length})`, () => {
+    expect(CASES.length).toBeGreaterThanOrEqual(40);
+    expect(CASES.some((c) => c.expect)).toBe(true);
+    expect(CASES.some((c) => !c.expect)).toBe(true);
+  });
+
+  it.each(CASES.map((c, i) => [i, c.title] as const))("case %i: %s", async (index) => {
+    const b = built[index];
+    if (b === undefined) throw new Error(`case ${index} was not built`);
+    const { c } = b;
+    const image = c.image ?? "kata-containers";
+    // Our side reads what systemd reads: the host release under the root, the release file for the image name.
+    const host = await readHostReleaseUnder((p) => join(b.dirRoot, p));
+    const ext = await readReleaseOrNull(join(b.dirRoot, "var/lib/extensions", image, extensionReleasePath(image)));
+    const decision = compatible(host, ext, { name: image, arch: hostArchitecture() });
+    expect(decision.reasons.length).toBeGreaterThan(0);
+    expect(decision.compatible, decision.reasons.join("; ")).toBe(c.expect);
+
+    for (const root of [b.dirRoot, b.rawRoot]) {
+      const seen = systemd.get(root);
+      expect(seen, `systemd-sysext did not report on ${root}`).toBeDefined();
+      const want = c.differs252 === undefined ? decision.compatible : !decision.compatible;
+      expect(seen?.merged, `${root}: systemd-sysext ${seen?.log}; ours: ${decision.reasons.join("; ")}`).toBe(want);
+    }
+  });
+});
+
+function writeHost(root: string, c: Case): void {
+  mkdirSync(join(root, "usr/lib"), { recursive: true });
+  mkdirSync(join(root, "opt"), { recursive: true });
+  writeFileSync(join(root, "usr/lib/os-release"), c.host ?? FLATCAR);
+  if (c.etcHost !== undefined) {
+    mkdirSync(join(root, "etc"), { recursive: true });
+    writeFileSync(join(root, "etc/os-release"), c.etcHost);
+  }
+}
+
+/** A missing or empty release file is "no extension-release" to systemd-sysext. */
+async function readReleaseOrNull(path: string): Promise<ExtensionRelease | null> {
+  try {
+    return await readExtensionRelease(path);
+  } catch (err) {
+    if (err instanceof KataError && err.code === "release-unreadable") return null;
+    throw err;
+  }
+}

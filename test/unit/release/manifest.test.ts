@@ -1,0 +1,84 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { parseManifest } from "../../../src/release/manifest.ts";
+
+const A = "a".repeat(64);
+const B = "B".repeat(64);
+
+describe("parseManifest", () => {
+  it("reads text and binary mode lines", () => {
+    const m = parseManifest(`${A}  kata-containers-3.32.0-x86-64.raw\n${B} *kata-containers-3.31.0-x86-64.raw\n`);
+    expect(m.rejected).toEqual([]);
+    expect(m.entries).toEqual([
+      { file: "kata-containers-3.32.0-x86-64.raw", sha256: A, line: 1 },
+      { file: "kata-containers-3.31.0-x86-64.raw", sha256: "b".repeat(64), line: 2 },
+    ]);
+  });
+
+  it.each([
+    [`${A} kata.raw`, 'expected "<sha256>  <file>"'],
+    [`${A}\tkata.raw`, 'expected "<sha256>  <file>"'],
+    [`${A.slice(1)}  kata.raw`, "expected 64 hex digits"],
+    [`${"g".repeat(64)}  kata.raw`, "expected 64 hex digits"],
+    [`${A}  ../etc/passwd`, "path separator"],
+    [`${A}  /etc/passwd`, "path separator"],
+    [`${A}  ..`, 'contains ".."'],
+    [`${A}  kata raw`, "characters outside"],
+    [`${A}   kata.raw`, "characters outside"],
+    [`${A}  kata.raw\r`, "carriage return"],
+    [`${A}  .hidden.raw`, 'starts with "."'],
+    [`${A}  -x.raw`, 'starts with "-"'],
+    ["# a comment", "expected 64 hex digits"],
+    ["   ", "blank line with whitespace"],
+    [`${A}  `, "is empty"],
+  ])("rejects %j", (line, why) => {
+    const m = parseManifest(`${A}  good.raw\n${line}\n`);
+    expect(m.entries.map((e) => e.file)).toEqual(["good.raw"]);
+    expect(m.rejected).toHaveLength(1);
+    expect(m.rejected[0]?.line).toBe(2);
+    expect(m.rejected[0]?.message).toContain(why);
+  });
+
+  it("drops a file listed with two different digests, keeps identical repeats", () => {
+    const m = parseManifest(`${A}  x.raw\n${B}  x.raw\n${A}  y.raw\n${A}  y.raw\n`);
+    expect(m.entries.map((e) => e.file)).toEqual(["y.raw"]);
+    expect(m.rejected.map((r) => r.line)).toEqual([1, 2]);
+  });
+
+  it("accepts empty lines and an empty document", () => {
+    expect(parseManifest("")).toEqual({ entries: [], rejected: [] });
+    expect(parseManifest(`\n${A}  x.raw\n\n`).entries).toHaveLength(1);
+  });
+
+  it("refuses an oversized document as a whole", () => {
+    const m = parseManifest(`${A}  x.raw\n`.repeat(300_000));
+    expect(m.entries).toEqual([]);
+    expect(m.rejected[0]?.message).toContain("larger than");
+  });
+
+  it("never throws; every line is either an entry or rejected, never both", () => {
+    const line = fc.oneof(
+      fc.string({ unit: "binary", maxLength: 90 }),
+      fc
+        .tuple(
+          fc.stringMatching(/^[0-9a-f]{64}$/),
+          fc.constantFrom("  ", " *", " ", "\t"),
+          fc.string({ maxLength: 20 }),
+        )
+        .map(([h, s, f]) => `${h}${s}${f}`),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 20 }), (lines) => {
+        const text = lines.join("\n");
+        const m = parseManifest(text);
+        for (const e of m.entries) {
+          expect(e.sha256).toMatch(/^[0-9a-f]{64}$/);
+          expect(e.file).toMatch(/^[A-Za-z0-9._+~^-]+$/);
+          expect(e.file.includes("..")).toBe(false);
+          expect(m.rejected.some((r) => r.line === e.line)).toBe(false);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
