@@ -52,6 +52,8 @@ export interface Bus {
   /** connected: first connection; disconnected: lost it; reconnected: back, match rules already re-added. */
   on(event: BusEvent, listener: () => void): () => void;
   isConnected(): boolean;
+  /** Our unique name on the bus (":1.42") while connected; for logs and diagnostics. */
+  uniqueName(): string | undefined;
   close(): Promise<void>;
 }
 
@@ -151,8 +153,9 @@ export function openDBusNext(address?: string): MessageBus {
   return sessionBus({ busAddress: dialAddress(address) });
 }
 
-/** The parts of dbus-next 0.10.2 internals we rely on: the stream's end, and dropping a timed-out reply handler. */
+/** dbus-next 0.10.2 internals we rely on: our unique name, the stream's end, dropping a timed-out reply handler. */
 interface ClientInternals {
+  name: string | null;
   _connection: NodeJS.EventEmitter & { stream: { destroy?: () => void } };
   _methodReturnHandlers: Record<number, unknown>;
 }
@@ -435,6 +438,7 @@ export function createBus(options: BusOptions): Bus {
     },
 
     isConnected: () => client !== undefined,
+    uniqueName: () => (client === undefined ? undefined : ((client as unknown as ClientInternals).name ?? undefined)),
 
     async close() {
       if (closed) return;
