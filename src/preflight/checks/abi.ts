@@ -43,6 +43,7 @@ export const abi: Check = {
     );
     const shown = (file: string): string => `/${relative(ctx.payloadRoot, file)}`.replace(/^\/+/, "/");
     const out: PreflightCheck[] = [];
+    let hostWide = false;
     for (const f of findings.filter((x) => !x.ok)) {
       const detail = `${shown(f.file)}: ${describeProblems(f, shown)}`;
       const remedy = remedyFor(f);
@@ -51,15 +52,20 @@ export const abi: Check = {
         for (const hypervisor of hvs) out.push(result(ID, "fail", detail, { remedy, hypervisor }));
       } else {
         // The shim is needed by every hypervisor; other tools (kata-monitor, kata-collect-data) are optional.
+        hostWide ||= f.file === shim;
         out.push(result(ID, f.file === shim ? "fail" : "warn", detail, { remedy }));
       }
     }
-    out.unshift(summary(findings));
+    out.unshift(summary(findings, hostWide));
     return out;
   },
 };
 
-function summary(findings: AbiFinding[]): PreflightCheck {
+/**
+ * The overview line. It fails only for host-wide failures (the shim); a broken hypervisor binary fails that
+ * hypervisor's own line below, so Firecracker stays ready when only QEMU cannot run.
+ */
+function summary(findings: AbiFinding[], hostWideFailure: boolean): PreflightCheck {
   const elf = findings.filter((f) => f.linkage === "dynamic" || f.linkage === "static");
   const statics = elf.filter((f) => f.linkage === "static").length;
   const bad = findings.filter((f) => !f.ok).length;
@@ -68,11 +74,10 @@ function summary(findings: AbiFinding[]): PreflightCheck {
   const highest = needed.sort(compareGlibc).at(-1);
   const glibc = highest ? `; highest need ${highest}, host libc provides up to ${provided ?? "?"}` : "";
   const counts = `${elf.length} ELF executables (${elf.length - statics} dynamic, ${statics} static)${glibc}`;
-  return bad === 0
-    ? result(ID, "pass", `${counts}: all can run on this host`)
-    : result(ID, "fail", `${counts}: ${bad} cannot run on this host (see below)`, {
-        remedy: "use a kata-containers extension built for this Flatcar release (older glibc), or update Flatcar",
-      });
+  if (bad === 0) return result(ID, "pass", `${counts}: all can run on this host`);
+  return result(ID, hostWideFailure ? "fail" : "pass", `${counts}: ${bad} cannot run on this host (listed below)`, {
+    remedy: "use a kata-containers extension built for this Flatcar release (older glibc), or update Flatcar",
+  });
 }
 
 function describeProblems(f: AbiFinding, shown: (file: string) => string): string {

@@ -1,0 +1,305 @@
+// The preflight against fixture host trees: each tree is a kind of host the issue names, with a merged payload
+// of real ELF executables (compiled here) that really run with --version, and real xattrs for SELinux labels.
+import { execFileSync, spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostPaths } from "../../../src/paths.ts";
+import { type PreflightReport, runPreflight } from "../../../src/preflight/run.ts";
+import {
+  buildHost,
+  buildPayload,
+  type HostSpec,
+  KVM_EACCES,
+  KVM_EBUSY,
+  PATHS,
+  type PayloadSpec,
+} from "../../fixtures/preflight/hosts.ts";
+import { ensureHelpers, fakeVmm, patchVersionNeed, scratch, setxattrTool } from "../../fixtures/preflight/toolchain.ts";
+
+const roots: string[] = [];
+
+async function preflight(host: HostSpec, payload: PayloadSpec | null = {}): Promise<PreflightReport> {
+  const root = buildHost(host);
+  roots.push(root);
+  if (payload !== null) buildPayload(root, payload);
+  return runPreflight({ paths: hostPaths(root) });
+}
+
+/** hypervisor undefined: any; null: only the host-wide result. */
+const find = (r: PreflightReport, id: string, hypervisor?: string | null) =>
+  r.checks.filter((c) => c.id === id && (hypervisor === undefined || c.hypervisor === hypervisor));
+const one = (r: PreflightReport, id: string, hypervisor?: string | null) => {
+  const found = find(r, id, hypervisor);
+  expect(found, `exactly one ${id}${hypervisor ? ` [${hypervisor}]` : ""}`).toHaveLength(1);
+  return found[0] as (typeof found)[number];
+};
+const verdict = (r: PreflightReport, name: string) => r.hypervisors.find((h) => h.name === name);
+
+beforeAll(() => ensureHelpers());
+afterAll(() => {
+  for (const root of roots) rmSync(root, { recursive: true, force: true });
+});
+
+describe("virtualisation", () => {
+  it("an Intel host with nested KVM passes everything and says it is nested", async () => {
+    const r = await preflight({ cpu: "intel-nested" });
+    expect(r.failed).toBe(0);
+    expect(r.ok).toBe(true);
+    expect(one(r, "cpu-virtualization").detail).toBe("Intel VT-x (vmx); running as a guest (nested virtualisation)");
+    expect(one(r, "kvm-modules")).toMatchObject({ status: "pass" });
+    expect(one(r, "kvm-modules").detail).toContain("kvm_intel (loaded: Intel VT-x)");
+    expect(one(r, "kvm-params")).toMatchObject({
+      status: "pass",
+      detail: "kvm_intel: nested=Y, unrestricted_guest=Y, ept=Y",
+    });
+    expect(one(r, "kvm-usable").status).toBe("pass");
+    expect(one(r, "kvm-usable").detail).toContain("recorded kvm-probe result");
+    // The one warning: the payload ships /opt, which is read-only while merged.
+    expect(r.warnings).toBe(1);
+    expect(one(r, "opt-readonly").status).toBe("warn");
+    expect(r.hypervisors.map((h) => h.verdict)).toEqual(["clh: ready (1 warning)", "qemu: ready (1 warning)"]);
+  });
+
+  it("an AMD host passes with AMD-V and kvm_amd", async () => {
+    const r = await preflight({ cpu: "amd", modules: { kvm: {}, kvm_amd: { nested: "1", npt: "1" } } });
+    expect(one(r, "cpu-features").detail).toBe("AMD (AuthenticAMD): lm, sse4_1 present");
+    expect(one(r, "cpu-virtualization")).toMatchObject({ status: "pass", detail: "AMD-V (svm)" });
+    expect(one(r, "kvm-params")).toMatchObject({ status: "pass", detail: "kvm_amd: nested=1, npt=1" });
+    expect(r.ok).toBe(true);
+  });
+
+  it("a host without KVM fails the KVM checks, with remedies, and no hypervisor is ready", async () => {
+    const r = await preflight({ cpu: "intel-novmx", modules: {}, kvm: null });
+    expect(one(r, "kvm-usable")).toMatchObject({ status: "fail", detail: "/dev/kvm does not exist" });
+    expect(one(r, "kvm-usable").remedy).toContain("modprobe");
+    expect(one(r, "cpu-virtualization")).toMatchObject({ status: "fail" });
+    expect(one(r, "cpu-virtualization").remedy).toContain("nested virtualisation on the outer hypervisor");
+    expect(one(r, "kvm-modules")).toMatchObject({ status: "fail", remedy: "modprobe kvm_intel" });
+    expect(one(r, "kvm-params").status).toBe("skip");
+    expect(r.ok).toBe(false);
+    expect(r.hypervisors.every((h) => !h.ok)).toBe(true);
+    expect(verdict(r, "qemu")?.verdict).toBe(
+      "qemu: cannot run Kata: cpu-virtualization, kvm-modules, kvm-usable failed",
+    );
+  });
+
+  it("EBUSY from KVM_CREATE_VM means another hypervisor holds VT-x", async () => {
+    const r = await preflight({ kvm: KVM_EBUSY });
+    expect(one(r, "kvm-usable").status).toBe("fail");
+    expect(one(r, "kvm-usable").detail).toContain("another hypervisor holds VT-x/AMD-V");
+    expect(one(r, "kvm-usable").remedy).toContain("VirtualBox");
+  });
+
+  it("a /dev/kvm that cannot be opened read-write fails with a permission remedy", async () => {
+    const r = await preflight({ kvm: KVM_EACCES });
+    expect(one(r, "kvm-usable").detail).toContain("cannot open /dev/kvm read-write: EACCES");
+    expect(one(r, "kvm-usable").remedy).toContain("chmod 0660 /dev/kvm");
+  });
+
+  it("a /dev/kvm that is a plain file without a recorded result is 'not a character device'", async () => {
+    const r = await preflight({ kvm: "empty-file" });
+    expect(one(r, "kvm-usable")).toMatchObject({ status: "fail" });
+    expect(one(r, "kvm-usable").detail).toBe(
+      "/dev/kvm is not a character device (and holds no recorded kvm-probe result)",
+    );
+  });
+
+  it("unrestricted_guest=N is a warning; a CPU without lm/sse4_1 fails", async () => {
+    const r = await preflight({
+      cpu: "old-32bit",
+      modules: { kvm: {}, kvm_intel: { nested: "N", unrestricted_guest: "N", ept: "N" } },
+    });
+    expect(one(r, "kvm-params").status).toBe("warn");
+    expect(one(r, "kvm-params").remedy).toContain("unrestricted_guest=1 ept=1");
+    expect(one(r, "cpu-features")).toMatchObject({ status: "fail", detail: "Intel CPU lacks lm, sse4_1" });
+  });
+});
+
+describe("devices follow the configured hypervisor", () => {
+  it("KVM without vhost-vsock: QEMU and Firecracker fail, Cloud Hypervisor passes (hybrid vsock)", async () => {
+    const r = await preflight(
+      { devices: ["/dev/net/tun", "/dev/vhost-net"] },
+      { hypervisors: ["qemu", "clh", "firecracker"] },
+    );
+    expect(one(r, "vhost-vsock", "qemu")).toMatchObject({ status: "fail" });
+    expect(one(r, "vhost-vsock", "qemu").remedy).toContain("modprobe vhost_vsock");
+    expect(one(r, "vhost-vsock", "firecracker").status).toBe("fail");
+    expect(one(r, "vhost-vsock", "clh")).toMatchObject({
+      status: "pass",
+      detail: "not needed: hybrid vsock over a unix socket",
+    });
+    expect(verdict(r, "qemu")).toEqual({
+      name: "qemu",
+      ok: false,
+      verdict: "qemu: cannot run Kata: vhost-vsock failed",
+    });
+    expect(verdict(r, "firecracker")?.ok).toBe(false);
+    expect(verdict(r, "clh")).toEqual({ name: "clh", ok: true, verdict: "clh: ready (1 warning)" });
+  });
+
+  it("QEMU needs vhost-net unless the configuration disables it", async () => {
+    const r = await preflight({ devices: ["/dev/net/tun", "/dev/vhost-vsock"] });
+    expect(one(r, "vhost-net", "qemu").status).toBe("fail");
+    expect(one(r, "vhost-net", "clh").status).toBe("skip");
+  });
+});
+
+describe("Kata payload", () => {
+  it("reports the versions the binaries print, and the configuration files used", async () => {
+    const r = await preflight({});
+    expect(one(r, "hypervisor-binary", "qemu").detail).toBe(`${PATHS.qemu}: QEMU emulator version 9.1.2 (kata-static)`);
+    expect(one(r, "hypervisor-binary", "clh").detail).toBe(`${PATHS.clh}: cloud-hypervisor v45.0`);
+    expect(one(r, "virtiofsd", "qemu").detail).toBe(`${PATHS.virtiofsd}: virtiofsd 1.13.0`);
+    expect(one(r, "guest-kernel", "qemu")).toMatchObject({ status: "pass", detail: `${PATHS.kernel} (4096 bytes)` });
+    expect(one(r, "guest-image", "clh")).toMatchObject({ status: "pass", detail: `${PATHS.image} (8192 bytes)` });
+    expect(one(r, "kata-config").detail).toBe(
+      "hypervisors: clh (configuration-clh.toml), qemu (configuration-qemu.toml)",
+    );
+    expect(one(r, "shm-size", "qemu").status).toBe("pass");
+    expect(one(r, "shm-size", "clh").status).toBe("skip");
+  });
+
+  it("a payload whose virtiofsd is missing fails every hypervisor that shares files through virtio-fs", async () => {
+    const r = await preflight({}, { hypervisors: ["qemu", "clh", "firecracker"], omit: [PATHS.virtiofsd] });
+    expect(one(r, "virtiofsd", "qemu")).toMatchObject({
+      status: "fail",
+      detail: `${PATHS.virtiofsd} does not exist`,
+    });
+    expect(one(r, "virtiofsd", "qemu").remedy).toContain("virtio_fs_daemon");
+    expect(one(r, "virtiofsd", "clh").status).toBe("fail");
+    expect(one(r, "virtiofsd", "firecracker").status).toBe("skip");
+    expect(verdict(r, "qemu")?.ok).toBe(false);
+    expect(verdict(r, "clh")?.ok).toBe(false);
+    expect(verdict(r, "firecracker")).toMatchObject({ ok: true, verdict: "firecracker: ready (1 warning)" });
+  });
+
+  it("no merged extension: no configuration, every hypervisor-specific check is absent, kata-config fails", async () => {
+    const r = await preflight({}, null);
+    expect(one(r, "kata-config").status).toBe("fail");
+    expect(r.hypervisors).toEqual([]);
+    expect(one(r, "opt-readonly").status).toBe("pass");
+  });
+
+  it("ships /opt: warns that /opt is read-only while merged", async () => {
+    const r = await preflight({});
+    expect(one(r, "opt-readonly")).toMatchObject({ status: "warn" });
+    expect(one(r, "opt-readonly").detail).toContain("/opt is read-only while it is merged");
+  });
+});
+
+describe("ABI: binaries against the host's glibc and libraries", () => {
+  it("a hypervisor needing a newer glibc, and one needing a library the host lacks, fail their own verdicts", async () => {
+    const newer = patchVersionNeed(
+      fakeVmm("qemu-plain", { version: "QEMU emulator version 9.1.2" }),
+      join(scratch(), "patched", "qemu-system-x86_64"),
+      "GLIBC_2.34",
+      "GLIBC_2.99",
+    );
+    // The loader agrees that this binary cannot run here.
+    const ran = spawnSync(newer, ["--version"], { encoding: "utf8" });
+    expect(ran.status).not.toBe(0);
+    expect(ran.stderr).toContain("GLIBC_2.99' not found");
+
+    const needsLib = fakeVmm("cloud-hypervisor", { version: "cloud-hypervisor v45.0", katatest: true });
+    const r = await preflight(
+      {},
+      { hypervisors: ["qemu", "clh", "firecracker"], replace: { [PATHS.qemu]: newer, [PATHS.clh]: needsLib } },
+    );
+
+    const qemu = one(r, "abi", "qemu");
+    expect(qemu.status).toBe("fail");
+    expect(qemu.detail).toMatch(
+      /^\/opt\/kata\/bin\/qemu-system-x86_64: needs GLIBC_2\.99 from libc\.so\.6, which the host's \/usr\/lib64\/libc\.so\.6 does not define$/,
+    );
+    expect(qemu.remedy).toContain("GLIBC_2.99 > GLIBC_2.");
+    const clh = one(r, "abi", "clh");
+    expect(clh.detail).toBe("/opt/kata/bin/cloud-hypervisor: needs libkatatest.so.1, not found");
+    expect(clh.remedy).toContain("ship the missing libraries");
+    // The binaries really fail to run, and the payload check says so too.
+    expect(one(r, "hypervisor-binary", "qemu").status).toBe("fail");
+    expect(one(r, "hypervisor-binary", "clh").status).toBe("fail");
+    // The overview line passes: each failure belongs to one hypervisor, and firecracker stays ready.
+    expect(one(r, "abi", null).status).toBe("pass");
+    expect(one(r, "abi", null).detail).toMatch(
+      /^5 ELF executables \(5 dynamic, 0 static\); highest need GLIBC_2\.99, host libc provides up to GLIBC_2\.\d+: 2 cannot run on this host \(listed below\)$/,
+    );
+    expect(verdict(r, "firecracker")?.ok).toBe(true);
+    expect(verdict(r, "qemu")?.verdict).toBe("qemu: cannot run Kata: hypervisor-binary, abi failed");
+  });
+
+  it("a library shipped in the image and found through RUNPATH $ORIGIN/../lib passes, static binaries pass", async () => {
+    const withRunpath = fakeVmm("cloud-hypervisor", {
+      version: "cloud-hypervisor v45.0",
+      katatest: true,
+      runpath: "$ORIGIN/../lib",
+    });
+    const staticVmm = fakeVmm("firecracker", { version: "Firecracker v1.10.1", static: true });
+    const lib = join(scratch(), "katatest", "libkatatest.so.1");
+    const r = await preflight(
+      {},
+      {
+        hypervisors: ["clh", "firecracker"],
+        replace: { [PATHS.clh]: withRunpath, [PATHS.firecracker]: staticVmm, "/opt/kata/lib/libkatatest.so.1": lib },
+      },
+    );
+    expect(find(r, "abi").filter((c) => c.status !== "pass")).toEqual([]);
+    expect(one(r, "abi", null).detail).toMatch(/^5 ELF executables \(4 dynamic, 1 static\)/);
+    expect(one(r, "hypervisor-binary", "clh").detail).toBe(`${PATHS.clh}: cloud-hypervisor v45.0`);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("SELinux", () => {
+  it("enforcing with unlabeled files fails per file; labeled files pass", async () => {
+    const r = await preflight({ selinux: "enforcing" });
+    expect(one(r, "selinux-mode").detail).toBe("SELinux enforcing");
+    const failures = find(r, "selinux-labels").filter((c) => c.status === "fail");
+    expect(failures.map((c) => `${c.hypervisor ?? "-"} ${c.detail}`).sort()).toEqual([
+      `- ${PATHS.shim} is unlabeled under SELinux enforcing`,
+      `clh ${PATHS.clh} is unlabeled under SELinux enforcing`,
+      `clh ${PATHS.virtiofsd} is unlabeled under SELinux enforcing`,
+      `qemu ${PATHS.qemu} is unlabeled under SELinux enforcing`,
+      `qemu ${PATHS.virtiofsd} is unlabeled under SELinux enforcing`,
+    ]);
+    expect(failures[0]?.remedy).toContain("chcon");
+
+    // Label them (a real security.selinux xattr) and the same tree passes.
+    const root = roots.at(-1) as string;
+    const setxattr = setxattrTool();
+    for (const path of [PATHS.shim, PATHS.qemu, PATHS.clh, PATHS.virtiofsd]) {
+      execFileSync(setxattr, ["security.selinux", "system_u:object_r:bin_t:s0", join(root, path)]);
+    }
+    const relabeled = await runPreflight({ paths: hostPaths(root) });
+    expect(find(relabeled, "selinux-labels").map((c) => c.status)).toEqual(["pass"]);
+    expect(one(relabeled, "selinux-labels").detail).toContain(`${PATHS.qemu} system_u:object_r:bin_t:s0`);
+  });
+
+  it("permissive with unlabeled files only warns; no SELinux skips the labels", async () => {
+    const permissive = await preflight({ selinux: "permissive" });
+    expect(find(permissive, "selinux-labels").every((c) => c.status === "warn")).toBe(true);
+    const none = await preflight({ selinux: null });
+    expect(one(none, "selinux-mode").detail).toBe("SELinux absent");
+    expect(one(none, "selinux-labels").status).toBe("skip");
+    const disabled = await preflight({ selinux: "disabled" });
+    expect(one(disabled, "selinux-mode").detail).toBe("SELinux disabled");
+  });
+});
+
+describe("host integration", () => {
+  it("cgroup v2, containerd and its kata handler", async () => {
+    const good = await preflight({});
+    expect(one(good, "cgroup-v2").status).toBe("pass");
+    expect(one(good, "containerd-running").status).toBe("pass");
+    expect(one(good, "containerd-handler").detail).toBe(
+      "/etc/containerd/conf.d/kata-sysextd.toml registers io.containerd.kata.v2",
+    );
+    const bad = await preflight({ cgroup: "hybrid", containerdRunning: false, dropIn: "# nothing\n" });
+    expect(one(bad, "cgroup-v2").status).toBe("warn");
+    expect(one(bad, "containerd-running").status).toBe("warn");
+    expect(one(bad, "containerd-handler").status).toBe("fail");
+    const missing = await preflight({ cgroup: "v1", dropIn: null });
+    expect(one(missing, "cgroup-v2").detail).toBe("cgroup v1 only");
+    expect(one(missing, "containerd-handler").status).toBe("warn");
+  });
+});
