@@ -1,0 +1,61 @@
+// kata-sysextctl's human output, as pure functions of the daemon's answers.
+import { describe, expect, it } from "vitest";
+import { describeDownload, formatStatus } from "../../../src/cli/ctl-client.ts";
+import { statusDoc } from "../../integration/api/fixtures.ts";
+
+const MiB = 1024 * 1024;
+
+describe("describeDownload", () => {
+  it.each([
+    [{ bytes: 12 * MiB, total: 30 * MiB, bytesPerSecond: 3 * MiB }, "12.0 MiB of 30.0 MiB (40%), 3.0 MiB/s, ETA 6s"],
+    [{ bytes: 0, total: 600 * MiB, bytesPerSecond: MiB }, "0.0 KiB of 600.0 MiB (0%), 1.0 MiB/s, ETA 10m00s"],
+    [{ bytes: 512 * 1024, total: null, bytesPerSecond: 0 }, "512.0 KiB"],
+    [{ bytes: 5 * MiB, total: 10 * MiB, bytesPerSecond: 0 }, "5.0 MiB of 10.0 MiB (50%)"],
+    [{ bytes: 1, total: 7200 * MiB, bytesPerSecond: 1024 * 1024 }, "0.0 KiB of 7200.0 MiB (0%), 1.0 MiB/s, ETA 2h00m"],
+  ])("%o", (d, expected) => {
+    expect(describeDownload({ file: "k.raw", ...d })).toBe(expected);
+  });
+});
+
+describe("formatStatus", () => {
+  it("summarises a healthy node in a few lines", () => {
+    expect(formatStatus(statusDoc())).toBe(
+      [
+        "kata-containers 3.32.0: active, merged (verified by checksum)",
+        "  image      /var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw",
+        "  host       flatcar 4593.2.5, x86-64, sysext level 1.0",
+        "  next boot  flatcar 4650.0.0: kata 3.32.0 staged",
+        "  preflight  ok, 1 warning",
+        "  state      idle; last reconcile ok at 2026-11-26T18:01:00.000Z",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("says what is missing on a fresh node with a download running", () => {
+    const doc = statusDoc({
+      nextBoot: null,
+      preflight: null,
+      lastReconcile: null,
+      state: "fetching",
+      download: { file: "k.raw", bytes: MiB, total: 2 * MiB, bytesPerSecond: MiB },
+    });
+    const text = formatStatus({ ...doc, extension: { ...doc.extension, active: null, merged: false, image: null } });
+    expect(text).toContain("kata-containers: no image active\n");
+    expect(text).toContain("next boot  no OS update pending");
+    expect(text).toContain("preflight  not run yet");
+    expect(text).toContain("download   k.raw: 1.0 MiB of 2.0 MiB (50%), 1.0 MiB/s, ETA 1s");
+    expect(text).toContain("state      fetching; no reconcile yet");
+  });
+
+  it("names the limitation when the image is active but not merged", () => {
+    const doc = statusDoc();
+    const text = formatStatus({
+      ...doc,
+      extension: { ...doc.extension, merged: false, limitation: "systemd-sysext 252 ignores symlinks under --root" },
+    });
+    expect(text.split("\n")[0]).toBe(
+      "kata-containers 3.32.0: active, NOT merged (systemd-sysext 252 ignores symlinks under --root) (verified by checksum)",
+    );
+  });
+});

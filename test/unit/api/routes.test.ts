@@ -1,0 +1,103 @@
+// Pure parts of the API: readiness from a status document, listen-address parsing, the OpenAPI document, and
+// the status schema as a complete description of StatusDocument.
+import { describe, expect, it } from "vitest";
+import { parseListen } from "../../../src/api/listen.ts";
+import { createMetrics } from "../../../src/api/metrics.ts";
+import { openApiDocument } from "../../../src/api/openapi.ts";
+import { readiness, routes } from "../../../src/api/routes.ts";
+import { statusDocumentSchema } from "../../../src/api/schemas.ts";
+import type { StatusDocument } from "../../../src/status.ts";
+import { OpenApiValidator, PREFLIGHT, scriptedActions, statusDoc } from "../../integration/api/fixtures.ts";
+
+describe("readiness", () => {
+  const ext = statusDoc().extension;
+  const cases: Array<[string, Partial<StatusDocument>, string[]]> = [
+    ["active, merged, preflight ok", {}, []],
+    ["a warning does not block", { preflight: { ...PREFLIGHT, warnings: 3 } }, []],
+    ["nothing active", { extension: { ...ext, active: null, merged: false } }, ["no kata-containers image is active"]],
+    ["not merged", { extension: { ...ext, merged: false } }, ["kata-containers 3.32.0 is active but not merged"]],
+    ["no preflight yet", { preflight: null }, ["preflight has not run yet"]],
+    [
+      "failed checks named",
+      {
+        preflight: {
+          ok: false,
+          failed: 2,
+          warnings: 0,
+          checks: [
+            { id: "kvm-usable", status: "fail", detail: "" },
+            { id: "vhost-vsock", status: "fail", detail: "" },
+          ],
+        },
+      },
+      ["preflight failed: kvm-usable, vhost-vsock"],
+    ],
+  ];
+  it.each(cases)("%s", (_name, overrides, reasons) => {
+    expect(readiness(statusDoc(overrides))).toEqual({ ready: reasons.length === 0, reasons });
+  });
+});
+
+describe("parseListen", () => {
+  it.each([
+    ["127.0.0.1:8720", { host: "127.0.0.1", port: 8720 }],
+    ["localhost:8720", { host: "127.0.0.1", port: 8720 }],
+    ["[::1]:9000", { host: "::1", port: 9000 }],
+    ["127.0.0.1:0", { host: "127.0.0.1", port: 0 }],
+  ])("%s", (listen, expected) => {
+    expect(parseListen(listen)).toEqual(expected);
+  });
+
+  it.each(["0.0.0.0:8720", "10.0.0.1:8720", "127.0.0.1:65536", "127.0.0.1", ":8720", "[::]:8720", "localhost:-1"])(
+    "refuses %s",
+    (listen) => {
+      expect(() => parseListen(listen)).toThrow(expect.objectContaining({ code: "api-failed" }));
+    },
+  );
+});
+
+describe("schemas and OpenAPI", () => {
+  const specs = routes({
+    snapshot: () => statusDoc(),
+    metrics: createMetrics({ processMetrics: false }),
+    actions: scriptedActions(),
+    progressIntervalMs: 100,
+    openapi: () => null,
+  });
+
+  it("requires every field of StatusDocument, at every level", () => {
+    const keysOf = (v: unknown): string[] =>
+      typeof v === "object" && v !== null && !Array.isArray(v) ? Object.keys(v).sort() : [];
+    const doc = statusDoc({ download: { file: "f", bytes: 1, total: 2, bytesPerSecond: 3 } });
+    const props = statusDocumentSchema.properties as Record<string, { properties?: object; required?: string[] }>;
+    expect((statusDocumentSchema.required as string[]).sort()).toEqual(keysOf(doc));
+    for (const [key, value] of Object.entries(doc)) {
+      if (keysOf(value).length === 0) continue;
+      expect([...(props[key]?.required ?? [])].sort(), key).toEqual(
+        key === "preflight" ? ["checks", "failed", "ok", "warnings"] : keysOf(value),
+      );
+    }
+  });
+
+  it("validates good documents and rejects broken ones", () => {
+    const validator = new OpenApiValidator(openApiDocument(specs, "socket", "0.1.0"));
+    const check = (body: unknown) => validator.check("GET", "/status", 200, "application/json", body);
+    expect(check(statusDoc())).toBeNull();
+    expect(check(statusDoc({ nextBoot: null, preflight: null, lastReconcile: null }))).toBeNull();
+    expect(check({ ...statusDoc(), state: "sleeping" })).toMatch(/state/);
+    expect(check({ ...statusDoc(), extra: 1 })).toMatch(/additional/);
+    const { nextBoot: _omitted, ...missing } = statusDoc();
+    expect(check(missing)).toMatch(/nextBoot/);
+  });
+
+  it("documents each listener's routes with operation ids and error responses", () => {
+    const tcp = openApiDocument(specs, "tcp", "0.1.0") as {
+      paths: Record<string, Record<string, { operationId: string; responses: Record<string, unknown> }>>;
+    };
+    expect(Object.keys(tcp.paths)).not.toContain("/v1/refresh");
+    expect(tcp.paths["/status"]?.get?.operationId).toBe("getStatus");
+    expect(Object.keys(tcp.paths["/status"]?.get?.responses ?? {})).toEqual(["200", "4XX", "5XX"]);
+    const socket = openApiDocument(specs, "socket", "0.1.0") as typeof tcp;
+    expect(socket.paths["/v1/refresh"]?.post?.operationId).toBe("postV1Refresh");
+  });
+});
