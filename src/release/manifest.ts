@@ -21,6 +21,7 @@ export interface Manifest {
 }
 
 const LINE = /^([0-9A-Fa-f]{64}) ([ *])(.*)$/;
+const LOWER_HEX = /^[0-9a-f]*$/;
 /** Larger than any real SHA256SUMS by far; a bigger document is refused as a whole rather than parsed. */
 export const MAX_MANIFEST_CHARS = 16 * 1024 * 1024;
 
@@ -35,24 +36,23 @@ export function parseManifest(text: string): Manifest {
   // A final newline leaves one empty string behind; it is not a line.
   if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
 
-  lines.forEach((raw, index) => {
+  for (let index = 0; index < lines.length; index++) {
+    const raw = lines[index] ?? "";
     const line = index + 1;
-    if (raw.trim() === "") {
-      if (raw !== "") rejected.push({ line, message: "blank line with whitespace" });
-      return;
-    }
     const m = LINE.exec(raw);
     if (m === null) {
-      rejected.push({ line, message: describe(raw) });
-      return;
+      if (raw === "") continue;
+      rejected.push({ line, message: raw.trim() === "" ? "blank line with whitespace" : describe(raw) });
+      continue;
     }
-    const [, hex = "", , file = ""] = m;
+    const hex = m[1] ?? "";
+    const file = m[3] ?? "";
     const problem = fileNameProblem(file);
     if (problem !== null) {
       rejected.push({ line, message: `file name ${JSON.stringify(clip(file))} ${problem}` });
-      return;
+      continue;
     }
-    const sha256 = hex.toLowerCase();
+    const sha256 = LOWER_HEX.test(hex) ? hex : hex.toLowerCase();
     const earlier = byFile.get(file);
     if (earlier === undefined) {
       byFile.set(file, { file, sha256, line });
@@ -61,7 +61,7 @@ export function parseManifest(text: string): Manifest {
       conflicted.add(file);
       rejected.push({ line, message: `${file} listed again with a different digest (first at line ${earlier.line})` });
     }
-  });
+  }
 
   for (const file of conflicted) {
     const first = byFile.get(file);

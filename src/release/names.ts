@@ -41,32 +41,42 @@ export function validateExtensionName(name: string): Result<string> {
 
 /**
  * Splits `<name>-<version>-<arch>.raw` for a known extension name. With `arch` the file must be for that
- * architecture; without it the longest known systemd architecture suffix is taken.
+ * architecture; without it the file must end in a known systemd architecture (the longer one when both
+ * "-64" style and "-x86-64" style suffixes could match).
  */
 export function parseImageFileName(file: string, name: string, arch?: string): Result<ImageName> {
-  const valid = validateFileName(file);
-  if (!valid.ok) return valid;
+  const split = splitImageFileName(file, name, arch);
+  return typeof split === "string" ? fail(nameInvalid(split)) : ok(split);
+}
+
+const KNOWN_ARCHES = new Set(SYSTEMD_ARCHITECTURES);
+
+/** parseImageFileName without the error objects, for hot loops over large manifests: a problem is a string. */
+export function splitImageFileName(file: string, name: string, arch?: string): ImageName | string {
+  const problem = fileNameProblem(file);
+  if (problem !== null) return `file name ${quote(file)} ${problem}`;
   const prefix = `${name}-`;
-  if (!file.startsWith(prefix)) return fail(nameInvalid(`${quote(file)} is not an image of ${quote(name)}`));
-  if (!file.endsWith(".raw")) return fail(nameInvalid(`${quote(file)} does not end in ".raw"`));
+  if (!file.startsWith(prefix)) return `${quote(file)} is not an image of ${quote(name)}`;
+  if (!file.endsWith(".raw")) return `${quote(file)} does not end in ".raw"`;
   const middle = file.slice(prefix.length, -".raw".length);
-  const arches = arch === undefined ? SYSTEMD_ARCHITECTURES : [arch];
+  // Architecture names have at most one dash, so only the last two dash-separated parts can be one.
+  const last = middle.lastIndexOf("-");
+  const secondLast = last > 0 ? middle.lastIndexOf("-", last - 1) : -1;
   let found: string | undefined;
-  for (const candidate of arches) {
-    if (middle.endsWith(`-${candidate}`) && (found === undefined || candidate.length > found.length)) {
-      found = candidate;
-    }
+  for (const at of [secondLast, last]) {
+    if (at < 0 || found !== undefined) continue;
+    const candidate = middle.slice(at + 1);
+    if (arch === undefined ? KNOWN_ARCHES.has(candidate) : candidate === arch) found = candidate;
   }
   if (found === undefined) {
     const expected = arch === undefined ? "a systemd architecture" : quote(arch);
-    return fail(nameInvalid(`${quote(file)} does not end in -<arch>.raw with ${expected}`));
+    return `${quote(file)} does not end in -<arch>.raw with ${expected}`;
   }
   const version = middle.slice(0, -(found.length + 1));
-  if (version.length === 0) return fail(nameInvalid(`${quote(file)} has no version between name and architecture`));
-  if (!/^[A-Za-z0-9]/.test(version)) {
-    return fail(nameInvalid(`${quote(file)}: version ${quote(version)} must start with a letter or digit`));
-  }
-  return ok({ name, version, arch: found });
+  if (version.length === 0) return `${quote(file)} has no version between name and architecture`;
+  if (!/^[A-Za-z0-9]/.test(version))
+    return `${quote(file)}: version ${quote(version)} must start with a letter or digit`;
+  return { name, version, arch: found };
 }
 
 export function formatImageFileName(image: ImageName): Result<string> {

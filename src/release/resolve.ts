@@ -5,12 +5,13 @@
 // An image's own extension-release is only known after download, so resolve() decides on name, version,
 // architecture, policy and constraints; whoever downloads the image checks it with compatible() afterwards.
 // resolveOffline() is the boot path: it chooses among installed images whose extension-release is known.
-import semver, { type SemVer } from "semver";
+import type semver from "semver";
+import type { SemVer } from "semver";
 import type { Constraint } from "../config/schema.ts";
 import { type CompatOptions, compatible } from "./compat.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import type { ReleaseMetadata } from "./metadata.ts";
-import { formatImageFileName, parseImageFileName } from "./names.ts";
+import { formatImageFileName, splitImageFileName } from "./names.ts";
 import type { ExtensionRelease, HostRelease } from "./os-release.ts";
 import { compareVersions, toRange, toSemver } from "./version.ts";
 
@@ -80,10 +81,10 @@ export function resolve(input: ResolveInput): Resolution {
   const remote = new Map<string, ManifestEntry>();
   const otherArches = new Set<string>();
   for (const entry of input.manifest) {
-    const parsed = parseImageFileName(entry.file, name);
-    if (!parsed.ok) continue;
-    if (parsed.value.arch === arch) remote.set(parsed.value.version, entry);
-    else otherArches.add(parsed.value.arch);
+    const parsed = splitImageFileName(entry.file, name);
+    if (typeof parsed === "string") continue;
+    if (parsed.arch === arch) remote.set(parsed.version, entry);
+    else otherArches.add(parsed.arch);
   }
   const installed = new Set(input.installed.filter((v) => formatImageFileName({ name, version: v, arch }).ok));
   const versions = new Set([...remote.keys(), ...installed]);
@@ -218,13 +219,22 @@ function rankNewestFirst(versions: Iterable<string>): { candidates: Candidate[];
     if (parsed === null) unversioned.push(version);
     else candidates.push({ version, semver: parsed });
   }
-  candidates.sort(
-    (a, b) =>
-      semver.compare(b.semver, a.semver) ||
-      compareVersions(b.version, a.version) ||
-      (a.version < b.version ? 1 : a.version > b.version ? -1 : 0),
-  );
+  candidates.sort(newestFirst);
   return { candidates, unversioned: unversioned.sort(compareVersions).reverse() };
+}
+
+function newestFirst(a: Candidate, b: Candidate): number {
+  const x = a.semver;
+  const y = b.semver;
+  // Numbers first without semver's generic compare: this sort runs over whole manifests.
+  return (
+    y.major - x.major ||
+    y.minor - x.minor ||
+    y.patch - x.patch ||
+    y.comparePre(x) ||
+    compareVersions(b.version, a.version) ||
+    (a.version < b.version ? 1 : a.version > b.version ? -1 : 0)
+  );
 }
 
 function explain(name: string, arch: string, host: HostRelease, rejected: string[], unversioned: string[]): string[] {
