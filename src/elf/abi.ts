@@ -72,6 +72,7 @@ interface Loaded {
 
 class Loader {
   private readonly cache = new Map<string, Promise<ElfRead | { elf: false; reason: string; error: true }>>();
+  private readonly resolved = new Map<string, Promise<string | null>>();
   private readonly root: string;
   private readonly hostDirs: string[];
   private readonly imageRoot: string;
@@ -82,6 +83,17 @@ class Loader {
     this.hostDirs = hostDirs;
     this.imageRoot = image.root ?? root;
     this.imageDirs = image.libDirs ?? [];
+  }
+
+  /** Loader lookups repeat across binaries (every one needs libc): resolve each path once per run. */
+  private resolve(root: string, path: string): Promise<string | null> {
+    const key = `${root}\0${path}`;
+    let pending = this.resolved.get(key);
+    if (pending === undefined) {
+      pending = resolveInRoot(root, path);
+      this.resolved.set(key, pending);
+    }
+    return pending;
   }
 
   private read(path: string): Promise<ElfRead | { elf: false; reason: string; error: true }> {
@@ -123,7 +135,7 @@ class Loader {
       finding.linkage = "static";
       return finding;
     }
-    if (exe.interpreter !== null && (await resolveInRoot(this.root, exe.interpreter)) === null) {
+    if (exe.interpreter !== null && (await this.resolve(this.root, exe.interpreter)) === null) {
       finding.problems.push({ kind: "interpreter-missing", interpreter: exe.interpreter });
     }
 
@@ -172,43 +184,36 @@ class Loader {
   }
 
   private async resolveLibrary(name: string, by: Loaded, machine: number, exeRpath: string[]): Promise<Loaded | null> {
-    const origin = dirname(by.path);
-    const expand = (dir: string): string => dir.replace(/\$(ORIGIN|\{ORIGIN\})/g, origin);
-    const candidates: string[] = [];
-    const hostCandidates = new Set<string>();
+    // Where to look, in the loader's order; `root` null means the path is already on disk ($ORIGIN).
+    const lookups: Array<{ root: string | null; path: string; host?: true }> = [];
+    const inRoots = (path: string): void => {
+      if (this.imageRoot !== this.root) lookups.push({ root: this.imageRoot, path });
+      lookups.push({ root: this.root, path });
+    };
     if (name.includes("/")) {
-      if (isAbsolute(name)) candidates.push(...(await this.inRoots(name)));
+      if (isAbsolute(name)) inRoots(name);
     } else {
+      const origin = dirname(by.path);
       // DT_RPATH applies only without DT_RUNPATH, and the executable's RPATH is inherited by its libraries.
       const rpath = by.info.runpath.length === 0 ? [...by.info.rpath, ...exeRpath] : [];
-      for (const dir of [...rpath, ...by.info.runpath].map(expand)) {
-        // $ORIGIN dirs are already on disk; other absolute dirs are paths inside the image or the host.
-        if (dir.startsWith(origin)) candidates.push(join(dir, name));
-        else if (isAbsolute(dir)) candidates.push(...(await this.inRoots(join(dir, name))));
-      }
-      for (const dir of this.imageDirs) {
-        const found = await resolveInRoot(this.imageRoot, join(dir, name));
-        if (found !== null) candidates.push(found);
-      }
-      for (const dir of this.hostDirs) {
-        const found = await resolveInRoot(this.root, join(dir, name));
-        if (found !== null) {
-          candidates.push(found);
-          hostCandidates.add(found);
+      for (const dir of [...rpath, ...by.info.runpath]) {
+        if (/\$(ORIGIN\b|\{ORIGIN\})/.test(dir)) {
+          lookups.push({ root: null, path: join(dir.replace(/\$(ORIGIN\b|\{ORIGIN\})/g, origin), name) });
+        } else if (isAbsolute(dir)) {
+          inRoots(join(dir, name));
         }
       }
+      for (const dir of this.imageDirs) lookups.push({ root: this.imageRoot, path: join(dir, name) });
+      for (const dir of this.hostDirs) lookups.push({ root: this.root, path: join(dir, name), host: true });
     }
-    // Like ld.so, skip candidates of the wrong class or machine (a 32-bit libc in /usr/lib, say).
-    for (const path of candidates) {
-      const read = await this.read(path);
-      if (read.elf && read.info.machine === machine) return { path, info: read.info, host: hostCandidates.has(path) };
+    for (const lookup of lookups) {
+      const onDisk = lookup.root === null ? lookup.path : await this.resolve(lookup.root, lookup.path);
+      if (onDisk === null) continue;
+      // Like ld.so, skip candidates of the wrong class or machine (a 32-bit libc in /usr/lib, say).
+      const read = await this.read(onDisk);
+      if (read.elf && read.info.machine === machine)
+        return { path: onDisk, info: read.info, host: lookup.host === true };
     }
     return null;
-  }
-
-  private async inRoots(path: string): Promise<string[]> {
-    const roots = this.imageRoot === this.root ? [this.root] : [this.imageRoot, this.root];
-    const found = await Promise.all(roots.map((r) => resolveInRoot(r, path)));
-    return found.filter((p): p is string => p !== null);
   }
 }
