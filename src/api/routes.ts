@@ -41,6 +41,8 @@ export interface RouteDeps {
 }
 
 export const JSON_TYPE = "application/json";
+/** With the charset spelled out, fastify does not have to append it on every reply. */
+const JSON_UTF8 = "application/json; charset=utf-8";
 export const NDJSON_TYPE = "application/x-ndjson";
 export const METRICS_TYPE = "text/plain";
 
@@ -167,7 +169,7 @@ export function routes(deps: RouteDeps): RouteSpec[] {
           cachedJson = serializerOf<StatusDocument>(reply, JSON_TYPE)(doc);
           cachedDoc = doc;
         }
-        return reply.code(200).type(JSON_TYPE).send(cachedJson);
+        return reply.code(200).type(JSON_UTF8).send(cachedJson);
       },
     },
     {
