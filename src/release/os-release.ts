@@ -1,7 +1,7 @@
 // The host's os-release and an extension's extension-release, as typed values. Fields keep systemd's
 // distinction between absent (null) and present but empty (""), because SYSEXT_SCOPE= (empty) and no
 // SYSEXT_SCOPE at all decide differently.
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { machine } from "node:os";
 import { KataError } from "../errors.ts";
 import { type EnvFileProblem, parseEnvFile } from "./envfile.ts";
@@ -96,15 +96,23 @@ export async function readHostReleaseUnder(host: (path: string) => string): Prom
   return readHostRelease(host(HOST_RELEASE_PATHS[1]));
 }
 
+/** Far above any real release file; an image or a pipe cannot make us read more. */
+export const MAX_RELEASE_BYTES = 64 * 1024;
+
 async function readReleaseText(path: string, kind: string): Promise<string> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(path);
+    bytes = await readAtMost(path, MAX_RELEASE_BYTES + 1);
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new KataError("release-unreadable", `${path}: cannot read ${kind} (${why})`, {
       remedy: `check that ${path} exists and is readable by root`,
       cause: err,
+    });
+  }
+  if (bytes.length > MAX_RELEASE_BYTES) {
+    throw new KataError("release-invalid", `${path}: ${kind} is larger than ${MAX_RELEASE_BYTES} bytes`, {
+      remedy: `${path} should hold a few KEY=value lines`,
     });
   }
   if (bytes.length === 0) {
@@ -121,6 +129,23 @@ async function readReleaseText(path: string, kind: string): Promise<string> {
       remedy: `rewrite ${path} as UTF-8 text`,
       cause: err,
     });
+  }
+}
+
+/** Reads up to `limit` bytes; works for regular files and for pipes (kata-sysextctl compat --os-release <(…)). */
+async function readAtMost(path: string, limit: number): Promise<Buffer> {
+  const handle = await open(path, "r");
+  try {
+    const buffer = Buffer.alloc(limit);
+    let length = 0;
+    while (length < limit) {
+      const { bytesRead } = await handle.read(buffer, length, limit - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await handle.close();
   }
 }
 

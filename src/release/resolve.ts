@@ -86,8 +86,13 @@ export function resolve(input: ResolveInput): Resolution {
     if (parsed.arch === arch) remote.set(parsed.version, entry);
     else otherArches.add(parsed.arch);
   }
-  const installed = new Set(input.installed.filter((v) => formatImageFileName({ name, version: v, arch }).ok));
-  const versions = new Set([...remote.keys(), ...installed]);
+  // Store versions that cannot make a safe file name are ignored, as hostile manifest names are.
+  const installed = new Map<string, string>();
+  for (const version of input.installed) {
+    const file = formatImageFileName({ name, version, arch });
+    if (file.ok) installed.set(version, file.value);
+  }
+  const versions = new Set([...remote.keys(), ...installed.keys()]);
   if (versions.size === 0) {
     const elsewhere = otherArches.size > 0 ? ` (it has images for ${[...otherArches].sort().join(", ")})` : "";
     return {
@@ -105,11 +110,10 @@ export function resolve(input: ResolveInput): Resolution {
       continue;
     }
     const entry = remote.get(candidate.version);
-    const file = entry?.file ?? `${name}-${candidate.version}-${arch}.raw`;
     return {
       ok: true,
       version: candidate.version,
-      file,
+      file: entry?.file ?? installed.get(candidate.version) ?? "",
       sha256: entry?.sha256 ?? null,
       source: installed.has(candidate.version) ? "installed" : "remote",
       passedOver: summarize(passedOver),

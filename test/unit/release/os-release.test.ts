@@ -108,3 +108,12 @@ describe("hostArchitecture", () => {
     expect(["x86-64", "arm64"]).toContain(hostArchitecture());
   });
 });
+
+describe("release files from hostile sources", () => {
+  it("refuses a file larger than any release file without reading all of it", async () => {
+    const big = file("big", `ID=_any\n${"#".repeat(200_000)}\n`);
+    const err = await readExtensionRelease(big).catch((e: unknown) => e);
+    expect((err as KataError).code).toBe("release-invalid");
+    expect((err as KataError).message).toContain("larger than");
+  });
+});
