@@ -26,6 +26,7 @@ export type ErrorCode =
   | "dbus-failed"
   | "dbus-timeout"
   | "unit-job-failed"
+  | "containerd-failed"
   | "unit-not-active"
   | "preflight-failed"
   | "api-failed"

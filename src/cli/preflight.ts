@@ -5,6 +5,7 @@ import { loadConfig } from "../config/load.ts";
 import { asKataError } from "../errors.ts";
 import { hostPaths } from "../paths.ts";
 import type { CheckGroup } from "../preflight/check.ts";
+import type { ContainerdFiles } from "../preflight/context.ts";
 import { GROUP_TITLES, type PreflightReport, runPreflight } from "../preflight/run.ts";
 import type { CheckStatus } from "../status.ts";
 
@@ -52,13 +53,13 @@ export async function preflightCommand(argv: string[], io: PreflightIo): Promise
   let containerdDropIn: string | null;
   try {
     const config = await loadConfig(values.config ?? paths.configFile);
-    containerdDropIn = config.containerd.enabled ? config.containerd.dropIn : null;
+    containerdDropIn = config.containerd.enabled ? config.containerd.configFile : null;
   } catch (err) {
     const e = asKataError(err);
     io.stderr.write(`kata-sysextctl preflight: ${e.message}${e.remedy ? `\n  ${e.remedy}` : ""}\n`);
     return 2;
   }
-  const report = await runPreflight({ paths, containerdDropIn });
+  const report = await runPreflight({ paths, containerd });
   io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report, io.isTTY));
   return report.ok ? 0 : 1;
 }

@@ -29,7 +29,7 @@ export interface Config {
     maxBytes: number;
     retries: number;
   };
-  containerd: { enabled: boolean; dropIn: string; restart: boolean };
+  containerd: { enabled: boolean; restart: boolean; baseConfig: string; configFile: string; unitDropIn: string };
 }
 
 /** One leaf of the schema: its TOML key, how to check it, and what the message should say is expected. */
@@ -109,8 +109,14 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
   },
   containerd: {
     enabled: { toml: "enabled", expected: "true or false", check: isBool },
-    dropIn: { toml: "drop_in", expected: "an absolute path", check: isAbsPath },
     restart: { toml: "restart", expected: "true or false", check: isBool },
+    baseConfig: { toml: "base_config", expected: "an absolute path", check: isAbsPath },
+    configFile: { toml: "config_file", expected: "an absolute path", check: isAbsPath },
+    unitDropIn: {
+      toml: "unit_drop_in",
+      expected: "an absolute path ending in .conf",
+      check: (v) => isAbsPath(v) && String(v).endsWith(".conf"),
+    },
   },
 };
 
@@ -132,5 +138,11 @@ export const DEFAULTS: Config = {
   api: { listen: "127.0.0.1:8720", enabled: true },
   daemon: { intervalSeconds: 21_600, logLevel: "info" },
   fetch: { connectTimeoutSeconds: 15, idleTimeoutSeconds: 30, maxBytes: 2 * 1024 ** 3, retries: 4 },
-  containerd: { enabled: true, dropIn: "/etc/containerd/conf.d/kata-sysextd.toml", restart: true },
+  containerd: {
+    enabled: true,
+    restart: true,
+    baseConfig: "/usr/share/containerd/config.toml",
+    configFile: "/etc/kata-sysextd/containerd.toml",
+    unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
+  },
 };

@@ -1,11 +1,13 @@
 // Switching the active image, as named stages with their undo beside them. Used for upgrades, rollbacks and
 // re-merges alike, so every path that changes what is merged gets the same safety.
 import { access } from "node:fs/promises";
+import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
 import type { PreflightSummary } from "../status.ts";
 import type { ActiveLink } from "../store/link.ts";
+import type { StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { runStages, type Stage } from "./transaction.ts";
 
@@ -17,12 +19,12 @@ export interface ActivationDeps {
   log: Logger;
   /** Runs the preflight; absent when no preflight is configured. */
   preflight?: () => Promise<PreflightSummary>;
-  /** Extra stages after the merge is confirmed (containerd registration), each with its undo. */
-  extraStages?: (file: string) => Stage[];
+  /** Registers the image's runtime handlers with containerd once the merge is confirmed; absent when off. */
+  runtime?: RuntimeRegistration;
 }
 
 export interface SwitchRequest {
-  to: string;
+  to: StoredImage;
   from: string | null;
   /** The preflight verdict before the switch; a failure after it that was not there before rolls back. */
   preflightBefore: PreflightSummary | null;
@@ -39,7 +41,7 @@ export async function switchImage(deps: ActivationDeps, req: SwitchRequest): Pro
   const stages: Stage[] = [
     {
       name: "link",
-      run: () => deps.link.point(req.to),
+      run: () => deps.link.point(req.to.file),
       // The merge stage after this one may have run, so putting the old link back also re-merges it.
       undo: async () => {
         if (req.from === null) await deps.link.remove();
@@ -54,7 +56,7 @@ export async function switchImage(deps: ActivationDeps, req: SwitchRequest): Pro
         result.unconfirmed = await confirmMerged(deps);
       },
     },
-    ...(deps.extraStages?.(req.to) ?? []),
+    ...(deps.runtime === undefined ? [] : [deps.runtime.stage(req.to)]),
     {
       name: "health",
       run: async () => {

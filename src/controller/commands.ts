@@ -1,14 +1,18 @@
-// The one-shot commands: `kata-sysextd --once` and `kata-sysextd boot`. Builds the adapters from the
-// configuration and runs one pass.
+// The one-shot commands `kata-sysextd --once` and `kata-sysextd boot`, and the adapter wiring the daemon
+// shares with them.
 import { systemClock, systemRandom } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
+import { containerdFiles } from "../containerd/registration.ts";
+import { containerdRegistration } from "../containerd/stage.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
 import { runPreflight } from "../preflight/run.ts";
 import { hostArchitecture } from "../release/os-release.ts";
 import { ActiveLink } from "../store/link.ts";
 import { ImageStore } from "../store/store.ts";
-import { binarySysext, type Sysext } from "../sysext/sysext.ts";
+import { binarySysext } from "../sysext/sysext.ts";
+import { systemdSysext } from "../sysext/via-systemd.ts";
+import type { SystemdManager } from "../systemd/manager.ts";
 import { type PassOutcome, Reconciler, type ReconcilerDeps } from "./reconciler.ts";
 import { urlFileSource } from "./source.ts";
 
@@ -17,15 +21,20 @@ export interface CommandContext {
   config: Config;
   configFile: string;
   log: Logger;
-  /** Overrides the systemd-sysext adapter (the daemon passes the D-Bus one on a real host). */
-  sysext?: Sysext;
+  /**
+   * systemd over D-Bus, on a real host. Null under --root (the sandbox is not this machine's systemd's
+   * business) or where no system bus answers; then systemd-sysext runs as a binary and containerd is not restarted.
+   */
+  systemd?: SystemdManager | null;
 }
 
 export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
   const { paths, config, log } = ctx;
+  const systemd = ctx.systemd ?? null;
   const arch = config.source.arch ?? hostArchitecture();
   const clock = systemClock;
   const random = systemRandom;
+  const files = containerdFiles(paths, config.containerd);
   return {
     paths,
     config,
@@ -35,13 +44,12 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     random,
     store: new ImageStore(paths.storeDir, paths.quarantineDir),
     link: new ActiveLink(paths.activeLink(config.source.name), paths.storeDir),
-    sysext: ctx.sysext ?? binarySysext(paths),
+    sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
     source: urlFileSource(config, { clock, random, log }),
-    preflight: () =>
-      runPreflight({
-        paths,
-        containerdDropIn: config.containerd.enabled ? paths.host(config.containerd.dropIn) : null,
-      }),
+    preflight: () => runPreflight({ paths, containerdDropIn: config.containerd.enabled ? files.config : null }),
+    runtime: config.containerd.enabled
+      ? containerdRegistration({ files, systemd, restart: config.containerd.restart, log })
+      : undefined,
   };
 }
 

@@ -4,6 +4,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
+import { KATA_DEFAULTS_DIR } from "../containerd/registration.ts";
+import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
@@ -23,7 +25,6 @@ import { type ActivationDeps, switchImage } from "./activation.ts";
 import { type Observed, observe } from "./observe.ts";
 import { type Action, nextAction, type Target } from "./plan.ts";
 import type { ReleaseSource } from "./source.ts";
-import type { Stage } from "./transaction.ts";
 
 export interface ReconcilerDeps {
   paths: HostPaths;
@@ -37,7 +38,8 @@ export interface ReconcilerDeps {
   sysext: Sysext;
   source: ReleaseSource;
   preflight?: () => Promise<PreflightSummary>;
-  extraStages?: (file: string) => Stage[];
+  /** containerd registration; absent when [containerd] enabled = false. */
+  runtime?: RuntimeRegistration;
   /** Called whenever something /status shows changes. */
   onProgress?: (event: ReconcileEvent) => void;
 }
@@ -240,6 +242,8 @@ export class Reconciler {
         return result.unconfirmed;
       }
       case "unlink":
+        // containerd must never point at a shim that is about to vanish: unregister first.
+        await this.deps.runtime?.unregister();
         await this.deps.link.remove();
         await this.deps.sysext.refresh();
         log.warning(`removed the active link: ${action.reason}`);
@@ -251,7 +255,9 @@ export class Reconciler {
     }
   }
 
-  private async switch(to: string, from: string | null, log: Logger) {
+  private async switch(file: string, from: string | null, log: Logger) {
+    const to = await this.deps.store.get(file);
+    if (to === null) throw new KataError("store-failed", `${file} is not in the store any more`);
     const deps: ActivationDeps = {
       paths: this.deps.paths,
       name: this.name,
@@ -259,7 +265,7 @@ export class Reconciler {
       sysext: this.deps.sysext,
       log,
       preflight: this.deps.preflight,
-      extraStages: this.deps.extraStages,
+      runtime: this.deps.runtime,
     };
     // The health stage compares against the verdict from before the switch, so take one if there is none yet.
     if (this.lastPreflight === null && this.deps.preflight !== undefined) {
@@ -383,6 +389,7 @@ export class Reconciler {
       trust: this.deps.source.trust,
       verifiedAt: this.deps.clock.now().toISOString(),
       extensionRelease: contents.extensionRelease ?? "",
+      kataConfigs: contents.files.filter((f) => f.startsWith(`${KATA_DEFAULTS_DIR}/`)),
     });
     log.info(`verified and stored ${target.file} (${downloaded.bytes} bytes, ${this.deps.source.trust})`);
   }

@@ -19,6 +19,8 @@ export interface ImageRecord {
   verifiedAt: string;
   /** The image's own extension-release file, verbatim as read at inspection. */
   extensionRelease: string;
+  /** The Kata configuration files the image ships (opt/kata/share/defaults/kata-containers/configuration*.toml). */
+  kataConfigs: string[];
 }
 
 export interface StoredImage extends ImageRecord {

@@ -1,0 +1,86 @@
+// containerd registration as an activation stage: write it (undo: put back what was there), then restart
+// containerd over D-Bus and confirm it came back (undo: restart it again on the old configuration).
+import { access } from "node:fs/promises";
+import type { Stage } from "../controller/transaction.ts";
+import type { Logger } from "../log/logger.ts";
+import type { StoredImage } from "../store/store.ts";
+import type { SystemdManager } from "../systemd/manager.ts";
+import {
+  type ContainerdFiles,
+  kataHandlers,
+  register,
+  restore,
+  type Snapshot,
+  snapshot,
+  unregister,
+} from "./registration.ts";
+
+export const CONTAINERD_UNIT = "containerd.service";
+
+export interface RuntimeRegistration {
+  /** The stage that registers `image`'s runtime handlers; its undo restores the previous registration. */
+  stage(image: StoredImage): Stage;
+  /** Removes the registration before the shim goes away, restarting containerd if it runs. */
+  unregister(): Promise<void>;
+}
+
+export interface RegistrationDeps {
+  files: ContainerdFiles;
+  /** Absent where there is no systemd to talk to (--root): files are written, containerd is not restarted. */
+  systemd: SystemdManager | null;
+  restart: boolean;
+  log: Logger;
+}
+
+export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistration {
+  /** daemon-reload for the unit drop-in, then restart containerd if it was running; confirmed, not assumed. */
+  const apply = async (): Promise<void> => {
+    const systemd = deps.systemd;
+    if (systemd === null) return;
+    await systemd.reload();
+    if (!deps.restart) return;
+    const state = await systemd.unitState(CONTAINERD_UNIT);
+    if (state.activeState !== "active") {
+      deps.log.info(`containerd is ${state.activeState}; it picks up the Kata runtimes when it starts`);
+      return;
+    }
+    await systemd.restartUnit(CONTAINERD_UNIT);
+    await systemd.confirmActive(CONTAINERD_UNIT);
+    deps.log.info("containerd restarted with the Kata runtime handlers");
+  };
+
+  return {
+    stage(image) {
+      let before: Snapshot | null = null;
+      let changed = false;
+      return {
+        name: "containerd",
+        run: async () => {
+          if (!(await exists(deps.files.base))) {
+            deps.log.warning(
+              `no containerd configuration at ${deps.files.base}; the Kata runtime handlers are not registered`,
+            );
+            return;
+          }
+          before = await snapshot(deps.files);
+          changed = await register(deps.files, kataHandlers(image.kataConfigs));
+          if (changed) await apply();
+        },
+        undo: async () => {
+          if (!changed || before === null) return;
+          await restore(deps.files, before);
+          await apply();
+        },
+      };
+    },
+    async unregister() {
+      if (await unregister(deps.files)) await apply();
+    },
+  };
+}
+
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );

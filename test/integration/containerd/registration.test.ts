@@ -1,0 +1,109 @@
+// The merged configuration is checked by the real containerd (`containerd --config FILE config dump`), so a
+// registration that containerd would read differently than we think fails here.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  containerdFiles,
+  kataHandlers,
+  register,
+  restore,
+  snapshot,
+  unregister,
+} from "../../../src/containerd/registration.ts";
+import { hostPaths } from "../../../src/paths.ts";
+
+const hasContainerd = (() => {
+  try {
+    execFileSync("containerd", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+// Flatcar's shipped /usr/share/containerd/config.toml, in substance: CRI with SELinux and the systemd cgroup driver.
+const FLATCAR_BASE = `version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+subreaper = true
+oom_score = -999
+[grpc]
+address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+enable_selinux = true
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+SystemdCgroup = true
+`;
+
+const D = "opt/kata/share/defaults/kata-containers";
+const CONFIG = {
+  baseConfig: "/usr/share/containerd/config.toml",
+  configFile: "/etc/kata-sysextd/containerd.toml",
+  unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
+};
+
+function rootWithBase(): string {
+  const root = mkdtempSync(join(tmpdir(), "ctd-"));
+  mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
+  writeFileSync(join(root, CONFIG.baseConfig), FLATCAR_BASE);
+  return root;
+}
+
+function dump(configFile: string): string {
+  return execFileSync("containerd", ["--config", configFile, "config", "dump"], { encoding: "utf8" });
+}
+
+describe.skipIf(!hasContainerd)("containerd registration (real containerd config dump)", () => {
+  it("adds every Kata handler and keeps the base's CRI settings", async () => {
+    const root = rootWithBase();
+    const files = containerdFiles(hostPaths(root), CONFIG);
+    const handlers = kataHandlers([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`]);
+    expect(await register(files, handlers)).toBe(true);
+
+    const dumped = dump(files.config);
+    for (const name of ["kata", "kata-clh", "kata-qemu"]) {
+      expect(dumped).toContain(`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${name}]`);
+    }
+    expect(dumped).toMatch(/runtime_type = "io.containerd.kata.v2"/);
+    expect(dumped).toContain(`ConfigPath = "/${D}/configuration-qemu.toml"`);
+    // The base survives key by key: what a conf.d import would have lost.
+    expect(dumped).toMatch(/enable_selinux = true/);
+    expect(dumped).toMatch(/SystemdCgroup = true/);
+    expect(readFileSync(files.unitDropIn, "utf8")).toContain(`Environment=CONTAINERD_CONFIG=${CONFIG.configFile}\n`);
+    // Idempotent: the same registration changes nothing.
+    expect(await register(files, handlers)).toBe(false);
+  });
+
+  it("unregister removes the drop-in and the merged file; restore puts a snapshot back exactly", async () => {
+    const root = rootWithBase();
+    const files = containerdFiles(hostPaths(root), CONFIG);
+    const empty = await snapshot(files);
+    await register(files, kataHandlers([`${D}/configuration-clh.toml`]));
+    const registered = await snapshot(files);
+    expect(await unregister(files)).toBe(true);
+    expect(existsSync(files.unitDropIn) || existsSync(files.config)).toBe(false);
+    expect(await unregister(files)).toBe(false);
+    await restore(files, registered);
+    expect(await snapshot(files)).toEqual(registered);
+    await restore(files, empty);
+    expect(await snapshot(files)).toEqual(empty);
+  });
+
+  it("refuses a base that is not TOML or not version 2, naming the file", async () => {
+    const root = rootWithBase();
+    const files = containerdFiles(hostPaths(root), CONFIG);
+    writeFileSync(files.base, "version = 3\n");
+    await expect(register(files, [])).rejects.toMatchObject({
+      code: "containerd-failed",
+      message: expect.stringContaining("version 3"),
+    });
+    writeFileSync(files.base, "[plugins\n");
+    await expect(register(files, [])).rejects.toMatchObject({ message: expect.stringContaining(files.base) });
+    expect(existsSync(files.config)).toBe(false);
+  });
+});
