@@ -160,6 +160,15 @@ interface ClientInternals {
   _methodReturnHandlers: Record<number, unknown>;
 }
 
+interface MethodCall {
+  destination: string;
+  path: string;
+  iface: string;
+  member: string;
+  signature: string;
+  args: readonly DBusValue[];
+}
+
 interface Subscription {
   match: SignalMatch;
   rule: string;
@@ -216,17 +225,9 @@ export function createBus(options: BusOptions): Bus {
     }
   };
 
-  /** Sends one call on the current connection; the caller owns the timeout. */
-  const rawCall = (
-    bus: MessageBus,
-    destination: string,
-    path: string,
-    iface: string,
-    member: string,
-    signature: string,
-    args: readonly DBusValue[],
-    timeoutMs: number,
-  ): Promise<DBusValue[]> => {
+  /** Sends one call on the given connection, bounded by timeoutMs. */
+  const rawCall = (bus: MessageBus, target: MethodCall, timeoutMs: number): Promise<DBusValue[]> => {
+    const { destination, path, iface, member, signature, args } = target;
     const what = `${destination} ${path} ${iface}.${member}`;
     const msg = new Message({ destination, path, interface: iface, member, signature, body: [...args] });
     return new Promise<DBusValue[]>((resolve, reject) => {
@@ -301,11 +302,19 @@ export function createBus(options: BusOptions): Bus {
       );
     }
     const left = Math.max(1, timeoutMs - (clock.monotonicMs() - started));
-    return rawCall(bus, destination, path, iface, member, signature, args, left);
+    return rawCall(bus, { destination, path, iface, member, signature, args }, left);
   };
 
+  const busDaemonCall = (member: string, rule: string): MethodCall => ({
+    destination: DBUS_NAME,
+    path: DBUS_PATH,
+    iface: DBUS_NAME,
+    member,
+    signature: "s",
+    args: [rule],
+  });
   const addMatch = (bus: MessageBus, rule: string): Promise<DBusValue[]> =>
-    rawCall(bus, DBUS_NAME, DBUS_PATH, DBUS_NAME, "AddMatch", "s", [rule], connectTimeoutMs);
+    rawCall(bus, busDaemonCall("AddMatch", rule), connectTimeoutMs);
 
   /** One attempt: socket, SASL, Hello, then every match rule. Resolves with a ready client or rejects. */
   const connectOnce = async (): Promise<MessageBus> => {
@@ -416,8 +425,8 @@ export function createBus(options: BusOptions): Bus {
         ruleCounts.delete(sub.rule);
         const current = client;
         if (current === undefined) return;
-        rawCall(current, DBUS_NAME, DBUS_PATH, DBUS_NAME, "RemoveMatch", "s", [sub.rule], defaultTimeoutMs).catch(
-          (err: unknown) => log.debug(`RemoveMatch ${sub.rule} failed: ${errorText(err)}`),
+        rawCall(current, busDaemonCall("RemoveMatch", sub.rule), defaultTimeoutMs).catch((err: unknown) =>
+          log.debug(`RemoveMatch ${sub.rule} failed: ${errorText(err)}`),
         );
       };
     },

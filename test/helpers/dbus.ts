@@ -5,6 +5,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { interface as dbusInterface, MessageBus } from "dbus-next";
+import { KataError } from "../../src/errors.ts";
+import { openDBusNext } from "../../src/systemd/bus.ts";
 
 export interface TestBus {
   /** The D-Bus address, e.g. `unix:path=/tmp/kata-dbus-XXXX/bus.sock`; stable across restart(). */
@@ -146,4 +149,34 @@ export function inbox<T>(boundMs = 10_000): Inbox<T> {
       return value;
     },
   };
+}
+
+/** The KataError a promise rejects with; fails the test if it resolves or rejects with anything else. */
+export async function rejection(promise: Promise<unknown>): Promise<KataError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof KataError)) throw new Error(`expected a KataError, got ${String(err)}`);
+  return err;
+}
+
+const DO_NOT_QUEUE = 4; // NameFlag.DO_NOT_QUEUE
+const PRIMARY_OWNER = 1; // RequestNameReply.PRIMARY_OWNER
+
+/** A fake service's connection: exports its objects, then owns its well-known name (or throws). */
+export async function serveName(
+  address: string | undefined,
+  name: string,
+  objects: ReadonlyArray<[path: string, iface: dbusInterface.Interface]>,
+): Promise<MessageBus> {
+  const bus = openDBusNext(address);
+  bus.on("error", () => undefined); // the tests kill the bus daemon under their services
+  for (const [path, iface] of objects) bus.export(path, iface);
+  const reply = await bus.requestName(name, DO_NOT_QUEUE);
+  if (reply !== PRIMARY_OWNER) {
+    bus.disconnect();
+    throw new Error(`could not own ${name} (RequestName reply ${reply})`);
+  }
+  return bus;
 }

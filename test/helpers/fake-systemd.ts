@@ -5,13 +5,11 @@
 // /org/freedesktop/systemd1/unit/ with org.freedesktop.systemd1.Unit properties (via
 // org.freedesktop.DBus.Properties). Each test scripts how the next job for a unit ends.
 import { DBusError, interface as dbusInterface, type MessageBus } from "dbus-next";
-import { openDBusNext } from "../../src/systemd/bus.ts";
 import type { ActiveState, JobResult } from "../../src/systemd/manager.ts";
+import { serveName } from "./dbus.ts";
 
 const NAME = "org.freedesktop.systemd1";
 const PATH = "/org/freedesktop/systemd1";
-const DO_NOT_QUEUE = 4;
-const PRIMARY_OWNER = 1;
 
 export interface JobScript {
   /** What JobRemoved reports. Default "done". */
@@ -131,8 +129,6 @@ export interface FakeSystemdOptions {
 }
 
 export async function startFakeSystemd(options: FakeSystemdOptions): Promise<FakeSystemd> {
-  const bus: MessageBus = openDBusNext(options.address);
-  bus.on("error", () => undefined); // the tests kill the bus daemon under us
   const manager = new ManagerInterface("org.freedesktop.systemd1.Manager");
   const units = new Map<string, UnitInterface>();
   const scripts = new Map<string, JobScript[]>();
@@ -202,12 +198,7 @@ export async function startFakeSystemd(options: FakeSystemdOptions): Promise<Fak
     },
   };
 
-  bus.export(PATH, manager);
-  const reply = await bus.requestName(NAME, DO_NOT_QUEUE);
-  if (reply !== PRIMARY_OWNER) {
-    bus.disconnect();
-    throw new Error(`could not own ${NAME} (RequestName reply ${reply})`);
-  }
+  const bus: MessageBus = await serveName(options.address, NAME, [[PATH, manager]]);
 
   return {
     calls,

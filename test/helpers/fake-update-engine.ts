@@ -13,7 +13,6 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { interface as dbusInterface, type MessageBus } from "dbus-next";
-import { openDBusNext } from "../../src/systemd/bus.ts";
 import {
   UPDATE_ENGINE_IFACE,
   UPDATE_ENGINE_NAME,
@@ -22,9 +21,7 @@ import {
   UPDATE_STATUS_SIGNATURE,
   type UpdateStatus,
 } from "../../src/systemd/update-engine.ts";
-
-const DO_NOT_QUEUE = 4; // NameFlag.DO_NOT_QUEUE
-const PRIMARY_OWNER = 1; // RequestNameReply.PRIMARY_OWNER
+import { serveName } from "./dbus.ts";
 
 type Wire = [number, number, string, string, number];
 
@@ -69,16 +66,9 @@ export interface FakeUpdateEngineOptions {
 }
 
 export async function startFakeUpdateEngine(options: FakeUpdateEngineOptions = {}): Promise<FakeUpdateEngine> {
-  const bus: MessageBus = openDBusNext(options.address);
-  bus.on("error", () => undefined); // the tests kill the bus daemon under us
   const manager = new UpdateManager(UPDATE_ENGINE_IFACE);
   manager.status = { ...manager.status, ...options.initial };
-  bus.export(UPDATE_ENGINE_PATH, manager);
-  const reply = await bus.requestName(UPDATE_ENGINE_NAME, DO_NOT_QUEUE);
-  if (reply !== PRIMARY_OWNER) {
-    bus.disconnect();
-    throw new Error(`could not own ${UPDATE_ENGINE_NAME} (RequestName reply ${reply})`);
-  }
+  const bus: MessageBus = await serveName(options.address, UPDATE_ENGINE_NAME, [[UPDATE_ENGINE_PATH, manager]]);
   return {
     get status() {
       return manager.status;

@@ -2,10 +2,9 @@
 // org.freedesktop.DBus.Debug.Stats), signals, errors, timeouts and surviving a killed bus daemon.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { systemClock } from "../../../src/clock.ts";
-import { KataError } from "../../../src/errors.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 import { type Bus, type BusSignal, createBus, dbusErrorName, openDBusNext } from "../../../src/systemd/bus.ts";
-import { inbox, startTestBus, type TestBus } from "../../helpers/dbus.ts";
+import { inbox, rejection, startTestBus, type TestBus } from "../../helpers/dbus.ts";
 
 const DBUS = "org.freedesktop.DBus";
 const DBUS_PATH = "/org/freedesktop/DBus";
@@ -49,15 +48,6 @@ async function rulesOf(observer: Bus, uniqueName: string): Promise<string[]> {
   const [all] = await observer.call(DBUS, DBUS_PATH, "org.freedesktop.DBus.Debug.Stats", "GetAllMatchRules", "", []);
   const rules = (all as Record<string, string[]>)[uniqueName] ?? [];
   return [...rules].sort();
-}
-
-async function rejection(promise: Promise<unknown>): Promise<KataError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof KataError)) throw new Error(`expected a KataError, got ${String(err)}`);
-  return err;
 }
 
 // As dbus-daemon prints rules back (its own key order).

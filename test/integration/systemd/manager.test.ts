@@ -1,7 +1,6 @@
 // The systemd Manager adapter against a real dbus-daemon and a fake systemd speaking the real interface.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { systemClock } from "../../../src/clock.ts";
-import { KataError } from "../../../src/errors.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 import { type Bus, createBus } from "../../../src/systemd/bus.ts";
 import {
@@ -11,7 +10,7 @@ import {
   type SystemdManager,
   UnitJobError,
 } from "../../../src/systemd/manager.ts";
-import { inbox, startTestBus, type TestBus } from "../../helpers/dbus.ts";
+import { inbox, rejection, startTestBus, type TestBus } from "../../helpers/dbus.ts";
 import { type FakeSystemd, startFakeSystemd } from "../../helpers/fake-systemd.ts";
 
 const quiet = createLogger(() => undefined);
@@ -44,15 +43,6 @@ afterEach(async () => {
 async function connect(options: ManagerOptions = {}): Promise<SystemdManager> {
   manager = await createSystemdManager(bus, quiet, systemClock, { confirmIntervalMs: 50, ...options });
   return manager;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<KataError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof KataError)) throw new Error(`expected a KataError, got ${String(err)}`);
-  return err;
 }
 
 describe("systemd Manager jobs", () => {
