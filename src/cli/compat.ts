@@ -12,7 +12,9 @@ import {
   readHostRelease,
   SYSTEMD_ARCHITECTURES,
 } from "../release/os-release.ts";
+import { EXIT } from "./io.ts";
 
+/** The part of CommandIo (./io.ts) this command uses; plain objects with write() do in tests. */
 export interface CliIo {
   stdout: { write(chunk: string): unknown };
   stderr: { write(chunk: string): unknown };
@@ -26,7 +28,7 @@ const DEFAULT_NAME = "kata-containers";
 export async function compatCommand(argv: string[], io: CliIo): Promise<number> {
   const usage = (message: string): number => {
     io.stderr.write(`kata-sysextctl compat: ${message}\n${COMPAT_USAGE}`);
-    return 2;
+    return EXIT.usage;
   };
   let values: { [key: string]: string | boolean | undefined };
   try {
@@ -48,7 +50,7 @@ export async function compatCommand(argv: string[], io: CliIo): Promise<number> 
   }
   if (values.help === true) {
     io.stdout.write(COMPAT_USAGE);
-    return 0;
+    return EXIT.ok;
   }
   const osRelease = values["os-release"];
   const extRelease = values["extension-release"];
@@ -75,7 +77,7 @@ export async function compatCommand(argv: string[], io: CliIo): Promise<number> 
     const message = err instanceof KataError ? err.message : String(err);
     const remedy = err instanceof KataError && err.remedy !== undefined ? ` (${err.remedy})` : "";
     io.stderr.write(`kata-sysextctl compat: ${message}${remedy}\n`);
-    return 2;
+    return EXIT.usage;
   }
 
   // systemd-sysext only reads extension-release.<image name>; a file for another name is as good as none.
@@ -92,5 +94,5 @@ export async function compatCommand(argv: string[], io: CliIo): Promise<number> 
       : `not compatible: systemd-sysext would not merge ${name} on ${on} (${arch})`;
     io.stdout.write(`${head}\n${decision.reasons.map((r) => `  ${r}\n`).join("")}`);
   }
-  return decision.compatible ? 0 : 1;
+  return decision.compatible ? EXIT.ok : EXIT.failed;
 }

@@ -1,9 +1,10 @@
 // kata-sysextctl compat over real files: exit codes, JSON shape and human output as CONTRACT.md states them.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { compatCommand } from "../../../src/cli/compat.ts";
+import { run } from "../../../src/exec.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kata-compat-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,5 +105,26 @@ describe("kata-sysextctl compat", () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain(message);
+  });
+
+  it("works through the installed kata-sysextctl entry point, exit status included", async () => {
+    const bin = resolve(import.meta.dirname, "../../../bin/kata-sysextctl.js");
+    const args = [
+      bin,
+      "compat",
+      "--os-release",
+      osRelease,
+      "--extension-release",
+      pinned,
+      "--arch",
+      "x86-64",
+      "--json",
+    ];
+    const r = await run(process.execPath, args, { timeoutMs: 30_000 });
+    expect(r.exitCode).toBe(1);
+    expect(JSON.parse(r.stdout)).toEqual({
+      compatible: false,
+      reasons: ['SYSEXT_LEVEL: extension has "2.0", host has "1.0"'],
+    });
   });
 });
