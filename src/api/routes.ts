@@ -42,7 +42,7 @@ export interface RouteDeps {
 
 export const JSON_TYPE = "application/json";
 /** With the charset spelled out, fastify does not have to append it on every reply. */
-const JSON_UTF8 = "application/json; charset=utf-8";
+export const JSON_UTF8 = "application/json; charset=utf-8";
 export const NDJSON_TYPE = "application/x-ndjson";
 export const METRICS_TYPE = "text/plain";
 
@@ -150,11 +150,7 @@ export function errorBody(err: unknown): ErrorBody {
 
 export function routes(deps: RouteDeps): RouteSpec[] {
   const sendJson = (reply: FastifyReply, code: number, body: unknown): FastifyReply =>
-    reply.code(code).type(JSON_TYPE).send(body);
-
-  // The reconciler replaces the document on every change, so the serialized form is reused until it does.
-  let cachedDoc: StatusDocument | null = null;
-  let cachedJson = "";
+    reply.code(code).type(JSON_UTF8).send(body);
 
   return [
     {
@@ -163,14 +159,7 @@ export function routes(deps: RouteDeps): RouteSpec[] {
       summary: "The daemon's status document, from memory",
       socketOnly: false,
       responses: { "200": json("the status document", statusDocumentSchema), ...errors },
-      handler: async (_request, reply) => {
-        const doc = deps.snapshot();
-        if (doc !== cachedDoc) {
-          cachedJson = serializerOf<StatusDocument>(reply, JSON_TYPE)(doc);
-          cachedDoc = doc;
-        }
-        return reply.code(200).type(JSON_UTF8).send(cachedJson);
-      },
+      handler: async (_request, reply) => reply.code(200).type(JSON_UTF8).send(deps.snapshot()),
     },
     {
       method: "GET",

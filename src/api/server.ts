@@ -9,7 +9,7 @@ import type { StatusDocument } from "../status.ts";
 import { bindLoopback, bindSocket, closeServer } from "./listen.ts";
 import type { Metrics } from "./metrics.ts";
 import { openApiDocument, type Transport } from "./openapi.ts";
-import { type ApiActions, errorBody, JSON_TYPE, type RouteSpec, routes } from "./routes.ts";
+import { type ApiActions, errorBody, JSON_UTF8, type RouteSpec, routes } from "./routes.ts";
 import type { ErrorBody } from "./schemas.ts";
 
 export type { ApiActions } from "./routes.ts";
@@ -65,7 +65,7 @@ function httpServer(handler: (req: IncomingMessage, res: ServerResponse) => void
 }
 
 const sendError = (reply: FastifyReply, code: number, body: ErrorBody): FastifyReply =>
-  reply.code(code).type(JSON_TYPE).send(body);
+  reply.code(code).type(JSON_UTF8).send(body);
 
 function buildApp(
   transport: Transport,
