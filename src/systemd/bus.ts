@@ -316,10 +316,19 @@ export function createBus(options: BusOptions): Bus {
   const addMatch = (bus: MessageBus, rule: string): Promise<DBusValue[]> =>
     rawCall(bus, busDaemonCall("AddMatch", rule), connectTimeoutMs);
 
-  /** One attempt: socket, SASL, Hello, then every match rule. Resolves with a ready client or rejects. */
-  const connectOnce = async (): Promise<MessageBus> => {
+  const registerRule = (bus: MessageBus, rule: string): void => {
+    addMatch(bus, rule).catch((err: unknown) => {
+      // A dead connection re-adds every rule on reconnect; anything else is worth a loud line.
+      if (client === bus) log.error(`AddMatch ${rule} failed: ${errorText(err)}`);
+    });
+  };
+
+  /** One attempt: socket, SASL, Hello, then every match rule. Resolves with a ready client and its rules. */
+  const connectOnce = async (): Promise<{ bus: MessageBus; rules: Set<string> }> => {
     const bus = openDBusNext(options.address);
     const internals = bus as unknown as ClientInternals;
+    // Listen from the start: a signal can share a read with the last AddMatch reply.
+    bus.on("message", dispatch);
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = new AbortController();
@@ -333,13 +342,17 @@ export function createBus(options: BusOptions): Bus {
         });
         bus.on("error", fail);
         internals._connection.once("end", () => fail(new Error("connection closed during handshake")));
-        clock.sleep(connectTimeoutMs, timer.signal).then(
+        clock.sleep(connectTimeoutMs, AbortSignal.any([timer.signal, lifetime.signal])).then(
           () => fail(new Error(`no Hello reply within ${connectTimeoutMs} ms`)),
-          () => undefined,
+          () => fail(new Error("bus client closed")),
         );
       });
-      for (const rule of ruleCounts.keys()) await addMatch(bus, rule);
-      return bus;
+      const rules = new Set<string>();
+      for (const rule of ruleCounts.keys()) {
+        await addMatch(bus, rule);
+        rules.add(rule);
+      }
+      return { bus, rules };
     } catch (err) {
       dispose(bus);
       throw err;
@@ -374,16 +387,16 @@ export function createBus(options: BusOptions): Bus {
   const connectLoop = async (): Promise<void> => {
     for (let attempt = 1; !closed; attempt++) {
       try {
-        const bus = await connectOnce();
+        const { bus, rules } = await connectOnce();
         if (closed) {
           dispose(bus);
           return;
         }
         client = bus;
-        const internals = bus as unknown as ClientInternals;
-        bus.on("message", dispatch);
         bus.on("error", (err: unknown) => onLost(bus, errorText(err)));
-        internals._connection.on("end", () => onLost(bus, "the bus closed the connection"));
+        (bus as unknown as ClientInternals)._connection.on("end", () => onLost(bus, "the bus closed the connection"));
+        // Subscriptions made while connectOnce was finishing have no rule on this connection yet.
+        for (const rule of ruleCounts.keys()) if (!rules.has(rule)) registerRule(bus, rule);
         for (const wake of [...connectedWaiters]) wake();
         if (everConnected) log.notice(`reconnected to ${target} after ${attempt} attempt(s)`);
         emit(everConnected ? "reconnected" : "connected");
@@ -408,13 +421,7 @@ export function createBus(options: BusOptions): Bus {
       subscriptions.add(sub);
       const count = ruleCounts.get(sub.rule) ?? 0;
       ruleCounts.set(sub.rule, count + 1);
-      const bus = client;
-      if (count === 0 && bus !== undefined) {
-        addMatch(bus, sub.rule).catch((err: unknown) => {
-          // A dead connection re-adds every rule on reconnect; anything else is worth a loud line.
-          if (client === bus) log.error(`AddMatch ${sub.rule} failed: ${errorText(err)}`);
-        });
-      }
+      if (count === 0 && client !== undefined) registerRule(client, sub.rule);
       return () => {
         if (!subscriptions.delete(sub)) return;
         const left = (ruleCounts.get(sub.rule) ?? 1) - 1;
