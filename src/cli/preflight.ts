@@ -50,10 +50,11 @@ export async function preflightCommand(argv: string[], io: PreflightIo): Promise
     return 0;
   }
   const paths = hostPaths(values.root ?? "/");
-  let containerdDropIn: string | null;
+  let containerd: ContainerdFiles | null;
   try {
     const config = await loadConfig(values.config ?? paths.configFile);
-    containerdDropIn = config.containerd.enabled ? config.containerd.configFile : null;
+    const { enabled, configFile, unitDropIn } = config.containerd;
+    containerd = enabled ? { configFile, unitDropIn } : null;
   } catch (err) {
     const e = asKataError(err);
     io.stderr.write(`kata-sysextctl preflight: ${e.message}${e.remedy ? `\n  ${e.remedy}` : ""}\n`);

@@ -14,8 +14,11 @@ export interface PreflightOptions {
   paths: HostPaths;
   /** The tree holding the extension's files; default: the merged host tree (paths.root). */
   payloadRoot?: string;
-  /** The containerd drop-in the daemon writes (config containerd.drop_in); null when that integration is off. */
-  containerdDropIn?: string | null;
+  /**
+   * Where the daemon registers the Kata runtimes with containerd ([containerd] config_file and unit_drop_in);
+   * null when that integration is off. Default: the configuration defaults.
+   */
+  containerd?: ContainerdFiles | null;
   /** Timeout for each helper and `--version` run. */
   timeoutMs?: number;
 }
@@ -29,7 +32,7 @@ export interface PreflightContext {
   payloadRoot: string;
   /** True when --root points at a tree rather than the running system. */
   fixtureRoot: boolean;
-  containerdDropIn: string | null;
+  containerd: ContainerdFiles | null;
   timeoutMs: number;
   cpu(): Promise<CpuInfo | null>;
   modules(): Promise<Modules>;
@@ -37,7 +40,17 @@ export interface PreflightContext {
   kata(): Promise<KataConfigs>;
 }
 
-const DEFAULT_DROP_IN = "/etc/containerd/conf.d/kata-sysextd.toml";
+export interface ContainerdFiles {
+  /** The containerd configuration with the Kata runtimes merged in. */
+  configFile: string;
+  /** The containerd.service drop-in that points CONTAINERD_CONFIG at it. */
+  unitDropIn: string;
+}
+
+const DEFAULT_CONTAINERD: ContainerdFiles = {
+  configFile: "/etc/kata-sysextd/containerd.toml",
+  unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
+};
 
 export function createContext(opts: PreflightOptions): PreflightContext {
   const { paths } = opts;
@@ -51,7 +64,7 @@ export function createContext(opts: PreflightOptions): PreflightContext {
     payload,
     payloadRoot,
     fixtureRoot,
-    containerdDropIn: opts.containerdDropIn === undefined ? DEFAULT_DROP_IN : opts.containerdDropIn,
+    containerd: opts.containerd === undefined ? DEFAULT_CONTAINERD : opts.containerd,
     timeoutMs,
     cpu: once(async () => parseCpuinfo(await readFile(paths.host("/proc/cpuinfo"), "utf8").catch(() => ""))),
     modules: once(() => readModules(paths.host)),

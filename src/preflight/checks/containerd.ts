@@ -1,6 +1,9 @@
-// containerd serving the Kata runtime handler: the daemon's drop-in registers io.containerd.kata.v2, and
-// containerd's socket shows it runs. (Asking containerd over CRI which handlers it loaded is left to e2e tests.)
+// containerd serving the Kata runtime handler. kata-sysextd registers it by writing a complete containerd
+// configuration with the Kata runtimes merged in (src/containerd/registration.ts) and a containerd.service drop-in
+// that selects it; containerd's socket shows it runs. (Asking containerd over CRI which handlers it loaded is
+// left to the e2e tests.)
 import { readFile, stat } from "node:fs/promises";
+import { parse } from "smol-toml";
 import type { PreflightCheck } from "../../status.ts";
 import { type Check, result } from "../check.ts";
 
@@ -23,27 +26,54 @@ export const containerd: Check = {
             remedy: "systemctl enable --now containerd",
           }),
     );
-    const dropIn = ctx.containerdDropIn;
-    if (dropIn === null) {
-      out.push(result("containerd-handler", "skip", "containerd integration disabled ([containerd] enabled = false)"));
-      return out;
-    }
-    const text = await readFile(ctx.host(dropIn), "utf8").catch(() => null);
-    if (text === null) {
-      out.push(
-        result("containerd-handler", "warn", `${dropIn} missing: the kata runtime handler is not registered`, {
-          remedy: "run `kata-sysextctl refresh`: the daemon writes the drop-in when it activates the extension",
-        }),
-      );
-    } else if (!text.includes(RUNTIME_TYPE)) {
-      out.push(
-        result("containerd-handler", "fail", `${dropIn} does not register ${RUNTIME_TYPE}`, {
-          remedy: `remove ${dropIn} and run \`kata-sysextctl refresh\` to rewrite it`,
-        }),
-      );
-    } else {
-      out.push(result("containerd-handler", "pass", `${dropIn} registers ${RUNTIME_TYPE}`));
-    }
+    out.push(await handler(ctx.host, ctx.containerd));
     return out;
   },
 };
+
+async function handler(
+  host: (p: string) => string,
+  files: { configFile: string; unitDropIn: string } | null,
+): Promise<PreflightCheck> {
+  const ID = "containerd-handler";
+  if (files === null) return result(ID, "skip", "containerd integration disabled ([containerd] enabled = false)");
+  const { configFile, unitDropIn } = files;
+  const text = await readFile(host(configFile), "utf8").catch(() => null);
+  if (text === null) {
+    return result(ID, "warn", `${configFile} missing: the kata runtime handler is not registered`, {
+      remedy: "run `kata-sysextctl refresh`: the daemon registers the runtimes when it activates the extension",
+    });
+  }
+  const runtimes = kataRuntimes(text);
+  if (runtimes.length === 0) {
+    return result(ID, "fail", `${configFile} registers no runtime of type ${RUNTIME_TYPE}`, {
+      remedy: `remove ${configFile} and run \`kata-sysextctl refresh\` to rewrite it`,
+    });
+  }
+  const dropIn = await readFile(host(unitDropIn), "utf8").catch(() => "");
+  if (!dropIn.includes(`CONTAINERD_CONFIG=${configFile}`)) {
+    return result(ID, "warn", `${configFile} registers ${runtimes.join(", ")}, but ${unitDropIn} does not select it`, {
+      remedy: "run `kata-sysextctl refresh` to rewrite the containerd.service drop-in, then restart containerd",
+    });
+  }
+  return result(ID, "pass", `${configFile} registers ${runtimes.join(", ")} (${RUNTIME_TYPE})`);
+}
+
+/** Names of runtime tables with runtime_type io.containerd.kata.v2, wherever the CRI plugin version puts them. */
+function kataRuntimes(text: string): string[] {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  const walk = (value: unknown, key: string): void => {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return;
+    const table = value as Record<string, unknown>;
+    if (table.runtime_type === RUNTIME_TYPE) found.push(key);
+    for (const [k, v] of Object.entries(table)) walk(v, k);
+  };
+  walk(doc, "");
+  return found.sort();
+}

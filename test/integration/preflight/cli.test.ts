@@ -95,16 +95,19 @@ describe("kata-sysextctl preflight", () => {
     expect(r.stdout).toContain("\u001b[32mPASS\u001b[0m");
   });
 
-  it("takes the containerd drop-in path from --config", async () => {
+  it("takes the containerd registration files from --config", async () => {
     const config = join(good, "etc/kata-sysextd/alt.toml");
     mkdirSync(join(good, "etc/kata-sysextd"), { recursive: true });
-    writeFileSync(config, '[containerd]\ndrop_in = "/etc/containerd/conf.d/elsewhere.toml"\n');
+    writeFileSync(config, '[containerd]\nconfig_file = "/etc/kata-sysextd/elsewhere.toml"\n');
     const r = await ctl(["--json", "--root", good, "--config", config]);
     const doc = JSON.parse(r.stdout) as { checks: Array<{ id: string; status: string; detail: string }> };
     expect(doc.checks.find((c) => c.id === "containerd-handler")).toMatchObject({
       status: "warn",
-      detail: "/etc/containerd/conf.d/elsewhere.toml missing: the kata runtime handler is not registered",
+      detail: "/etc/kata-sysextd/elsewhere.toml missing: the kata runtime handler is not registered",
     });
+    writeFileSync(config, "[containerd]\nenabled = false\n");
+    const off = JSON.parse((await ctl(["--json", "--root", good, "--config", config])).stdout) as typeof doc;
+    expect(off.checks.find((c) => c.id === "containerd-handler")?.status).toBe("skip");
   });
 
   it("exits 2 on usage and configuration errors", async () => {
@@ -113,10 +116,10 @@ describe("kata-sysextctl preflight", () => {
     expect(unknown.stderr).toContain("Usage: kata-sysextctl preflight");
     expect((await ctl(["extra"])).code).toBe(2);
     const bad = join(good, "etc/kata-sysextd/bad.toml");
-    writeFileSync(bad, "[containerd]\ndrop_in = 3\n");
+    writeFileSync(bad, "[containerd]\nconfig_file = 3\n");
     const r = await ctl(["--root", good, "--config", bad]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("drop_in");
+    expect(r.stderr).toContain("config_file");
     const help = await ctl(["--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("--root DIR");

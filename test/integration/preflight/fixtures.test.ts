@@ -250,6 +250,28 @@ describe("ABI: binaries against the host's glibc and libraries", () => {
   });
 });
 
+describe("ABI: the shim", () => {
+  it("a shim that cannot run fails every hypervisor", async () => {
+    const shim = patchVersionNeed(
+      fakeVmm("shim-plain", { version: "Kata Containers containerd shim" }),
+      join(scratch(), "patched", "containerd-shim-kata-v2"),
+      "GLIBC_2.34",
+      "GLIBC_2.99",
+    );
+    const r = await preflight({}, { replace: { [PATHS.shim]: shim } });
+    // The overview line and the shim's own line, both host-wide.
+    const [overview, shimLine] = find(r, "abi", null);
+    expect(overview?.status).toBe("fail");
+    expect(shimLine?.status).toBe("fail");
+    expect(shimLine?.detail).toMatch(/^\/opt\/kata\/bin\/containerd-shim-kata-v2: needs GLIBC_2\.99 from libc\.so\.6/);
+    expect(find(r, "abi")).toHaveLength(2);
+    expect(r.hypervisors.map((h) => h.verdict)).toEqual([
+      "clh: cannot run Kata: abi failed",
+      "qemu: cannot run Kata: abi failed",
+    ]);
+  });
+});
+
 describe("SELinux", () => {
   it("enforcing with unlabeled files fails per file; labeled files pass", async () => {
     const r = await preflight({ selinux: "enforcing" });
@@ -292,14 +314,17 @@ describe("host integration", () => {
     expect(one(good, "cgroup-v2").status).toBe("pass");
     expect(one(good, "containerd-running").status).toBe("pass");
     expect(one(good, "containerd-handler").detail).toBe(
-      "/etc/containerd/conf.d/kata-sysextd.toml registers io.containerd.kata.v2",
+      "/etc/kata-sysextd/containerd.toml registers kata, kata-clh (io.containerd.kata.v2)",
     );
-    const bad = await preflight({ cgroup: "hybrid", containerdRunning: false, dropIn: "# nothing\n" });
+    const bad = await preflight({ cgroup: "hybrid", containerdRunning: false, containerdConfig: "version = 2\n" });
     expect(one(bad, "cgroup-v2").status).toBe("warn");
     expect(one(bad, "containerd-running").status).toBe("warn");
     expect(one(bad, "containerd-handler").status).toBe("fail");
-    const missing = await preflight({ cgroup: "v1", dropIn: null });
+    const missing = await preflight({ cgroup: "v1", containerdConfig: null });
     expect(one(missing, "cgroup-v2").detail).toBe("cgroup v1 only");
     expect(one(missing, "containerd-handler").status).toBe("warn");
+    const unselected = await preflight({ unitDropIn: null });
+    expect(one(unselected, "containerd-handler")).toMatchObject({ status: "warn" });
+    expect(one(unselected, "containerd-handler").detail).toContain("does not select it");
   });
 });

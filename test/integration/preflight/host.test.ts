@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { hostPaths } from "../../../src/paths.ts";
-import { parseProbeOutput } from "../../../src/preflight/kvm-probe.ts";
+import { parseProbeOutput, probeKvm } from "../../../src/preflight/kvm-probe.ts";
 import { runPreflight } from "../../../src/preflight/run.ts";
 import { buildPayload } from "../../fixtures/preflight/hosts.ts";
 import { ensureHelpers } from "../../fixtures/preflight/toolchain.ts";
@@ -39,6 +39,16 @@ describe("this machine", () => {
       chardev: false,
       apiVersion: null,
       createVm: null,
+    });
+  });
+
+  it("a character device that is not KVM answers the API ioctl with ENOTTY", async () => {
+    const probe = await probeKvm({ device: "/dev/null", fixtureRoot: false, helper: PROBE, timeoutMs: 5000 });
+    expect(probe).toEqual({
+      kind: "probed",
+      device: "/dev/null",
+      recorded: false,
+      output: { open: "ok", chardev: true, apiVersion: "ENOTTY", createVm: null },
     });
   });
 
