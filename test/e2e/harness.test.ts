@@ -6,7 +6,6 @@ import { once } from "node:events";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage, writeOsRelease } from "../helpers/images.ts";
 import {
@@ -14,7 +13,6 @@ import {
   bootContainer,
   type Container,
   isRunning,
-  type JournalEntry,
   nspawnUnavailableReason,
 } from "../helpers/nspawn.ts";
 
@@ -109,20 +107,29 @@ describe.skipIf(skipReason !== null)("nspawn harness: real systemd as PID 1", ()
 
   it("journal() returns the structured fields a transient unit logged", async () => {
     const unit = "kata-e2e-logger.service";
-    const fields = `MESSAGE=kata image activated\nMESSAGE_ID=${MESSAGE_ID}\nKATA_SYSEXT_NAME=kata-containers\nKATA_SYSEXT_VERSION=3.32.0\nPRIORITY=5\n`;
-    await c.writeFile("/run/kata-e2e/fields", fields, 0o600);
-    await c.check(["systemd-run", "--quiet", "--wait", `--unit=${unit}`, "logger", "--journald=/run/kata-e2e/fields"]);
+    // The daemon's own logging stack (the systemd-journald addon). The sender stays alive until journald has
+    // stored its entry: journald finds the unit from the sender's PID, and a sender that already exited has none.
+    const script = `import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+const Journald = createRequire("${REPO}/")("systemd-journald");
+new Journald({ syslog_identifier: "kata-e2e" }).notice("kata image activated", {
+  MESSAGE_ID: "${MESSAGE_ID}", KATA_SYSEXT_NAME: "kata-containers", KATA_SYSEXT_VERSION: "3.32.0",
+});
+for (let i = 0; i < 200; i++) {
+  if (execFileSync("journalctl", ["-q", "-o", "cat", "MESSAGE_ID=${MESSAGE_ID}"]).length > 0) break;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
+`;
+    await c.writeFile("/run/kata-e2e/log.mjs", script);
+    await c.check(["systemd-run", "--quiet", "--wait", `--unit=${unit}`, process.execPath, "/run/kata-e2e/log.mjs"]);
 
-    let entry: JournalEntry | undefined;
-    for (let tries = 0; tries < 20 && !entry; tries++) {
-      entry = (await c.journal(unit)).find((e) => e.MESSAGE_ID === MESSAGE_ID);
-      if (!entry) await sleep(100);
-    }
+    const entry = (await c.journal(unit)).find((e) => e.MESSAGE_ID === MESSAGE_ID);
     expect(entry).toMatchObject({
       MESSAGE: "kata image activated",
       KATA_SYSEXT_NAME: "kata-containers",
       KATA_SYSEXT_VERSION: "3.32.0",
       PRIORITY: "5",
+      SYSLOG_IDENTIFIER: "kata-e2e",
       _SYSTEMD_UNIT: unit,
     });
   });
@@ -199,23 +206,28 @@ describe.skipIf(skipReason !== null)("nspawn harness: failures and leftovers", (
 
   it("reaps a container whose test process was killed before it could clean up", async () => {
     const logDir = mkdtempSync(join(tmpdir(), "kata-e2e-log-"));
-    const child = spawn(process.execPath, ["--input-type=module", "-e", ORPHAN_SCRIPT, join(logDir, "orphan.log")], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    const [line] = (await once(child.stdout, "data")) as [Buffer];
-    const leader = Number(line.toString().trim());
-    expect(leader).toBeGreaterThan(1);
-    child.kill("SIGKILL"); // no exit hook runs: the container stays behind
-    await once(child, "exit");
-    expect(isRunning(leader)).toBe(true);
-
-    const next = await bootContainer();
     try {
-      expect(isRunning(leader)).toBe(false);
-      expect(nspawnProcesses(`kata-e2e-${child.pid}-1`)).toEqual([]);
-      expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`kata-e2e-${child.pid}-1-`))).toEqual([]);
+      const child = spawn(process.execPath, ["--input-type=module", "-e", ORPHAN_SCRIPT, join(logDir, "orphan.log")], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      const exited = once(child, "exit");
+      const [first] = (await Promise.race([once(child.stdout, "data"), exited])) as unknown[];
+      expect(Buffer.isBuffer(first), "the orphan's test process failed to boot its container").toBe(true);
+      const leader = Number(String(first).trim());
+      expect(leader).toBeGreaterThan(1);
+      child.kill("SIGKILL"); // no exit hook runs: the container stays behind
+      await exited;
+      expect(isRunning(leader)).toBe(true);
+
+      const next = await bootContainer();
+      try {
+        expect(isRunning(leader)).toBe(false);
+        expect(nspawnProcesses(`kata-e2e-${child.pid}-1`)).toEqual([]);
+        expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`kata-e2e-${child.pid}-1-`))).toEqual([]);
+      } finally {
+        expect((await next.poweroff()).clean).toBe(true);
+      }
     } finally {
-      expect((await next.poweroff()).clean).toBe(true);
       rmSync(logDir, { recursive: true, force: true });
     }
   });

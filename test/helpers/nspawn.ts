@@ -189,7 +189,8 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
       if (leaderPid) {
         state = (await exec(["systemctl", "is-system-running"], { timeoutMs: 5_000 })).stdout.trim();
         if (state === "running" || state === "degraded") break;
-        if (["maintenance", "stopping", "offline"].includes(state)) break;
+        // "offline" only means systemctl could not reach the manager yet; these two will not turn into running.
+        if (state === "maintenance" || state === "stopping") break;
       }
       await sleep(100);
     }
@@ -201,7 +202,7 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
     cleanup(true);
     throw new KataError(
       "internal",
-      `container ${name} did not boot within ${bootTimeoutMs} ms (systemd state "${state || "unknown"}"):\n${tail(logFile)}`,
+      `container ${name} did not boot after ${Date.now() - started} ms (bound ${bootTimeoutMs} ms, nspawn ${script.exitCode === null ? "running" : `exited ${script.exitCode}`}, systemd state "${state || "unknown"}"):\n${tail(logFile)}`,
       { remedy: `read the console log ${logFile}` },
     );
   }
