@@ -31,6 +31,8 @@ interface Case {
   etcHost?: string;
   /** extension-release text; null leaves the file out. */
   ext: string | null;
+  /** Raw bytes for the release file instead of `ext` (for encodings a string cannot carry). */
+  extBytes?: Buffer;
   /** Image name as systemd sees it: the directory name, and the .raw file's name without ".raw". */
   image?: string;
   /** File name of the release file when it is not extension-release.<image>. */
@@ -111,6 +113,14 @@ const CASES: Case[] = [
     ext: "ID=_any\n# see below \\\nARCHITECTURE=arm64\n",
     expect: false,
     differs252: "systemd 252 continues a comment after a trailing backslash; >= 254 (and we) do not",
+  },
+  { title: "value not UTF-8", ext: null, extBytes: Buffer.from("ID=_any\nVERSION_ID=\xe9\n", "latin1"), expect: false },
+  {
+    title: "comment not UTF-8",
+    ext: null,
+    extBytes: Buffer.from("# caf\xe9\nID=_any\n", "latin1"),
+    expect: false,
+    differs252: "systemd only refuses invalid UTF-8 in keys and values; we refuse the whole file (stricter)",
   },
   // release file presence and names
   { title: "missing release file", ext: null, expect: false },
@@ -216,9 +226,12 @@ describe.skipIf(!isRoot || !haveSysext)("compatible() against the real systemd-s
       const spec = {
         name: image,
         version: "3.32.0",
-        extensionRelease: c.ext,
+        extensionRelease: c.extBytes === undefined ? c.ext : null,
         ...(c.releaseFile === undefined ? {} : { releaseFileName: c.releaseFile }),
-        files: { [MARKER]: `${index}\n` },
+        files: {
+          [MARKER]: `${index}\n`,
+          ...(c.extBytes === undefined ? {} : { [extensionReleasePath(image)]: { content: c.extBytes, mode: 0o644 } }),
+        },
       };
       const dirRoot = join(work, `${index}-dir`);
       const rawRoot = join(work, `${index}-raw`);
@@ -284,12 +297,12 @@ function writeHost(root: string, c: Case): void {
   }
 }
 
-/** A missing or empty release file is "no extension-release" to systemd-sysext. */
+/** A missing, empty or undecodable release file is "no usable extension-release" to systemd-sysext. */
 async function readReleaseOrNull(path: string): Promise<ExtensionRelease | null> {
   try {
     return await readExtensionRelease(path);
   } catch (err) {
-    if (err instanceof KataError && err.code === "release-unreadable") return null;
+    if (err instanceof KataError && (err.code === "release-unreadable" || err.code === "release-invalid")) return null;
     throw err;
   }
 }
