@@ -1,4 +1,5 @@
 // `kata-sysextctl preflight` in-process, against fixture roots: exit codes, JSON, human output and colour.
+import { spawnSync } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -108,6 +109,18 @@ describe("kata-sysextctl preflight", () => {
     writeFileSync(config, "[containerd]\nenabled = false\n");
     const off = JSON.parse((await ctl(["--json", "--root", good, "--config", config])).stdout) as typeof doc;
     expect(off.checks.find((c) => c.id === "containerd-handler")?.status).toBe("skip");
+  });
+
+  it("runs as the real `kata-sysextctl preflight` executable", () => {
+    const bin = join(import.meta.dirname, "../../../bin/kata-sysextctl.js");
+    const ran = spawnSync(process.execPath, [bin, "preflight", "--json", "--root", noVsock], { encoding: "utf8" });
+    expect(ran.status).toBe(1);
+    const doc = JSON.parse(ran.stdout) as { ok: boolean; hypervisors: Array<{ name: string; ok: boolean }> };
+    expect(doc.ok).toBe(false);
+    expect(doc.hypervisors).toEqual([
+      expect.objectContaining({ name: "clh", ok: true }),
+      expect.objectContaining({ name: "qemu", ok: false }),
+    ]);
   });
 
   it("exits 2 on usage and configuration errors", async () => {

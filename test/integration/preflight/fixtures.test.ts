@@ -34,6 +34,9 @@ const one = (r: PreflightReport, id: string, hypervisor?: string | null) => {
   expect(found, `exactly one ${id}${hypervisor ? ` [${hypervisor}]` : ""}`).toHaveLength(1);
   return found[0] as (typeof found)[number];
 };
+/** A fake executable whose GLIBC_2.34 need is patched to GLIBC_2.99: newer than any host's glibc. */
+const needsGlibc299 = (name: string, version: string): string =>
+  patchVersionNeed(fakeVmm(`${name}-plain`, { version }), join(scratch(), "patched", name), "GLIBC_2.34", "GLIBC_2.99");
 const verdict = (r: PreflightReport, name: string) => r.hypervisors.find((h) => h.name === name);
 
 beforeAll(() => ensureHelpers());
@@ -190,12 +193,7 @@ describe("Kata payload", () => {
 
 describe("ABI: binaries against the host's glibc and libraries", () => {
   it("a hypervisor needing a newer glibc, and one needing a library the host lacks, fail their own verdicts", async () => {
-    const newer = patchVersionNeed(
-      fakeVmm("qemu-plain", { version: "QEMU emulator version 9.1.2" }),
-      join(scratch(), "patched", "qemu-system-x86_64"),
-      "GLIBC_2.34",
-      "GLIBC_2.99",
-    );
+    const newer = needsGlibc299("qemu-system-x86_64", "QEMU emulator version 9.1.2");
     // The loader agrees that this binary cannot run here.
     const ran = spawnSync(newer, ["--version"], { encoding: "utf8" });
     expect(ran.status).not.toBe(0);
@@ -252,12 +250,7 @@ describe("ABI: binaries against the host's glibc and libraries", () => {
 
 describe("ABI: the shim", () => {
   it("a shim that cannot run fails every hypervisor", async () => {
-    const shim = patchVersionNeed(
-      fakeVmm("shim-plain", { version: "Kata Containers containerd shim" }),
-      join(scratch(), "patched", "containerd-shim-kata-v2"),
-      "GLIBC_2.34",
-      "GLIBC_2.99",
-    );
+    const shim = needsGlibc299("containerd-shim-kata-v2", "Kata Containers containerd shim");
     const r = await preflight({}, { replace: { [PATHS.shim]: shim } });
     // The overview line and the shim's own line, both host-wide.
     const [overview, shimLine] = find(r, "abi", null);
