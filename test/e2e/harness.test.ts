@@ -8,13 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage, writeOsRelease } from "../helpers/images.ts";
-import {
-  allowBusName,
-  bootContainer,
-  type Container,
-  isRunning,
-  nspawnUnavailableReason,
-} from "../helpers/nspawn.ts";
+import { allowBusName, bootContainer, type Container, isRunning, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 
 const skipReason = nspawnUnavailableReason();
 if (skipReason) console.log(`skipping e2e harness test: ${skipReason}`);
@@ -24,6 +18,8 @@ const STORE = "/var/lib/kata-sysextd/images";
 const IMAGE = "kata-containers-3.32.0-x86-64.raw";
 const LINK = "/etc/extensions/kata-containers.raw";
 const MESSAGE_ID = "5d1b6f0e8c2a4b7f9e3d2c1b0a998877";
+// Generous: a boot waits while another test file's container runs (one container at a time).
+const BOOT_TIMEOUT_MS = 240_000;
 
 describe.skipIf(skipReason !== null)("nspawn harness: real systemd as PID 1", () => {
   const started = Date.now();
@@ -50,7 +46,7 @@ describe.skipIf(skipReason !== null)("nspawn harness: real systemd as PID 1", ()
       etcFiles: { "kata-sysextd/config.toml": '[policy]\nversions = ">=3.21.0"\n' },
     });
     timings.firstBootMs = c.bootMs;
-  }, 240_000);
+  }, BOOT_TIMEOUT_MS);
 
   afterAll(async () => {
     await c?.dispose();
@@ -168,69 +164,85 @@ bus.disconnect();
     expect(await c.poweroff()).toBe(result); // idempotent
   });
 
-  it("a second boot with the same /etc merges the linked image at boot (systemd-sysext.service)", async () => {
-    c = await bootContainer({
-      ...bootOptions(),
-      etcFiles: {
-        "systemd/system/sysinit.target.wants/systemd-sysext.service": {
-          symlink: "/usr/lib/systemd/system/systemd-sysext.service",
+  it(
+    "a second boot with the same /etc merges the linked image at boot (systemd-sysext.service)",
+    async () => {
+      c = await bootContainer({
+        ...bootOptions(),
+        etcFiles: {
+          "systemd/system/sysinit.target.wants/systemd-sysext.service": {
+            symlink: "/usr/lib/systemd/system/systemd-sysext.service",
+          },
         },
-      },
-    });
-    timings.secondBootMs = c.bootMs;
-    expect(await c.check(["readlink", LINK])).toBe(`${STORE}/${IMAGE}\n`); // kept from the first boot
-    await c.waitForUnit("systemd-sysext.service", "active", 10_000);
-    expect(await c.check(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
-    const result = await c.poweroff();
-    timings.secondPoweroffMs = result.ms;
-    expect(result.clean).toBe(true);
-  });
+      });
+      timings.secondBootMs = c.bootMs;
+      expect(await c.check(["readlink", LINK])).toBe(`${STORE}/${IMAGE}\n`); // kept from the first boot
+      await c.waitForUnit("systemd-sysext.service", "active", 10_000);
+      expect(await c.check(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+      const result = await c.poweroff();
+      timings.secondPoweroffMs = result.ms;
+      expect(result.clean).toBe(true);
+    },
+    BOOT_TIMEOUT_MS,
+  );
 });
 
 describe.skipIf(skipReason !== null)("nspawn harness: failures and leftovers", () => {
-  it("a container that cannot start fails boot with its console log and leaves nothing running", async () => {
-    const name = `kata-e2e-${process.pid}-broken`;
-    const logDir = mkdtempSync(join(tmpdir(), "kata-e2e-log-"));
-    const log = join(logDir, "console.log");
-    const missing = join(logDir, "no-such-folder");
-    try {
-      const boot = bootContainer({ name, log, binds: [{ host: missing, container: "/srv/x" }] });
-      await expect(boot).rejects.toThrow(missing); // nspawn's own complaint, taken from the console log
-      expect(readFileSync(log, "utf8")).toContain(missing);
-      expect(nspawnProcesses(name)).toEqual([]);
-      expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`${name}-`))).toEqual([]);
-    } finally {
-      rmSync(logDir, { recursive: true, force: true });
-    }
-  });
-
-  it("reaps a container whose test process was killed before it could clean up", async () => {
-    const logDir = mkdtempSync(join(tmpdir(), "kata-e2e-log-"));
-    try {
-      const child = spawn(process.execPath, ["--input-type=module", "-e", ORPHAN_SCRIPT, join(logDir, "orphan.log")], {
-        stdio: ["ignore", "pipe", "inherit"],
-      });
-      const exited = once(child, "exit");
-      const [first] = (await Promise.race([once(child.stdout, "data"), exited])) as unknown[];
-      expect(Buffer.isBuffer(first), "the orphan's test process failed to boot its container").toBe(true);
-      const leader = Number(String(first).trim());
-      expect(leader).toBeGreaterThan(1);
-      child.kill("SIGKILL"); // no exit hook runs: the container stays behind
-      await exited;
-      expect(isRunning(leader)).toBe(true);
-
-      const next = await bootContainer();
+  it(
+    "a container that cannot start fails boot with its console log and leaves nothing running",
+    async () => {
+      const name = `kata-e2e-${process.pid}-broken`;
+      const logDir = mkdtempSync(join(tmpdir(), "kata-e2e-log-"));
+      const log = join(logDir, "console.log");
+      const missing = join(logDir, "no-such-folder");
       try {
-        expect(isRunning(leader)).toBe(false);
-        expect(nspawnProcesses(`kata-e2e-${child.pid}-1`)).toEqual([]);
-        expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`kata-e2e-${child.pid}-1-`))).toEqual([]);
+        const boot = bootContainer({ name, log, binds: [{ host: missing, container: "/srv/x" }] });
+        await expect(boot).rejects.toThrow(missing); // nspawn's own complaint, taken from the console log
+        expect(readFileSync(log, "utf8")).toContain(missing);
+        expect(nspawnProcesses(name)).toEqual([]);
+        expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`${name}-`))).toEqual([]);
       } finally {
-        expect((await next.poweroff()).clean).toBe(true);
+        rmSync(logDir, { recursive: true, force: true });
       }
-    } finally {
-      rmSync(logDir, { recursive: true, force: true });
-    }
-  });
+    },
+    BOOT_TIMEOUT_MS,
+  );
+
+  it(
+    "reaps a container whose test process was killed before it could clean up",
+    async () => {
+      const logDir = mkdtempSync(join(tmpdir(), "kata-e2e-log-"));
+      try {
+        const child = spawn(
+          process.execPath,
+          ["--input-type=module", "-e", ORPHAN_SCRIPT, join(logDir, "orphan.log")],
+          {
+            stdio: ["ignore", "pipe", "inherit"],
+          },
+        );
+        const exited = once(child, "exit");
+        const [first] = (await Promise.race([once(child.stdout, "data"), exited])) as unknown[];
+        expect(Buffer.isBuffer(first), "the orphan's test process failed to boot its container").toBe(true);
+        const leader = Number(String(first).trim());
+        expect(leader).toBeGreaterThan(1);
+        child.kill("SIGKILL"); // no exit hook runs: the container stays behind
+        await exited;
+        expect(isRunning(leader)).toBe(true);
+
+        const next = await bootContainer();
+        try {
+          expect(isRunning(leader)).toBe(false);
+          expect(nspawnProcesses(`kata-e2e-${child.pid}-1`)).toEqual([]);
+          expect(readdirSync(tmpdir()).filter((entry) => entry.startsWith(`kata-e2e-${child.pid}-1-`))).toEqual([]);
+        } finally {
+          expect((await next.poweroff()).clean).toBe(true);
+        }
+      } finally {
+        rmSync(logDir, { recursive: true, force: true });
+      }
+    },
+    BOOT_TIMEOUT_MS,
+  );
 });
 
 const ORPHAN_SCRIPT = `
