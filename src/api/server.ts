@@ -9,6 +9,7 @@ import type { StatusDocument } from "../status.ts";
 import { bindLoopback, bindSocket, closeServer } from "./listen.ts";
 import type { Metrics } from "./metrics.ts";
 import { openApiDocument, type Transport } from "./openapi.ts";
+import { compileQueryValidator } from "./query.ts";
 import { type ApiActions, errorBody, JSON_UTF8, type RouteSpec, routes } from "./routes.ts";
 import type { ErrorBody } from "./schemas.ts";
 
@@ -81,6 +82,7 @@ function buildApp(
       return httpServer(h);
     },
   });
+  app.setValidatorCompiler(compileQueryValidator);
   let first = true;
   const newServer = (): Server => {
     if (first) {

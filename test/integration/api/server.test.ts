@@ -303,6 +303,18 @@ describe("unix socket", () => {
     expect(s.actions.calls).toEqual(["refresh", "rollback", "versions", "preflight"]);
   });
 
+  it("checks refresh's query against its schema: unknown or out-of-enum parameters are a 400", async () => {
+    const s = await start();
+    for (const query of ["?stream=maybe", "?force=1", "?stream=1&stream=1"]) {
+      const res = await request(s.socket, "POST", `/v1/refresh${query}`);
+      expect(res.status, query).toBe(400);
+      expect(JSON.parse(res.body).code).toBe("bad-request");
+    }
+    expect(s.actions.calls).toEqual([]);
+    expect((await request(s.socket, "POST", "/v1/refresh?stream=0")).status).toBe(200);
+    expect(s.actions.calls).toEqual(["refresh"]);
+  });
+
   it("answers a wrong method on a known path with 405 listing what it allows", async () => {
     const s = await start();
     const res = await request(s.socket, "GET", "/v1/refresh");
