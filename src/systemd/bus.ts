@@ -3,35 +3,16 @@
 // whose match rules are registered once per rule (dbus-next's own refcount check is inverted, so it adds a rule
 // on every listen and never removes one) and re-registered after a reconnect, and plain JS values at the edge
 // (int64/uint64 arrive as BigInt, variants as objects).
-import { Message, type MessageBus, MessageType, sessionBus } from "dbus-next";
+import { Message, type MessageBus, MessageType } from "dbus-next";
 import type { Clock, Random } from "../clock.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-
-/** What a D-Bus value becomes in JS after edge conversion: numbers, strings, booleans, arrays and objects. */
-export type DBusValue = unknown;
+import { type BusSignal, matches, matchRule, type SignalMatch } from "./match.ts";
+import { DBUS_NAME, DBUS_PATH, type DBusValue, openDBusNext, toPlain } from "./wire.ts";
 
 export interface CallOptions {
   /** Overall budget, including waiting for a (re)connection. Defaults to the bus's defaultTimeoutMs. */
   timeoutMs?: number;
-}
-
-export interface SignalMatch {
-  /** Well-known or unique name; the bus daemon filters on it (see matches() for the client side). */
-  sender?: string;
-  path?: string;
-  iface: string;
-  member: string;
-  /** First string argument, e.g. the name in NameOwnerChanged. */
-  arg0?: string;
-}
-
-export interface BusSignal {
-  sender: string;
-  path: string;
-  iface: string;
-  member: string;
-  args: DBusValue[];
 }
 
 export type BusEvent = "connected" | "disconnected" | "reconnected";
@@ -77,80 +58,11 @@ export interface BackoffOptions {
 const DEFAULT_TIMEOUT_MS = 25_000; // libdbus's default reply timeout
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 30_000 };
-const DBUS_NAME = "org.freedesktop.DBus";
-const DBUS_PATH = "/org/freedesktop/DBus";
 
 /** Exponential backoff with jitter in [50 %, 100 %] of the step, so restarted clients do not reconnect in lockstep. */
 export function backoffDelayMs(attempt: number, random: Random, options: BackoffOptions = DEFAULT_BACKOFF): number {
   const step = Math.min(options.maxMs, options.initialMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(step * (0.5 + random() / 2));
-}
-
-/** BigInt -> number (lossy above 2^53, e.g. systemd's UINT64_MAX "infinity"), variants unwrapped, recursively. */
-export function toPlain(value: unknown): DBusValue {
-  if (typeof value === "bigint") return Number(value);
-  if (Array.isArray(value)) return value.map(toPlain);
-  if (value instanceof Buffer) return value;
-  if (value !== null && typeof value === "object") {
-    if (isVariant(value)) return toPlain(value.value);
-    const out: Record<string, DBusValue> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = toPlain(v);
-    return out;
-  }
-  return value;
-}
-
-function isVariant(value: object): value is { signature: string; value: unknown } {
-  return value.constructor?.name === "Variant" && "signature" in value && "value" in value;
-}
-
-/** A match rule string; quotes in values are escaped the way the D-Bus spec requires. */
-export function matchRule(match: SignalMatch): string {
-  const quote = (v: string): string => `'${v.replaceAll("'", "'\\''")}'`;
-  const parts = ["type='signal'"];
-  if (match.sender !== undefined) parts.push(`sender=${quote(match.sender)}`);
-  if (match.path !== undefined) parts.push(`path=${quote(match.path)}`);
-  parts.push(`interface=${quote(match.iface)}`, `member=${quote(match.member)}`);
-  if (match.arg0 !== undefined) parts.push(`arg0=${quote(match.arg0)}`);
-  return parts.join(",");
-}
-
-/**
- * Client-side check, needed because one connection carries every rule. A well-known sender cannot be checked
- * here (signals carry the sender's unique name); the bus daemon already applied it for this rule.
- */
-export function matches(match: SignalMatch, signal: BusSignal): boolean {
-  if (match.iface !== signal.iface || match.member !== signal.member) return false;
-  if (match.path !== undefined && match.path !== signal.path) return false;
-  if (match.sender !== undefined && (match.sender.startsWith(":") || match.sender === DBUS_NAME)) {
-    if (match.sender !== signal.sender) return false;
-  }
-  if (match.arg0 !== undefined && signal.args[0] !== match.arg0) return false;
-  return true;
-}
-
-const DEFAULT_SYSTEM_BUS = "unix:path=/var/run/dbus/system_bus_socket";
-
-/**
- * The address dbus-next should dial. dbus-next 0.10.2 opens `unix:path=` through the optional usocket addon when
- * it loads, and usocket 0.3.0 calls util.isError (removed in Node 23) on every write, so on Node 24 each write
- * throws. Its non-standard `unix:socket=` key opens the same path with net.Socket; we need no fd passing.
- */
-export function dialAddress(address: string | undefined): string {
-  const chosen = address ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? DEFAULT_SYSTEM_BUS;
-  return chosen
-    .split(";")
-    .map((entry) => {
-      if (!entry.startsWith("unix:")) return entry;
-      const params = entry.slice("unix:".length).split(",");
-      return `unix:${params.map((p) => (p.startsWith("path=") ? `socket=${p.slice("path=".length)}` : p)).join(",")}`;
-    })
-    .join(";");
-}
-
-/** A dbus-next client on the given address (default: the system bus), dialled without usocket. */
-export function openDBusNext(address?: string): MessageBus {
-  return sessionBus({ busAddress: dialAddress(address) });
 }
 
 /** dbus-next 0.10.2 internals we rely on: our unique name, the stream's end, dropping a timed-out reply handler. */
@@ -475,11 +387,4 @@ export function createBus(options: BusOptions): Bus {
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
-}
-
-/** The D-Bus error name of a failed call (e.g. org.freedesktop.systemd1.NoSuchUnit), if the service sent one. */
-export function dbusErrorName(err: unknown): string | undefined {
-  const cause = err instanceof KataError ? err.cause : err;
-  const name = (cause as { type?: unknown } | undefined)?.type;
-  return typeof name === "string" ? name : undefined;
 }

@@ -4,7 +4,9 @@
 import type { Clock } from "../clock.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { type Bus, type CallOptions, type DBusValue, dbusErrorName } from "./bus.ts";
+import type { Bus, CallOptions } from "./bus.ts";
+import { nameOwnerChanged } from "./match.ts";
+import { type DBusValue, dbusErrorName } from "./wire.ts";
 
 export const SYSTEMD_NAME = "org.freedesktop.systemd1";
 export const SYSTEMD_PATH = "/org/freedesktop/systemd1";
@@ -155,18 +157,9 @@ export async function createSystemdManager(
     // Subscriptions belong to a connection: renew them on ours after a reconnect, and when systemd itself comes
     // back to the bus (after dbus-daemon restarts, systemd reconnects on its own schedule).
     bus.on("reconnected", () => resubscribe("after reconnect")),
-    bus.onSignal(
-      {
-        sender: "org.freedesktop.DBus",
-        path: "/org/freedesktop/DBus",
-        iface: "org.freedesktop.DBus",
-        member: "NameOwnerChanged",
-        arg0: SYSTEMD_NAME,
-      },
-      (s) => {
-        if (typeof s.args[2] === "string" && s.args[2] !== "") resubscribe("after systemd reappeared");
-      },
-    ),
+    bus.onSignal(nameOwnerChanged(SYSTEMD_NAME), (s) => {
+      if (typeof s.args[2] === "string" && s.args[2] !== "") resubscribe("after systemd reappeared");
+    }),
   ];
 
   await subscribe();

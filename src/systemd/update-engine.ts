@@ -2,7 +2,9 @@
 // image staged before the reboot. Read GetStatus at start, then follow StatusUpdate. update_engine may be absent
 // (not Flatcar, or masked): say so once and keep watching for its name to appear.
 import type { Logger } from "../log/logger.ts";
-import { type Bus, type DBusValue, dbusErrorName } from "./bus.ts";
+import type { Bus } from "./bus.ts";
+import { nameOwnerChanged } from "./match.ts";
+import { type DBusValue, dbusErrorName } from "./wire.ts";
 
 export const UPDATE_ENGINE_NAME = "com.coreos.update1";
 export const UPDATE_ENGINE_PATH = "/com/coreos/update1";
@@ -142,24 +144,15 @@ export function watchUpdateEngine(
       { sender: UPDATE_ENGINE_NAME, path: UPDATE_ENGINE_PATH, iface: UPDATE_ENGINE_IFACE, member: "StatusUpdate" },
       (signal) => deliver(signal.args, "StatusUpdate"),
     ),
-    bus.onSignal(
-      {
-        sender: "org.freedesktop.DBus",
-        path: "/org/freedesktop/DBus",
-        iface: "org.freedesktop.DBus",
-        member: "NameOwnerChanged",
-        arg0: UPDATE_ENGINE_NAME,
-      },
-      (signal) => {
-        const newOwner = signal.args[2];
-        if (typeof newOwner === "string" && newOwner !== "") {
-          log.info(`update_engine appeared on the system bus as ${newOwner}`, { DBUS_NAME: UPDATE_ENGINE_NAME });
-          void probe();
-        } else {
-          goneAbsent();
-        }
-      },
-    ),
+    bus.onSignal(nameOwnerChanged(UPDATE_ENGINE_NAME), (signal) => {
+      const newOwner = signal.args[2];
+      if (typeof newOwner === "string" && newOwner !== "") {
+        log.info(`update_engine appeared on the system bus as ${newOwner}`, { DBUS_NAME: UPDATE_ENGINE_NAME });
+        void probe();
+      } else {
+        goneAbsent();
+      }
+    }),
     // A new connection may have missed signals: read the status again.
     bus.on("reconnected", () => void probe()),
     bus.on("connected", () => void probe()),

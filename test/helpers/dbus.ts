@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { interface as dbusInterface, MessageBus } from "dbus-next";
 import { KataError } from "../../src/errors.ts";
-import { openDBusNext } from "../../src/systemd/bus.ts";
+import { openDBusNext } from "../../src/systemd/wire.ts";
 
 export interface TestBus {
   /** The D-Bus address, e.g. `unix:path=/tmp/kata-dbus-XXXX/bus.sock`; stable across restart(). */

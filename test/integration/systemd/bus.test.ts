@@ -3,7 +3,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { systemClock } from "../../../src/clock.ts";
 import { createLogger } from "../../../src/log/logger.ts";
-import { type Bus, type BusSignal, createBus, dbusErrorName, openDBusNext } from "../../../src/systemd/bus.ts";
+import { type Bus, createBus } from "../../../src/systemd/bus.ts";
+import type { BusSignal } from "../../../src/systemd/match.ts";
+import { dbusErrorName, openDBusNext } from "../../../src/systemd/wire.ts";
 import { inbox, rejection, startTestBus, type TestBus } from "../../helpers/dbus.ts";
 
 const DBUS = "org.freedesktop.DBus";
