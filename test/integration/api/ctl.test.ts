@@ -143,6 +143,14 @@ describe("kata-sysextctl status", () => {
     expect(JSON.parse(r.out).extension.active).toBe("3.32.0");
   });
 
+  it("falls back to [::1] when that is the configured TCP address", async () => {
+    const { opts } = await daemon();
+    const port = new URL(opts.tcpUrl ?? "").port;
+    const r = await ctl("status", [], { socketPath: "/nonexistent/api.sock", tcpUrl: `http://[::1]:${port}` });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("kata-containers 3.32.0: active, merged");
+  });
+
   it("exits 1 with a clear message when the daemon is unreachable", async () => {
     const { opts } = await daemon();
     const r = await ctl("status", [], { socketPath: "/nonexistent/api.sock", tcpUrl: "http://127.0.0.1:1" });
