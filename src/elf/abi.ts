@@ -70,13 +70,38 @@ interface Loaded {
   host: boolean;
 }
 
+type ReadResult = ElfRead | { elf: false; reason: string; error: true };
+
+/** Caches an async function by key: loader lookups repeat across binaries (every one needs libc). */
+function memoize<T>(compute: (key: string) => Promise<T>): (key: string) => Promise<T> {
+  const cache = new Map<string, Promise<T>>();
+  return (key) => {
+    let pending = cache.get(key);
+    if (pending === undefined) {
+      pending = compute(key);
+      cache.set(key, pending);
+    }
+    return pending;
+  };
+}
+
 class Loader {
-  private readonly cache = new Map<string, Promise<ElfRead | { elf: false; reason: string; error: true }>>();
-  private readonly resolved = new Map<string, Promise<string | null>>();
   private readonly root: string;
   private readonly hostDirs: string[];
   private readonly imageRoot: string;
   private readonly imageDirs: string[];
+  private readonly resolved = memoize((key) => {
+    const [root = "/", path = ""] = key.split("\0");
+    return resolveInRoot(root, path);
+  });
+  private readonly read = memoize(
+    (path): Promise<ReadResult> =>
+      readElf(path).catch((err: unknown) => ({
+        elf: false as const,
+        reason: err instanceof Error ? err.message : String(err),
+        error: true as const,
+      })),
+  );
 
   constructor(root: string, hostDirs: string[], image: AbiImage) {
     this.root = root;
@@ -85,28 +110,8 @@ class Loader {
     this.imageDirs = image.libDirs ?? [];
   }
 
-  /** Loader lookups repeat across binaries (every one needs libc): resolve each path once per run. */
   private resolve(root: string, path: string): Promise<string | null> {
-    const key = `${root}\0${path}`;
-    let pending = this.resolved.get(key);
-    if (pending === undefined) {
-      pending = resolveInRoot(root, path);
-      this.resolved.set(key, pending);
-    }
-    return pending;
-  }
-
-  private read(path: string): Promise<ElfRead | { elf: false; reason: string; error: true }> {
-    let pending = this.cache.get(path);
-    if (pending === undefined) {
-      pending = readElf(path).catch((err: unknown) => ({
-        elf: false as const,
-        reason: err instanceof Error ? err.message : String(err),
-        error: true as const,
-      }));
-      this.cache.set(path, pending);
-    }
-    return pending;
+    return this.resolved(`${root}\0${path}`);
   }
 
   async check(file: string): Promise<AbiFinding> {
