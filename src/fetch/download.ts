@@ -10,6 +10,7 @@ import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DownloadProgress } from "../status.ts";
 import { FetchError, httpGet, parseContentRange, type Response } from "./http.ts";
+import { reclaimer } from "./reclaim.ts";
 import { withRetries } from "./retry.ts";
 
 export interface DownloadOptions {
@@ -160,6 +161,7 @@ async function stream(
   };
   const out = createWriteStream(partial, { flags: offset > 0 ? "a" : "w", flush: true, highWaterMark: 1 << 20 });
   let lost: FetchError | null = null;
+  const reclaim = reclaimer();
   try {
     // The body is read inside the generator rather than piped, so its errors do not tear down `out` with
     // bytes still buffered.
@@ -169,6 +171,7 @@ async function stream(
           hash.update(chunk);
           received += chunk.length;
           report(false);
+          reclaim(chunk.length);
           yield chunk;
         }
       } catch (err) {
