@@ -15,7 +15,7 @@ import Fastify from "fastify";
 import { createMetrics } from "../src/api/metrics.ts";
 import { startApi } from "../src/api/server.ts";
 import { createLogger } from "../src/log/logger.ts";
-import type { StatusDocument } from "../src/status.ts";
+import { statusDoc } from "../test/integration/api/documents.ts";
 
 export interface LoadResult {
   requests: number;
@@ -53,35 +53,6 @@ export interface ApiBenchOptions {
 
 const SELF = fileURLToPath(import.meta.url);
 
-function benchStatus(): StatusDocument {
-  return {
-    daemon: { version: "0.1.0", startedAt: new Date().toISOString(), root: "/" },
-    host: { id: "flatcar", versionId: "4593.2.5", sysextLevel: "1.0", arch: "x86-64" },
-    extension: {
-      name: "kata-containers",
-      active: "3.32.0",
-      previous: "3.31.0",
-      merged: true,
-      image: "/var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw",
-      trust: "checksum",
-      limitation: null,
-    },
-    nextBoot: null,
-    preflight: {
-      ok: true,
-      failed: 0,
-      warnings: 1,
-      checks: [
-        { id: "kvm-usable", status: "pass", detail: "/dev/kvm answers", remedy: null, hypervisor: null },
-        { id: "vhost-vsock", status: "warn", detail: "missing", remedy: "modprobe vhost_vsock", hypervisor: "qemu" },
-      ],
-    },
-    lastReconcile: { at: new Date().toISOString(), result: "ok", error: null, remedy: null },
-    download: null,
-    state: "idle",
-  };
-}
-
 // ---- child side: one server, reporting its port and answering RSS probes over IPC ----
 
 type ChildMessage = { port: number; startApiMs: number } | { rss: number };
@@ -102,7 +73,7 @@ async function serve(kind: "status" | "hello"): Promise<void> {
     cleanup = () => app.close();
   } else {
     const dir = await mkdtemp(join(tmpdir(), "kata-bench-"));
-    const doc = benchStatus();
+    const doc = statusDoc();
     const t0 = performance.now();
     const api = await startApi({
       listen: "127.0.0.1:0",

@@ -1,5 +1,5 @@
-// A realistic status document and scripted actions: the reconciler that owns both is not part of the API, so
-// the tests drive the API through the same interface the daemon wires in.
+// Scripted actions, loggers, temporary folders and the OpenAPI validator the API tests share. The reconciler
+// that owns the real actions is not part of the API, so tests drive it through the interface the daemon wires in.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,51 +7,10 @@ import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import type { ActionResult, ApiActions, VersionsResult } from "../../../src/api/server.ts";
 import { createLogger, type Level, type Logger } from "../../../src/log/logger.ts";
-import type { PreflightSummary, StatusDocument } from "../../../src/status.ts";
+import type { StatusDocument } from "../../../src/status.ts";
+import { PREFLIGHT, statusDoc } from "./documents.ts";
 
-export const PREFLIGHT: PreflightSummary = {
-  ok: true,
-  failed: 0,
-  warnings: 1,
-  checks: [
-    {
-      id: "kvm-usable",
-      status: "pass",
-      detail: "/dev/kvm answers KVM_GET_API_VERSION 12",
-      remedy: null,
-      hypervisor: null,
-    },
-    {
-      id: "vhost-vsock",
-      status: "warn",
-      detail: "/dev/vhost-vsock is missing",
-      remedy: "modprobe vhost_vsock",
-      hypervisor: "qemu",
-    },
-  ],
-};
-
-export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocument {
-  return {
-    daemon: { version: "0.1.0", startedAt: "2026-11-26T18:00:00.000Z", root: "/" },
-    host: { id: "flatcar", versionId: "4593.2.5", sysextLevel: "1.0", arch: "x86-64" },
-    extension: {
-      name: "kata-containers",
-      active: "3.32.0",
-      previous: "3.31.0",
-      merged: true,
-      image: "/var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw",
-      trust: "checksum",
-      limitation: null,
-    },
-    nextBoot: { flatcarVersion: "4650.0.0", kata: "3.32.0", staged: true, reason: null },
-    preflight: PREFLIGHT,
-    lastReconcile: { at: "2026-11-26T18:01:00.000Z", result: "ok", error: null, remedy: null },
-    download: null,
-    state: "idle",
-    ...overrides,
-  };
-}
+export { PREFLIGHT, statusDoc };
 
 export const VERSIONS: VersionsResult = {
   name: "kata-containers",

@@ -1,0 +1,47 @@
+// Status documents as the reconciler would publish them: plain data, no dependencies, so the benchmark's
+// server process can load them without pulling in the test tooling.
+import type { PreflightSummary, StatusDocument } from "../../../src/status.ts";
+
+export const PREFLIGHT: PreflightSummary = {
+  ok: true,
+  failed: 0,
+  warnings: 1,
+  checks: [
+    {
+      id: "kvm-usable",
+      status: "pass",
+      detail: "/dev/kvm answers KVM_GET_API_VERSION 12",
+      remedy: null,
+      hypervisor: null,
+    },
+    {
+      id: "vhost-vsock",
+      status: "warn",
+      detail: "/dev/vhost-vsock is missing",
+      remedy: "modprobe vhost_vsock",
+      hypervisor: "qemu",
+    },
+  ],
+};
+
+export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocument {
+  return {
+    daemon: { version: "0.1.0", startedAt: "2026-11-26T18:00:00.000Z", root: "/" },
+    host: { id: "flatcar", versionId: "4593.2.5", sysextLevel: "1.0", arch: "x86-64" },
+    extension: {
+      name: "kata-containers",
+      active: "3.32.0",
+      previous: "3.31.0",
+      merged: true,
+      image: "/var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw",
+      trust: "checksum",
+      limitation: null,
+    },
+    nextBoot: { flatcarVersion: "4650.0.0", kata: "3.32.0", staged: true, reason: null },
+    preflight: PREFLIGHT,
+    lastReconcile: { at: "2026-11-26T18:01:00.000Z", result: "ok", error: null, remedy: null },
+    download: null,
+    state: "idle",
+    ...overrides,
+  };
+}
