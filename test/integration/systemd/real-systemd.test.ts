@@ -73,6 +73,31 @@ console.log(JSON.stringify({ absentAtStart: watch.absent() }));
 writeFileSync("/run/kata-probe/watching", "");
 `;
 
+// Restarts the real dbus-daemon under a connected manager: our client reconnects, systemd comes back to the bus,
+// the adapter subscribes again, and a job is tracked to its end on the new bus.
+const BUS_RESTART = `
+import { execFileSync } from "node:child_process";
+import { systemClock } from "${REPO}/src/clock.ts";
+import { createLogger } from "${REPO}/src/log/logger.ts";
+import { createBus } from "${REPO}/src/systemd/bus.ts";
+import { createSystemdManager } from "${REPO}/src/systemd/manager.ts";
+
+const log = createLogger(() => undefined);
+const bus = createBus({ clock: systemClock, random: Math.random, log, defaultTimeoutMs: 10_000 });
+const m = await createSystemdManager(bus, log, systemClock, { jobTimeoutMs: 30_000 });
+const reconnected = new Promise((r) => bus.on("reconnected", r));
+execFileSync("systemctl", ["restart", "dbus.service"]);
+await reconnected;
+for (let i = 0; i < 100 && !(await bus.nameHasOwner("org.freedesktop.systemd1").catch(() => false)); i++) {
+  await new Promise((r) => setTimeout(r, 100));
+}
+await m.restartUnit("probe-ok.service");
+const state = await m.confirmActive("probe-ok.service");
+console.log(JSON.stringify({ reconnected: true, state }));
+m.close();
+await bus.close();
+`;
+
 const unit = (body: string): string => `[Service]\n${body}\n`;
 
 describe.skipIf(skipReason !== null)("systemd adapters under real systemd (nspawn)", () => {
@@ -99,6 +124,7 @@ describe.skipIf(skipReason !== null)("systemd adapters under real systemd (nspaw
     await c.writeFile("/run/kata-probe/probe.ts", PROBE);
     await c.writeFile("/run/kata-probe/notify-service.ts", NOTIFY_SERVICE);
     await c.writeFile("/run/kata-probe/update-watch.ts", UPDATE_WATCH);
+    await c.writeFile("/run/kata-probe/bus-restart.ts", BUS_RESTART);
   }, 240_000);
 
   afterAll(async () => {
@@ -167,6 +193,15 @@ describe.skipIf(skipReason !== null)("systemd adapters under real systemd (nspaw
       operation: "UPDATE_STATUS_UPDATED_NEED_REBOOT",
       newVersion: "4650.0.0",
       progress: 1,
+    });
+  }, 90_000);
+
+  // Last: it restarts the container's dbus-daemon.
+  it("survives a restart of the real dbus-daemon and tracks a job on the new bus", async () => {
+    const stdout = await c.check([process.execPath, "/run/kata-probe/bus-restart.ts"], { timeoutMs: 60_000 });
+    expect(JSON.parse(stdout.trim())).toEqual({
+      reconnected: true,
+      state: { activeState: "active", subState: "running" },
     });
   }, 90_000);
 });
