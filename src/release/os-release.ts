@@ -58,6 +58,19 @@ export function parseHostRelease(text: string): HostRelease {
   };
 }
 
+/**
+ * The host as it will be after an OS update to `versionId` (update_engine's new_version), for deciding before
+ * the reboot. Assumes ID, ID_LIKE and SYSEXT_LEVEL stay as they are: the new os-release is not readable until
+ * the new /usr is booted, and Flatcar has kept SYSEXT_LEVEL=1.0 across releases.
+ */
+export function hostAfterUpdate(current: HostRelease, versionId: string): HostRelease {
+  const values: Record<string, string> = Object.assign(Object.create(null), current.values, {
+    VERSION_ID: versionId,
+    VERSION: versionId,
+  });
+  return { ...current, versionId, version: versionId, values, problems: [] };
+}
+
 export function parseExtensionRelease(text: string): ExtensionRelease {
   const { values, problems } = parseEnvFile(text);
   const scope = field(values, "SYSEXT_SCOPE");

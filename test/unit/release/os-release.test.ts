@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import {
+  hostAfterUpdate,
   hostArchitecture,
   parseExtensionRelease,
   parseHostRelease,
@@ -86,6 +87,18 @@ describe("os-release and extension-release", () => {
     expect((await readHostReleaseUnder(at)).id).toBe("debian");
     const none = await readHostReleaseUnder((p) => join(dir, "no-root", p)).catch((e: unknown) => e);
     expect((none as KataError).code).toBe("release-unreadable");
+  });
+});
+
+describe("hostAfterUpdate", () => {
+  it("keeps identity and level, takes the update's version", () => {
+    const now = parseHostRelease(
+      "ID=flatcar\nID_LIKE=coreos\nVERSION=4593.2.5\nVERSION_ID=4593.2.5\nSYSEXT_LEVEL=1.0\n",
+    );
+    const next = hostAfterUpdate(now, "4650.0.0");
+    expect(next).toMatchObject({ id: "flatcar", idLike: ["coreos"], sysextLevel: "1.0", versionId: "4650.0.0" });
+    expect(next.values.VERSION_ID).toBe("4650.0.0");
+    expect(now.versionId).toBe("4593.2.5");
   });
 });
 
