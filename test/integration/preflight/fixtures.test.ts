@@ -290,6 +290,17 @@ describe("SELinux", () => {
     expect(one(relabeled, "selinux-labels").detail).toContain(`${PATHS.qemu} system_u:object_r:bin_t:s0`);
   });
 
+  it("without the xattr-get helper, enforcing gives a warning that says how to build it, not a guess", async () => {
+    process.env.KATA_SYSEXTD_XATTR_GET = join(scratch(), "no-such-helper");
+    try {
+      const r = await preflight({ selinux: "enforcing" });
+      expect(one(r, "selinux-labels")).toMatchObject({ status: "warn" });
+      expect(one(r, "selinux-labels").remedy).toContain("KATA_SYSEXTD_XATTR_GET");
+    } finally {
+      delete process.env.KATA_SYSEXTD_XATTR_GET;
+    }
+  });
+
   it("permissive with unlabeled files only warns; no SELinux skips the labels", async () => {
     const permissive = await preflight({ selinux: "permissive" });
     expect(find(permissive, "selinux-labels").every((c) => c.status === "warn")).toBe(true);
