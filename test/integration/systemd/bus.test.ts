@@ -191,4 +191,24 @@ describe("reconnection", () => {
     expect(await events.next()).toBe("connected");
     expect((await call).length).toBe(1);
   });
+
+  it("stops trying once closed while the daemon is away", async () => {
+    await testBus.kill();
+    const attempts: string[] = [];
+    const bus = createBus({
+      address: testBus.address,
+      clock: systemClock,
+      random: () => 0.5,
+      log: createLogger((_, message) => attempts.push(message), "debug"),
+      backoff: { initialMs: 10, maxMs: 20 },
+    });
+    for (let i = 0; i < 200 && attempts.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    expect(attempts[0]).toMatch(/cannot connect to unix:path=.*; retrying in 8 ms/);
+    await bus.close();
+    const seen = attempts.length;
+    // Many backoff periods later, nothing more was tried.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(attempts.length).toBe(seen);
+  });
 });
