@@ -8,6 +8,7 @@ import type { CheckGroup } from "../preflight/check.ts";
 import type { ContainerdFiles } from "../preflight/context.ts";
 import { GROUP_TITLES, type PreflightReport, runPreflight } from "../preflight/run.ts";
 import type { CheckStatus } from "../status.ts";
+import { type CommandIo, EXIT } from "./io.ts";
 
 const USAGE = `Usage: kata-sysextctl preflight [--json] [--root DIR] [--config FILE]
 
@@ -21,13 +22,7 @@ Options:
   -h, --help     this text
 `;
 
-export interface PreflightIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  isTTY: boolean;
-}
-
-export async function preflightCommand(argv: string[], io: PreflightIo): Promise<number> {
+export async function preflightCommand(argv: string[], io: CommandIo): Promise<number> {
   let values: { json?: boolean; root?: string; config?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
@@ -43,11 +38,11 @@ export async function preflightCommand(argv: string[], io: PreflightIo): Promise
     }));
   } catch (err) {
     io.stderr.write(`kata-sysextctl preflight: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
+    return EXIT.usage;
   }
   if (values.help) {
     io.stdout.write(USAGE);
-    return 0;
+    return EXIT.ok;
   }
   const paths = hostPaths(values.root ?? "/");
   let containerd: ContainerdFiles | null;
@@ -58,11 +53,11 @@ export async function preflightCommand(argv: string[], io: PreflightIo): Promise
   } catch (err) {
     const e = asKataError(err);
     io.stderr.write(`kata-sysextctl preflight: ${e.message}${e.remedy ? `\n  ${e.remedy}` : ""}\n`);
-    return 2;
+    return EXIT.usage;
   }
   const report = await runPreflight({ paths, containerd });
   io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report, io.isTTY));
-  return report.ok ? 0 : 1;
+  return report.ok ? EXIT.ok : EXIT.failed;
 }
 
 const LABEL: Record<CheckStatus, string> = { pass: "PASS", warn: "WARN", fail: "FAIL", skip: "SKIP" };
