@@ -5,8 +5,7 @@
 // An image's own extension-release is only known after download, so resolve() decides on name, version,
 // architecture, policy and constraints; whoever downloads the image checks it with compatible() afterwards.
 // resolveOffline() is the boot path: it chooses among installed images whose extension-release is known.
-import type semver from "semver";
-import type { SemVer } from "semver";
+import type { Range, SemVer } from "semver";
 import type { Constraint } from "../config/schema.ts";
 import { type CompatOptions, compatible } from "./compat.ts";
 import type { ManifestEntry } from "./manifest.ts";
@@ -158,8 +157,8 @@ interface Rules {
 }
 
 interface CompiledConstraint {
-  kata: semver.Range;
-  flatcar: semver.Range;
+  kata: Range;
+  flatcar: Range;
   why: string;
 }
 
