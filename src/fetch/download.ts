@@ -38,6 +38,7 @@ export interface Downloaded {
 }
 
 const PROGRESS_INTERVAL_MS = 500;
+const LOG_INTERVAL_MS = 10_000;
 
 export function partialPath(tmpDir: string, file: string): string {
   return join(tmpDir, `.${file}.partial`);
@@ -103,35 +104,49 @@ async function transfer(opts: DownloadOptions, file: string, partial: string, lo
       signal: opts.signal,
     });
   } catch (err) {
-    // 416: what we hold is not a prefix the server can continue (e.g. the file shrank); start over next time.
-    if (err instanceof FetchError && err.status === 416) await restart(partial);
-    throw err;
+    // 416: what we hold is no prefix the server can continue (the file shrank or was replaced): start over.
+    if (offset === 0 || !(err instanceof FetchError && err.status === 416)) throw err;
+    log.info("server cannot continue the partial download, starting from the beginning", { OFFSET: offset });
+    await restart(partial);
+    return transfer(opts, file, partial, log);
+  }
+  if (offset === 0) {
+    log.info("downloading image", { URL: opts.url, BYTES_TOTAL: res.contentLength ?? undefined });
+    return stream(opts, file, partial, res, { hash, offset: 0, total: res.contentLength, resumed: false });
   }
 
-  let total = res.contentLength;
-  if (offset > 0) {
-    const range = res.status === 206 ? parseContentRange(res.headers["content-range"]) : null;
-    if (range !== null && range.start === offset) {
-      log.info("resuming download", { OFFSET: offset });
-      total = range.total ?? (res.contentLength === null ? null : offset + res.contentLength);
-      if (range.end + 1 > opts.maxBytes || (total ?? 0) > opts.maxBytes) {
-        res.body.destroy();
-        throw new FetchError("too-large", opts.url, `image of ${total} bytes exceeds the cap of ${opts.maxBytes}`);
-      }
-    } else {
-      // The server sent the whole file (no Range support) or a range we did not ask for: start from zero.
-      log.info("server did not resume the download, starting from the beginning", { HTTP_STATUS: res.status });
-      if (res.status === 206) {
-        res.body.destroy();
-        await restart(partial);
-        throw new FetchError("reset", opts.url, "server answered a different range than requested");
-      }
-      return stream(opts, file, partial, res, createHash("sha256"), 0, total, false);
+  const range = res.status === 206 ? parseContentRange(res.headers["content-range"]) : null;
+  if (range === null || range.start !== offset) {
+    log.info("server did not resume the download, starting from the beginning", { HTTP_STATUS: res.status });
+    if (res.status === 200) {
+      return stream(opts, file, partial, res, {
+        hash: createHash("sha256"),
+        offset: 0,
+        total: res.contentLength,
+        resumed: false,
+      });
     }
-  } else {
-    log.info("downloading image", { URL: opts.url, BYTES_TOTAL: total ?? undefined });
+    // A 206 for some other range than asked: nothing to build on.
+    res.body.destroy();
+    await restart(partial);
+    return transfer(opts, file, partial, log);
   }
-  return stream(opts, file, partial, res, hash, offset, total, offset > 0);
+  const total = range.total ?? (res.contentLength === null ? null : offset + res.contentLength);
+  if (range.end + 1 > opts.maxBytes || (total ?? 0) > opts.maxBytes) {
+    res.body.destroy();
+    await rm(partial, { force: true });
+    throw new FetchError("too-large", opts.url, `image of ${total} bytes exceeds the cap of ${opts.maxBytes}`);
+  }
+  log.info("resuming download", { OFFSET: offset, BYTES_TOTAL: total ?? undefined });
+  return stream(opts, file, partial, res, { hash, offset, total, resumed: true });
+}
+
+/** Where a transfer starts: the digest state and length of what the .partial already holds. */
+interface Start {
+  hash: Hash;
+  offset: number;
+  total: number | null;
+  resumed: boolean;
 }
 
 async function stream(
@@ -139,26 +154,11 @@ async function stream(
   file: string,
   partial: string,
   res: Response,
-  hash: Hash,
-  offset: number,
-  total: number | null,
-  resumed: boolean,
+  start: Start,
 ): Promise<Transferred> {
-  const started = opts.clock.monotonicMs();
+  const { hash, offset, resumed } = start;
   let received = 0;
-  let lastReport = started;
-  const report = (force: boolean): void => {
-    const now = opts.clock.monotonicMs();
-    if (opts.onProgress === undefined || (!force && now - lastReport < PROGRESS_INTERVAL_MS)) return;
-    lastReport = now;
-    const seconds = (now - started) / 1000;
-    opts.onProgress({
-      file,
-      bytes: offset + received,
-      total,
-      bytesPerSecond: seconds > 0 ? Math.round(received / seconds) : 0,
-    });
-  };
+  const report = progressReporter(opts, file, start);
   const out = createWriteStream(partial, { flags: offset > 0 ? "a" : "w", flush: true, highWaterMark: 1 << 20 });
   let lost: FetchError | null = null;
   const reclaim = reclaimer();
@@ -170,7 +170,7 @@ async function stream(
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
           hash.update(chunk);
           received += chunk.length;
-          report(false);
+          report(offset + received, false);
           reclaim(chunk.length);
           yield chunk;
         }
@@ -195,8 +195,41 @@ async function stream(
     await rm(partial, { force: true });
     throw err instanceof FetchError ? err : asKataError(err, "store-failed");
   }
-  report(true);
+  report(offset + received, true);
   return { sha256: hash.digest("hex"), bytes: offset + received, resumed };
+}
+
+/** Progress to the caller every half second, and to the log every LOG_INTERVAL_MS. */
+function progressReporter(opts: DownloadOptions, file: string, start: Start): (bytes: number, force: boolean) => void {
+  const started = opts.clock.monotonicMs();
+  let lastReport = Number.NEGATIVE_INFINITY;
+  let lastLog = started;
+  return (bytes, force) => {
+    const now = opts.clock.monotonicMs();
+    const toCaller = opts.onProgress !== undefined && (force || now - lastReport >= PROGRESS_INTERVAL_MS);
+    const toLog = now - lastLog >= LOG_INTERVAL_MS;
+    if (!toCaller && !toLog) return;
+    const seconds = (now - started) / 1000;
+    const progress = {
+      file,
+      bytes,
+      total: start.total,
+      bytesPerSecond: seconds > 0 ? Math.round((bytes - start.offset) / seconds) : 0,
+    };
+    if (toCaller) {
+      lastReport = now;
+      opts.onProgress?.(progress);
+    }
+    if (toLog) {
+      lastLog = now;
+      opts.log.info("download progress", {
+        KATA_IMAGE_FILE: file,
+        BYTES: bytes,
+        BYTES_TOTAL: start.total ?? undefined,
+        BYTES_PER_SECOND: progress.bytesPerSecond,
+      });
+    }
+  };
 }
 
 async function hashPrefix(path: string, length: number, hash: Hash): Promise<void> {

@@ -115,6 +115,15 @@ describe("resume", () => {
     expect(listDir(store)).toEqual([image.file]);
   });
 
+  test("a leftover .partial longer than the file (416) is discarded and downloaded again", async () => {
+    const opts = options();
+    writeFileSync(partialPath(store, image.file), randomBytes(SIZE + 10));
+    await downloadImage(opts);
+    expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
+    expect(fileRequests().map((r) => r.range)).toEqual([`bytes=${SIZE + 10}-`, null]);
+    expect(listDir(store)).toEqual([image.file]);
+  });
+
   test("a leftover .partial of other content is discarded and downloaded again", async () => {
     const opts = options();
     writeFileSync(partialPath(store, image.file), randomBytes(1000));
