@@ -3,7 +3,7 @@
 // Runs as part of `npm ci` (postinstall). Without a C compiler the install still succeeds: the preflight then
 // reports the KVM and SELinux label checks as "warn: helper not built" instead of guessing.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,9 +19,12 @@ for (const file of readdirSync(sources).filter((f) => f.endsWith(".c"))) {
   const bin = join(out, basename(file, ".c"));
   if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(src).mtimeMs) continue;
   try {
-    execFileSync(cc, ["-O2", "-Wall", "-Wextra", "-o", bin, src], {
+    // Build beside and rename: a helper being run (or built by a parallel test worker) is never half written.
+    const tmp = `${bin}.tmp-${process.pid}`;
+    execFileSync(cc, ["-O2", "-Wall", "-Wextra", "-o", tmp, src], {
       stdio: ["ignore", "inherit", "inherit"],
     });
+    renameSync(tmp, bin);
   } catch (err) {
     failed = true;
     const why = err.code === "ENOENT" ? `${cc} not found` : err.message;
