@@ -2,13 +2,14 @@
 // resumed with HTTP Range after an interruption, verified, fsynced and only then renamed into place.
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat, truncate } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, truncate } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Clock, Random } from "../clock.ts";
 import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DownloadProgress } from "../status.ts";
+import { fsyncDir } from "../store/fsutil.ts";
 import { FetchError, httpGet, parseContentRange, type Response } from "./http.ts";
 import { reclaimer } from "./reclaim.ts";
 import { withRetries } from "./retry.ts";
@@ -249,16 +250,6 @@ async function sizeOf(path: string): Promise<number> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
     throw asKataError(err, "store-failed");
-  }
-}
-
-/** Makes a rename in `dir` durable. */
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
