@@ -46,6 +46,15 @@ export function partialPath(tmpDir: string, file: string): string {
 }
 
 export async function downloadImage(opts: DownloadOptions): Promise<Downloaded> {
+  try {
+    return await download(opts);
+  } catch (err) {
+    // FetchError and the digest check are KataErrors already; file system trouble (ENOSPC, EACCES) becomes one.
+    throw asKataError(err, "store-failed");
+  }
+}
+
+async function download(opts: DownloadOptions): Promise<Downloaded> {
   const file = basename(opts.dest);
   const expected = opts.expectedSha256.toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(expected)) {

@@ -7,7 +7,11 @@
 //   server.setFault("/kata-containers-3.2.0-x86-64.raw", { kind: "reset", afterBytes: 4096 }, 1); // first GET only
 //   ... fetch from server.url ...
 //   server.requests  // [{ path, range }] of every request, faulted or not
+//   await server.refuse(); await server.accept();  // connection refused in between, same URL
+//   writeFileSync(keyring, (await testSigningKey()).publicKeyArmored);  // trusts sign: "binary" | "armored"
 //   await server.close();
+//
+// Faults are matched by URL path: "/<name>/SHA256SUMS", "/<name>/SHA256SUMS.gpg", "/<file>.raw".
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -75,7 +79,8 @@ interface Rule {
   remaining: number;
 }
 
-export async function startReleaseServer(dir: string): Promise<ReleaseServer> {
+/** Serves `dir` on 127.0.0.1, on `options.port` or a free port. */
+export async function startReleaseServer(dir: string, options: { port?: number } = {}): Promise<ReleaseServer> {
   const root = resolve(dir);
   const rules: Rule[] = [];
   const requests: LoggedRequest[] = [];
@@ -95,7 +100,7 @@ export async function startReleaseServer(dir: string): Promise<ReleaseServer> {
     socket.on("close", () => sockets.delete(socket));
   });
   server.keepAliveTimeout = 1000;
-  await listen(server, 0);
+  await listen(server, options.port ?? 0);
   const port = (server.address() as AddressInfo).port;
 
   const stop = (): Promise<void> =>
