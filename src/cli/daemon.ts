@@ -61,11 +61,24 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
   }
   const log = defaultLogger("kata-sysextd", config.daemon.logLevel);
   // Imported late so --help and usage errors stay fast and do not load fastify, dbus-next and friends.
+  if (verb === undefined && !values.once) {
+    const { runDaemon } = await import("../daemon/run.ts");
+    return runDaemon({ paths, config, configFile, log });
+  }
   const { runOnce, runBoot } = await import("../controller/commands.ts");
-  if (verb === "boot") return runBoot({ paths, config, configFile, log });
-  if (values.once) return runOnce({ paths, config, configFile, log });
-  const { runDaemon } = await import("../daemon/run.ts");
-  return runDaemon({ paths, config, configFile, log });
+  const { connectSystemd } = await import("../daemon/systemd.ts");
+  const { systemClock, systemRandom } = await import("../clock.ts");
+  // On the real host, merges and containerd restarts go through systemd; under --root nothing of it is touched.
+  const systemd =
+    paths.root === "/"
+      ? await connectSystemd({ clock: systemClock, random: systemRandom, log, manageUnits: true })
+      : null;
+  try {
+    const ctx = { paths, config, configFile, log, systemd: systemd?.manager ?? null };
+    return verb === "boot" ? await runBoot(ctx) : await runOnce(ctx);
+  } finally {
+    await systemd?.close();
+  }
 }
 
 function parse(argv: string[]) {

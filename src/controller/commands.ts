@@ -9,6 +9,7 @@ import type { HostPaths } from "../paths.ts";
 import { runPreflight } from "../preflight/run.ts";
 import { hostArchitecture } from "../release/os-release.ts";
 import { ActiveLink } from "../store/link.ts";
+import { clearNextBoot } from "../store/state.ts";
 import { ImageStore } from "../store/store.ts";
 import { binarySysext } from "../sysext/sysext.ts";
 import { systemdSysext } from "../sysext/via-systemd.ts";
@@ -46,7 +47,7 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     link: new ActiveLink(paths.activeLink(config.source.name), paths.storeDir),
     sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
     source: urlFileSource(config, { clock, random, log }),
-    preflight: () => runPreflight({ paths, containerdDropIn: config.containerd.enabled ? files.config : null }),
+    preflight: () => runPreflight({ paths, containerd: config.containerd.enabled ? config.containerd : null }),
     runtime: config.containerd.enabled
       ? containerdRegistration({ files, systemd, restart: config.containerd.restart, log })
       : undefined,
@@ -78,5 +79,10 @@ export async function runOnce(ctx: CommandContext): Promise<number> {
 export async function runBoot(ctx: CommandContext): Promise<number> {
   const outcome = await new Reconciler(buildReconcilerDeps(ctx)).boot();
   report(ctx, "boot", outcome);
+  // Booted into the release the image was staged for: the next boot is now this boot.
+  const observed = outcome.observed;
+  if (outcome.result === "ok" && observed?.state.nextBoot?.flatcarVersion === observed?.host.versionId) {
+    await clearNextBoot(ctx.paths.stateFile);
+  }
   return exitCode(outcome);
 }

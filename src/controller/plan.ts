@@ -32,6 +32,8 @@ export interface PlanInput {
   /** How many images to keep besides the active and the previous one. */
   keep: number;
   previous: string | null;
+  /** The image staged for the next OS release; kept like the active one. */
+  staged: string | null;
 }
 
 export type Action =
@@ -84,12 +86,12 @@ function sandboxesBlock(input: PlanInput): Action | null {
       };
 }
 
-/** Newest `keep` images stay, plus the active and previous ones; everything else goes. */
+/** Newest `keep` images stay, plus the active, previous and staged ones; everything else goes. */
 export function pruneCandidates(
-  input: Pick<PlanInput, "store" | "keep" | "previous">,
+  input: Pick<PlanInput, "store" | "keep" | "previous" | "staged">,
   active: string | null,
 ): string[] {
-  const protectedFiles = new Set([active, input.previous].filter((f): f is string => f !== null));
+  const protectedFiles = new Set([active, input.previous, input.staged].filter((f): f is string => f !== null));
   const others = input.store.filter((e) => !protectedFiles.has(e.file));
   const byNewest = [...others].sort((a, b) => compareVersions(b.version, a.version));
   return byNewest.slice(input.keep).map((e) => e.file);

@@ -14,7 +14,7 @@ import { compatible } from "../release/compat.ts";
 import { parseManifest } from "../release/manifest.ts";
 import { METADATA_FILE, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
-import { resolve } from "../release/resolve.ts";
+import { resolve, resolveOffline } from "../release/resolve.ts";
 import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
 import type { ActiveLink } from "../store/link.ts";
 import { readState, writeState } from "../store/state.ts";
@@ -214,6 +214,7 @@ export class Reconciler {
       activation: this.deps.config.policy.activation,
       keep: this.deps.config.policy.keep,
       previous: observed.state.previous,
+      staged: observed.state.nextBoot?.file ?? null,
     };
   }
 
@@ -339,15 +340,35 @@ export class Reconciler {
     return undefined;
   }
 
-  /** Offline choice at boot: the staged next-boot image if it matches, else the active one, else the newest. */
+  /**
+   * Offline choice at boot: the image staged for this release if it qualifies, else the active one if it still
+   * does, else the newest stored image that does. "Qualifies" is resolveOffline: compatible and within policy.
+   */
   private resolveOffline(observed: Observed): Target | null {
-    const usable = observed.images.filter((i) => i.compatible);
+    const { config, arch } = this.deps;
+    const acceptable = (images: typeof observed.images) =>
+      resolveOffline({
+        host: observed.host,
+        arch,
+        name: config.source.name,
+        images: images.map((i) => ({ version: i.version, release: parseExtensionRelease(i.extensionRelease) })),
+        policy: { versions: config.policy.versions, constraints: config.policy.constraints },
+      });
     const staged = observed.state.nextBoot;
-    const pick =
-      usable.find((i) => staged?.file === i.file && staged.flatcarVersion === observed.host.versionId) ??
-      usable.find((i) => observed.link.kind === "store" && observed.link.file === i.file) ??
-      usable.sort((a, b) => (a.verifiedAt < b.verifiedAt ? 1 : -1)).find(() => true);
-    return pick === undefined ? null : { version: pick.version, file: pick.file, remote: null };
+    const active = observed.link.kind === "store" ? observed.link.file : null;
+    const preferred = [
+      staged !== null && staged.flatcarVersion === observed.host.versionId ? staged.file : null,
+      active,
+    ];
+    for (const file of preferred) {
+      const image = observed.images.find((i) => i.file === file);
+      if (image !== undefined && acceptable([image]).ok)
+        return { version: image.version, file: image.file, remote: null };
+    }
+    const newest = acceptable(observed.images);
+    const image = newest.ok ? observed.images.find((i) => i.version === newest.version) : undefined;
+    if (!newest.ok) this.deps.log.notice(`no stored image qualifies for this host: ${newest.reasons.join("; ")}`);
+    return image === undefined ? null : { version: image.version, file: image.file, remote: null };
   }
 
   /** Download, verify, inspect, then admit into the store, or quarantine. */

@@ -15,12 +15,20 @@ import { parseManifest } from "../release/manifest.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { resolve } from "../release/resolve.ts";
 import type { PreflightSummary, StatusDocument } from "../status.ts";
+import { clearNextBoot } from "../store/state.ts";
+import type { UpdateStatus } from "../systemd/update-engine.ts";
+import { stageNextBoot } from "./next-boot.ts";
 
-export interface DaemonDeps {
+/** What a configuration reload replaces. */
+export interface Configured {
   reconciler: Reconciler;
   source: ReleaseSource;
   config: Config;
+}
+
+export interface DaemonDeps extends Configured {
   arch: string;
+  stateFile: string;
   metrics: Metrics;
   clock: Clock;
   log: Logger;
@@ -31,7 +39,11 @@ export interface DaemonDeps {
 }
 
 export class Daemon implements ApiActions {
-  private readonly deps: DaemonDeps;
+  private deps: DaemonDeps;
+  /** The Flatcar version update_engine has installed and waits to reboot into, or null. */
+  private pendingUpdate: string | null = null;
+  /** The preflight verdict last logged, so a failing check is reported when it starts failing, not every pass. */
+  private reportedPreflight: PreflightSummary | null = null;
   private doc: StatusDocument;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -95,9 +107,58 @@ export class Daemon implements ApiActions {
   }
 
   refresh(): Promise<ActionResult> {
-    return this.serial(async () => {
+    const result = this.serial(async () => {
       const started = this.deps.clock.monotonicMs();
       return this.finishPass(await this.deps.reconciler.reconcile(), started);
+    });
+    // A pending OS update whose image could not be staged yet (network, no release) is retried with every pass.
+    void result.then(() => this.stageNextBoot());
+    return result;
+  }
+
+  /** Swaps in a new configuration between passes; the API's listen address needs a restart to change. */
+  reconfigure(next: Configured): Promise<void> {
+    return this.serial(async () => {
+      if (next.config.api.listen !== this.deps.config.api.listen) {
+        this.deps.log.warning("api.listen changed; restart kata-sysextd to apply it");
+      }
+      this.deps = { ...this.deps, ...next };
+      this.deps.log.notice("configuration reloaded");
+    });
+  }
+
+  /** update_engine reported a status: stage for an update waiting for its reboot, forget one that went away. */
+  onUpdateStatus(status: UpdateStatus): void {
+    const waiting = status.operation === "UPDATE_STATUS_UPDATED_NEED_REBOOT" && status.newVersion !== "";
+    this.pendingUpdate = waiting ? status.newVersion : null;
+    if (waiting) void this.stageNextBoot();
+    else if (status.operation === "UPDATE_STATUS_IDLE" && this.doc.nextBoot !== null) {
+      void this.serial(async () => {
+        await clearNextBoot(this.deps.stateFile);
+        this.update({ ...this.doc, nextBoot: null });
+      });
+    }
+  }
+
+  private stageNextBoot(): Promise<void> {
+    return this.serial(async () => {
+      const version = this.pendingUpdate;
+      if (version === null) return;
+      const current = this.doc.nextBoot;
+      if (current !== null && current.flatcarVersion === version && current.staged) return;
+      const observed = await this.deps.reconciler.observe();
+      this.update({ ...this.doc, state: "fetching" });
+      const next = await stageNextBoot(
+        { reconciler: this.deps.reconciler, stateFile: this.deps.stateFile, log: this.deps.log },
+        observed.host,
+        version,
+      );
+      this.update({
+        ...this.doc,
+        state: this.doc.lastReconcile?.result === "failed" ? "degraded" : "idle",
+        download: null,
+        nextBoot: { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
+      });
     });
   }
 
@@ -130,12 +191,19 @@ export class Daemon implements ApiActions {
     if (this.deps.preflight === undefined) return null;
     try {
       const summary = await this.deps.preflight();
-      this.update({ ...this.doc, preflight: summary });
-      if (!summary.ok) {
-        this.deps.log.warning(`preflight: ${summary.failed} check(s) failed`, {
+      const failing = (s: PreflightSummary | null) =>
+        (s?.checks ?? [])
+          .filter((c) => c.status === "fail")
+          .map((c) => c.id)
+          .join(", ");
+      // Said once per change of verdict, not on every pass.
+      if (!summary.ok && failing(summary) !== failing(this.reportedPreflight)) {
+        this.deps.log.warning(`preflight: ${summary.failed} check(s) failed: ${failing(summary)}`, {
           MESSAGE_ID: MessageId.preflightFailed,
         });
       }
+      this.reportedPreflight = summary;
+      this.update({ ...this.doc, preflight: summary });
       return summary;
     } catch (err) {
       this.deps.log.error(`preflight could not run: ${asKataError(err).message}`);
@@ -185,6 +253,21 @@ export class Daemon implements ApiActions {
     return r.ok
       ? { version, compatible: true, reason: null }
       : { version, compatible: false, reason: r.reasons.join("; ") };
+  }
+
+  /**
+   * Something changed in the extension directories. Our own link switches show up here too, so only a link
+   * that no longer names the image this daemon activated counts as someone else's change.
+   */
+  extensionsChanged(path: string): Promise<void> {
+    return this.serial(async () => {
+      const observed = await this.deps.reconciler.observe();
+      const link = observed.link;
+      const linked = link.kind === "store" ? observed.images.find((i) => i.file === link.file) : null;
+      if ((linked?.path ?? null) === this.doc.extension.image) return;
+      this.deps.log.notice(`${path} changed outside kata-sysextd; reconciling`);
+      void this.refresh();
+    });
   }
 
   startTimer(): void {

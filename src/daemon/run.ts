@@ -1,43 +1,65 @@
-// kata-sysextd as a service: wires the reconciler, the API, signals and (later) D-Bus and watchers together.
+// kata-sysextd as a service: wires the reconciler, the API, systemd (D-Bus, sd_notify, watchdog),
+// update_engine, file watches and signals together. Behaviour lives in daemon.ts and the modules it calls.
 
 import { createMetrics } from "../api/metrics.ts";
 import { startApi } from "../api/server.ts";
+import { systemClock, systemRandom } from "../clock.ts";
+import { loadConfig } from "../config/load.ts";
 import { buildReconcilerDeps, type CommandContext } from "../controller/commands.ts";
 import { Reconciler } from "../controller/reconciler.ts";
 import { initialStatus } from "../controller/snapshot.ts";
 import { asKataError } from "../errors.ts";
+import type { StatusDocument } from "../status.ts";
+import { createNotifier, startWatchdog, watchdogIntervalMs } from "../systemd/notify.ts";
+import { watchUpdateEngine } from "../systemd/update-engine.ts";
 import { DAEMON_VERSION } from "../version.ts";
-import { Daemon } from "./daemon.ts";
+import { type Configured, Daemon } from "./daemon.ts";
+import { connectSystemd } from "./systemd.ts";
+import { watchFiles } from "./watch.ts";
 
 export async function runDaemon(ctx: CommandContext): Promise<number> {
-  const { log, config, paths } = ctx;
-  const deps = buildReconcilerDeps(ctx);
+  const { log, paths } = ctx;
+  const notifier = createNotifier({ log });
+  const systemd = await connectSystemd({
+    clock: systemClock,
+    random: systemRandom,
+    log,
+    manageUnits: paths.root === "/",
+  });
   const metrics = createMetrics();
   let daemon: Daemon | null = null;
-  const reconciler = new Reconciler({ ...deps, onProgress: (e) => daemon?.onEvent(e) });
+
+  const configure = (config: CommandContext["config"]): Configured & ReturnType<typeof buildReconcilerDeps> => {
+    const deps = buildReconcilerDeps({ ...ctx, config, systemd: systemd?.manager ?? null });
+    return { ...deps, reconciler: new Reconciler({ ...deps, onProgress: (e) => daemon?.onEvent(e) }) };
+  };
+  const first = configure(ctx.config);
+  let lastState: StatusDocument["state"] | null = null;
   daemon = new Daemon({
-    reconciler,
-    source: deps.source,
-    config,
-    arch: deps.arch,
+    ...first,
+    stateFile: paths.stateFile,
     metrics,
-    clock: deps.clock,
-    log,
-    preflight: deps.preflight,
     initial: initialStatus({
       version: DAEMON_VERSION,
-      startedAt: deps.clock.now().toISOString(),
+      startedAt: first.clock.now().toISOString(),
       root: paths.root,
-      name: config.source.name,
-      arch: deps.arch,
+      name: ctx.config.source.name,
+      arch: first.arch,
     }),
+    onStatus: (doc) => {
+      if (doc.state === lastState) return;
+      lastState = doc.state;
+      void notifier.status(
+        `${doc.state}; kata ${doc.extension.active ?? "none"}${doc.extension.merged ? " merged" : ""}`,
+      );
+    },
   });
   const running = daemon;
 
   let api: Awaited<ReturnType<typeof startApi>>;
   try {
     api = await startApi({
-      listen: config.api.enabled ? config.api.listen : null,
+      listen: ctx.config.api.enabled ? ctx.config.api.listen : null,
       socketPath: paths.apiSocket,
       snapshot: running.snapshot,
       metrics,
@@ -47,14 +69,43 @@ export async function runDaemon(ctx: CommandContext): Promise<number> {
   } catch (err) {
     const e = asKataError(err, "api-failed");
     log.error(e.message, { ERROR_CODE: e.code, REMEDY: e.remedy ?? "" });
+    await systemd?.close();
     return 1;
   }
-  log.info(`serving the status API on ${api.tcpAddresses.join(", ") || "(no TCP)"} and ${paths.apiSocket}`);
+  await notifier.ready("serving the status API");
+  const stopWatchdog = startWatchdog(notifier, first.clock, watchdogIntervalMs());
 
   // What is on disk first (no network), then the full pass; the timer keeps it converged.
   await running.observeOffline();
   void running.refresh();
   running.startTimer();
+
+  const updates = systemd === null ? null : watchUpdateEngine(systemd.bus, log, (s) => running.onUpdateStatus(s));
+
+  const reload = async (why: string): Promise<void> => {
+    try {
+      const config = await loadConfig(ctx.configFile);
+      await running.reconfigure(configure(config));
+      void running.refresh();
+    } catch (err) {
+      const e = asKataError(err);
+      log.warning(`${why}: rejected the new configuration, keeping the old one: ${e.message}`, { ERROR_CODE: e.code });
+    }
+  };
+  const stopWatching = watchFiles(
+    {
+      configFile: ctx.configFile,
+      extensionsDir: paths.extensionsDir,
+      rebootRequired: paths.host("/run/reboot-required"),
+    },
+    {
+      configChanged: () => void reload("configuration changed"),
+      extensionsChanged: (path) => void running.extensionsChanged(path),
+      rebootRequired: () => log.info("/run/reboot-required appeared: an OS update waits for a reboot"),
+    },
+    log,
+  );
+  process.on("SIGHUP", () => void reload("SIGHUP"));
 
   await new Promise<void>((resolveStop) => {
     const stop = (signal: string) => {
@@ -64,7 +115,12 @@ export async function runDaemon(ctx: CommandContext): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  stopWatchdog();
+  await notifier.stopping("stopping");
+  updates?.stop();
+  await stopWatching();
   await running.stop();
   await api.close();
+  await systemd?.close();
   return 0;
 }

@@ -45,3 +45,9 @@ export async function writeState(file: string, state: PersistedState): Promise<v
   await mkdir(dirname(file), { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
 }
+
+/** Forgets a pending next boot (the update was booted, or update_engine no longer has one pending). */
+export async function clearNextBoot(file: string): Promise<void> {
+  const state = await readState(file);
+  if (state.nextBoot !== null) await writeState(file, { ...state, nextBoot: null });
+}

@@ -20,6 +20,7 @@ const base: PlanInput = {
   activation: "wait",
   keep: 3,
   previous: null,
+  staged: null,
 };
 
 describe("nextAction", () => {
@@ -108,8 +109,16 @@ describe("nextAction", () => {
 describe("pruneCandidates", () => {
   it("never prunes the active or previous image and orders versions numerically", () => {
     const store = ["3.9.0", "3.10.0", "3.11.0", "3.2.0"].map((v) => img(v));
-    expect(pruneCandidates({ store, keep: 1, previous: "k-3.2.0-x86-64.raw" }, "k-3.9.0-x86-64.raw")).toEqual([
-      "k-3.10.0-x86-64.raw",
+    expect(
+      pruneCandidates({ store, keep: 1, previous: "k-3.2.0-x86-64.raw", staged: null }, "k-3.9.0-x86-64.raw"),
+    ).toEqual(["k-3.10.0-x86-64.raw"]);
+  });
+
+  it("keeps the image staged for the next OS release", () => {
+    const store = ["3.1.0", "3.2.0", "3.3.0"].map((v) => img(v));
+    expect(pruneCandidates({ store, keep: 0, previous: null, staged: "k-3.1.0-x86-64.raw" }, null)).toEqual([
+      "k-3.3.0-x86-64.raw",
+      "k-3.2.0-x86-64.raw",
     ]);
   });
 });

@@ -1,0 +1,63 @@
+// Before Flatcar reboots into an update, stage the Kata image that update needs (what Flatcar does for its own
+// extensions and nobody did for Kata: Flatcar issue 2426). Triggered by update_engine reaching
+// UPDATED_NEED_REBOOT; retried on every pass until staged; cleared once the machine runs that release.
+import type { Reconciler } from "../controller/reconciler.ts";
+import { asKataError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { MessageId } from "../log/logger.ts";
+import type { HostRelease } from "../release/os-release.ts";
+import { type NextBoot, readState, writeState } from "../store/state.ts";
+
+/** The host as it will be after the reboot: the same OS with the new version. */
+export function nextHost(current: HostRelease, version: string): HostRelease {
+  return {
+    ...current,
+    versionId: version,
+    version,
+    values: { ...current.values, VERSION_ID: version, VERSION: version },
+  };
+}
+
+export interface StageDeps {
+  reconciler: Reconciler;
+  stateFile: string;
+  log: Logger;
+}
+
+/** Fetches and verifies the image for `version` into the store and records it as the next boot's image. */
+export async function stageNextBoot(deps: StageDeps, current: HostRelease, version: string): Promise<NextBoot> {
+  const log = deps.log.with({ FLATCAR_VERSION_ID: current.versionId ?? "", FLATCAR_NEXT_VERSION: version });
+  let next: NextBoot;
+  try {
+    const image = await deps.reconciler.stageFor(nextHost(current, version));
+    next = {
+      flatcarVersion: version,
+      kata: image.version,
+      file: image.file,
+      staged: true,
+      reason: null,
+      stagedOn: current.versionId,
+    };
+    log.notice(`staged Kata ${image.version} for Flatcar ${version}`, {
+      MESSAGE_ID: MessageId.nextBootStaged,
+      KATA_SYSEXT_VERSION: image.version,
+    });
+  } catch (err) {
+    const error = asKataError(err);
+    next = {
+      flatcarVersion: version,
+      kata: null,
+      file: null,
+      staged: false,
+      reason: error.message,
+      stagedOn: current.versionId,
+    };
+    const loud = error.code === "no-compatible-version" || error.code === "incompatible";
+    log.warning(`nothing staged for Flatcar ${version}: ${error.message}`, {
+      ...(loud ? { MESSAGE_ID: MessageId.incompatibleNextOs } : {}),
+      ERROR_CODE: error.code,
+    });
+  }
+  await writeState(deps.stateFile, { ...(await readState(deps.stateFile)), nextBoot: next });
+  return next;
+}

@@ -1,0 +1,54 @@
+// The daemon's link to systemd: the system bus, the Manager adapter, update_engine. Absent is a normal state
+// (a dev machine, a container without a bus): the daemon says so once and runs without them.
+import { existsSync } from "node:fs";
+import type { Clock, Random } from "../clock.ts";
+import type { Logger } from "../log/logger.ts";
+import { type Bus, createBus } from "../systemd/bus.ts";
+import { createSystemdManager, type SystemdManager } from "../systemd/manager.ts";
+
+export interface SystemdLink {
+  bus: Bus;
+  /** Null under --root: the sandbox root is not this machine's systemd's business. */
+  manager: SystemdManager | null;
+  close(): Promise<void>;
+}
+
+const PROBE_TIMEOUT_MS = 3_000;
+const SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket";
+
+export async function connectSystemd(opts: {
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  /** Manage units (systemd-sysext.service, containerd.service) only on the real host. */
+  manageUnits: boolean;
+}): Promise<SystemdLink | null> {
+  if (process.env.DBUS_SYSTEM_BUS_ADDRESS === undefined && !existsSync(SYSTEM_BUS_SOCKET)) {
+    opts.log.notice(`no system bus (${SYSTEM_BUS_SOCKET} is missing); running without systemd and update_engine`);
+    return null;
+  }
+  const bus = createBus({ clock: opts.clock, random: opts.random, log: opts.log, connectTimeoutMs: PROBE_TIMEOUT_MS });
+  try {
+    await bus.nameHasOwner("org.freedesktop.DBus", { timeoutMs: PROBE_TIMEOUT_MS });
+  } catch (err) {
+    opts.log.notice(`no system bus (${(err as Error).message}); running without systemd and update_engine`);
+    await bus.close().catch(() => undefined);
+    return null;
+  }
+  let manager: SystemdManager | null = null;
+  if (opts.manageUnits) {
+    try {
+      manager = await createSystemdManager(bus, opts.log, opts.clock);
+    } catch (err) {
+      opts.log.notice(`systemd is not on the system bus (${(err as Error).message}); units are not managed`);
+    }
+  }
+  return {
+    bus,
+    manager,
+    async close() {
+      manager?.close();
+      await bus.close();
+    },
+  };
+}
