@@ -115,7 +115,9 @@ export async function createSystemdManager(
   const confirmTries = options.confirmTries ?? 20;
   const confirmIntervalMs = options.confirmIntervalMs ?? 500;
 
-  const waiters = new Map<string, Waiter>();
+  // Concurrent requests for the same unit can be merged by systemd into one job: several waiters per job path.
+  const waiters = new Map<string, Set<Waiter>>();
+  const allWaiters = (): Waiter[] => [...waiters.values()].flatMap((set) => [...set]);
   // JobRemoved can overtake the reply that names the job; keep results seen while a request is outstanding.
   const early = new Map<string, Outcome>();
   let requestsInFlight = 0;
@@ -143,8 +145,8 @@ export async function createSystemdManager(
       }
       log.debug(`job ${job} for ${String(unit)} removed: ${result}`);
       const outcome = isJobResult(result) ? result : unknownResult(String(unit), result);
-      const waiter = waiters.get(job);
-      if (waiter !== undefined) waiter.settle(outcome);
+      const waiting = waiters.get(job);
+      if (waiting !== undefined) for (const waiter of [...waiting]) waiter.settle(outcome);
       else if (requestsInFlight > 0) early.set(job, outcome);
     }),
     bus.on("disconnected", () => {
@@ -152,7 +154,7 @@ export async function createSystemdManager(
       const lost = new KataError("dbus-failed", "lost the system bus while waiting for a systemd job", {
         remedy: "the outcome is unknown; check the unit with systemctl status",
       });
-      for (const waiter of [...waiters.values()]) waiter.fail(lost);
+      for (const waiter of allWaiters()) waiter.fail(lost);
     }),
     // Subscriptions belong to a connection: renew them on ours after a reconnect, and when systemd itself comes
     // back to the bus (after dbus-daemon restarts, systemd reconnects on its own schedule).
@@ -162,16 +164,24 @@ export async function createSystemdManager(
     }),
   ];
 
-  await subscribe();
+  try {
+    await subscribe();
+  } catch (err) {
+    for (const unsubscribe of unsubscribers) unsubscribe();
+    throw err;
+  }
 
   const waitJob = (job: string, unit: string, verb: JobVerb): Promise<Outcome> =>
     new Promise<Outcome>((resolve, reject) => {
       const timer = new AbortController();
+      const set = waiters.get(job) ?? new Set<Waiter>();
+      waiters.set(job, set);
       const done = (): void => {
         timer.abort();
-        waiters.delete(job);
+        set.delete(waiter);
+        if (set.size === 0) waiters.delete(job);
       };
-      waiters.set(job, {
+      const waiter: Waiter = {
         settle: (result) => {
           done();
           resolve(result);
@@ -180,10 +190,11 @@ export async function createSystemdManager(
           done();
           reject(err);
         },
-      });
+      };
+      set.add(waiter);
       clock.sleep(jobTimeoutMs, timer.signal).then(
         () => {
-          if (!waiters.has(job)) return;
+          if (!set.has(waiter)) return;
           done();
           reject(
             new KataError("dbus-timeout", `${verb} of ${unit} (job ${job}) did not finish within ${jobTimeoutMs} ms`, {
@@ -204,8 +215,7 @@ export async function createSystemdManager(
       requestsInFlight--;
     }
     if (typeof job !== "string") throw new KataError("dbus-failed", `${METHOD[verb]} returned no job path`);
-    const seen = early.get(job);
-    early.delete(job);
+    const seen = early.get(job); // kept for a concurrent request that got the same (merged) job
     if (requestsInFlight === 0) early.clear();
     const result = seen ?? (await waitJob(job, unit, verb));
     if (result instanceof KataError) throw result;
@@ -267,7 +277,7 @@ export async function createSystemdManager(
     close() {
       for (const unsubscribe of unsubscribers) unsubscribe();
       const closed = new KataError("dbus-failed", "systemd manager adapter closed while waiting for a job");
-      for (const waiter of [...waiters.values()]) waiter.fail(closed);
+      for (const waiter of allWaiters()) waiter.fail(closed);
     },
   };
 }

@@ -22,6 +22,8 @@ export interface JobScript {
   noReply?: boolean;
   /** Reply with a job but never emit JobRemoved. */
   neverFinish?: boolean;
+  /** Answer with the unit's job still running, if any, as systemd does when it merges a request into it. */
+  mergeIntoRunning?: boolean;
   /** The unit's state once the job ended; default follows from verb and result. */
   endState?: [ActiveState, string];
 }
@@ -134,6 +136,7 @@ export async function startFakeSystemd(options: FakeSystemdOptions): Promise<Fak
   const scripts = new Map<string, JobScript[]>();
   const calls: string[] = [];
   const timers = new Set<NodeJS.Timeout>();
+  const runningJobs = new Map<string, string>();
   let nextJobId = 1;
 
   const unit = (name: string, loadState = "loaded"): UnitInterface => {
@@ -161,11 +164,15 @@ export async function startFakeSystemd(options: FakeSystemdOptions): Promise<Fak
       const script = scripts.get(name)?.shift() ?? {};
       if (script.noReply) return new Promise<string>(() => undefined);
       const target = unit(name);
+      const running = runningJobs.get(name);
+      if (script.mergeIntoRunning && running !== undefined) return running;
       const id = nextJobId++;
       const job = `${PATH}/job/${id}`;
       const result = script.result ?? "done";
       manager.JobNew(id, job, name);
+      runningJobs.set(name, job);
       const finish = (): void => {
+        runningJobs.delete(name);
         const [active, sub] = script.endState ?? settledState(verb, result);
         target.ActiveState = active;
         target.SubState = sub;

@@ -84,6 +84,14 @@ describe("systemd Manager jobs", () => {
     expect(fast.status === "rejected" && (fast.reason as UnitJobError).result).toBe("failed");
   });
 
+  it("follows a job that systemd merged two requests into, for both callers", async () => {
+    const m = await connect();
+    systemd.script("containerd.service", { delayMs: 200 });
+    systemd.script("containerd.service", { mergeIntoRunning: true });
+    await Promise.all([m.restartUnit("containerd.service"), m.restartUnit("containerd.service")]);
+    expect(systemd.calls.filter((c) => c.startsWith("RestartUnit"))).toHaveLength(2);
+  });
+
   it("stops a unit", async () => {
     const m = await connect();
     systemd.addUnit("containerd.service", "active", "running");
