@@ -331,13 +331,16 @@ export class Reconciler {
     };
   }
 
-  /** A broken metadata file is reported and ignored: constraints from the operator's config still apply. */
+  /**
+   * A metadata file that cannot be read fully fails the pass: a half-understood withdrawal or constraint must
+   * never widen what gets installed. No file at all means no metadata.
+   */
   private parseMetadata(text: string | null): ReleaseMetadata | undefined {
     if (text === null) return undefined;
-    const parsed = parseMetadata(text);
-    if (parsed.ok) return parsed.value;
-    this.deps.log.warning(`ignoring the source's ${METADATA_FILE}: ${parsed.error.message}`);
-    return undefined;
+    const parsed = parseMetadata(text, `the source's ${METADATA_FILE}`);
+    if (!parsed.ok) throw parsed.error;
+    for (const problem of parsed.value.problems) this.deps.log.warning(`${METADATA_FILE}: ${problem}`);
+    return parsed.value;
   }
 
   /**

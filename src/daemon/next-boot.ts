@@ -5,18 +5,8 @@ import type { Reconciler } from "../controller/reconciler.ts";
 import { asKataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
-import type { HostRelease } from "../release/os-release.ts";
+import { type HostRelease, hostAfterUpdate } from "../release/os-release.ts";
 import { type NextBoot, readState, writeState } from "../store/state.ts";
-
-/** The host as it will be after the reboot: the same OS with the new version. */
-export function nextHost(current: HostRelease, version: string): HostRelease {
-  return {
-    ...current,
-    versionId: version,
-    version,
-    values: { ...current.values, VERSION_ID: version, VERSION: version },
-  };
-}
 
 export interface StageDeps {
   reconciler: Reconciler;
@@ -29,7 +19,7 @@ export async function stageNextBoot(deps: StageDeps, current: HostRelease, versi
   const log = deps.log.with({ FLATCAR_VERSION_ID: current.versionId ?? "", FLATCAR_NEXT_VERSION: version });
   let next: NextBoot;
   try {
-    const image = await deps.reconciler.stageFor(nextHost(current, version));
+    const image = await deps.reconciler.stageFor(hostAfterUpdate(current, version));
     next = {
       flatcarVersion: version,
       kata: image.version,
