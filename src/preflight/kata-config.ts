@@ -37,12 +37,15 @@ const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null 
 const str = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
 const num = (v: unknown): number | null => (typeof v === "number" || typeof v === "bigint" ? Number(v) : null);
 
+/** Hypervisors whose VMs do not run on this host (peer pods): nothing here to check for them. */
+const NOT_LOCAL = new Set(["remote"]);
+
 /** Parses one configuration file's [hypervisor.*] sections. Throws TomlError on bad TOML. */
 export function parseKataConfig(text: string, configFile: string): HypervisorConfig[] {
   const doc = parse(text) as Table;
   const sections = isTable(doc.hypervisor) ? doc.hypervisor : {};
   return Object.entries(sections)
-    .filter((entry): entry is [string, Table] => isTable(entry[1]))
+    .filter((entry): entry is [string, Table] => isTable(entry[1]) && !NOT_LOCAL.has(entry[0]))
     .map(([name, h]) => ({
       name,
       configFile,

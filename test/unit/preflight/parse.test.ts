@@ -109,6 +109,9 @@ describe("Kata configuration", () => {
     expect(fc && usesVirtioFs(fc)).toBe(false);
     expect(qemu && usesVirtioFs(qemu)).toBe(true);
     expect(parseKataConfig("[runtime]\nenable_debug = true\n", "x")).toEqual([]);
+    // Peer pods: the VM runs elsewhere, so the preflight has nothing to check for it here.
+    const remote = '[hypervisor.remote]\nremote_hypervisor_socket = "/run/peerpod/hypervisor.sock"\n';
+    expect(parseKataConfig(remote, "x")).toEqual([]);
   });
 
   it("per hypervisor, /etc wins over shipped files, and configuration-<name>.toml over variants", async () => {
