@@ -1,0 +1,108 @@
+// `npm run bench`: every benchmark once, printed as ratios against a baseline measured in the same run
+// (these machines are noisy; absolute numbers from one run mean little). Targets are printed, not asserted.
+// `npm run bench -- api fetch` runs a subset; `--quick` shortens the API soak for a fast look.
+import { parseArgs } from "node:util";
+import { benchApi } from "./api.bench.ts";
+import { benchFetch } from "./fetch.bench.ts";
+import { benchPreflight } from "./preflight.bench.ts";
+import { benchResolve } from "./resolve.bench.ts";
+
+interface Line {
+  bench: string;
+  measure: string;
+  value: string;
+  target: string;
+  met: boolean;
+}
+
+const fmt = (n: number, digits = 2): string => n.toFixed(digits);
+
+const BENCHES: Record<string, (quick: boolean) => Promise<Line[]>> = {
+  resolve: async () => {
+    const r = await benchResolve();
+    return [
+      {
+        bench: "resolve",
+        measure: `resolve over ${r.entries} manifest entries`,
+        value: `${fmt(r.ms, 1)} ms`,
+        target: "< 50 ms",
+        met: r.ms < 50,
+      },
+    ];
+  },
+  preflight: async () => {
+    const r = await benchPreflight();
+    return [{ bench: "preflight", measure: r.name, value: `${fmt(r.ms, 1)} ms`, target: "< 250 ms", met: r.ms < 250 }];
+  },
+  fetch: async (quick) => {
+    const r = await benchFetch(quick ? 64 * 1024 * 1024 : undefined);
+    return [
+      {
+        bench: "fetch",
+        measure: `downloadImage vs curl -o, ${fmt(r.bytes / 1024 / 1024, 0)} MiB on loopback`,
+        value: `${fmt(r.ratio)}x (${fmt(r.oursMiBps, 0)} vs ${fmt(r.curlMiBps, 0)} MiB/s)`,
+        target: ">= 0.90x",
+        met: r.ratio >= 0.9,
+      },
+      {
+        bench: "fetch",
+        measure: "peak RSS increase over idle during the download",
+        value: `${fmt(r.rssPeakIncreaseMiB, 1)} MiB`,
+        target: "<= 32 MiB",
+        met: r.rssPeakIncreaseMiB <= 32,
+      },
+    ];
+  },
+  api: async (quick) => {
+    const r = await benchApi(quick ? { loadSeconds: 3, soakSeconds: 5 } : {});
+    return [
+      {
+        bench: "api",
+        measure: `GET /status vs bare fastify, ${r.connections} connections, ${r.loadSeconds} s`,
+        value: `${fmt(r.ratio)}x (${fmt(r.status.requestsPerSecond, 0)} vs ${fmt(r.hello.requestsPerSecond, 0)} req/s)`,
+        target: ">= 0.80x",
+        met: r.ratio >= 0.8,
+      },
+      {
+        bench: "api",
+        measure: "p99 latency of /status",
+        value: `${fmt(r.status.p99Ms)} ms`,
+        target: "< 5 ms",
+        met: r.status.p99Ms < 5,
+      },
+      {
+        bench: "api",
+        measure: `RSS growth over ${r.soakSeconds} s of load`,
+        value: `${fmt(r.rssGrowthMiB, 1)} MiB`,
+        target: "<= 5 MiB",
+        met: r.rssGrowthMiB <= 5,
+      },
+      {
+        bench: "api",
+        measure: "process start to first 200 on /status",
+        value: `${fmt(r.startToFirst200Ms, 0)} ms`,
+        target: "< 400 ms",
+        met: r.startToFirst200Ms < 400,
+      },
+    ];
+  },
+};
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean" } } });
+const selected = positionals.length > 0 ? positionals : Object.keys(BENCHES);
+const lines: Line[] = [];
+for (const name of selected) {
+  const bench = BENCHES[name];
+  if (bench === undefined) {
+    process.stderr.write(`unknown benchmark "${name}"; known: ${Object.keys(BENCHES).join(", ")}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`running ${name}…\n`);
+  lines.push(...(await bench(values.quick === true)));
+}
+const width = Math.max(...lines.map((l) => l.measure.length));
+for (const l of lines) {
+  process.stdout.write(
+    `${l.met ? "ok  " : "MISS"} ${l.bench.padEnd(10)} ${l.measure.padEnd(width)}  ${l.value}  (target ${l.target})\n`,
+  );
+}
