@@ -3,7 +3,16 @@
 import { readFile } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import { KataError } from "../errors.ts";
-import { CONSTRAINT_KEYS, type Config, type Constraint, DEFAULTS, type Leaf, SECTIONS } from "./schema.ts";
+import {
+  COMPANION_KEYS,
+  CONSTRAINT_KEYS,
+  type Companion,
+  type Config,
+  DEFAULTS,
+  type Leaf,
+  REQUIREMENT_KEYS,
+  SECTIONS,
+} from "./schema.ts";
 
 type Table = Record<string, unknown>;
 const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -31,7 +40,19 @@ export function parseConfig(text: string, file: string): Config {
     throw invalid(`${where}: not valid TOML: ${what}`);
   }
   const config = structuredClone(DEFAULTS) as unknown as Record<string, Record<string, unknown>>;
+  let companions: Partial<Record<keyof Companion, unknown>>[] = [];
   for (const [section, value] of Object.entries(doc)) {
+    if (section === "companion") {
+      companions = parseTables(
+        value,
+        COMPANION_KEYS,
+        "companion",
+        ["name", "versions"],
+        at(text, file, section),
+        "[[companion]]",
+      );
+      continue;
+    }
     const leaves = SECTIONS[section];
     if (leaves === undefined) {
       throw invalid(`${at(text, file, section)}: unknown section "${section}"; expected one of ${known(SECTIONS)}`);
@@ -39,14 +60,15 @@ export function parseConfig(text: string, file: string): Config {
     if (!isTable(value)) throw invalid(`${at(text, file, section)}: "${section}" must be a table ([${section}])`);
     const target = config[section] as Record<string, unknown>;
     for (const [key, raw] of Object.entries(value)) {
-      if (section === "policy" && key === "constraints") {
-        target.constraints = parseConstraints(raw, text, file);
+      if (section === "policy" && (key === "constraints" || key === "requires")) {
+        const keys: Record<string, Leaf> = key === "constraints" ? CONSTRAINT_KEYS : REQUIREMENT_KEYS;
+        target[key] = parseTables(raw, keys, `policy.${key}`, Object.keys(keys), at(text, file, key, section));
         continue;
       }
       const entry = Object.entries(leaves).find(([, leaf]) => leaf.toml === key);
       if (entry === undefined) {
         const names = Object.values(leaves).map((l) => l.toml);
-        if (section === "policy") names.push("constraints");
+        if (section === "policy") names.push("constraints", "requires");
         throw invalid(
           `${at(text, file, key, section)}: unknown key "${section}.${key}"; expected one of ${names.join(", ")}`,
         );
@@ -55,27 +77,61 @@ export function parseConfig(text: string, file: string): Config {
       target[field] = checked(leaf, raw, `${section}.${key}`, at(text, file, key, section));
     }
   }
-  return config as unknown as Config;
+  const result = config as unknown as Config;
+  result.companions = companions.map((c) => ({
+    url: result.source.url,
+    verify: result.source.verify,
+    keyring: result.source.keyring,
+    ...c,
+  })) as unknown as Companion[];
+  checkCompanions(result, text, file);
+  return result;
 }
 
-function parseConstraints(raw: unknown, text: string, file: string): Constraint[] {
-  const where = at(text, file, "constraints", "policy");
-  if (!Array.isArray(raw)) {
-    throw invalid(`${where}: key "policy.constraints" must be an array of tables {kata, flatcar, reason}`);
+/** Cross-key rules: unique member names, and every requirement names a configured companion. */
+function checkCompanions(config: Config, text: string, file: string): void {
+  const names = [config.source.name];
+  for (const c of config.companions) {
+    if (names.includes(c.name)) {
+      throw invalid(`${at(text, file, "companion")}: companion name "${c.name}" is used twice (or is [source] name)`);
+    }
+    names.push(c.name);
   }
+  config.policy.requires.forEach((r, i) => {
+    if (!config.companions.some((c) => c.name === r.companion)) {
+      throw invalid(
+        `${at(text, file, "requires", "policy")}: policy.requires[${i}].companion "${r.companion}" is not a [[companion]] name; configured: ${config.companions.map((c) => c.name).join(", ") || "none"}`,
+      );
+    }
+  });
+}
+
+/** An array of tables checked against its keys; `where` is the "file:line" to blame. */
+function parseTables<K extends string>(
+  raw: unknown,
+  keys: Record<K, Leaf>,
+  key: string,
+  required: readonly string[],
+  where: string,
+  shape = `an array of tables {${Object.keys(keys).join(", ")}}`,
+): Partial<Record<K, unknown>>[] {
+  if (!Array.isArray(raw)) throw invalid(`${where}: key "${key}" must be ${shape}`);
   return raw.map((item, i) => {
-    const key = `policy.constraints[${i}]`;
-    if (!isTable(item)) throw invalid(`${where}: ${key} must be a table {kata, flatcar, reason}`);
-    const out: Partial<Constraint> = {};
+    const name = `${key}[${i}]`;
+    if (!isTable(item)) throw invalid(`${where}: ${name} must be a table {${Object.keys(keys).join(", ")}}`);
+    const out: Partial<Record<K, unknown>> = {};
     for (const [k, v] of Object.entries(item)) {
-      const leaf = CONSTRAINT_KEYS[k as keyof Constraint];
-      if (leaf === undefined) throw invalid(`${where}: unknown key "${key}.${k}"; expected kata, flatcar, reason`);
-      out[k as keyof Constraint] = checked(leaf, v, `${key}.${k}`, where) as string;
+      const leaf = (keys as Record<string, Leaf>)[k];
+      if (leaf === undefined)
+        throw invalid(`${where}: unknown key "${name}.${k}"; expected ${Object.keys(keys).join(", ")}`);
+      out[k as K] = checked(leaf, v, `${name}.${k}`, where);
     }
-    for (const k of Object.keys(CONSTRAINT_KEYS) as (keyof Constraint)[]) {
-      if (out[k] === undefined) throw invalid(`${where}: ${key} is missing "${k}" (${CONSTRAINT_KEYS[k].expected})`);
+    for (const k of required) {
+      if (out[k as K] === undefined) {
+        throw invalid(`${where}: ${name} is missing "${k}" (${(keys as Record<string, Leaf>)[k]?.expected ?? ""})`);
+      }
     }
-    return out as Constraint;
+    return out;
   });
 }
 

@@ -13,6 +13,25 @@ export interface Constraint {
   reason: string;
 }
 
+/** An extension managed together with Kata, e.g. a separate cloud-hypervisor sysext ([[companion]]). */
+export interface Companion {
+  name: string;
+  /** The url-file source; defaults to [source] url. */
+  url: string;
+  verify: Verify;
+  keyring: string;
+  /** Acceptable versions of this companion (semver range; a leading "v" as in v53.0 is fine). */
+  versions: string;
+}
+
+/** Kata releases in `kata` need `companion` versions in `versions` ([[policy.requires]]). */
+export interface CompanionRequirement {
+  kata: string;
+  companion: string;
+  versions: string;
+  reason: string;
+}
+
 export interface Config {
   source: { url: string; name: string; verify: Verify; keyring: string; arch: string | null };
   policy: {
@@ -20,7 +39,11 @@ export interface Config {
     keep: number;
     activation: ActivationPolicy;
     constraints: Constraint[];
+    requires: CompanionRequirement[];
+    /** Acceptable guest kernel versions, checked against what release metadata says a Kata release ships. */
+    kernel: string | null;
   };
+  companions: Companion[];
   api: { listen: string; enabled: boolean };
   daemon: { intervalSeconds: number; logLevel: "debug" | "info" | "notice" | "warning" | "error" };
   fetch: {
@@ -79,6 +102,7 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
   policy: {
     versions: { toml: "versions", expected: 'a semver range like ">=3.21.0"', check: isRange },
     keep: { toml: "keep", expected: "an integer from 1 to 100", check: intIn(1, 100) },
+    kernel: { toml: "kernel", expected: 'a semver range of guest kernel versions like "6.12.x"', check: isRange },
     activation: {
       toml: "activation",
       expected: '"wait", "next-boot" or "force"',
@@ -120,6 +144,21 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
   },
 };
 
+export const COMPANION_KEYS: Record<keyof Companion, Leaf> = {
+  name: { toml: "name", expected: "an extension name like cloud-hypervisor", check: isName },
+  url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl },
+  verify: { toml: "verify", expected: '"checksum" or "signature"', check: oneOf("checksum", "signature") },
+  keyring: { toml: "keyring", expected: "an absolute path to an ASCII-armored keyring", check: isAbsPath },
+  versions: { toml: "versions", expected: 'a semver range like ">=51.0"', check: isRange },
+};
+
+export const REQUIREMENT_KEYS: Record<keyof CompanionRequirement, Leaf> = {
+  kata: { toml: "kata", expected: "a semver range of Kata versions", check: isRange },
+  companion: { toml: "companion", expected: "the name of a [[companion]]", check: isName },
+  versions: { toml: "versions", expected: "a semver range of the companion's versions", check: isRange },
+  reason: { toml: "reason", expected: "a non-empty string", check: nonEmpty },
+};
+
 export const CONSTRAINT_KEYS: Record<keyof Constraint, Leaf> = {
   kata: { toml: "kata", expected: "a semver range of Kata versions", check: isRange },
   flatcar: { toml: "flatcar", expected: "a semver range of Flatcar versions", check: isRange },
@@ -134,7 +173,8 @@ export const DEFAULTS: Config = {
     keyring: "/etc/kata-sysextd/trusted.asc",
     arch: null,
   },
-  policy: { versions: ">=3.21.0", keep: 3, activation: "wait", constraints: [] },
+  policy: { versions: ">=3.21.0", keep: 3, activation: "wait", constraints: [], requires: [], kernel: null },
+  companions: [],
   api: { listen: "127.0.0.1:8720", enabled: true },
   daemon: { intervalSeconds: 21_600, logLevel: "info" },
   fetch: { connectTimeoutSeconds: 15, idleTimeoutSeconds: 30, maxBytes: 2 * 1024 ** 3, retries: 4 },

@@ -3,11 +3,14 @@
 //   {
 //     "schemaVersion": 1,
 //     "constraints": [{"kata": ">=4.0.0", "flatcar": ">=4459.0.0", "reason": "needs the 6.6 kernel's virtio-fs"}],
-//     "withdrawn": [{"kata": "3.30.0", "reason": "shim crashes on cgroup v1 hosts"}]
+//     "withdrawn": [{"kata": "3.30.0", "reason": "shim crashes on cgroup v1 hosts"}],
+//     "requires": [{"kata": "3.32.x", "companion": "cloud-hypervisor", "versions": ">=51.0 <53", "reason": "tested"}],
+//     "kernels": [{"kata": "3.32.x", "kernel": "6.12.8"}]
 //   }
 //
 // constraints have the meaning of policy.constraints in config.toml (Kata versions in `kata` need a Flatcar in
-// `flatcar`); withdrawn takes Kata versions out of consideration. Every range is a semver range. A document we
+// `flatcar`); withdrawn takes Kata versions out of consideration; requires and kernels tie a Kata release to
+// companion extension versions and name the guest kernel it ships (see src/release/set.ts). Every range is a semver range. A document we
 // cannot read fully is refused as a whole, so a half-understood constraint never widens what we install;
 // unknown keys are reported and skipped, so a publisher can add fields.
 import type { Constraint } from "../config/schema.ts";
@@ -24,9 +27,25 @@ export interface Withdrawal {
   reason: string;
 }
 
+/** Kata releases in `kata` need `companion` versions in `versions` (companion extensions, issue 9). */
+export interface PublishedRequirement {
+  kata: string;
+  companion: string;
+  versions: string;
+  reason: string;
+}
+
+/** The guest kernel the Kata releases in `kata` ship. */
+export interface ShippedKernel {
+  kata: string;
+  kernel: string;
+}
+
 export interface ReleaseMetadata {
   constraints: Constraint[];
   withdrawn: Withdrawal[];
+  requires: PublishedRequirement[];
+  kernels: ShippedKernel[];
   /** Unknown keys that were skipped. */
   problems: string[];
 }
@@ -59,13 +78,27 @@ export function parseMetadata(text: string, origin = METADATA_FILE): Result<Rele
     return bad(`"schemaVersion" must be ${METADATA_SCHEMA_VERSION}, got ${JSON.stringify(doc.schemaVersion)}`);
   }
   for (const key of Object.keys(doc)) {
-    if (!["schemaVersion", "constraints", "withdrawn"].includes(key)) problems.push(`unknown key "${key}" skipped`);
+    if (!["schemaVersion", "constraints", "withdrawn", "requires", "kernels"].includes(key)) {
+      problems.push(`unknown key "${key}" skipped`);
+    }
   }
   const constraints = entries(doc.constraints, "constraints", ["kata", "flatcar", "reason"], problems);
   if (!constraints.ok) return bad(constraints.error);
   const withdrawn = entries(doc.withdrawn, "withdrawn", ["kata", "reason"], problems);
   if (!withdrawn.ok) return bad(withdrawn.error);
+  const requires = entries(doc.requires, "requires", ["kata", "companion", "versions", "reason"], problems);
+  if (!requires.ok) return bad(requires.error);
+  const kernels = entries(doc.kernels, "kernels", ["kata", "kernel"], problems);
+  if (!kernels.ok) return bad(kernels.error);
+  const field = (e: Record<string, string>, k: string): string => e[k] ?? "";
   return ok({
+    requires: requires.value.map((e) => ({
+      kata: field(e, "kata"),
+      companion: field(e, "companion"),
+      versions: field(e, "versions"),
+      reason: field(e, "reason"),
+    })),
+    kernels: kernels.value.map((e) => ({ kata: field(e, "kata"), kernel: field(e, "kernel") })),
     constraints: constraints.value.map((e) => ({
       kata: e.kata ?? "",
       flatcar: e.flatcar ?? "",
@@ -76,7 +109,7 @@ export function parseMetadata(text: string, origin = METADATA_FILE): Result<Rele
   });
 }
 
-/** Checks a list of objects whose fields are all strings: ranges for kata/flatcar, non-empty text for reason. */
+/** Checks a list of objects whose fields are all strings: semver ranges, except the texts reason and companion. */
 function entries(
   value: unknown,
   key: string,
@@ -94,7 +127,7 @@ function entries(
     for (const field of fields) {
       const v = item[field];
       if (typeof v !== "string" || v.trim() === "") return fail(`${where}.${field} must be a non-empty string`);
-      if (field !== "reason" && toRange(v) === null)
+      if (field !== "reason" && field !== "companion" && toRange(v) === null)
         return fail(`${where}.${field} must be a semver range, got "${v}"`);
       entry[field] = v;
     }

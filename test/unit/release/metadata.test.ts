@@ -17,9 +17,30 @@ describe("parseMetadata", () => {
       value: {
         constraints: [{ kata: ">=4.0.0", flatcar: ">=4459.0.0", reason: "kernel 6.6" }],
         withdrawn: [{ kata: "3.30.0", reason: "broken shim" }],
+        requires: [],
+        kernels: [],
         problems: ['unknown key "publishedBy" skipped'],
       },
     });
+  });
+
+  it("reads companion requirements and shipped guest kernels", () => {
+    const r = parseMetadata(
+      JSON.stringify({
+        schemaVersion: 1,
+        requires: [{ kata: "3.32.x", companion: "cloud-hypervisor", versions: ">=51.0 <53", reason: "tested pair" }],
+        kernels: [{ kata: "3.32.x", kernel: "6.12.8" }],
+      }),
+    );
+    expect(r.ok && r.value.requires).toEqual([
+      { kata: "3.32.x", companion: "cloud-hypervisor", versions: ">=51.0 <53", reason: "tested pair" },
+    ]);
+    expect(r.ok && r.value.kernels).toEqual([{ kata: "3.32.x", kernel: "6.12.8" }]);
+    const bad = parseMetadata(
+      JSON.stringify({ schemaVersion: 1, requires: [{ kata: "3.32.x", companion: "ch", versions: "soon", reason: "x" }] }),
+    );
+    expect(bad.ok).toBe(false);
+    expect(bad.ok ? "" : bad.error.message).toContain('requires[0].versions must be a semver range, got "soon"');
   });
 
   it.each([
