@@ -86,6 +86,8 @@ describe("resolve", () => {
     const metadata: ReleaseMetadata = {
       constraints: [{ kata: ">=3.32.0", flatcar: ">=5000.0.0", reason: "needs a future kernel" }],
       withdrawn: [{ kata: "3.31.1", reason: "broken shim" }],
+      requires: [],
+      kernels: [],
       problems: [],
     };
     const r = resolve(base({ metadata }));
