@@ -19,6 +19,9 @@ export interface FetchBench {
   bytes: number;
   oursMiBps: number;
   curlMiBps: number;
+  /** `curl -o FILE && sha256sum FILE && sync FILE`: the same work as ours done by the usual tools. */
+  curlVerifiedMiBps: number;
+  ratioToCurlVerified: number;
   /** RSS of this process just before the download, and the peak increase seen while it ran (sampled). */
   rssIdleMiB: number;
   rssPeakIncreaseMiB: number;
@@ -66,10 +69,13 @@ export async function benchFetch(sizeBytes = 512 * MiB, runs = 3): Promise<Fetch
     rmSync(dest, { force: true });
     const ours: number[] = [];
     const theirs: number[] = [];
+    const theirsVerified: number[] = [];
     const rssIncreases: number[] = [];
     const idleBefore: number[] = [];
     for (let i = 0; i < runs; i++) {
       theirs.push(await timed(() => curl(url, curlOut)));
+      rmSync(curlOut, { force: true });
+      theirsVerified.push(await timed(() => curlVerified(url, curlOut)));
       rmSync(curlOut, { force: true });
 
       const idle = process.memoryUsage.rss();
@@ -88,12 +94,15 @@ export async function benchFetch(sizeBytes = 512 * MiB, runs = 3): Promise<Fetch
     }
     const oursMiBps = sizeBytes / MiB / (median(ours) / 1000);
     const curlMiBps = sizeBytes / MiB / (median(theirs) / 1000);
+    const curlVerifiedMiBps = sizeBytes / MiB / (median(theirsVerified) / 1000);
     const maxRss = process.resourceUsage().maxRSS * 1024;
     return {
       ratio: round(oursMiBps / curlMiBps, 3),
       bytes: sizeBytes,
       oursMiBps: round(oursMiBps, 1),
       curlMiBps: round(curlMiBps, 1),
+      curlVerifiedMiBps: round(curlVerifiedMiBps, 1),
+      ratioToCurlVerified: round(oursMiBps / curlVerifiedMiBps, 3),
       rssIdleMiB: round(Math.min(...idleBefore) / MiB, 1),
       rssPeakIncreaseMiB: round(Math.max(...rssIncreases) / MiB, 1),
       rssIncreasesMiB: rssIncreases.map((v) => round(v / MiB, 1)),
@@ -109,6 +118,12 @@ export async function benchFetch(sizeBytes = 512 * MiB, runs = 3): Promise<Fetch
 
 async function curl(url: string, out: string): Promise<void> {
   await run("curl", ["-sS", "--fail", "-o", out, url], { check: true, timeoutMs: 600_000 });
+}
+
+async function curlVerified(url: string, out: string): Promise<void> {
+  await curl(url, out);
+  await run("sha256sum", [out], { check: true, timeoutMs: 600_000 });
+  await run("sync", [out], { check: true, timeoutMs: 600_000 });
 }
 
 async function timed(action: () => Promise<unknown>): Promise<number> {

@@ -1,7 +1,7 @@
 // Downloads one image: streamed into `<tmpDir>/.<file>.partial` with the SHA-256 computed as bytes arrive,
 // resumed with HTTP Range after an interruption, verified, fsynced and only then renamed into place.
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, fdatasync, type WriteStream } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, truncate } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -169,7 +169,9 @@ async function stream(
   const { hash, offset, resumed } = start;
   let received = 0;
   const report = progressReporter(opts, file, start);
+  // Created synchronously right after the response arrived, so reading the body starts at once.
   const out = createWriteStream(partial, { flags: offset > 0 ? "a" : "w", flush: true, highWaterMark: 1 << 20 });
+  const writeBack = writeBehind(out);
   let lost: FetchError | null = null;
   const reclaim = reclaimer();
   try {
@@ -182,6 +184,7 @@ async function stream(
           received += chunk.length;
           report(offset + received, false);
           reclaim(chunk.length);
+          writeBack(chunk.length);
           yield chunk;
         }
       } catch (err) {
@@ -239,6 +242,29 @@ function progressReporter(opts: DownloadOptions, file: string, start: Start): (b
         BYTES_PER_SECOND: progress.bytesPerSecond,
       });
     }
+  };
+}
+
+/**
+ * Starts writing the file back to disk every `everyBytes` while the download goes on, so the fsync before the
+ * rename only has the tail left instead of the whole image (the kernel would otherwise hold it all as dirty
+ * pages). At most one flush is in flight; a failing one is left to the final fsync to report.
+ */
+function writeBehind(out: WriteStream, everyBytes = 32 << 20): (bytes: number) => void {
+  let fd: number | null = null;
+  out.once("open", (opened: number) => {
+    fd = opened;
+  });
+  let since = 0;
+  let flushing = false;
+  return (bytes) => {
+    since += bytes;
+    if (since < everyBytes || flushing || fd === null || out.closed) return;
+    since = 0;
+    flushing = true;
+    fdatasync(fd, () => {
+      flushing = false;
+    });
   };
 }
 

@@ -214,6 +214,8 @@ async function checkResponse(url: string, res: IncomingMessage, options: GetOpti
   // A body cut short before Content-Length or before the last chunk surfaces here as an "aborted" error.
   res.on("error", (err) => counter.endWith(classify(url, err, options.signal)));
   res.pipe(counter);
+  // Readers get errors by iterating or piping the body; this only keeps one nobody reads yet from being fatal.
+  counter.on("error", () => undefined);
   // Whoever stops reading the body early (error or destroy) also closes the connection.
   counter.on("close", () => {
     if (!res.complete) res.destroy();
