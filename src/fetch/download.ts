@@ -197,14 +197,12 @@ async function stream(
     if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
     if (lost !== null) throw lost;
   } catch (err) {
-    const aborted = opts.signal?.aborted === true;
-    // Keep what arrived when another attempt can continue it; an oversize body or local trouble (ENOSPC,
-    // EIO) leaves bytes nobody should trust or resume.
-    if (aborted || (err instanceof FetchError && (err.retryable || err.kind === "aborted"))) {
-      throw aborted && !(err instanceof FetchError)
-        ? new FetchError("aborted", opts.url, "aborted", { cause: opts.signal?.reason })
-        : err;
+    // Keep what arrived when another attempt can continue it (network trouble, the caller cancelled); an
+    // oversize body or local trouble (ENOSPC, EIO) leaves bytes nobody should trust or resume.
+    if (opts.signal?.aborted === true && !(err instanceof FetchError)) {
+      throw new FetchError("aborted", opts.url, "aborted", { cause: opts.signal.reason });
     }
+    if (err instanceof FetchError && (err.retryable || err.kind === "aborted")) throw err;
     await rm(partial, { force: true });
     throw err instanceof FetchError ? err : asKataError(err, "store-failed");
   }

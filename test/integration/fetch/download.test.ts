@@ -149,6 +149,23 @@ describe("retries", () => {
     expect(clock.sleeps).toEqual([750, 1500, 3000]);
   });
 
+  test("a refused connection is retried and succeeds once the server listens again", async () => {
+    await server.refuse();
+    const slept: number[] = [];
+    const base = fakeClock();
+    const restarting = {
+      ...base,
+      sleep: async (ms: number) => {
+        slept.push(ms);
+        await server.accept();
+      },
+    };
+    const opts = options({ clock: restarting });
+    expect((await downloadImage(opts)).sha256).toBe(image.sha256);
+    expect(slept).toEqual([750]);
+    expect(fileRequests()).toHaveLength(1);
+  });
+
   test("when retries run out the error is typed and only the resumable .partial stays", async () => {
     server.setFault(path, { kind: "reset", afterBytes: 10_000 });
     const opts = options({ retries: 2 });

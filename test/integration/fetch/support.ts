@@ -24,14 +24,14 @@ export function fakeClock(startMs = Date.UTC(2026, 0, 1)): FakeClock {
   };
 }
 
-export interface Record_ {
+export interface LogRecord {
   level: Level;
   message: string;
   fields: Fields;
 }
 
-export function memoryLogger(): Logger & { records: Record_[] } {
-  const records: Record_[] = [];
+export function memoryLogger(): Logger & { records: LogRecord[] } {
+  const records: LogRecord[] = [];
   const logger = createLogger((level, message, fields) => records.push({ level, message, fields }), "debug");
   return Object.assign(logger, { records });
 }
