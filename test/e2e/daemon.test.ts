@@ -1,0 +1,429 @@
+// Proves kata-sysextd as a native citizen of a systemd host, under real systemd as PID 1 (systemd-nspawn): the
+// project's own units (every sandboxing directive kept, only ExecStart pointed at this checkout) run the daemon
+// against a loopback release server; the real systemd-sysext merges what it links; journald records its fields;
+// a com.coreos.update1 service on the real system bus announces an OS update and the daemon stages the image
+// that update needs; two reboots, into the new Flatcar release and back onto the old one, run the boot unit
+// before containerd and merge the right image each time.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MessageId } from "../../src/log/logger.ts";
+import { buildImage, writeOsRelease } from "../helpers/images.ts";
+import {
+  allowBusName,
+  bootContainer,
+  type Container,
+  type EtcEntry,
+  type JournalEntry,
+  nspawnUnavailableReason,
+} from "../helpers/nspawn.ts";
+import { publishRelease, type ReleaseServer, startReleaseServer } from "../helpers/release-server.ts";
+
+const skipReason = nspawnUnavailableReason();
+if (skipReason) console.log(`skipping e2e daemon test: ${skipReason}`);
+
+const REPO = resolve(import.meta.dirname, "../..");
+const NODE = process.execPath;
+const STORE = "/var/lib/kata-sysextd/images";
+const LINK = "/etc/extensions/kata-containers.raw";
+const image = (version: string) => `${STORE}/kata-containers-${version}-x86-64.raw`;
+const OLD_OS = "4593.2.5";
+const NEW_OS = "4650.0.0";
+const DAEMON_UNIT = "kata-sysextd.service";
+const BOOT_UNIT = "kata-sysextd-boot.service";
+// Generous: a boot waits while another test file's container runs (one container at a time).
+const BOOT_TIMEOUT_MS = 240_000;
+const STEP_TIMEOUT_MS = 60_000;
+
+/** The payload the preflight looks for, so activation's health stage judges a kata-like image, not an empty one. */
+function kataPayload(version: string) {
+  const script = (text: string) => ({ content: `#!/bin/sh\n${text}\n`, mode: 0o755 });
+  return {
+    "opt/kata/share/defaults/kata-containers/configuration-clh.toml": [
+      "[hypervisor.clh]",
+      'path = "/opt/kata/bin/cloud-hypervisor"',
+      'kernel = "/opt/kata/share/kata-containers/vmlinux.container"',
+      'image = "/opt/kata/share/kata-containers/kata-containers.img"',
+      'shared_fs = "virtio-fs"',
+      'virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"',
+      "",
+    ].join("\n"),
+    "opt/kata/bin/cloud-hypervisor": script(`echo "cloud-hypervisor v41.0.0 (kata ${version})"`),
+    "opt/kata/libexec/virtiofsd": script('echo "virtiofsd 1.12.0"'),
+    "opt/kata/share/kata-containers/vmlinux.container": `kata-like guest kernel ${version}\n`,
+    "opt/kata/share/kata-containers/kata-containers.img": `kata-like guest image ${version}\n`,
+  };
+}
+
+/** A loopback port free on both addresses the API binds (127.0.0.1 and [::1]); the container shares our network. */
+async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await listenOnce("127.0.0.1", 0);
+    if ((await listenOnce("::1", port).catch(() => 0)) === port) return port;
+  }
+  throw new Error("no loopback port free on both 127.0.0.1 and ::1");
+}
+
+function listenOnce(host: string, port: number): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once("error", fail);
+    server.listen(port, host, () => {
+      const address = server.address();
+      server.close(() => done(typeof address === "object" && address !== null ? address.port : 0));
+    });
+  });
+}
+
+describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-nspawn)", () => {
+  const started = Date.now();
+  const timings: Record<string, number> = {};
+  const mounts: string[] = [];
+  let host = "";
+  let server: ReleaseServer | undefined;
+  let port = 0;
+  let c: Container;
+
+  /**
+   * The container's /usr: the machine's /usr with a Flatcar os-release (and the journal catalog) layered on top.
+   * Not a bind over /usr/lib/os-release: systemd-sysext's overlay takes the /usr mount as its lower layer and
+   * would hide a file bound below it, so after the first merge the host would read Debian's os-release again.
+   */
+  const flatcarUsr = (versionId: string): string => {
+    const layer = join(host, `os-${versionId}`);
+    if (!existsSync(layer)) {
+      writeOsRelease(layer, versionId);
+      mkdirSync(join(layer, "usr/lib/systemd/catalog"), { recursive: true });
+      execFileSync("cp", [join(REPO, "units/kata-sysextd.catalog"), join(layer, "usr/lib/systemd/catalog/")]);
+    }
+    const target = join(host, `usr-${mounts.length}`);
+    mkdirSync(target);
+    execFileSync("mount", ["-t", "overlay", "overlay", "-o", `ro,lowerdir=${join(layer, "usr")}:/usr`, target]);
+    mounts.push(target);
+    return target;
+  };
+
+  /** Boots with the given Flatcar release; the same etcDir and state folder make every boot after the first a reboot. */
+  const boot = async (versionId: string, etcFiles: Record<string, EtcEntry> = {}): Promise<Container> => {
+    // A test that failed before its poweroff must not leave a machine running on the same /etc and store.
+    await c?.dispose();
+    const container = await bootContainer({
+      etcFiles,
+      loopDevices: true,
+      kvm: existsSync("/dev/kvm"),
+      etcDir: join(host, "etc"),
+      binds: [
+        { host: flatcarUsr(versionId), container: "/usr", readOnly: true },
+        { host: REPO, container: REPO, readOnly: true },
+        // The store and state survive a reboot; the rest of the volatile /var does not.
+        { host: join(host, "state"), container: "/var/lib/kata-sysextd" },
+      ],
+      bootTimeoutMs: 60_000,
+    });
+    if (process.env.KATA_E2E_DEBUG) console.error(`kata-sysextd e2e: ${container.debugCommand}`);
+    return container;
+  };
+
+  const sh = (argv: string[]) => c.check(argv);
+  const status = async () => JSON.parse(await sh(["curl", "-sf", `http://127.0.0.1:${port}/status`])) as StatusDoc;
+  /** Polls /status until `done` holds; returns the last document. */
+  const statusUntil = async (done: (doc: StatusDoc) => boolean, timeoutMs = STEP_TIMEOUT_MS): Promise<StatusDoc> => {
+    const until = Date.now() + timeoutMs;
+    let last: StatusDoc | null = null;
+    while (Date.now() < until) {
+      last = await status().catch(() => null);
+      if (last !== null && done(last)) return last;
+      await sleep(200);
+    }
+    const journal = await c.exec(["journalctl", "-u", DAEMON_UNIT, "-n", "30", "--no-pager"]);
+    throw new Error(`/status never got there; last: ${JSON.stringify(last)}\n${journal.stdout}`);
+  };
+  const unitProperty = async (unit: string, property: string) =>
+    (await sh(["systemctl", "show", "-P", property, "--", unit])).trim();
+  const journalWith = async (unit: string, messageId: string): Promise<JournalEntry[]> =>
+    (await c.journal(unit)).filter((e) => e.MESSAGE_ID === messageId);
+
+  beforeAll(async () => {
+    host = mkdtempSync(join(tmpdir(), "kata-e2e-daemon-"));
+    const release = join(host, "release");
+    mkdirSync(release);
+    mkdirSync(join(host, "state"));
+    await publishRelease(release, {
+      images: ["3.32.0", "3.33.0"].map((version) => ({
+        version,
+        content: buildImage({ version, files: kataPayload(version) }, join(host, "build", `${version}.raw`)),
+      })),
+    });
+    server = await startReleaseServer(release);
+    port = await freePort();
+
+    const unitFile = (name: string) => readFileSync(join(REPO, "units", name), "utf8");
+    // Only ExecStart changes: the checkout's pinned node and launcher instead of /usr/bin/kata-sysextd.
+    const execStart = (args: string) => `[Service]\nExecStart=\nExecStart=${NODE} ${REPO}/bin/kata-sysextd.js${args}\n`;
+    const etcFiles: Record<string, EtcEntry> = {
+      "systemd/system/kata-sysextd.service": unitFile(DAEMON_UNIT),
+      "systemd/system/kata-sysextd-boot.service": unitFile(BOOT_UNIT),
+      "systemd/system/kata-sysextd.service.d/10-e2e-checkout.conf": execStart(""),
+      "systemd/system/kata-sysextd-boot.service.d/10-e2e-checkout.conf": execStart(" boot"),
+      "systemd/system/multi-user.target.wants/kata-sysextd.service": {
+        symlink: "/etc/systemd/system/kata-sysextd.service",
+      },
+      "systemd/system/multi-user.target.wants/kata-sysextd-boot.service": {
+        symlink: "/etc/systemd/system/kata-sysextd-boot.service",
+      },
+      "systemd/system/sysinit.target.wants/systemd-sysext.service": {
+        symlink: "/usr/lib/systemd/system/systemd-sysext.service",
+      },
+      // Flatcar's containerd.service takes its configuration from $CONTAINERD_CONFIG; Debian's does not, so the
+      // container's containerd gets Flatcar's ExecStart (the drop-in kata-sysextd writes sorts after this one).
+      "systemd/system/containerd.service.d/10-flatcar.conf":
+        "[Service]\nEnvironment=CONTAINERD_CONFIG=/etc/containerd/config.toml\nExecStart=\nExecStart=/usr/bin/containerd --config $CONTAINERD_CONFIG\n",
+      "containerd/config.toml":
+        'version = 2\n\n[plugins."io.containerd.grpc.v1.cri".containerd]\nsnapshotter = "native"\n',
+      "kata-sysextd/config.toml": [
+        "[source]",
+        `url = "${server.url}"`,
+        "[policy]",
+        'versions = ">=3.21.0"',
+        `constraints = [ { kata = ">=3.33.0", flatcar = ">=${NEW_OS}", reason = "3.33 needs the newer Flatcar kernel" } ]`,
+        "[api]",
+        `listen = "127.0.0.1:${port}"`,
+        "[containerd]",
+        'base_config = "/etc/containerd/config.toml"',
+        "",
+      ].join("\n"),
+    };
+    c = await boot(OLD_OS, etcFiles);
+    timings.firstBootMs = c.bootMs;
+  }, BOOT_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await c?.dispose();
+    await server?.close();
+    for (const target of mounts) execFileSync("umount", ["-l", target]);
+    if (host) rmSync(host, { recursive: true, force: true });
+    timings.totalMs = Date.now() - started;
+    console.log(`e2e daemon timings: ${JSON.stringify(timings)}`);
+  });
+
+  it(
+    "runs the daemon as its sandboxed Type=notify unit: READY, then STATUS= lines",
+    async () => {
+      await expectNothingFailed();
+      await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
+      const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
+      expect(doc.extension.active).toBe("3.32.0");
+      expect(await unitProperty(DAEMON_UNIT, "StatusText")).toBe("idle; kata 3.32.0 merged");
+      const shown = (await c.exec(["systemctl", "status", "--no-pager", DAEMON_UNIT])).stdout;
+      expect(shown).toContain('Status: "idle; kata 3.32.0 merged"');
+      expect(await unitProperty(DAEMON_UNIT, "NRestarts")).toBe("0");
+      // The unit's sandbox is the one in units/, in force: no capabilities at all, a read-only system.
+      expect(await unitProperty(DAEMON_UNIT, "ProtectSystem")).toBe("strict");
+      expect(await unitProperty(DAEMON_UNIT, "CapabilityBoundingSet")).toBe("");
+      const mainPid = await unitProperty(DAEMON_UNIT, "MainPID");
+      expect(await sh(["grep", "^CapEff:", `/proc/${mainPid}/status`])).toMatch(/^CapEff:\s+0+\n$/);
+      expect(await sh(["readlink", `/proc/${mainPid}/exe`])).toBe(`${NODE}\n`);
+    },
+    2 * STEP_TIMEOUT_MS,
+  );
+
+  it("links the image into the store and the real systemd-sysext merges it", async () => {
+    expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
+    expect(await sh(["systemd-sysext", "list"])).toMatch(
+      /kata-containers\s+raw\s+\/etc\/extensions\/kata-containers\.raw/,
+    );
+    const merged = JSON.parse(await sh(["systemd-sysext", "status", "--json=short"])) as SysextStatus[];
+    expect(merged.find((h) => h.hierarchy === "/usr")?.extensions).toContain("kata-containers");
+    expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+    expect(await sh(["/opt/kata/bin/containerd-shim-kata-v2"])).toBe("kata-shim 3.32.0\n");
+    // Merged by systemd-sysext.service in the host's namespace, not in the daemon's private one.
+    expect(await unitProperty("systemd-sysext.service", "ActiveState")).toBe("active");
+    expect(await sh(["grep", "^ID=", "/usr/lib/os-release"])).toBe("ID=flatcar\n");
+  });
+
+  it("answers /status per CONTRACT.md", async () => {
+    const doc = await status();
+    expect(doc.daemon.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(new Date(doc.daemon.startedAt).toISOString()).toBe(doc.daemon.startedAt);
+    expect(doc.host).toEqual({ id: "flatcar", versionId: OLD_OS, sysextLevel: "1.0", arch: "x86-64" });
+    expect(doc.extension).toMatchObject({
+      name: "kata-containers",
+      active: "3.32.0",
+      merged: true,
+      image: image("3.32.0"),
+    });
+    expect(doc.nextBoot).toBeNull();
+    expect(doc.lastReconcile).toMatchObject({ result: "ok", error: null });
+    expect(doc.state).toBe("idle");
+    expect(typeof doc.preflight.ok).toBe("boolean");
+    expect(doc.preflight.checks.find((check) => check.id === "hypervisor-binary")?.status).toBe("pass");
+    expect(doc.preflight.checks.find((check) => check.id === "containerd-handler")?.status).toBe("pass");
+    const ready = (
+      await sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/readyz`])
+    ).trim();
+    expect(ready).toBe(doc.preflight.ok ? "200" : "503");
+  });
+
+  it("registers the Kata runtimes with the container's real containerd and restarts it", async () => {
+    const config = await sh(["cat", "/etc/kata-sysextd/containerd.toml"]);
+    expect(config).toContain('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata-clh]');
+    expect(config).toContain('runtime_type = "io.containerd.kata.v2"');
+    expect(config).toContain('ConfigPath = "/opt/kata/share/defaults/kata-containers/configuration-clh.toml"');
+    expect(config).toContain('snapshotter = "native"'); // the base configuration is kept
+    await c.waitForUnit("containerd.service", "active", STEP_TIMEOUT_MS);
+    const pid = await unitProperty("containerd.service", "MainPID");
+    expect((await sh(["cat", `/proc/${pid}/cmdline`])).split("\0")).toEqual([
+      "/usr/bin/containerd",
+      "--config",
+      "/etc/kata-sysextd/containerd.toml",
+      "",
+    ]);
+  });
+
+  it("logs structured journal fields and the image-activated MESSAGE_ID", async () => {
+    const [activated] = await journalWith(DAEMON_UNIT, MessageId.imageActivated);
+    expect(activated).toMatchObject({
+      _SYSTEMD_UNIT: DAEMON_UNIT,
+      SYSLOG_IDENTIFIER: "kata-sysextd",
+      PRIORITY: "5",
+      KATA_SYSEXT_NAME: "kata-containers",
+      KATA_SYSEXT_VERSION: "3.32.0",
+      FLATCAR_VERSION_ID: OLD_OS,
+    });
+    expect(activated?.MESSAGE).toContain("kata-containers-3.32.0-x86-64.raw");
+  });
+
+  it("journalctl -x explains the record with the shipped catalog", async () => {
+    await sh(["journalctl", "--update-catalog"]);
+    const explained = await sh(["journalctl", "-x", "--no-pager", `MESSAGE_ID=${MessageId.imageActivated}`]);
+    expect(explained).toContain("Subject: Kata Containers extension 3.32.0 activated");
+  });
+
+  it(
+    "stages the image for the next Flatcar release when update_engine on the real system bus needs a reboot",
+    async () => {
+      await allowBusName(c, "com.coreos.update1");
+      await sh([
+        "systemd-run",
+        "--quiet",
+        "--unit=e2e-update-engine.service",
+        NODE,
+        join(REPO, "test/helpers/fake-update-engine.ts"),
+        "--emit",
+        "UPDATE_STATUS_UPDATED_NEED_REBOOT",
+        "--version",
+        NEW_OS,
+      ]);
+      const doc = await statusUntil((d) => d.nextBoot?.staged === true);
+      expect(doc.nextBoot).toEqual({ flatcarVersion: NEW_OS, kata: "3.33.0", staged: true, reason: null });
+      expect((await c.exec(["test", "-f", image("3.33.0")])).exitCode).toBe(0);
+      // Design (b): staging fetches and records; the running overlay and the link stay on 3.32.0 until the reboot.
+      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
+      expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+      const [staged] = await journalWith(DAEMON_UNIT, MessageId.nextBootStaged);
+      expect(staged).toMatchObject({
+        KATA_SYSEXT_VERSION: "3.33.0",
+        FLATCAR_VERSION_ID: OLD_OS,
+        FLATCAR_NEXT_VERSION: NEW_OS,
+      });
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it("systemctl stop stops the daemon cleanly", async () => {
+    await sh(["systemctl", "stop", "e2e-update-engine.service"]);
+    await sh(["systemctl", "stop", DAEMON_UNIT]);
+    expect(await unitProperty(DAEMON_UNIT, "ActiveState")).toBe("inactive");
+    expect(await unitProperty(DAEMON_UNIT, "Result")).toBe("success");
+    expect(await unitProperty(DAEMON_UNIT, "ExecMainStatus")).toBe("0");
+    const messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
+    expect(messages).toContain("SIGTERM: stopping");
+    // Stopping the daemon leaves the host as it was: still linked and merged.
+    expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+    const off = await c.poweroff();
+    expect(off.clean).toBe(true);
+    timings.firstPoweroffMs = off.ms;
+  });
+
+  it(
+    "after the reboot into the new release, the boot unit merges the staged image before containerd starts",
+    async () => {
+      c = await boot(NEW_OS);
+      timings.secondBootMs = c.bootMs;
+      await expectNothingFailed();
+      expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
+      expect(await unitProperty(BOOT_UNIT, "ActiveState")).toBe("active");
+      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.33.0")}\n`);
+      expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.33.0\n");
+      expect(await sh(["grep", "^VERSION_ID=", "/usr/lib/os-release"])).toBe(`VERSION_ID=${NEW_OS}\n`);
+      const [activated] = await journalWith(BOOT_UNIT, MessageId.imageActivated);
+      expect(activated).toMatchObject({ _SYSTEMD_UNIT: BOOT_UNIT, KATA_SYSEXT_VERSION: "3.33.0" });
+      await assertBootOrder();
+      // The daemon takes over: nothing pending any more, 3.33.0 active and merged for the new release.
+      await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
+      const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
+      expect(doc.host.versionId).toBe(NEW_OS);
+      expect(doc.extension).toMatchObject({ active: "3.33.0", merged: true });
+      expect(doc.nextBoot).toBeNull();
+      expect((await c.poweroff()).clean).toBe(true);
+    },
+    BOOT_TIMEOUT_MS,
+  );
+
+  it(
+    "booting the old release again recovers: 3.32.0 linked and merged before containerd",
+    async () => {
+      c = await boot(OLD_OS);
+      timings.thirdBootMs = c.bootMs;
+      await expectNothingFailed();
+      expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
+      // 3.33.0 needs Flatcar >= 4650.0.0 by policy: the boot step goes back to the newest image that qualifies.
+      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
+      expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+      await assertBootOrder();
+      await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
+      const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
+      expect(doc.host.versionId).toBe(OLD_OS);
+      expect(doc.extension).toMatchObject({ active: "3.32.0", merged: true });
+      const off = await c.poweroff();
+      expect(off.clean).toBe(true);
+    },
+    BOOT_TIMEOUT_MS,
+  );
+
+  /** No unit failed during boot; a failure quotes the failed units' own journal. */
+  async function expectNothingFailed(): Promise<void> {
+    const journals = await Promise.all(
+      c.failedAtBoot.map(async (unit) => (await c.exec(["journalctl", "-u", unit, "--no-pager", "-n", "40"])).stdout),
+    );
+    expect(c.failedAtBoot, journals.join("\n")).toEqual([]);
+  }
+
+  /** The boot unit finished before containerd and the daemon started (systemd's own timestamps, not ours). */
+  async function assertBootOrder(): Promise<void> {
+    const monotonic = async (unit: string, property: string) => Number(await unitProperty(unit, property));
+    const bootDone = await monotonic(BOOT_UNIT, "ExecMainExitTimestampMonotonic");
+    expect(bootDone).toBeGreaterThan(0);
+    expect(await monotonic("containerd.service", "ExecMainStartTimestampMonotonic")).toBeGreaterThan(bootDone);
+    expect(await monotonic(DAEMON_UNIT, "ExecMainStartTimestampMonotonic")).toBeGreaterThan(bootDone);
+  }
+});
+
+interface StatusDoc {
+  daemon: { version: string; startedAt: string };
+  host: { id: string | null; versionId: string | null; sysextLevel: string | null; arch: string };
+  extension: { name: string; active: string | null; merged: boolean; image: string | null };
+  nextBoot: { flatcarVersion: string; kata: string | null; staged: boolean; reason: string | null } | null;
+  preflight: { ok: boolean; failed: number; warnings: number; checks: { id: string; status: string }[] };
+  lastReconcile: { at: string; result: string; error: string | null } | null;
+  state: string;
+}
+
+interface SysextStatus {
+  hierarchy: string;
+  extensions: string[] | string;
+}
