@@ -21,6 +21,8 @@ export async function benchResolve(): Promise<{ name: string; ms: number; entrie
   const metadata: ReleaseMetadata = {
     constraints: [{ kata: ">=5.0.0", flatcar: ">=9999.0.0", reason: "bench: rules out the newest line" }],
     withdrawn: [{ kata: "4.99.x", reason: "bench" }],
+    requires: [],
+    kernels: [],
     problems: [],
   };
   const policy = {

@@ -27,6 +27,16 @@ export interface DownloadProgress {
   bytesPerSecond: number;
 }
 
+/** One extension of the managed set: Kata itself or a companion (e.g. cloud-hypervisor). */
+export interface MemberStatus {
+  name: string;
+  active: string | null;
+  previous: string | null;
+  /** The version staged for the next boot's OS release, or null. */
+  nextBoot: string | null;
+  merged: boolean;
+}
+
 export interface StatusDocument {
   daemon: { version: string; startedAt: string; root: string };
   host: { id: string | null; versionId: string | null; sysextLevel: string | null; arch: string };
@@ -42,6 +52,8 @@ export interface StatusDocument {
     limitation: string | null;
   };
   nextBoot: null | { flatcarVersion: string; kata: string | null; staged: boolean; reason: string | null };
+  /** Every managed extension, Kata first; a single-extension setup lists Kata alone. */
+  members: MemberStatus[];
   preflight: PreflightSummary | null;
   lastReconcile: null | {
     at: string;

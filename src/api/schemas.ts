@@ -131,6 +131,10 @@ export const statusDocumentSchema = object({
     limitation: nullableStr,
   }),
   nextBoot: nullable(object({ flatcarVersion: str, kata: nullableStr, staged: bool, reason: nullableStr })),
+  members: {
+    type: "array",
+    items: object({ name: str, active: nullableStr, previous: nullableStr, nextBoot: nullableStr, merged: bool }),
+  },
   preflight: nullable(preflightSummarySchema),
   lastReconcile: nullable(
     object({

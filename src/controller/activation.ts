@@ -13,19 +13,28 @@ import { runStages, type Stage } from "./transaction.ts";
 
 export interface ActivationDeps {
   paths: HostPaths;
-  name: string;
-  link: ActiveLink;
   sysext: Sysext;
   log: Logger;
   /** Runs the preflight; absent when no preflight is configured. */
   preflight?: () => Promise<PreflightSummary>;
-  /** Registers the image's runtime handlers with containerd once the merge is confirmed; absent when off. */
+  /** Registers Kata's runtime handlers with containerd once the merge is confirmed; absent when off. */
   runtime?: RuntimeRegistration;
 }
 
-export interface SwitchRequest {
+/** One member's link moving from one stored image to another. */
+export interface LinkChange {
+  name: string;
+  link: ActiveLink;
   to: StoredImage;
   from: string | null;
+  /** The Kata extension itself (its runtime handlers go to containerd), not a companion. */
+  primary: boolean;
+}
+
+export interface SwitchRequest {
+  changes: LinkChange[];
+  /** Every member's image after the switch, changed or not: they must not ship the same file. */
+  after: StoredImage[];
   /** The preflight verdict before the switch; a failure after it that was not there before rolls back. */
   preflightBefore: PreflightSummary | null;
 }
@@ -36,27 +45,46 @@ export interface SwitchResult {
   preflight: PreflightSummary | null;
 }
 
-export async function switchImage(deps: ActivationDeps, req: SwitchRequest): Promise<SwitchResult> {
+/**
+ * Switches one or more members together: every link, then one merge, so Kata and its companions are never
+ * merged in a combination nobody chose; a failure anywhere puts every link back and merges the old set.
+ */
+export async function switchImages(deps: ActivationDeps, req: SwitchRequest): Promise<SwitchResult> {
   const result: SwitchResult = { unconfirmed: null, preflight: null };
+  const linkStages: Stage[] = req.changes.map((change, i) => ({
+    name: `link ${change.name}`,
+    run: () => change.link.point(change.to.file),
+    // Undone in reverse, so the first link is put back last: then the old set is complete and merged once.
+    undo: async () => {
+      if (change.from === null) await change.link.remove();
+      else await change.link.point(change.from);
+      if (i === 0) await deps.sysext.refresh();
+    },
+  }));
+  const primary = req.changes.find((c) => c.primary);
   const stages: Stage[] = [
     {
-      name: "link",
-      run: () => deps.link.point(req.to.file),
-      // The merge stage after this one may have run, so putting the old link back also re-merges it.
-      undo: async () => {
-        if (req.from === null) await deps.link.remove();
-        else await deps.link.point(req.from);
-        await deps.sysext.refresh();
+      name: "no-shared-files",
+      run: async () => {
+        const clashes = sharedFiles(req.after);
+        if (clashes.length > 0) {
+          throw new KataError("activation-failed", `extensions ship the same files: ${clashes.join("; ")}`, {
+            remedy: "two members of the set would overlay each other; pin versions that do not clash in [policy]",
+          });
+        }
       },
     },
+    ...linkStages,
     { name: "merge", run: () => deps.sysext.refresh() },
     {
       name: "confirm-merge",
       run: async () => {
-        result.unconfirmed = await confirmMerged(deps);
+        for (const change of req.changes) {
+          result.unconfirmed = (await confirmMerged({ ...deps, name: change.name })) ?? result.unconfirmed;
+        }
       },
     },
-    ...(deps.runtime === undefined ? [] : [deps.runtime.stage(req.to)]),
+    ...(deps.runtime === undefined || primary === undefined ? [] : [deps.runtime.stage(primary.to)]),
     {
       name: "health",
       run: async () => {
@@ -71,8 +99,22 @@ export async function switchImage(deps: ActivationDeps, req: SwitchRequest): Pro
       },
     },
   ];
-  await runStages(stages, deps.log.with({ KATA_SYSEXT_NAME: deps.name }));
+  await runStages(stages, deps.log.with({ KATA_SYSEXT_NAME: req.changes.map((c) => c.name).join(",") }));
   return result;
+}
+
+/** Paths two images would both put into the merged tree ("a.raw and b.raw: usr/bin/x"); directories aside. */
+export function sharedFiles(images: readonly StoredImage[]): string[] {
+  const owner = new Map<string, string>();
+  const clashes: string[] = [];
+  for (const image of images) {
+    for (const path of image.files) {
+      const other = owner.get(path);
+      if (other !== undefined && other !== image.file) clashes.push(`${other} and ${image.file}: /${path}`);
+      else owner.set(path, image.file);
+    }
+  }
+  return clashes.slice(0, 10);
 }
 
 /**
@@ -80,7 +122,9 @@ export async function switchImage(deps: ActivationDeps, req: SwitchRequest): Pro
  * visible under /usr. Returns null when confirmed, the reason when it cannot be observed here, and throws
  * when it should have been merged but is not.
  */
-export async function confirmMerged(deps: Pick<ActivationDeps, "paths" | "name" | "sysext">): Promise<string | null> {
+export async function confirmMerged(
+  deps: Pick<ActivationDeps, "paths" | "sysext"> & { name: string },
+): Promise<string | null> {
   const merged = (await deps.sysext.merged()).includes(deps.name);
   const marker = deps.paths.host(`/usr/lib/extension-release.d/extension-release.${deps.name}`);
   const visible = await access(marker).then(

@@ -14,7 +14,7 @@ import { ImageStore } from "../store/store.ts";
 import { binarySysext } from "../sysext/sysext.ts";
 import { systemdSysext } from "../sysext/via-systemd.ts";
 import type { SystemdManager } from "../systemd/manager.ts";
-import { type PassOutcome, Reconciler, type ReconcilerDeps } from "./reconciler.ts";
+import { type Member, type PassOutcome, Reconciler, type ReconcilerDeps } from "./reconciler.ts";
 import { urlFileSource } from "./source.ts";
 
 export interface CommandContext {
@@ -36,6 +36,13 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
   const clock = systemClock;
   const random = systemRandom;
   const files = containerdFiles(paths, config.containerd);
+  const member = (name: string, primary: boolean, source: Config["source"], versions: string): Member => ({
+    name,
+    primary,
+    versions,
+    link: new ActiveLink(paths.activeLink(name), paths.storeDir),
+    source: urlFileSource(config, source, { clock, random, log }),
+  });
   return {
     paths,
     config,
@@ -44,9 +51,11 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     clock,
     random,
     store: new ImageStore(paths.storeDir, paths.quarantineDir),
-    link: new ActiveLink(paths.activeLink(config.source.name), paths.storeDir),
+    members: [
+      member(config.source.name, true, config.source, config.policy.versions),
+      ...config.companions.map((c) => member(c.name, false, { ...config.source, ...c }, c.versions)),
+    ],
     sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
-    source: urlFileSource(config, { clock, random, log }),
     preflight: () => runPreflight({ paths, containerd: config.containerd.enabled ? config.containerd : null }),
     runtime: config.containerd.enabled
       ? containerdRegistration({ files, systemd, restart: config.containerd.restart, log })

@@ -15,22 +15,33 @@ export interface JudgedImage extends StoredImage {
   reasons: string[];
 }
 
-export interface Observed {
-  host: HostRelease;
-  arch: string;
+/** One extension of the set (Kata, or a companion such as cloud-hypervisor) as found on the host. */
+export interface MemberView {
+  name: string;
   link: LinkState;
   images: JudgedImage[];
   merged: boolean;
+}
+
+export interface Observed {
+  host: HostRelease;
+  arch: string;
+  /** The primary member's (Kata's) link, images and merge, as every single-extension path reads them. */
+  link: LinkState;
+  images: JudgedImage[];
+  merged: boolean;
+  /** Every member, the primary first. */
+  members: MemberView[];
   sandboxesRunning: number;
   state: PersistedState;
 }
 
 export interface ObserveDeps {
   paths: HostPaths;
-  name: string;
   arch: string;
   store: ImageStore;
-  link: ActiveLink;
+  /** The primary first. */
+  members: readonly { name: string; link: ActiveLink }[];
   sysext: Sysext;
 }
 
@@ -44,19 +55,33 @@ export function judge(images: StoredImage[], host: HostRelease, name: string, ar
 
 export async function observe(deps: ObserveDeps): Promise<Observed> {
   const host = await readHostReleaseUnder(deps.paths.host);
-  const [link, stored, merged, sandboxesRunning, state] = await Promise.all([
-    deps.link.read(),
+  const [links, stored, merged, sandboxesRunning, state] = await Promise.all([
+    Promise.all(deps.members.map((m) => m.link.read())),
     deps.store.list(),
     deps.sysext.merged(),
     countKataSandboxes(),
     readState(deps.paths.stateFile),
   ]);
+  const members = deps.members.map((m, i) => ({
+    name: m.name,
+    link: links[i] ?? ({ kind: "absent" } as const),
+    images: judge(
+      stored.filter((image) => image.name === m.name),
+      host,
+      m.name,
+      deps.arch,
+    ),
+    merged: merged.includes(m.name),
+  }));
+  const primary = members[0];
+  if (primary === undefined) throw new Error("observe: no members");
   return {
     host,
     arch: deps.arch,
-    link,
-    images: judge(stored, host, deps.name, deps.arch),
-    merged: merged.includes(deps.name),
+    link: primary.link,
+    images: primary.images,
+    merged: primary.merged,
+    members,
     sandboxesRunning,
     state,
   };

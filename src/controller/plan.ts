@@ -96,3 +96,36 @@ export function pruneCandidates(
   const byNewest = [...others].sort((a, b) => compareVersions(b.version, a.version));
   return byNewest.slice(input.keep).map((e) => e.file);
 }
+
+/** What the set as a whole does next: downloads first, then every member's switch together, then the rest. */
+export type JointAction =
+  | { kind: "download"; member: string; target: Target }
+  | { kind: "switch"; changes: { member: string; to: string; from: string | null }[] }
+  | { kind: "remerge"; member: string; file: string }
+  | { kind: "unlink"; member: string; reason: string }
+  | { kind: "defer"; reason: string }
+  | { kind: "prune"; member: string; files: string[] };
+
+/**
+ * Combines each member's next action into one for the set: all images are fetched and inspected before any
+ * link moves, and all links that move, move together (one merge), so no half-switched set is ever merged.
+ */
+export function nextJointAction(perMember: readonly { member: string; action: Action | null }[]): JointAction | null {
+  const download = perMember.find((p) => p.action?.kind === "download");
+  if (download?.action?.kind === "download") {
+    return { kind: "download", member: download.member, target: download.action.target };
+  }
+  const deferred = perMember.find((p) => p.action?.kind === "defer");
+  if (deferred?.action?.kind === "defer") return { kind: "defer", reason: deferred.action.reason };
+  const changes = perMember.flatMap((p) =>
+    p.action?.kind === "switch" ? [{ member: p.member, to: p.action.to, from: p.action.from }] : [],
+  );
+  if (changes.length > 0) return { kind: "switch", changes };
+  for (const { member, action } of perMember) {
+    if (action === null) continue;
+    if (action.kind === "remerge") return { kind: "remerge", member, file: action.file };
+    if (action.kind === "unlink") return { kind: "unlink", member, reason: action.reason };
+    if (action.kind === "prune") return { kind: "prune", member, files: action.files };
+  }
+  return null;
+}

@@ -7,6 +7,7 @@ import type { Config } from "../config/schema.ts";
 import { KATA_DEFAULTS_DIR } from "../containerd/registration.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { asKataError, KataError } from "../errors.ts";
+import { cleanupPartials } from "../fetch/download.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
@@ -14,16 +15,18 @@ import { compatible } from "../release/compat.ts";
 import { parseManifest } from "../release/manifest.ts";
 import { METADATA_FILE, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
-import { resolve, resolveOffline } from "../release/resolve.ts";
+import { resolveOffline } from "../release/resolve.ts";
+import { resolveSet } from "../release/set.ts";
 import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
 import type { ActiveLink } from "../store/link.ts";
+import { acquireLock, type Lock } from "../store/lock.ts";
 import { readState, writeState } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import { inspectImage, payloadProblems } from "../sysext/inspect.ts";
 import type { Sysext } from "../sysext/sysext.ts";
-import { type ActivationDeps, switchImage } from "./activation.ts";
-import { type Observed, observe } from "./observe.ts";
-import { type Action, nextAction, type Target } from "./plan.ts";
+import { type ActivationDeps, type LinkChange, switchImages } from "./activation.ts";
+import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
+import { type JointAction, nextAction, nextJointAction, type Target } from "./plan.ts";
 import type { ReleaseSource } from "./source.ts";
 
 export interface ReconcilerDeps {
@@ -34,15 +37,28 @@ export interface ReconcilerDeps {
   clock: Clock;
   random: Random;
   store: ImageStore;
-  link: ActiveLink;
+  /** Kata first, then its companion extensions; each with its own link and source. */
+  members: Member[];
   sysext: Sysext;
-  source: ReleaseSource;
   preflight?: () => Promise<PreflightSummary>;
   /** containerd registration; absent when [containerd] enabled = false. */
   runtime?: RuntimeRegistration;
   /** Called whenever something /status shows changes. */
   onProgress?: (event: ReconcileEvent) => void;
 }
+
+/** One extension the daemon manages: Kata itself (primary) or a companion such as cloud-hypervisor. */
+export interface Member {
+  name: string;
+  primary: boolean;
+  link: ActiveLink;
+  source: ReleaseSource;
+  /** Acceptable versions (semver range). */
+  versions: string;
+}
+
+/** What a pass wants active, per member name; null where nothing qualifies. */
+export type Targets = Map<string, Target | null>;
 
 export type ReconcileEvent =
   | { kind: "state"; state: DaemonState }
@@ -53,7 +69,7 @@ export interface PassOutcome {
   result: "ok" | "failed" | "deferred";
   error: KataError | null;
   observed: Observed | null;
-  /** The version the policy wanted, when one was found. */
+  /** The Kata version the policy wanted, when one was found. */
   target: string | null;
   /** Why the merge of the active image could not be confirmed here (the --root limitation), or null. */
   unconfirmed: string | null;
@@ -66,13 +82,27 @@ const MAX_STEPS = 6;
 export class Reconciler {
   private readonly deps: ReconcilerDeps;
   private lastPreflight: PreflightSummary | null = null;
+  /** Files the current pass wants, whose partial downloads are kept for resuming. */
+  private wantedFiles: string[] = [];
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
   }
 
+  private get primary(): Member {
+    const primary = this.deps.members[0];
+    if (primary === undefined) throw new Error("reconciler without members");
+    return primary;
+  }
+
   private get name(): string {
-    return this.deps.config.source.name;
+    return this.primary.name;
+  }
+
+  private member(name: string): Member {
+    const found = this.deps.members.find((m) => m.name === name);
+    if (found === undefined) throw new KataError("internal", `unknown member ${name}`);
+    return found;
   }
 
   private emit(event: ReconcileEvent): void {
@@ -80,43 +110,53 @@ export class Reconciler {
   }
 
   async observe(): Promise<Observed> {
-    const { paths, arch, store, link, sysext } = this.deps;
-    return observe({ paths, name: this.name, arch, store, link, sysext });
+    const { paths, arch, store, members, sysext } = this.deps;
+    return observe({ paths, arch, store, members, sysext });
   }
 
   /** One full pass: resolve against the source, fetch and verify what is missing, activate, prune. */
   async reconcile(): Promise<PassOutcome> {
     return this.pass(async (observed) => {
       this.emit({ kind: "state", state: "resolving" });
-      const { target, trust } = await this.resolveRemote(observed.host, observed);
-      return { target, trust };
+      return this.resolveRemote(observed.host, observed);
     });
   }
 
   /** The boot path: no network; link a stored image that matches the booted OS, or unlink an incompatible one. */
   async boot(): Promise<PassOutcome> {
-    return this.pass(async (observed) => ({ target: this.resolveOffline(observed), trust: null }), {
+    return this.pass(async (observed) => ({ targets: this.resolveOffline(observed), trust: null }), {
       requireActive: false,
     });
   }
 
-  /** Switches back to the image that was active before the last switch, with the same safety as an upgrade. */
+  /** Switches every member back to its image from before the last switch, with the same safety as an upgrade. */
   async rollback(): Promise<PassOutcome> {
     return this.pass(async (observed) => {
-      const previous = observed.state.previous;
-      const image = observed.images.find((i) => i.file === previous);
-      if (previous === null || image === undefined) {
-        throw new KataError("activation-failed", "no previous image to roll back to", {
-          remedy: "`kata-sysextctl versions` lists the images in the store",
-        });
+      const targets: Targets = new Map();
+      for (const view of observed.members) {
+        const previous =
+          view.name === this.name ? observed.state.previous : (observed.state.previousCompanions[view.name] ?? null);
+        const current = view.link.kind === "store" ? view.link.file : null;
+        const file = previous ?? current;
+        const image = view.images.find((i) => i.file === file);
+        if (image === undefined) {
+          if (view.name === this.name) {
+            throw new KataError("activation-failed", "no previous image to roll back to", {
+              remedy: "`kata-sysextctl versions` lists the images in the store",
+            });
+          }
+          targets.set(view.name, null);
+          continue;
+        }
+        if (!image.compatible) {
+          throw new KataError(
+            "incompatible",
+            `previous image ${image.file} does not match this host: ${image.reasons.join("; ")}`,
+          );
+        }
+        targets.set(view.name, { version: image.version, file: image.file, remote: null });
       }
-      if (!image.compatible) {
-        throw new KataError(
-          "incompatible",
-          `previous image ${previous} does not match this host: ${image.reasons.join("; ")}`,
-        );
-      }
-      return { target: { version: image.version, file: image.file, remote: null }, trust: image.trust };
+      return { targets, trust: observed.images.find((i) => i.file === observed.state.previous)?.trust ?? null };
     });
   }
 
@@ -124,18 +164,25 @@ export class Reconciler {
    * Fetches, verifies and inspects the image a not-yet-booted Flatcar release needs, without activating it.
    * Returns the stored image, or throws with the reasons none is compatible.
    */
-  async stageFor(nextOs: HostRelease): Promise<StoredImage> {
+  async stageFor(nextOs: HostRelease): Promise<StoredImage[]> {
     const observed = await this.observe();
-    const { target } = await this.resolveRemote(nextOs, observed);
-    if (target === null) throw new KataError("no-compatible-version", "no Kata version matches the next OS");
-    if (target.remote !== null) await this.download(target, nextOs);
-    const stored = await this.deps.store.get(target.file);
-    if (stored === null) throw new KataError("store-failed", `${target.file} vanished from the store`);
-    return stored;
+    const { targets } = await this.resolveRemote(nextOs, observed);
+    const staged: StoredImage[] = [];
+    for (const member of this.deps.members) {
+      const target = targets.get(member.name);
+      if (target === undefined || target === null) continue;
+      if (target.remote !== null) await this.download(member, target, nextOs);
+      const stored = await this.deps.store.get(target.file);
+      if (stored === null) throw new KataError("store-failed", `${target.file} vanished from the store`);
+      staged.push(stored);
+    }
+    if (staged[0]?.name !== this.name)
+      throw new KataError("no-compatible-version", "no Kata version matches the next OS");
+    return staged;
   }
 
   private async pass(
-    decide: (observed: Observed) => Promise<{ target: Target | null; trust: "checksum" | "signature" | null }>,
+    decide: (observed: Observed) => Promise<{ targets: Targets; trust: "checksum" | "signature" | null }>,
     { requireActive } = { requireActive: true },
   ): Promise<PassOutcome> {
     const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name });
@@ -143,27 +190,36 @@ export class Reconciler {
     let targetVersion: string | null = null;
     let unconfirmed: string | null = null;
     let trust: "checksum" | "signature" | null = null;
+    let lock: Lock | null = null;
     try {
       await this.deps.store.ensure();
+      lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
       observed = await this.observe();
       const decision = await decide(observed);
-      targetVersion = decision.target?.version ?? null;
+      this.wantedFiles = [...decision.targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
+      targetVersion = decision.targets.get(this.name)?.version ?? null;
       trust = decision.trust;
-      for (let step = 0; step < MAX_STEPS; step++) {
-        const action = nextAction(this.planInput(observed, decision.target));
+      for (let step = 0; step < MAX_STEPS + 2 * this.deps.members.length; step++) {
+        const current = observed;
+        const action = nextJointAction(
+          current.members.map((view) => ({
+            member: view.name,
+            action: nextAction(this.planInput(current, view, decision.targets.get(view.name) ?? null)),
+          })),
+        );
         if (action === null) break;
         if (action.kind === "defer") {
           log.notice(`activation deferred: ${action.reason}`);
           return { result: "deferred", error: null, observed, target: targetVersion, unconfirmed, trust };
         }
-        unconfirmed = (await this.carryOut(action, observed)) ?? unconfirmed;
+        unconfirmed = (await this.carryOut(action, current)) ?? unconfirmed;
         observed = await this.observe();
-        if (action.kind === "download" && !observed.images.some((i) => i.file === action.target.file && i.compatible)) {
-          break;
-        }
+        const downloaded = action.kind === "download" ? action.target.file : null;
+        const admitted = observed.members.some((m) => m.images.some((i) => i.file === downloaded && i.compatible));
+        if (downloaded !== null && !admitted) break;
       }
-      const verdict = this.verdict(observed, decision.target, requireActive);
+      const verdict = this.verdict(observed, decision.targets, requireActive);
       if (verdict !== null) throw verdict;
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
@@ -176,93 +232,129 @@ export class Reconciler {
       await this.remember({ result: "failed", error }).catch(() => undefined);
       return { result: "failed", error, observed, target: targetVersion, unconfirmed, trust };
     } finally {
+      // Partial downloads of what this pass still wants stay for resuming; any other is stale.
+      await cleanupPartials(this.deps.store.incomingDir, this.wantedFiles).catch(() => undefined);
+      await lock?.release();
       this.emit({ kind: "download", progress: null });
     }
   }
 
   /** Null when the pass reached its goal; else the error that says what is missing. */
-  private verdict(observed: Observed, target: Target | null, requireActive: boolean): KataError | null {
-    const active = observed.link.kind === "store" ? observed.link.file : null;
-    if (observed.link.kind === "foreign") {
-      return new KataError("activation-failed", observed.link.detail, {
-        remedy: `remove ${this.deps.link.path} (kata-sysextd manages it) and run the pass again`,
-      });
-    }
-    if (target === null) {
-      return active === null && requireActive
-        ? new KataError("no-compatible-version", "no compatible Kata image is available for this host")
-        : null;
-    }
-    if (active !== target.file) {
-      const quarantined = existsSync(join(this.deps.store.quarantineDir, target.file));
-      return new KataError(
-        quarantined ? "inspect-failed" : "activation-failed",
-        `${target.file} is not active${quarantined ? " (it failed inspection and was quarantined)" : ""}`,
-      );
+  private verdict(observed: Observed, targets: Targets, requireActive: boolean): KataError | null {
+    for (const view of observed.members) {
+      const member = this.member(view.name);
+      const target = targets.get(view.name) ?? null;
+      const active = view.link.kind === "store" ? view.link.file : null;
+      if (view.link.kind === "foreign") {
+        return new KataError("activation-failed", view.link.detail, {
+          remedy: `remove ${member.link.path} (kata-sysextd manages it) and run the pass again`,
+        });
+      }
+      if (target === null) {
+        if (member.primary && active === null && requireActive) {
+          return new KataError("no-compatible-version", "no compatible Kata image is available for this host");
+        }
+        continue;
+      }
+      if (active !== target.file) {
+        const quarantined = existsSync(join(this.deps.store.quarantineDir, target.file));
+        return new KataError(
+          quarantined ? "inspect-failed" : "activation-failed",
+          `${target.file} is not active${quarantined ? " (it failed inspection and was quarantined)" : ""}`,
+        );
+      }
     }
     return null;
   }
 
-  private planInput(observed: Observed, target: Target | null) {
+  private planInput(observed: Observed, view: MemberView, target: Target | null) {
+    const primary = view.name === this.name;
     return {
-      link: observed.link,
-      store: observed.images.map((i) => ({ file: i.file, version: i.version, compatible: i.compatible })),
-      merged: observed.merged,
+      link: view.link,
+      store: view.images.map((i) => ({ file: i.file, version: i.version, compatible: i.compatible })),
+      merged: view.merged,
       mergeObservable: this.deps.sysext.limitation === null,
       target,
       sandboxesRunning: observed.sandboxesRunning,
       activation: this.deps.config.policy.activation,
       keep: this.deps.config.policy.keep,
-      previous: observed.state.previous,
-      staged: observed.state.nextBoot?.file ?? null,
+      previous: primary ? observed.state.previous : (observed.state.previousCompanions[view.name] ?? null),
+      staged: primary
+        ? (observed.state.nextBoot?.file ?? null)
+        : (observed.state.nextBoot?.companions[view.name] ?? null),
     };
   }
 
   /** Carries out one step; returns the --root limitation note when a switch could not confirm its merge. */
-  private async carryOut(action: Exclude<Action, { kind: "defer" }>, observed: Observed): Promise<string | null> {
-    const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name });
+  private async carryOut(action: Exclude<JointAction, { kind: "defer" }>, observed: Observed): Promise<string | null> {
     switch (action.kind) {
       case "download":
-        await this.download(action.target, observed.host);
+        await this.download(this.member(action.member), action.target, observed.host);
         return null;
-      case "switch":
-      case "remerge": {
-        const to = action.kind === "switch" ? action.to : action.file;
-        const from = action.kind === "switch" ? action.from : action.file;
+      case "switch": {
         this.emit({ kind: "state", state: "activating" });
-        const result = await this.switch(to, from, log);
-        if (action.kind === "switch") {
-          await writeState(this.deps.paths.stateFile, { ...observed.state, previous: from });
-          const image = observed.images.find((i) => i.file === to);
-          log.notice(`activated ${to}`, {
+        const result = await this.switch(action.changes, observed);
+        const state = await readState(this.deps.paths.stateFile);
+        const previousCompanions = { ...state.previousCompanions };
+        let previous = state.previous;
+        for (const change of action.changes) {
+          if (change.member === this.name) previous = change.from;
+          else previousCompanions[change.member] = change.from;
+          const image = observed.members
+            .find((m) => m.name === change.member)
+            ?.images.find((i) => i.file === change.to);
+          this.deps.log.notice(`activated ${change.to}`, {
             MESSAGE_ID: MessageId.imageActivated,
+            KATA_SYSEXT_NAME: change.member,
             KATA_SYSEXT_VERSION: image?.version ?? "",
-            KATA_SYSEXT_PREVIOUS: from ?? "",
+            KATA_SYSEXT_PREVIOUS: change.from ?? "",
           });
         }
+        await writeState(this.deps.paths.stateFile, { ...state, previous, previousCompanions });
         return result.unconfirmed;
       }
-      case "unlink":
+      case "remerge": {
+        this.emit({ kind: "state", state: "activating" });
+        const result = await this.switch([{ member: action.member, to: action.file, from: action.file }], observed);
+        return result.unconfirmed;
+      }
+      case "unlink": {
+        const member = this.member(action.member);
         // containerd must never point at a shim that is about to vanish: unregister first.
-        await this.deps.runtime?.unregister();
-        await this.deps.link.remove();
+        if (member.primary) await this.deps.runtime?.unregister();
+        await member.link.remove();
         await this.deps.sysext.refresh();
-        log.warning(`removed the active link: ${action.reason}`);
+        this.deps.log.warning(`removed the active link of ${member.name}: ${action.reason}`, {
+          KATA_SYSEXT_NAME: member.name,
+        });
         return null;
+      }
       case "prune":
         for (const file of action.files) await this.deps.store.remove(file);
-        log.info(`pruned ${action.files.join(", ")}`);
+        this.deps.log.info(`pruned ${action.files.join(", ")}`, { KATA_SYSEXT_NAME: action.member });
         return null;
     }
   }
 
-  private async switch(file: string, from: string | null, log: Logger) {
-    const to = await this.deps.store.get(file);
-    if (to === null) throw new KataError("store-failed", `${file} is not in the store any more`);
+  private async switch(changes: { member: string; to: string; from: string | null }[], observed: Observed) {
+    const log = this.deps.log;
+    const linkChanges: LinkChange[] = [];
+    for (const change of changes) {
+      const to = await this.deps.store.get(change.to);
+      if (to === null) throw new KataError("store-failed", `${change.to} is not in the store any more`);
+      const member = this.member(change.member);
+      linkChanges.push({ name: member.name, link: member.link, to, from: change.from, primary: member.primary });
+    }
+    // Every member's image once the switch is done, for the check that no two ship the same file.
+    const after: StoredImage[] = [];
+    for (const view of observed.members) {
+      const changed = linkChanges.find((c) => c.name === view.name);
+      const file = changed?.to.file ?? (view.link.kind === "store" ? view.link.file : null);
+      const image = file === null ? null : await this.deps.store.get(file);
+      if (image !== null) after.push(image);
+    }
     const deps: ActivationDeps = {
       paths: this.deps.paths,
-      name: this.name,
-      link: this.deps.link,
       sysext: this.deps.sysext,
       log,
       preflight: this.deps.preflight,
@@ -273,7 +365,7 @@ export class Reconciler {
       this.lastPreflight = await this.deps.preflight();
     }
     try {
-      const result = await switchImage(deps, { to, from, preflightBefore: this.lastPreflight });
+      const result = await switchImages(deps, { changes: linkChanges, after, preflightBefore: this.lastPreflight });
       if (result.preflight !== null) {
         this.lastPreflight = result.preflight;
         this.emit({ kind: "preflight", summary: result.preflight });
@@ -281,54 +373,85 @@ export class Reconciler {
       return result;
     } catch (err) {
       const error = asKataError(err);
-      log.warning(`rolled back to ${from ?? "no image"}: ${error.message}`, {
+      const back = changes.map((c) => c.from ?? `no ${c.member} image`).join(", ");
+      log.warning(`rolled back to ${back}: ${error.message}`, {
         MESSAGE_ID: MessageId.rolledBack,
+        KATA_SYSEXT_NAME: changes.map((c) => c.member).join(","),
         ERROR_CODE: error.code,
       });
       throw error;
     }
   }
 
+  /** Reads every member's manifest and picks the set: the newest Kata whose companions can all be satisfied. */
   private async resolveRemote(
     host: HostRelease,
     observed: Observed,
-  ): Promise<{ target: Target | null; trust: "checksum" | "signature" }> {
-    const { source, config, arch } = this.deps;
-    const published = await source.manifest();
-    const parsed = parseManifest(published.text);
-    for (const rejected of parsed.rejected) {
-      this.deps.log.warning(`SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
-    }
+  ): Promise<{ targets: Targets; trust: "checksum" | "signature" }> {
+    const { config, arch } = this.deps;
     const quarantined = (file: string) => existsSync(join(this.deps.store.quarantineDir, file));
-    const resolution = resolve({
-      host,
-      arch,
-      name: config.source.name,
-      manifest: parsed.entries.filter((e) => !quarantined(e.file)),
-      installed: observed.images.map((i) => i.version),
-      policy: { versions: config.policy.versions, constraints: config.policy.constraints },
-      metadata: this.parseMetadata(published.metadata),
+    const published = await Promise.all(
+      this.deps.members.map(async (member) => {
+        const manifest = await member.source.manifest();
+        const parsed = parseManifest(manifest.text);
+        for (const rejected of parsed.rejected) {
+          this.deps.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
+        }
+        const view = observed.members.find((m) => m.name === member.name);
+        return {
+          member,
+          manifest,
+          entries: parsed.entries.filter((e) => !quarantined(e.file)),
+          installed: view?.images.map((i) => i.version) ?? [],
+        };
+      }),
+    );
+    const [primary, ...companions] = published;
+    if (primary === undefined) throw new KataError("internal", "no primary member");
+    const metadata = this.parseMetadata(primary.manifest.metadata);
+    const resolution = resolveSet({
+      primary: {
+        host,
+        arch,
+        name: primary.member.name,
+        manifest: primary.entries,
+        installed: primary.installed,
+        policy: { versions: config.policy.versions, constraints: config.policy.constraints },
+        metadata,
+      },
+      companions: companions.map((c) => ({
+        name: c.member.name,
+        manifest: c.entries,
+        installed: c.installed,
+        versions: c.member.versions,
+      })),
+      requires: [
+        ...config.policy.requires.map((r, i) => ({ ...r, origin: `policy.requires[${i}]` })),
+        ...(metadata?.requires ?? []).map((r) => ({ ...r, origin: "release metadata" })),
+      ],
+      kernel: { range: config.policy.kernel, shipped: metadata?.kernels ?? [] },
     });
     if (!resolution.ok) {
       throw new KataError("no-compatible-version", `no acceptable Kata version: ${resolution.reasons.join("; ")}`, {
         remedy: "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)",
       });
     }
-    const stored = observed.images.some((i) => i.file === resolution.file);
-    if (!stored && resolution.sha256 === null) {
-      throw new KataError("manifest-invalid", `${resolution.file} is not listed in SHA256SUMS and not in the store`);
-    }
-    return {
-      target: {
-        version: resolution.version,
-        file: resolution.file,
+    const targets: Targets = new Map();
+    for (const chosen of resolution.members) {
+      const member = this.member(chosen.name);
+      const view = observed.members.find((m) => m.name === chosen.name);
+      const stored = view?.images.some((i) => i.file === chosen.file) ?? false;
+      if (!stored && chosen.sha256 === null) {
+        throw new KataError("manifest-invalid", `${chosen.file} is not listed in SHA256SUMS and not in the store`);
+      }
+      targets.set(chosen.name, {
+        version: chosen.version,
+        file: chosen.file,
         remote:
-          stored || resolution.sha256 === null
-            ? null
-            : { url: source.imageUrl(resolution.file), sha256: resolution.sha256 },
-      },
-      trust: published.trust,
-    };
+          stored || chosen.sha256 === null ? null : { url: member.source.imageUrl(chosen.file), sha256: chosen.sha256 },
+      });
+    }
+    return { targets, trust: primary.manifest.trust };
   }
 
   /**
@@ -344,51 +467,70 @@ export class Reconciler {
   }
 
   /**
-   * Offline choice at boot: the image staged for this release if it qualifies, else the active one if it still
-   * does, else the newest stored image that does. "Qualifies" is resolveOffline: compatible and within policy.
+   * Offline choice at boot, per member: the image staged for this release if it qualifies, else the active one if
+   * it still does, else the newest stored image that does. For Kata "qualifies" is resolveOffline (compatible
+   * and within policy); for a companion, compatible and within its own range.
    */
-  private resolveOffline(observed: Observed): Target | null {
+  private resolveOffline(observed: Observed): Targets {
     const { config, arch } = this.deps;
-    const acceptable = (images: typeof observed.images) =>
-      resolveOffline({
-        host: observed.host,
-        arch,
-        name: config.source.name,
-        images: images.map((i) => ({ version: i.version, release: parseExtensionRelease(i.extensionRelease) })),
-        policy: { versions: config.policy.versions, constraints: config.policy.constraints },
-      });
     const staged = observed.state.nextBoot;
-    const active = observed.link.kind === "store" ? observed.link.file : null;
-    const preferred = [
-      staged !== null && staged.flatcarVersion === observed.host.versionId ? staged.file : null,
-      active,
-    ];
-    for (const file of preferred) {
-      const image = observed.images.find((i) => i.file === file);
-      if (image !== undefined && acceptable([image]).ok)
-        return { version: image.version, file: image.file, remote: null };
+    const bootedStaged = staged !== null && staged.flatcarVersion === observed.host.versionId ? staged : null;
+    const targets: Targets = new Map();
+    for (const view of observed.members) {
+      const member = this.member(view.name);
+      const qualifies = (images: JudgedImage[]) =>
+        resolveOffline({
+          host: observed.host,
+          arch,
+          name: member.name,
+          images: images.map((i) => ({ version: i.version, release: parseExtensionRelease(i.extensionRelease) })),
+          policy: member.primary
+            ? { versions: config.policy.versions, constraints: config.policy.constraints }
+            : { versions: member.versions, constraints: [] },
+        });
+      const stagedFile = member.primary
+        ? (bootedStaged?.file ?? null)
+        : (bootedStaged?.companions[member.name] ?? null);
+      const active = view.link.kind === "store" ? view.link.file : null;
+      let chosen: JudgedImage | undefined;
+      for (const file of [stagedFile, active]) {
+        const image = view.images.find((i) => i.file === file);
+        if (image !== undefined && qualifies([image]).ok) {
+          chosen = image;
+          break;
+        }
+      }
+      if (chosen === undefined) {
+        const newest = qualifies(view.images);
+        chosen = newest.ok ? view.images.find((i) => i.version === newest.version) : undefined;
+        if (!newest.ok) {
+          this.deps.log.notice(`no stored ${member.name} image qualifies for this host: ${newest.reasons.join("; ")}`);
+        }
+      }
+      targets.set(
+        member.name,
+        chosen === undefined ? null : { version: chosen.version, file: chosen.file, remote: null },
+      );
     }
-    const newest = acceptable(observed.images);
-    const image = newest.ok ? observed.images.find((i) => i.version === newest.version) : undefined;
-    if (!newest.ok) this.deps.log.notice(`no stored image qualifies for this host: ${newest.reasons.join("; ")}`);
-    return image === undefined ? null : { version: image.version, file: image.file, remote: null };
+    return targets;
   }
 
   /** Download, verify, inspect, then admit into the store, or quarantine. */
-  private async download(target: Target, host: HostRelease): Promise<void> {
+  private async download(member: Member, target: Target, host: HostRelease): Promise<void> {
     if (target.remote === null) return;
-    const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name, KATA_SYSEXT_VERSION: target.version });
+    const name = member.name;
+    const log = this.deps.log.with({ KATA_SYSEXT_NAME: name, KATA_SYSEXT_VERSION: target.version });
     this.emit({ kind: "state", state: "fetching" });
     const incoming = this.deps.store.incomingDir;
-    const downloaded = await this.deps.source.download(target.file, target.remote.sha256, incoming, (progress) =>
+    const downloaded = await member.source.download(target.file, target.remote.sha256, incoming, (progress) =>
       this.emit({ kind: "download", progress }),
     );
     this.emit({ kind: "state", state: "verifying" });
-    const contents = await inspectImage(downloaded.path, this.name);
-    const problems = payloadProblems(contents, this.name);
+    const contents = await inspectImage(downloaded.path, name);
+    const problems = payloadProblems(contents, name);
     if (contents.extensionRelease !== null) {
       const decision = compatible(host, parseExtensionRelease(contents.extensionRelease), {
-        name: this.name,
+        name,
         arch: this.deps.arch,
       });
       if (!decision.compatible) problems.push(...decision.reasons);
@@ -405,17 +547,18 @@ export class Reconciler {
     }
     await this.deps.store.admit(downloaded.path, {
       file: target.file,
-      name: this.name,
+      name,
       version: target.version,
       arch: this.deps.arch,
       sha256: downloaded.sha256,
       bytes: downloaded.bytes,
-      trust: this.deps.source.trust,
+      trust: member.source.trust,
       verifiedAt: this.deps.clock.now().toISOString(),
       extensionRelease: contents.extensionRelease ?? "",
       kataConfigs: contents.files.filter((f) => f.startsWith(`${KATA_DEFAULTS_DIR}/`)),
+      files: contents.files,
     });
-    log.info(`verified and stored ${target.file} (${downloaded.bytes} bytes, ${this.deps.source.trust})`);
+    log.info(`verified and stored ${target.file} (${downloaded.bytes} bytes, ${member.source.trust})`);
   }
 
   /** Records how the pass ended; read-modify-write, because a switch in this pass updated `previous`. */

@@ -29,6 +29,7 @@ export function initialStatus(opts: {
       limitation: null,
     },
     nextBoot: null,
+    members: [{ name: opts.name, active: null, previous: null, nextBoot: null, merged: false }],
     preflight: null,
     lastReconcile: null,
     download: null,
@@ -67,6 +68,23 @@ export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput)
       next === null
         ? null
         : { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
+    members:
+      observed === null
+        ? base.members
+        : observed.members.map((m, i) => {
+            const linked = m.link.kind === "store" ? m.link.file : null;
+            const previousFile =
+              i === 0 ? observed.state.previous : (observed.state.previousCompanions[m.name] ?? null);
+            const nextFile = i === 0 ? (next?.file ?? null) : (next?.companions[m.name] ?? null);
+            const version = (file: string | null) => m.images.find((img) => img.file === file)?.version ?? null;
+            return {
+              name: m.name,
+              active: version(linked),
+              previous: version(previousFile),
+              nextBoot: version(nextFile),
+              merged: m.merged,
+            };
+          }),
     preflight,
     lastReconcile: {
       at,

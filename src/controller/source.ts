@@ -22,12 +22,17 @@ export interface ReleaseSource {
   download(file: string, sha256: string, into: string, onProgress: (p: DownloadProgress) => void): Promise<Downloaded>;
 }
 
-export function urlFileSource(config: Config, deps: { clock: Clock; random: Random; log: Logger }): ReleaseSource {
+/** A url-file source for one member: its own url, name and verification; the [fetch] limits are shared. */
+export function urlFileSource(
+  config: Config,
+  source: Pick<Config["source"], "url" | "name" | "verify" | "keyring">,
+  deps: { clock: Clock; random: Random; log: Logger },
+): ReleaseSource {
   const timeouts = {
     connectTimeoutMs: config.fetch.connectTimeoutSeconds * 1000,
     idleTimeoutMs: config.fetch.idleTimeoutSeconds * 1000,
   };
-  const { url, name, verify, keyring } = config.source;
+  const { url, name, verify, keyring } = source;
   return {
     trust: verify,
     async manifest() {

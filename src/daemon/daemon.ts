@@ -1,13 +1,11 @@
 // The long-running controller: one in-memory status document, passes serialised one at a time, a timer,
 // and the actions the API's unix socket offers. Wiring to the outside (API, D-Bus, watchers) is in run.ts.
-
 import type { Metrics } from "../api/metrics.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
-import type { PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
+import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
 import { statusAfterPass } from "../controller/snapshot.ts";
-import type { ReleaseSource } from "../controller/source.ts";
 import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
@@ -22,7 +20,8 @@ import { stageNextBoot } from "./next-boot.ts";
 /** What a configuration reload replaces. */
 export interface Configured {
   reconciler: Reconciler;
-  source: ReleaseSource;
+  /** Kata first, then its companions. */
+  members: Member[];
   config: Config;
 }
 
@@ -224,7 +223,9 @@ export class Daemon implements ApiActions {
       remoteError: null,
     };
     try {
-      const manifest = parseManifest((await this.deps.source.manifest()).text);
+      const primary = this.deps.members[0];
+      if (primary === undefined) throw new KataError("internal", "no primary member");
+      const manifest = parseManifest((await primary.source.manifest()).text);
       result.remote = manifest.entries.flatMap((entry) => {
         const decision = this.judgeRemote(observed.host, entry);
         return decision === null ? [] : [decision];

@@ -19,13 +19,15 @@ export async function stageNextBoot(deps: StageDeps, current: HostRelease, versi
   const log = deps.log.with({ FLATCAR_VERSION_ID: current.versionId ?? "", FLATCAR_NEXT_VERSION: version });
   let next: NextBoot;
   try {
-    const image = await deps.reconciler.stageFor(hostAfterUpdate(current, version));
+    const [image, ...companions] = await deps.reconciler.stageFor(hostAfterUpdate(current, version));
+    if (image === undefined) throw new Error("stageFor returned no image");
     next = {
       flatcarVersion: version,
       kata: image.version,
       file: image.file,
       staged: true,
       reason: null,
+      companions: Object.fromEntries(companions.map((c) => [c.name, c.file])),
       stagedOn: current.versionId,
     };
     log.notice(`staged Kata ${image.version} for Flatcar ${version}`, {
@@ -40,6 +42,7 @@ export async function stageNextBoot(deps: StageDeps, current: HostRelease, versi
       file: null,
       staged: false,
       reason: error.message,
+      companions: {},
       stagedOn: current.versionId,
     };
     const loud = error.code === "no-compatible-version" || error.code === "incompatible";

@@ -11,6 +11,8 @@ export interface NextBoot {
   file: string | null;
   staged: boolean;
   reason: string | null;
+  /** Companion images staged with it, by member name. */
+  companions: Record<string, string>;
   /** The Flatcar version that was booted when this was staged, so a boot on the old release can be recognised. */
   stagedOn: string | null;
 }
@@ -19,6 +21,8 @@ export interface PersistedState {
   schema: 1;
   /** Store file name the active link pointed at before the last switch; the rollback target. */
   previous: string | null;
+  /** The same for each companion extension, by name. */
+  previousCompanions: Record<string, string | null>;
   nextBoot: NextBoot | null;
   lastReconcile: {
     at: string;
@@ -28,7 +32,13 @@ export interface PersistedState {
   } | null;
 }
 
-export const EMPTY_STATE: PersistedState = { schema: 1, previous: null, nextBoot: null, lastReconcile: null };
+export const EMPTY_STATE: PersistedState = {
+  schema: 1,
+  previous: null,
+  previousCompanions: {},
+  nextBoot: null,
+  lastReconcile: null,
+};
 
 export async function readState(file: string): Promise<PersistedState> {
   try {

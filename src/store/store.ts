@@ -21,6 +21,8 @@ export interface ImageRecord {
   extensionRelease: string;
   /** The Kata configuration files the image ships (opt/kata/share/defaults/kata-containers/configuration*.toml). */
   kataConfigs: string[];
+  /** Every file and symlink the image ships, for the check that members of a set never ship the same path. */
+  files: string[];
 }
 
 export interface StoredImage extends ImageRecord {
@@ -42,6 +44,11 @@ export class ImageStore {
   /** Where downloads land before they are verified and inspected; same filesystem as the store. */
   get incomingDir(): string {
     return join(this.dir, INCOMING);
+  }
+
+  /** Held for the length of a pass (src/store/lock.ts). */
+  get lockFile(): string {
+    return join(this.dir, ".lock");
   }
 
   pathOf(file: string): string {
@@ -115,8 +122,14 @@ export class ImageStore {
     await removeDurably(this.pathOf(file + RECORD_SUFFIX));
   }
 
-  /** Removes records whose image is gone and leftovers of interrupted writes. */
+  /**
+   * Removes records whose image is gone, leftovers of interrupted writes, and complete downloads that a crash
+   * left in incoming/ between verification and admission (they are fetched and verified again).
+   */
   async sweep(): Promise<void> {
+    for (const name of await readdir(this.incomingDir).catch(() => [] as string[])) {
+      if (!name.endsWith(".partial")) await rm(join(this.incomingDir, name), { force: true, recursive: true });
+    }
     let names: string[];
     try {
       names = await readdir(this.dir);

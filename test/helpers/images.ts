@@ -23,11 +23,21 @@ export function buildTree(spec: ImageSpec, into?: string): string {
   const name = spec.name ?? "kata-containers";
   const dir = into ?? mkdtempSync(join(tmpdir(), "kata-tree-"));
   const release = spec.extensionRelease === undefined ? DEFAULT_RELEASE : spec.extensionRelease;
+  // Kata's own payload only for the Kata image: a companion (e.g. cloud-hypervisor) brings just its files.
+  const kataPayload: Record<string, string | { content: string | Buffer; mode: number }> =
+    name === "kata-containers"
+      ? {
+          "opt/kata/bin/containerd-shim-kata-v2": {
+            content: `#!/bin/sh\necho "kata-shim ${spec.version}"\n`,
+            mode: 0o755,
+          },
+          "opt/kata/share/defaults/kata-containers/configuration-clh.toml":
+            '[hypervisor.clh]\npath = "/opt/kata/bin/cloud-hypervisor"\n',
+        }
+      : {};
   const files: Record<string, string | { content: string | Buffer; mode: number }> = {
     [`usr/share/${name}/VERSION`]: `${spec.version}\n`,
-    "opt/kata/bin/containerd-shim-kata-v2": { content: `#!/bin/sh\necho "kata-shim ${spec.version}"\n`, mode: 0o755 },
-    "opt/kata/share/defaults/kata-containers/configuration-clh.toml":
-      '[hypervisor.clh]\npath = "/opt/kata/bin/cloud-hypervisor"\n',
+    ...kataPayload,
     ...spec.files,
   };
   if (release !== null) {

@@ -1,0 +1,182 @@
+// Kata with a companion cloud-hypervisor extension, end to end through the real daemon under --root: set
+// resolution against a loopback server, joint activation of both links, the clash check, explanations for an
+// unsatisfiable set, and a joint rollback through the unix socket.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImage } from "../../helpers/images.ts";
+import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import {
+  CTL,
+  DAEMON,
+  daemonOnce,
+  inMountNamespace,
+  makeSandboxRoot,
+  NODE,
+  runArgv,
+  writeConfig,
+} from "../../helpers/sandbox.ts";
+
+const CH = "cloud-hypervisor";
+let kataServer: ReleaseServer;
+let chServer: ReleaseServer;
+
+beforeAll(async () => {
+  const kataDir = mkdtempSync(join(tmpdir(), "kata-pub-set-"));
+  const chDir = mkdtempSync(join(tmpdir(), "ch-pub-set-"));
+  const kata = (version: string, extra: Record<string, string> = {}) => ({
+    version,
+    content: buildImage({ version, files: extra }, join(kataDir, "build", `${version}.raw`)),
+  });
+  await publishRelease(kataDir, {
+    images: [
+      kata("3.32.0"),
+      kata("3.33.0"),
+      // 3.34.0 also ships a cloud-hypervisor binary at the path the companion owns: a clash.
+      kata("3.34.0", { "usr/bin/cloud-hypervisor": "#!/bin/sh\necho kata-bundled\n" }),
+    ],
+  });
+  const ch = (version: string) => ({
+    version,
+    content: buildImage(
+      {
+        name: CH,
+        version,
+        extensionRelease: "ID=_any\nARCHITECTURE=x86-64\n",
+        files: { "usr/bin/cloud-hypervisor": `#!/bin/sh\necho cloud-hypervisor ${version}\n` },
+      },
+      join(chDir, "build", `${version}.raw`),
+    ),
+  });
+  await publishRelease(chDir, { name: CH, images: [ch("v51.0"), ch("v52.0"), ch("v53.0")] });
+  kataServer = await startReleaseServer(kataDir);
+  chServer = await startReleaseServer(chDir);
+});
+
+afterAll(async () => {
+  await kataServer?.close();
+  await chServer?.close();
+});
+
+function config(policy: string): string {
+  return `[source]
+url = "${kataServer.url}"
+[policy]
+versions = ">=3.30.0 <3.34.0"
+${policy}
+[[companion]]
+name = "${CH}"
+url = "${chServer.url}"
+versions = ">=51.0"
+[containerd]
+enabled = false
+`;
+}
+
+const link = (root: string, name: string) => readlinkSync(join(root, `etc/extensions/${name}.raw`));
+
+describe("Kata with a cloud-hypervisor companion", () => {
+  it("activates the newest Kata with the newest companion its requirement allows, both links together", async () => {
+    const root = makeSandboxRoot();
+    writeConfig(
+      root,
+      config(
+        'requires = [{ kata = "3.33.x", companion = "cloud-hypervisor", versions = ">=51.0 <53", reason = "CH 53 untested with 3.33" }]',
+      ),
+    );
+    const ran = await daemonOnce(root);
+    expect(ran.stderr).toContain("activated kata-containers-3.33.0-x86-64.raw");
+    expect(ran.code).toBe(0);
+    expect(link(root, "kata-containers")).toContain("kata-containers-3.33.0-x86-64.raw");
+    // v53.0 is newer but excluded by the requirement; the original "v" spelling is kept in the file name.
+    expect(link(root, CH)).toContain("cloud-hypervisor-v52.0-x86-64.raw");
+    const record = JSON.parse(
+      readFileSync(join(root, "var/lib/kata-sysextd/images/cloud-hypervisor-v52.0-x86-64.raw.json"), "utf8"),
+    );
+    expect(record).toMatchObject({ name: CH, version: "v52.0" });
+    expect(record.files).toContain("usr/bin/cloud-hypervisor");
+  });
+
+  it("explains an unsatisfiable set in terms of the requirement, and activates nothing", async () => {
+    const root = makeSandboxRoot();
+    writeConfig(
+      root,
+      config(
+        'requires = [{ kata = ">=3.0.0", companion = "cloud-hypervisor", versions = ">=60", reason = "needs CH 60" }]',
+      ),
+    );
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toContain("no kata-containers release has a compatible set of companions");
+    expect(ran.stderr).toContain('">=60"');
+    expect(ran.stderr).toContain("needs CH 60");
+    expect(ran.stderr).toContain("available: v53.0, v52.0, v51.0");
+    expect(existsSync(join(root, "etc/extensions/kata-containers.raw"))).toBe(false);
+    expect(existsSync(join(root, `etc/extensions/${CH}.raw`))).toBe(false);
+  });
+
+  it("refuses a set whose members ship the same file, before any link moves", async () => {
+    const root = makeSandboxRoot();
+    writeConfig(
+      root,
+      config('requires = [{ kata = "3.33.x", companion = "cloud-hypervisor", versions = "<52", reason = "pin" }]'),
+    );
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(link(root, "kata-containers")).toContain("3.33.0");
+    // Now allow 3.34.0, which ships /usr/bin/cloud-hypervisor too.
+    writeConfig(root, config("").replace('versions = ">=3.30.0 <3.34.0"', 'versions = ">=3.30.0"'));
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toContain("extensions ship the same files");
+    expect(ran.stderr).toContain("/usr/bin/cloud-hypervisor");
+    expect(link(root, "kata-containers")).toContain("3.33.0");
+    expect(link(root, CH)).toContain("v51.0");
+  });
+
+  it("rolls every member back together through the daemon's socket", async () => {
+    const root = makeSandboxRoot();
+    writeConfig(
+      root,
+      config('requires = [{ kata = "3.33.x", companion = "cloud-hypervisor", versions = "<52", reason = "pin" }]'),
+    );
+    writeConfig(root, config("").replace('versions = ">=3.30.0 <3.34.0"', 'versions = "<3.33.0"'));
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(link(root, "kata-containers")).toContain("3.32.0");
+    expect(link(root, CH)).toContain("v53.0");
+    writeConfig(
+      root,
+      config('requires = [{ kata = "3.33.x", companion = "cloud-hypervisor", versions = "<52", reason = "pin" }]'),
+    );
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(link(root, "kata-containers")).toContain("3.33.0");
+    expect(link(root, CH)).toContain("v51.0");
+
+    // The daemon runs in its own mount namespace; its socket is under the root, so the CLI reaches it from here.
+    const port = 18_000 + (process.pid % 1000);
+    const pinned = config(
+      'requires = [{ kata = "3.33.x", companion = "cloud-hypervisor", versions = "<52", reason = "pin" }]',
+    );
+    writeConfig(root, `${pinned}\n[api]\nlisten = "127.0.0.1:${port}"\n`);
+    const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root]);
+    if (file === undefined) throw new Error("no argv");
+    const daemon = spawn(file, args, { stdio: "ignore", env: { ...process.env, KATA_SYSEXTD_LOG: "stderr" } });
+    try {
+      const socket = join(root, "run/kata-sysextd/api.sock");
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
+      const rolled = await runArgv([NODE, CTL, "rollback", "--root", root, "--json"]);
+      expect(rolled.code).toBe(0);
+      expect(link(root, "kata-containers")).toContain("3.32.0");
+      expect(link(root, CH)).toContain("v53.0");
+      const status = JSON.parse((await runArgv([NODE, CTL, "status", "--root", root, "--json"])).stdout);
+      expect(status.members).toEqual([
+        expect.objectContaining({ name: "kata-containers", active: "3.32.0", previous: "3.33.0" }),
+        expect.objectContaining({ name: CH, active: "v53.0", previous: "v51.0" }),
+      ]);
+    } finally {
+      daemon.kill("SIGTERM");
+      await new Promise((r) => daemon.on("exit", r));
+    }
+  }, 60_000);
+});
