@@ -130,7 +130,9 @@ export function resolveSet(input: SetInput): SetResolution {
     anyKata = true;
     const why: string[] = [];
     if (kernelRange !== null) {
-      const shipped = input.kernel.shipped.find((k) => satisfies(kata.version, toRange(k.kata) ?? neverRange()))?.kernel;
+      const shipped = input.kernel.shipped.find((k) =>
+        satisfies(kata.version, toRange(k.kata) ?? neverRange()),
+      )?.kernel;
       if (shipped === undefined)
         why.push(`its guest kernel is not published, and policy.kernel is "${input.kernel.range}"`);
       else if (!satisfies(shipped, kernelRange)) {

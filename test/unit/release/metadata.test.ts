@@ -37,7 +37,10 @@ describe("parseMetadata", () => {
     ]);
     expect(r.ok && r.value.kernels).toEqual([{ kata: "3.32.x", kernel: "6.12.8" }]);
     const bad = parseMetadata(
-      JSON.stringify({ schemaVersion: 1, requires: [{ kata: "3.32.x", companion: "ch", versions: "soon", reason: "x" }] }),
+      JSON.stringify({
+        schemaVersion: 1,
+        requires: [{ kata: "3.32.x", companion: "ch", versions: "soon", reason: "x" }],
+      }),
     );
     expect(bad.ok).toBe(false);
     expect(bad.ok ? "" : bad.error.message).toContain('requires[0].versions must be a semver range, got "soon"');
