@@ -109,10 +109,16 @@ async function serve(kind: "status" | "hello"): Promise<void> {
 
 // ---- parent side: a minimal keep-alive load generator ----
 
-async function load(port: number, path: string, connections: number, seconds: number): Promise<LoadResult> {
+interface Sample {
+  latencies: number[];
+  errors: number;
+  seconds: number;
+}
+
+/** `connections` keep-alive clients, each sending its next request when the previous answer ended. */
+async function load(port: number, path: string, connections: number, seconds: number): Promise<Sample> {
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  const latencies: number[] = [];
-  let errors = 0;
+  const sample: Sample = { latencies: [], errors: 0, seconds };
   const deadline = performance.now() + seconds * 1000;
   const once = (): Promise<void> =>
     new Promise((resolve) => {
@@ -120,13 +126,13 @@ async function load(port: number, path: string, connections: number, seconds: nu
       const req = request({ host: "127.0.0.1", port, path, agent }, (res) => {
         res.resume();
         res.on("end", () => {
-          if (res.statusCode === 200) latencies.push(performance.now() - t0);
-          else errors++;
+          if (res.statusCode === 200) sample.latencies.push(performance.now() - t0);
+          else sample.errors++;
           resolve();
         });
       });
       req.on("error", () => {
-        errors++;
+        sample.errors++;
         resolve();
       });
       req.end();
@@ -136,11 +142,16 @@ async function load(port: number, path: string, connections: number, seconds: nu
   };
   await Promise.all(Array.from({ length: connections }, worker));
   agent.destroy();
-  latencies.sort((a, b) => a - b);
+  return sample;
+}
+
+function summarize(samples: Sample[]): LoadResult {
+  const latencies = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
+  const seconds = samples.reduce((sum, s) => sum + s.seconds, 0);
   const pick = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   return {
     requests: latencies.length,
-    errors,
+    errors: samples.reduce((sum, s) => sum + s.errors, 0),
     requestsPerSecond: Math.round(latencies.length / seconds),
     p50Ms: round(pick(0.5)),
     p99Ms: round(pick(0.99)),
@@ -216,20 +227,29 @@ export async function benchApi(options: ApiBenchOptions = {}): Promise<ApiBenchR
   const soakSeconds = options.soakSeconds ?? 10;
   const warmupSeconds = options.warmupSeconds ?? 2;
 
-  const helloServer = await spawnServer("hello");
-  await load(helloServer.port, "/", connections, warmupSeconds);
-  const hello = await load(helloServer.port, "/", connections, loadSeconds);
-  await stop(helloServer);
-
+  // Fresh process first, on a machine not yet busy with the load below.
   const statusServer = await spawnServer("status");
   await firstOk(statusServer.port, "/status");
   const startToFirst200Ms = round(performance.now() - statusServer.forkedAt, 1);
+  const helloServer = await spawnServer("hello");
+
+  await load(helloServer.port, "/", connections, warmupSeconds);
   await load(statusServer.port, "/status", connections, warmupSeconds);
   const rssBefore = await rssOf(statusServer);
-  const status = await load(statusServer.port, "/status", connections, loadSeconds);
+  // Alternating short rounds, so a change in background load hits both servers alike.
+  const rounds = Math.max(1, Math.round(loadSeconds / 2.5));
+  const helloSamples: Sample[] = [];
+  const statusSamples: Sample[] = [];
+  for (let i = 0; i < rounds; i++) {
+    helloSamples.push(await load(helloServer.port, "/", connections, loadSeconds / rounds));
+    statusSamples.push(await load(statusServer.port, "/status", connections, loadSeconds / rounds));
+  }
+  await stop(helloServer);
   await load(statusServer.port, "/status", connections, soakSeconds);
   const rssAfter = await rssOf(statusServer);
   await stop(statusServer);
+  const hello = summarize(helloSamples);
+  const status = summarize(statusSamples);
 
   return {
     connections,

@@ -11,6 +11,15 @@ function series(text: string, name: string): number | undefined {
 }
 
 describe("createMetrics", () => {
+  it("reports the process's own resources when scraped", async () => {
+    const text = await createMetrics().render();
+    expect(series(text, "process_resident_memory_bytes")).toBeGreaterThan(10 * 1024 * 1024);
+    expect(series(text, "process_cpu_seconds_total")).toBeGreaterThan(0);
+    expect(text).toContain("# TYPE process_cpu_seconds_total counter");
+    expect(series(text, "process_start_time_seconds")).toBeLessThanOrEqual(Date.now() / 1000);
+    expect(series(text, "nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
+  });
+
   it("exposes zero-valued counters before any event, on its own registry", async () => {
     const a = createMetrics({ processMetrics: false });
     const b = createMetrics({ processMetrics: false });
