@@ -221,6 +221,12 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       const shown = (await c.exec(["systemctl", "status", "--no-pager", DAEMON_UNIT])).stdout;
       expect(shown).toContain('Status: "idle; kata 3.32.0 merged"');
       expect(await unitProperty(DAEMON_UNIT, "NRestarts")).toBe("0");
+      // WatchdogSec= is on and pinged: systemd moved the watchdog timestamp after READY=1 made the unit active.
+      expect(await unitProperty(DAEMON_UNIT, "WatchdogUSec")).toBe("1min");
+      const monotonic = async (property: string) => Number(await unitProperty(DAEMON_UNIT, property));
+      expect(await monotonic("WatchdogTimestampMonotonic")).toBeGreaterThanOrEqual(
+        await monotonic("ActiveEnterTimestampMonotonic"),
+      );
       // The unit's sandbox is the one in units/, in force: no capabilities at all, a read-only system.
       expect(await unitProperty(DAEMON_UNIT, "ProtectSystem")).toBe("strict");
       expect(await unitProperty(DAEMON_UNIT, "CapabilityBoundingSet")).toBe("");
@@ -275,6 +281,8 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     expect(config).toContain('ConfigPath = "/opt/kata/share/defaults/kata-containers/configuration-clh.toml"');
     expect(config).toContain('snapshotter = "native"'); // the base configuration is kept
     await c.waitForUnit("containerd.service", "active", STEP_TIMEOUT_MS);
+    const messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
+    expect(messages).toContain("containerd restarted with the Kata runtime handlers");
     const pid = await unitProperty("containerd.service", "MainPID");
     expect((await sh(["cat", `/proc/${pid}/cmdline`])).split("\0")).toEqual([
       "/usr/bin/containerd",
@@ -301,6 +309,15 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     await sh(["journalctl", "--update-catalog"]);
     const explained = await sh(["journalctl", "-x", "--no-pager", `MESSAGE_ID=${MessageId.imageActivated}`]);
     expect(explained).toContain("Subject: Kata Containers extension 3.32.0 activated");
+  });
+
+  it("kata-sysextctl reads the status and asks for a pass over the daemon's root-only socket", async () => {
+    const ctl = (...args: string[]) => sh([NODE, join(REPO, "bin/kata-sysextctl.js"), ...args]);
+    expect(await sh(["stat", "-c", "%F %a %U", "/run/kata-sysextd/api.sock"])).toBe("socket 600 root\n");
+    const shown = JSON.parse(await ctl("status", "--json")) as StatusDoc;
+    expect(shown.extension).toMatchObject({ active: "3.32.0", merged: true });
+    expect(await ctl("refresh")).toContain("3.32.0");
+    expect((await status()).lastReconcile?.result).toBe("ok");
   });
 
   it(
