@@ -96,9 +96,10 @@ function serializerOf<T>(reply: FastifyReply, contentType: string): (value: T) =
   return serialize as unknown as (value: T) => string;
 }
 
+/** ?stream=1|true|0|false decides; without it, an Accept of application/x-ndjson asks for the stream. */
 const wantsStream = (request: FastifyRequest): boolean => {
-  const query = request.query as { stream?: string } | undefined;
-  if (query?.stream === "1" || query?.stream === "true") return true;
+  const stream = (request.query as { stream?: string } | undefined)?.stream;
+  if (stream !== undefined) return stream === "1" || stream === "true";
   return (request.headers.accept ?? "").includes(NDJSON_TYPE);
 };
 
@@ -110,19 +111,27 @@ const wantsStream = (request: FastifyRequest): boolean => {
 function streamRefresh(deps: RouteDeps, reply: FastifyReply): FastifyReply {
   const serialize = serializerOf<RefreshStreamLine>(reply, NDJSON_TYPE);
   const out = new PassThrough();
-  const write = (line: RefreshStreamLine): void => {
-    if (!out.destroyed && !out.writableEnded) out.write(`${serialize(line)}\n`);
+  // Runs from a timer and from promise callbacks: a throw here would take the daemon down, so a line that
+  // cannot be serialized is skipped instead.
+  const write = (line: RefreshStreamLine): string | null => {
+    try {
+      const text = serialize(line);
+      if (!out.destroyed && !out.writableEnded) out.write(`${text}\n`);
+      return text;
+    } catch {
+      return null;
+    }
   };
-  let last = "";
+  let last: string | null = null;
   let quietTicks = 0;
   const heartbeatTicks = Math.max(1, Math.round(5000 / deps.progressIntervalMs));
   const progress = (): void => {
     const doc = deps.snapshot();
-    const line = serialize({ type: "progress", state: doc.state, download: doc.download });
-    if (line === last && ++quietTicks < heartbeatTicks) return;
-    last = line;
+    const key = JSON.stringify([doc.state, doc.download]);
+    if (key === last && ++quietTicks < heartbeatTicks) return;
+    last = key;
     quietTicks = 0;
-    if (!out.destroyed && !out.writableEnded) out.write(`${line}\n`);
+    write({ type: "progress", state: doc.state, download: doc.download });
   };
   const timer = setInterval(progress, deps.progressIntervalMs);
   const running = deps.actions.refresh();

@@ -2,6 +2,7 @@
 // clients (fetch and node:http): every route, schema conformance, the TCP guards and the socket's permissions.
 import { spawnSync } from "node:child_process";
 import { chmod, lstat, mkdir, stat, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { dirname } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Endpoint, request, streamLines } from "../../../src/api/client.ts";
@@ -365,6 +366,45 @@ describe("unix socket", () => {
       type: "result",
       result: { ok: true, result: "ok", message: "done", code: null, remedy: null, active: "3.33.0" },
     });
+  });
+
+  it("keeps refreshing when the streaming client goes away, and keeps serving", async () => {
+    let done: (value: unknown) => void = () => undefined;
+    const finished = new Promise((resolve) => {
+      done = resolve;
+    });
+    const s = await start({
+      actions: scriptedActions({
+        refresh: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          done(true);
+          return { ok: true, result: "ok", message: "done", code: null, remedy: null, active: "3.32.0" };
+        },
+      }),
+    });
+    await new Promise<void>((resolve) => {
+      const req = httpRequest({ socketPath: s.socket.socketPath, method: "POST", path: "/v1/refresh?stream=1" });
+      req.on("response", (res) => {
+        res.once("data", () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.end();
+    });
+    expect(await finished).toBe(true);
+    expect((await request(s.socket, "GET", "/healthz")).status).toBe(200);
+    expect(s.log.records.filter((r) => r.level === "error")).toEqual([]);
+  });
+
+  it("answers JSON when ?stream=0 overrides an ndjson Accept header", async () => {
+    const s = await start();
+    const res = await request(s.socket, "POST", "/v1/refresh?stream=0", {
+      headers: { accept: "application/x-ndjson" },
+    });
+    expect(res.status).toBe(200);
+    expect(res.contentType).toBe("application/json; charset=utf-8");
+    expect(JSON.parse(res.body).ok).toBe(true);
   });
 
   it("ends a stream whose refresh threw with an error line carrying code and remedy", async () => {
