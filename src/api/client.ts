@@ -11,7 +11,7 @@ export interface ApiResponse {
 }
 
 export interface RequestOptions {
-  /** Whole-request limit for request(); idle limit between lines for streamLines(). */
+  /** The longest silence tolerated on the connection (default 10 s); a stream's heartbeats reset it. */
   timeoutMs?: number;
   headers?: Record<string, string>;
 }
@@ -24,9 +24,6 @@ export class ApiConnectError extends Error {
     this.errno = errno;
   }
 }
-
-export const describeEndpoint = (endpoint: Endpoint): string =>
-  "socketPath" in endpoint ? endpoint.socketPath : endpoint.url;
 
 function open(
   endpoint: Endpoint,

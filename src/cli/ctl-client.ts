@@ -12,7 +12,7 @@ export interface CtlOptions {
   socketPath: string;
   /** Where status is read when the socket is not accessible (default http://127.0.0.1:8720). */
   tcpUrl?: string;
-  /** Per-request limit; for a streamed refresh, the longest silence tolerated (default 10 s / 60 s). */
+  /** The longest silence tolerated from the daemon (defaults: status 10 s, refresh stream 60 s, rollback 5 min). */
   timeoutMs?: number;
 }
 
