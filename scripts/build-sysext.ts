@@ -50,6 +50,17 @@ if (!/^\d+$/.test(epoch)) {
 
 class BuildFailed extends Error {}
 
+/** Every input file (project-relative) and its digest: equal inputs must give an equal image. */
+const inputs = new Map<string, string>();
+const noteInput = (file: string, content: Buffer = readFileSync(file)): void => {
+  inputs.set(relative(PROJECT, file), createHash("sha256").update(content).digest("hex"));
+};
+
+inputs.set("package.json#version", version);
+for (const file of ["scripts/build-sysext.ts", "src/delivery/layout.ts", "src/delivery/glibc-floor.ts"]) {
+  noteInput(join(PROJECT, file));
+}
+
 const stage = mkdtempSync(join(tmpdir(), "kata-sysextd-stage-"));
 try {
   await bundle(stage);
@@ -57,6 +68,7 @@ try {
   await checkFloor(stage);
   normalizeModes(stage);
   const image = squash(stage);
+  say(`  inputs ${inputsDigest()} (${inputs.size} files)`);
   say(`${image}: ${mib(statSync(image).size)}, built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   if (!(err instanceof BuildFailed)) throw err;
@@ -102,6 +114,7 @@ async function bundle(root: string): Promise<void> {
     logLevel: "warning",
     metafile: true,
   });
+  for (const file of Object.keys(result.metafile.inputs)) noteInput(join(PROJECT, file));
   for (const [file, out] of Object.entries(result.metafile.outputs))
     say(`  bundle ${relative(root, join(PROJECT, file))}: ${mib(out.bytes)}`);
 }
@@ -111,7 +124,11 @@ function stageFiles(root: string): void {
     mkdirSync(join(root, dirname(path)), { recursive: true });
     writeFileSync(join(root, path), content, { mode });
   };
-  const copy = (from: string, to: string, mode = 0o644): void => put(to, readFileSync(from), mode);
+  const copy = (from: string, to: string, mode = 0o644): void => {
+    const content = readFileSync(from);
+    noteInput(from, content);
+    put(to, content, mode);
+  };
 
   copy(PINNED_NODE, PATHS.node, 0o755);
   // The addon as node_modules/systemd-journald beside the bundle: src/log/logger.ts requires it by package name.
@@ -175,7 +192,7 @@ async function checkFloor(root: string): Promise<void> {
 
 /** Same modes whatever the umask or checkout: directories and executables 0755, the rest 0644. */
 function normalizeModes(root: string): void {
-  for (const file of walk(root, true)) {
+  for (const file of [root, ...walk(root, true)]) {
     const st = statSync(file);
     chmodSync(file, st.isDirectory() || st.mode & 0o100 ? 0o755 : 0o644);
   }
@@ -232,6 +249,11 @@ function walk(root: string, dirs = false): string[] {
     }
   }
   return out;
+}
+
+function inputsDigest(): string {
+  const lines = [...inputs].sort(([a], [b]) => (a < b ? -1 : 1)).map(([file, sha]) => `${sha}  ${file}\n`);
+  return createHash("sha256").update(lines.join("")).digest("hex");
 }
 
 function mib(bytes: number): string {

@@ -19,6 +19,8 @@ export interface Built {
   sums: string;
   /** What the build printed (size, composition, ABI findings). */
   output: string;
+  /** Digest over every input file the build read, as it printed it. */
+  inputs: string;
 }
 
 /** A fresh build into `outDir` (a real child process running scripts/build-sysext.ts on the pinned Node). */
@@ -35,7 +37,9 @@ export function buildSysext(outDir: string, env: NodeJS.ProcessEnv = {}): Promis
         }
         const image = join(outDir, imageFileName(VERSION));
         const sha256 = createHash("sha256").update(readFileSync(image)).digest("hex");
-        resolve({ image, sha256, sums: readFileSync(join(outDir, "SHA256SUMS"), "utf8"), output: stdout + stderr });
+        const inputs = /^ {2}inputs ([0-9a-f]{64}) /m.exec(stdout)?.[1] ?? "";
+        const sums = readFileSync(join(outDir, "SHA256SUMS"), "utf8");
+        resolve({ image, sha256, sums, output: stdout + stderr, inputs });
       },
     );
   });
