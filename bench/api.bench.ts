@@ -262,8 +262,8 @@ export async function benchApi(options: ApiBenchOptions = {}): Promise<ApiBenchR
   await load(helloServer.port, "/", connections, warmupSeconds);
   await load(statusServer.port, "/status", connections, warmupSeconds);
   const rssBefore = await rssOf(statusServer);
-  // Alternating short rounds, so a change in background load hits both servers alike.
-  const rounds = Math.max(1, Math.round(loadSeconds / 2.5));
+  // Alternating one-second rounds, so a change in background load hits both servers alike.
+  const rounds = Math.max(1, Math.round(loadSeconds));
   const helloSamples: Sample[] = [];
   const statusSamples: Sample[] = [];
   for (let i = 0; i < rounds; i++) {
