@@ -7,7 +7,7 @@ import { containerdRegistration } from "../containerd/stage.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
 import { runPreflight } from "../preflight/run.ts";
-import { hostArchitecture } from "../release/os-release.ts";
+import { hostArchitecture, readHostReleaseUnder } from "../release/os-release.ts";
 import { ActiveLink } from "../store/link.ts";
 import { clearNextBoot } from "../store/state.ts";
 import { ImageStore } from "../store/store.ts";
@@ -79,13 +79,24 @@ function report(ctx: CommandContext, what: string, outcome: PassOutcome): void {
   }
 }
 
-export async function runOnce(ctx: CommandContext): Promise<number> {
+/**
+ * The context with FLATCAR_VERSION_ID of the booted OS on every journal record (unchanged when the os-release
+ * cannot be read). The booted release cannot change under a running command or daemon: it changes by rebooting.
+ */
+export async function withHostFields(ctx: CommandContext): Promise<CommandContext> {
+  const host = await readHostReleaseUnder(ctx.paths.host).catch(() => null);
+  return host?.versionId ? { ...ctx, log: ctx.log.with({ FLATCAR_VERSION_ID: host.versionId }) } : ctx;
+}
+
+export async function runOnce(given: CommandContext): Promise<number> {
+  const ctx = await withHostFields(given);
   const outcome = await new Reconciler(buildReconcilerDeps(ctx)).reconcile();
   report(ctx, "reconcile", outcome);
   return exitCode(outcome);
 }
 
-export async function runBoot(ctx: CommandContext): Promise<number> {
+export async function runBoot(given: CommandContext): Promise<number> {
+  const ctx = await withHostFields(given);
   const outcome = await new Reconciler(buildReconcilerDeps(ctx)).boot();
   report(ctx, "boot", outcome);
   // Booted into the release the image was staged for: the next boot is now this boot.

@@ -5,11 +5,10 @@ import { createMetrics } from "../api/metrics.ts";
 import { startApi } from "../api/server.ts";
 import { systemClock, systemRandom } from "../clock.ts";
 import { loadConfig } from "../config/load.ts";
-import { buildReconcilerDeps, type CommandContext } from "../controller/commands.ts";
+import { buildReconcilerDeps, type CommandContext, withHostFields } from "../controller/commands.ts";
 import { Reconciler } from "../controller/reconciler.ts";
 import { initialStatus } from "../controller/snapshot.ts";
 import { asKataError } from "../errors.ts";
-import { readHostReleaseUnder } from "../release/os-release.ts";
 import type { StatusDocument } from "../status.ts";
 import { createNotifier, startWatchdog, watchdogIntervalMs } from "../systemd/notify.ts";
 import { watchUpdateEngine } from "../systemd/update-engine.ts";
@@ -19,8 +18,7 @@ import { connectSystemd } from "./systemd.ts";
 import { watchFiles } from "./watch.ts";
 
 export async function runDaemon(given: CommandContext): Promise<number> {
-  // The OS release cannot change under a running daemon (it changes by rebooting), so every record carries it.
-  const ctx = { ...given, log: await withHostFields(given) };
+  const ctx = await withHostFields(given);
   const { log, paths } = ctx;
   const notifier = createNotifier({ log });
   const systemd = await connectSystemd({
@@ -126,10 +124,4 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   await api.close();
   await systemd?.close();
   return 0;
-}
-
-/** The logger with FLATCAR_VERSION_ID of the booted OS, or unchanged when the os-release cannot be read. */
-async function withHostFields(ctx: CommandContext): Promise<CommandContext["log"]> {
-  const host = await readHostReleaseUnder(ctx.paths.host).catch(() => null);
-  return host?.versionId ? ctx.log.with({ FLATCAR_VERSION_ID: host.versionId }) : ctx.log;
 }

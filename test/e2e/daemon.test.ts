@@ -33,6 +33,9 @@ const LINK = "/etc/extensions/kata-containers.raw";
 const image = (version: string) => `${STORE}/kata-containers-${version}-x86-64.raw`;
 const OLD_OS = "4593.2.5";
 const NEW_OS = "4650.0.0";
+/** A release the policy gives no Kata version: every Kata here needs Flatcar < 5000. */
+const UNSUPPORTED_OS = "5000.0.0";
+const UPDATE_ENGINE_UNIT = "e2e-update-engine.service";
 const DAEMON_UNIT = "kata-sysextd.service";
 const BOOT_UNIT = "kata-sysextd-boot.service";
 // Generous: a boot waits while another test file's container runs (one container at a time).
@@ -142,6 +145,8 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     const journal = await c.exec(["journalctl", "-u", DAEMON_UNIT, "-n", "30", "--no-pager"]);
     throw new Error(`/status never got there; last: ${JSON.stringify(last)}\n${journal.stdout}`);
   };
+  const readyz = async () =>
+    (await sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/readyz`])).trim();
   const unitProperty = async (unit: string, property: string) =>
     (await sh(["systemctl", "show", "-P", property, "--", unit])).trim();
   const journalWith = async (unit: string, messageId: string): Promise<JournalEntry[]> =>
@@ -189,7 +194,10 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
         `url = "${server.url}"`,
         "[policy]",
         'versions = ">=3.21.0"',
-        `constraints = [ { kata = ">=3.33.0", flatcar = ">=${NEW_OS}", reason = "3.33 needs the newer Flatcar kernel" } ]`,
+        "constraints = [",
+        `  { kata = ">=3.33.0", flatcar = ">=${NEW_OS}", reason = "3.33 needs the newer Flatcar kernel" },`,
+        `  { kata = ">=3.0.0", flatcar = "<${UNSUPPORTED_OS}", reason = "Kata 3 does not run on Flatcar 5000" },`,
+        "]",
         "[api]",
         `listen = "127.0.0.1:${port}"`,
         "[containerd]",
@@ -268,10 +276,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     expect(typeof doc.preflight.ok).toBe("boolean");
     expect(doc.preflight.checks.find((check) => check.id === "hypervisor-binary")?.status).toBe("pass");
     expect(doc.preflight.checks.find((check) => check.id === "containerd-handler")?.status).toBe("pass");
-    const ready = (
-      await sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/readyz`])
-    ).trim();
-    expect(ready).toBe(doc.preflight.ok ? "200" : "503");
+    expect(await readyz()).toBe(doc.preflight.ok ? "200" : "503");
   });
 
   it("registers the Kata runtimes with the container's real containerd and restarts it", async () => {
@@ -320,21 +325,47 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     expect((await status()).lastReconcile?.result).toBe("ok");
   });
 
+  /** update_engine (the stand-in) on the container's real system bus, as a unit, announcing `version`. */
+  const updateEngineNeedsReboot = async (version: string): Promise<void> => {
+    await c.exec(["systemctl", "stop", UPDATE_ENGINE_UNIT]);
+    await sh([
+      "systemd-run",
+      "--quiet",
+      `--unit=${UPDATE_ENGINE_UNIT}`,
+      NODE,
+      join(REPO, "test/helpers/fake-update-engine.ts"),
+      "--emit",
+      "UPDATE_STATUS_UPDATED_NEED_REBOOT",
+      "--version",
+      version,
+    ]);
+  };
+
+  it(
+    "says loudly when no Kata image fits the release update_engine will reboot into",
+    async () => {
+      await allowBusName(c, "com.coreos.update1");
+      const readyBefore = await readyz();
+      await updateEngineNeedsReboot(UNSUPPORTED_OS);
+      const doc = await statusUntil((d) => d.nextBoot?.flatcarVersion === UNSUPPORTED_OS && d.state === "idle");
+      expect(doc.nextBoot).toMatchObject({ flatcarVersion: UNSUPPORTED_OS, kata: null, staged: false });
+      expect(doc.nextBoot?.reason).toContain("no acceptable Kata version");
+      expect(doc.extension).toMatchObject({ active: "3.32.0", merged: true });
+      expect(await readyz()).toBe(readyBefore);
+      const [loud] = await journalWith(DAEMON_UNIT, MessageId.incompatibleNextOs);
+      expect(loud).toMatchObject({
+        PRIORITY: "4",
+        FLATCAR_NEXT_VERSION: UNSUPPORTED_OS,
+        ERROR_CODE: "no-compatible-version",
+      });
+    },
+    STEP_TIMEOUT_MS,
+  );
+
   it(
     "stages the image for the next Flatcar release when update_engine on the real system bus needs a reboot",
     async () => {
-      await allowBusName(c, "com.coreos.update1");
-      await sh([
-        "systemd-run",
-        "--quiet",
-        "--unit=e2e-update-engine.service",
-        NODE,
-        join(REPO, "test/helpers/fake-update-engine.ts"),
-        "--emit",
-        "UPDATE_STATUS_UPDATED_NEED_REBOOT",
-        "--version",
-        NEW_OS,
-      ]);
+      await updateEngineNeedsReboot(NEW_OS);
       const doc = await statusUntil((d) => d.nextBoot?.staged === true);
       expect(doc.nextBoot).toEqual({ flatcarVersion: NEW_OS, kata: "3.33.0", staged: true, reason: null });
       expect((await c.exec(["test", "-f", image("3.33.0")])).exitCode).toBe(0);
@@ -352,13 +383,21 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
   );
 
   it("systemctl stop stops the daemon cleanly", async () => {
-    await sh(["systemctl", "stop", "e2e-update-engine.service"]);
+    await sh(["systemctl", "stop", UPDATE_ENGINE_UNIT]);
     await sh(["systemctl", "stop", DAEMON_UNIT]);
     expect(await unitProperty(DAEMON_UNIT, "ActiveState")).toBe("inactive");
     expect(await unitProperty(DAEMON_UNIT, "Result")).toBe("success");
     expect(await unitProperty(DAEMON_UNIT, "ExecMainStatus")).toBe("0");
     const messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
     expect(messages).toContain("SIGTERM: stopping");
+    // What the boot unit will go by: the persisted next-boot record.
+    const persisted = JSON.parse(readFileSync(join(host, "state/state.json"), "utf8")) as { nextBoot: unknown };
+    expect(persisted.nextBoot).toMatchObject({
+      flatcarVersion: NEW_OS,
+      kata: "3.33.0",
+      file: "kata-containers-3.33.0-x86-64.raw",
+      staged: true,
+    });
     // Stopping the daemon leaves the host as it was: still linked and merged.
     expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
     const off = await c.poweroff();
@@ -374,11 +413,15 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       await expectNothingFailed();
       expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
       expect(await unitProperty(BOOT_UNIT, "ActiveState")).toBe("active");
-      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.33.0")}\n`);
+      expect(await sh(["readlink", "-f", LINK]), await bootStory()).toBe(`${image("3.33.0")}\n`);
       expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.33.0\n");
       expect(await sh(["grep", "^VERSION_ID=", "/usr/lib/os-release"])).toBe(`VERSION_ID=${NEW_OS}\n`);
       const [activated] = await journalWith(BOOT_UNIT, MessageId.imageActivated);
-      expect(activated).toMatchObject({ _SYSTEMD_UNIT: BOOT_UNIT, KATA_SYSEXT_VERSION: "3.33.0" });
+      expect(activated).toMatchObject({
+        _SYSTEMD_UNIT: BOOT_UNIT,
+        KATA_SYSEXT_VERSION: "3.33.0",
+        FLATCAR_VERSION_ID: NEW_OS,
+      });
       await assertBootOrder();
       // The daemon takes over: nothing pending any more, 3.33.0 active and merged for the new release.
       await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
@@ -399,7 +442,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       await expectNothingFailed();
       expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
       // 3.33.0 needs Flatcar >= 4650.0.0 by policy: the boot step goes back to the newest image that qualifies.
-      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
+      expect(await sh(["readlink", "-f", LINK]), await bootStory()).toBe(`${image("3.32.0")}\n`);
       expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
       await assertBootOrder();
       await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
@@ -411,6 +454,13 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     },
     BOOT_TIMEOUT_MS,
   );
+
+  /** What this boot did, for a failure message: the units' journal and the state file the boot unit read. */
+  async function bootStory(): Promise<string> {
+    const units = ["systemd-sysext.service", BOOT_UNIT, DAEMON_UNIT].flatMap((u) => ["-u", u]);
+    const journal = await c.exec(["journalctl", "-b", ...units, "--no-pager", "-o", "short-monotonic"]);
+    return `${journal.stdout}\nstate.json: ${readFileSync(join(host, "state/state.json"), "utf8")}`;
+  }
 
   /** No unit failed during boot; a failure quotes the failed units' own journal. */
   async function expectNothingFailed(): Promise<void> {
