@@ -25,6 +25,9 @@ import { publishRelease, type ReleaseServer, startReleaseServer } from "../helpe
 
 const skipReason = nspawnUnavailableReason();
 if (skipReason) console.log(`skipping e2e daemon test: ${skipReason}`);
+// The container's /usr is this machine's: containerd runs in it only where the machine has it (Debian's package).
+const HAS_CONTAINERD = existsSync("/usr/bin/containerd");
+if (!HAS_CONTAINERD) console.log("e2e daemon test: no /usr/bin/containerd here; the containerd checks are skipped");
 
 const REPO = resolve(import.meta.dirname, "../..");
 const NODE = process.execPath;
@@ -279,23 +282,26 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     expect(await readyz()).toBe(doc.preflight.ok ? "200" : "503");
   });
 
-  it("registers the Kata runtimes with the container's real containerd and restarts it", async () => {
-    const config = await sh(["cat", "/etc/kata-sysextd/containerd.toml"]);
-    expect(config).toContain('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata-clh]');
-    expect(config).toContain('runtime_type = "io.containerd.kata.v2"');
-    expect(config).toContain('ConfigPath = "/opt/kata/share/defaults/kata-containers/configuration-clh.toml"');
-    expect(config).toContain('snapshotter = "native"'); // the base configuration is kept
-    await c.waitForUnit("containerd.service", "active", STEP_TIMEOUT_MS);
-    const messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
-    expect(messages).toContain("containerd restarted with the Kata runtime handlers");
-    const pid = await unitProperty("containerd.service", "MainPID");
-    expect((await sh(["cat", `/proc/${pid}/cmdline`])).split("\0")).toEqual([
-      "/usr/bin/containerd",
-      "--config",
-      "/etc/kata-sysextd/containerd.toml",
-      "",
-    ]);
-  });
+  it.skipIf(!HAS_CONTAINERD)(
+    "registers the Kata runtimes with the container's real containerd and restarts it",
+    async () => {
+      const config = await sh(["cat", "/etc/kata-sysextd/containerd.toml"]);
+      expect(config).toContain('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata-clh]');
+      expect(config).toContain('runtime_type = "io.containerd.kata.v2"');
+      expect(config).toContain('ConfigPath = "/opt/kata/share/defaults/kata-containers/configuration-clh.toml"');
+      expect(config).toContain('snapshotter = "native"'); // the base configuration is kept
+      await c.waitForUnit("containerd.service", "active", STEP_TIMEOUT_MS);
+      const messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
+      expect(messages).toContain("containerd restarted with the Kata runtime handlers");
+      const pid = await unitProperty("containerd.service", "MainPID");
+      expect((await sh(["cat", `/proc/${pid}/cmdline`])).split("\0")).toEqual([
+        "/usr/bin/containerd",
+        "--config",
+        "/etc/kata-sysextd/containerd.toml",
+        "",
+      ]);
+    },
+  );
 
   it("logs structured journal fields and the image-activated MESSAGE_ID", async () => {
     const [activated] = await journalWith(DAEMON_UNIT, MessageId.imageActivated);
@@ -324,6 +330,24 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     expect(await ctl("refresh")).toContain("3.32.0");
     expect((await status()).lastReconcile?.result).toBe("ok");
   });
+
+  it(
+    "systemctl reload re-reads the configuration without a restart",
+    async () => {
+      const pid = await unitProperty(DAEMON_UNIT, "MainPID");
+      await sh(["systemctl", "reload", DAEMON_UNIT]);
+      const until = Date.now() + STEP_TIMEOUT_MS;
+      let messages: unknown[] = [];
+      while (Date.now() < until && !messages.includes("configuration reloaded")) {
+        messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
+        await sleep(100);
+      }
+      expect(messages).toContain("configuration reloaded");
+      expect(await unitProperty(DAEMON_UNIT, "MainPID")).toBe(pid);
+      expect(await unitProperty(DAEMON_UNIT, "ActiveState")).toBe("active");
+    },
+    STEP_TIMEOUT_MS,
+  );
 
   /** update_engine (the stand-in) on the container's real system bus, as a unit, announcing `version`. */
   const updateEngineNeedsReboot = async (version: string): Promise<void> => {
@@ -475,7 +499,9 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     const monotonic = async (unit: string, property: string) => Number(await unitProperty(unit, property));
     const bootDone = await monotonic(BOOT_UNIT, "ExecMainExitTimestampMonotonic");
     expect(bootDone).toBeGreaterThan(0);
-    expect(await monotonic("containerd.service", "ExecMainStartTimestampMonotonic")).toBeGreaterThan(bootDone);
+    if (HAS_CONTAINERD) {
+      expect(await monotonic("containerd.service", "ExecMainStartTimestampMonotonic")).toBeGreaterThan(bootDone);
+    }
     expect(await monotonic(DAEMON_UNIT, "ExecMainStartTimestampMonotonic")).toBeGreaterThan(bootDone);
   }
 });
