@@ -89,8 +89,20 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const preflightCheck = new Gauge({
     name: "kata_sysextd_preflight_check_status",
-    help: "1 for each preflight check's current status, 0 for its other statuses",
-    labelNames: ["check", "status"] as const,
+    help: "1 for each preflight check's current status, 0 for its other statuses (hypervisor empty when general)",
+    labelNames: ["check", "hypervisor", "status"] as const,
+    registers,
+  });
+  const memberInfo = new Gauge({
+    name: "kata_sysextd_member_info",
+    help: "Each managed extension (Kata and its companions) with its active, previous and next-boot versions (always 1)",
+    labelNames: ["member", "active", "previous", "next_boot"] as const,
+    registers,
+  });
+  const memberMerged = new Gauge({
+    name: "kata_sysextd_member_merged",
+    help: "1 when systemd-sysext has this member merged",
+    labelNames: ["member"] as const,
     registers,
   });
   const rollbacks = new Counter({
@@ -160,9 +172,20 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
       preflightCheck.reset();
       for (const check of doc.preflight?.checks ?? []) {
+        const hypervisor = check.hypervisor ?? "";
         for (const status of CHECK_STATUSES) {
-          preflightCheck.set({ check: check.id, status }, status === check.status ? 1 : 0);
+          preflightCheck.set({ check: check.id, hypervisor, status }, status === check.status ? 1 : 0);
         }
+      }
+
+      memberInfo.reset();
+      memberMerged.reset();
+      for (const m of doc.members) {
+        memberInfo.set(
+          { member: m.name, active: m.active ?? "", previous: m.previous ?? "", next_boot: m.nextBoot ?? "" },
+          1,
+        );
+        memberMerged.set({ member: m.name }, m.merged ? 1 : 0);
       }
 
       nextBootPending.set(doc.nextBoot === null ? 0 : 1);

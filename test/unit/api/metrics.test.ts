@@ -57,15 +57,27 @@ describe("createMetrics", () => {
     expect(series(text, "kata_sysextd_rollbacks_total")).toBe(1);
   });
 
-  it("derives info, state, preflight and next-boot gauges from the status, replacing stale series", async () => {
+  it("derives info, state, preflight (by hypervisor), member and next-boot gauges from the status, replacing stale series", async () => {
     const m = createMetrics({ processMetrics: false });
     m.setStatus(statusDoc());
     let text = await m.render();
     expect(
       series(text, 'kata_sysextd_kata_active_info{name="kata-containers",version="3.32.0",trust="checksum"}'),
     ).toBe(1);
-    expect(series(text, 'kata_sysextd_preflight_check_status{check="vhost-vsock",status="warn"}')).toBe(1);
-    expect(series(text, 'kata_sysextd_preflight_check_status{check="vhost-vsock",status="pass"}')).toBe(0);
+    expect(
+      series(text, 'kata_sysextd_preflight_check_status{check="vhost-vsock",hypervisor="qemu",status="warn"}'),
+    ).toBe(1);
+    expect(
+      series(text, 'kata_sysextd_preflight_check_status{check="vhost-vsock",hypervisor="qemu",status="pass"}'),
+    ).toBe(0);
+    expect(series(text, 'kata_sysextd_preflight_check_status{check="kvm-usable",hypervisor="",status="pass"}')).toBe(1);
+    expect(
+      series(
+        text,
+        'kata_sysextd_member_info{member="kata-containers",active="3.32.0",previous="3.31.0",next_boot="3.32.0"}',
+      ),
+    ).toBe(1);
+    expect(series(text, 'kata_sysextd_member_merged{member="kata-containers"}')).toBe(1);
     expect(series(text, 'kata_sysextd_state{state="idle"}')).toBe(1);
     expect(series(text, "kata_sysextd_next_boot_staged")).toBe(1);
 
@@ -79,7 +91,7 @@ describe("createMetrics", () => {
     expect(text).not.toContain("kata_sysextd_kata_active_info{");
     expect(text).not.toContain('check="vhost-vsock"');
     expect(text).not.toContain("kata_sysextd_next_boot_info{");
-    expect(series(text, 'kata_sysextd_preflight_check_status{check="kvm-usable",status="fail"}')).toBe(1);
+    expect(series(text, 'kata_sysextd_preflight_check_status{check="kvm-usable",hypervisor="",status="fail"}')).toBe(1);
     expect(series(text, 'kata_sysextd_state{state="idle"}')).toBe(0);
     expect(series(text, 'kata_sysextd_state{state="degraded"}')).toBe(1);
     expect(series(text, "kata_sysextd_extension_merged")).toBe(0);
