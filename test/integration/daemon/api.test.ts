@@ -1,0 +1,153 @@
+// The real daemon process (bin/kata-sysextd.js) on a free port with a sandbox root and a loopback release
+// server, driven by real HTTP clients and the real kata-sysextctl: every route, schema conformance against the
+// daemon's own /openapi.json, the read-only TCP listener, the root-only socket, and a clean SIGTERM.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildImage } from "../../helpers/images.ts";
+import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import { CTL, DAEMON, inMountNamespace, makeSandboxRoot, NODE, runArgv, writeConfig } from "../../helpers/sandbox.ts";
+import { OpenApiValidator } from "../api/fixtures.ts";
+
+let server: ReleaseServer;
+let daemon: ChildProcess;
+let root: string;
+let base: string;
+let stderr = "";
+let exit: Promise<number | null>;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe().catch(() => null);
+    if (value !== null) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; daemon stderr:\n${stderr}`);
+}
+
+beforeAll(async () => {
+  const pub = mkdtempSync(join(tmpdir(), "kata-pub-api-"));
+  await publishRelease(pub, {
+    images: [{ version: "3.32.0", content: buildImage({ version: "3.32.0" }, join(pub, "b.raw")) }],
+  });
+  server = await startReleaseServer(pub);
+  root = makeSandboxRoot();
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  writeConfig(
+    root,
+    `[source]\nurl = "${server.url}"\n[api]\nlisten = "127.0.0.1:${port}"\n[containerd]\nenabled = false\n`,
+  );
+  const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root]);
+  if (file === undefined) throw new Error("no argv");
+  daemon = spawn(file, args, {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, KATA_SYSEXTD_LOG: "stderr" },
+  });
+  daemon.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  exit = new Promise((resolve) => daemon.on("exit", (code) => resolve(code)));
+  await until("the first reconcile", async () => {
+    const status = (await (await fetch(`${base}/status`)).json()) as {
+      lastReconcile: unknown;
+      extension: { active: unknown };
+    };
+    return status.lastReconcile !== null && status.extension.active !== null ? status : null;
+  });
+}, 60_000);
+
+afterAll(async () => {
+  if (daemon.exitCode === null) daemon.kill("SIGKILL");
+  await server?.close();
+});
+
+describe("the daemon's API, for real", () => {
+  it("serves every read-only route, each conforming to the schema in its own /openapi.json", async () => {
+    const openapi = await (await fetch(`${base}/openapi.json`)).json();
+    const validator = new OpenApiValidator(openapi);
+    for (const path of ["/status", "/healthz", "/readyz", "/preflight"]) {
+      const res = await fetch(`${base}${path}`);
+      const body = await res.json();
+      expect([200, 503]).toContain(res.status);
+      expect(validator.check("GET", path, res.status, res.headers.get("content-type") ?? "", body)).toBeNull();
+    }
+    const status = await (await fetch(`${base}/status`)).json();
+    expect(status).toMatchObject({
+      daemon: { version: expect.any(String), startedAt: expect.any(String) },
+      host: { id: "flatcar", versionId: "4593.2.5", sysextLevel: "1.0", arch: "x86-64" },
+      extension: { name: "kata-containers", active: "3.32.0", merged: false },
+      nextBoot: null,
+      lastReconcile: { result: "ok", error: null },
+      state: expect.stringMatching(/^(idle|degraded)$/),
+      members: [expect.objectContaining({ name: "kata-containers", active: "3.32.0" })],
+    });
+    // Under --root systemd-sysext 252 cannot merge the symlinked image: reported, and /readyz says not ready.
+    expect(status.extension.limitation).toContain("--root");
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { reasons: string[] }).reasons.join(" ")).toContain("not merged");
+    const metrics = await fetch(`${base}/metrics`);
+    expect(metrics.headers.get("content-type")).toContain("text/plain");
+    const text = await metrics.text();
+    expect(text).toMatch(/kata_sysextd_kata_active_info\{name="kata-containers",version="3.32.0",trust="checksum"\} 1/);
+    expect(text).toMatch(/kata_sysextd_reconcile_total\{result="ok"\} [1-9]/);
+  });
+
+  it("is read-only on TCP and refuses foreign Host headers", async () => {
+    for (const method of ["POST", "PUT", "PATCH", "DELETE"]) {
+      const res = await fetch(`${base}/v1/refresh`, { method });
+      expect(res.status).toBe(405);
+    }
+    const rebinding = await runArgv([
+      "curl",
+      "-s",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "-H",
+      "Host: evil.example",
+      `${base}/status`,
+    ]);
+    expect(rebinding.stdout).toBe("403");
+  });
+
+  it("keeps mutations on a root-only socket that kata-sysextctl uses", async () => {
+    const socket = join(root, "run/kata-sysextd/api.sock");
+    expect(statSync(socket).mode & 0o777).toBe(0o600);
+    const status = await runArgv([NODE, CTL, "status", "--root", root]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain("3.32.0");
+    const refresh = await runArgv([NODE, CTL, "refresh", "--root", root, "--json"]);
+    expect(refresh.code).toBe(0);
+    const versions = await runArgv([NODE, CTL, "versions", "--root", root, "--json"]);
+    expect(JSON.parse(versions.stdout)).toMatchObject({
+      active: "3.32.0",
+      local: [expect.objectContaining({ version: "3.32.0", active: true })],
+      remote: [expect.objectContaining({ version: "3.32.0", compatible: true })],
+    });
+  });
+
+  it("stops cleanly on SIGTERM", async () => {
+    daemon.kill("SIGTERM");
+    expect(await exit).toBe(0);
+    expect(stderr).toContain("SIGTERM: stopping");
+  });
+});
