@@ -88,7 +88,7 @@ describe("the daemon's API, for real", () => {
       expect([200, 503]).toContain(res.status);
       expect(validator.check("GET", path, res.status, res.headers.get("content-type") ?? "", body)).toBeNull();
     }
-    const status = await (await fetch(`${base}/status`)).json();
+    const status = (await (await fetch(`${base}/status`)).json()) as { extension: { limitation: string } };
     expect(status).toMatchObject({
       daemon: { version: expect.any(String), startedAt: expect.any(String) },
       host: { id: "flatcar", versionId: "4593.2.5", sysextLevel: "1.0", arch: "x86-64" },
