@@ -43,6 +43,21 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     link: new ActiveLink(paths.activeLink(name), paths.storeDir),
     source: urlFileSource(config, source, { clock, random, log }),
   });
+  const store = new ImageStore(paths.storeDir, paths.quarantineDir);
+  const members = [
+    member(config.source.name, true, config.source, config.policy.versions),
+    ...config.companions.map((c) => member(c.name, false, { ...config.source, ...c }, c.versions)),
+  ];
+  /** The active companions' files: the preflight looks there for a hypervisor the Kata image lacks. */
+  const activeCompanions = async () => {
+    const found: { name: string; files: string[] }[] = [];
+    for (const m of members.slice(1)) {
+      const link = await m.link.read();
+      const image = link.kind === "store" ? await store.get(link.file) : null;
+      if (image !== null) found.push({ name: m.name, files: image.files });
+    }
+    return found;
+  };
   return {
     paths,
     config,
@@ -50,13 +65,15 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     log,
     clock,
     random,
-    store: new ImageStore(paths.storeDir, paths.quarantineDir),
-    members: [
-      member(config.source.name, true, config.source, config.policy.versions),
-      ...config.companions.map((c) => member(c.name, false, { ...config.source, ...c }, c.versions)),
-    ],
+    store,
+    members,
     sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
-    preflight: () => runPreflight({ paths, containerd: config.containerd.enabled ? config.containerd : null }),
+    preflight: async () =>
+      runPreflight({
+        paths,
+        containerd: config.containerd.enabled ? config.containerd : null,
+        companions: await activeCompanions(),
+      }),
     runtime: config.containerd.enabled
       ? containerdRegistration({ files, systemd, restart: config.containerd.restart, log })
       : undefined,

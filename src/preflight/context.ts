@@ -21,6 +21,14 @@ export interface PreflightOptions {
   containerd?: ContainerdFiles | null;
   /** Timeout for each helper and `--version` run. */
   timeoutMs?: number;
+  /** Active companion extensions and the files they ship, where a hypervisor missing from Kata may be. */
+  companions?: CompanionFiles[];
+}
+
+export interface CompanionFiles {
+  name: string;
+  /** Paths inside the image, without the leading slash. */
+  files: string[];
 }
 
 export interface PreflightContext {
@@ -34,6 +42,7 @@ export interface PreflightContext {
   fixtureRoot: boolean;
   containerd: ContainerdFiles | null;
   timeoutMs: number;
+  companions: CompanionFiles[];
   cpu(): Promise<CpuInfo | null>;
   modules(): Promise<Modules>;
   kvm(): Promise<KvmProbe>;
@@ -66,6 +75,7 @@ export function createContext(opts: PreflightOptions): PreflightContext {
     fixtureRoot,
     containerd: opts.containerd === undefined ? DEFAULT_CONTAINERD : opts.containerd,
     timeoutMs,
+    companions: opts.companions ?? [],
     cpu: once(async () => parseCpuinfo(await readFile(paths.host("/proc/cpuinfo"), "utf8").catch(() => ""))),
     modules: once(() => readModules(paths.host)),
     kvm: once(async () =>

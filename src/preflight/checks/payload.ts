@@ -26,6 +26,36 @@ export const payload: Check = {
   },
 };
 
+/**
+ * The configured hypervisor binary; when the Kata image does not carry it, the one a companion extension ships
+ * (e.g. the sysext-bakery's cloud-hypervisor puts it in /usr/bin): that binary is checked instead, and the
+ * verdict says Kata's configuration must name it.
+ */
+async function hypervisorBinary(
+  ctx: PreflightContext,
+  h: HypervisorConfig,
+  path: string,
+  executable: (path: string) => Promise<FileVerdict>,
+  report: (id: string, label: string, key: string, verdict: FileVerdict) => PreflightCheck,
+): Promise<PreflightCheck> {
+  const own = await executable(path);
+  const wanted = path.split("/").pop() ?? "";
+  const companion = own.ok ? undefined : ctx.companions.find((c) => c.files.some((f) => f.split("/").pop() === wanted));
+  if (companion === undefined) return report("hypervisor-binary", path, "path", own);
+  const shipped = `/${companion.files.find((f) => f.split("/").pop() === wanted) ?? ""}`;
+  const theirs = await executable(shipped);
+  if (!theirs.ok) return report("hypervisor-binary", shipped, "path", theirs);
+  return result(
+    "hypervisor-binary",
+    "fail",
+    `${path} is not in the Kata image; companion ${companion.name} ships ${shipped}${theirs.version ? ` (${theirs.version})` : ""}`,
+    {
+      remedy: `set path = "${shipped}" under [hypervisor.${h.name}] in /etc/kata-containers/configuration.toml`,
+      hypervisor: h.name,
+    },
+  );
+}
+
 async function checkHypervisor(
   ctx: PreflightContext,
   h: HypervisorConfig,
@@ -46,7 +76,7 @@ async function checkHypervisor(
   jobs.push(
     h.path === null
       ? Promise.resolve(result("hypervisor-binary", "skip", `no path in ${h.configFile}: built-in VMM`, { hypervisor }))
-      : executable(h.path).then((v) => report("hypervisor-binary", h.path ?? "", "path", v)),
+      : hypervisorBinary(ctx, h, h.path, executable, report),
   );
 
   if (!usesVirtioFs(h)) {

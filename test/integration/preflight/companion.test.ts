@@ -1,0 +1,48 @@
+// A Kata image without its hypervisor, and a companion extension (the sysext-bakery's cloud-hypervisor) that
+// ships it in /usr/bin: the preflight checks the companion's binary and says what Kata's configuration needs.
+import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { hostPaths } from "../../../src/paths.ts";
+import { runPreflight } from "../../../src/preflight/run.ts";
+import { buildHost, buildPayload, PATHS } from "../../fixtures/preflight/hosts.ts";
+import { ensureHelpers, fakeVmm } from "../../fixtures/preflight/toolchain.ts";
+
+beforeAll(() => ensureHelpers());
+
+function hostWithoutClh(): string {
+  const root = buildHost({});
+  buildPayload(root, { hypervisors: ["clh"], omit: [PATHS.clh] });
+  return root;
+}
+
+describe("preflight with a companion hypervisor extension", () => {
+  it("runs the companion's binary and names the configuration change Kata needs", async () => {
+    const root = hostWithoutClh();
+    mkdirSync(join(root, "usr/bin"), { recursive: true });
+    copyFileSync(
+      fakeVmm("cloud-hypervisor", { version: "cloud-hypervisor v53.0" }),
+      join(root, "usr/bin/cloud-hypervisor"),
+    );
+    chmodSync(join(root, "usr/bin/cloud-hypervisor"), 0o755);
+    const r = await runPreflight({
+      paths: hostPaths(root),
+      companions: [
+        { name: "cloud-hypervisor", files: ["usr/bin/cloud-hypervisor", "usr/share/cloud-hypervisor/VERSION"] },
+      ],
+    });
+    const check = r.checks.find((c) => c.id === "hypervisor-binary" && c.hypervisor === "clh");
+    expect(check).toMatchObject({
+      status: "fail",
+      detail: `${PATHS.clh} is not in the Kata image; companion cloud-hypervisor ships /usr/bin/cloud-hypervisor (cloud-hypervisor v53.0)`,
+      remedy:
+        'set path = "/usr/bin/cloud-hypervisor" under [hypervisor.clh] in /etc/kata-containers/configuration.toml',
+    });
+  });
+
+  it("without a companion, the missing binary is reported as missing", async () => {
+    const r = await runPreflight({ paths: hostPaths(hostWithoutClh()), companions: [] });
+    const check = r.checks.find((c) => c.id === "hypervisor-binary" && c.hypervisor === "clh");
+    expect(check).toMatchObject({ status: "fail", detail: `${PATHS.clh} does not exist` });
+  });
+});
