@@ -91,7 +91,9 @@ export class ImageStore {
   private async record(file: string): Promise<ImageRecord | null> {
     try {
       const parsed = JSON.parse(await readFile(this.pathOf(file + RECORD_SUFFIX), "utf8")) as ImageRecord;
-      return parsed.file === file ? parsed : null;
+      if (parsed.file !== file) return null;
+      // Lists added after the first records were written: an older record lists nothing rather than crashing.
+      return { ...parsed, files: parsed.files ?? [], kataConfigs: parsed.kataConfigs ?? [] };
     } catch {
       return null;
     }
