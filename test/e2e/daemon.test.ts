@@ -454,30 +454,38 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     timings.firstPoweroffMs = off.ms;
   });
 
+  /**
+   * A reboot into `versionId`: the boot unit (not the daemon) has `kata` linked and merged before containerd and
+   * the daemon start, and the daemon then reports it for that release. Returns the daemon's first settled status.
+   */
+  const rebootExpecting = async (versionId: string, kata: string): Promise<StatusDoc> => {
+    c = await boot(versionId);
+    await expectNothingFailed();
+    expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
+    expect(await unitProperty(BOOT_UNIT, "ActiveState")).toBe("active");
+    expect(await sh(["readlink", "-f", LINK]), await bootStory()).toBe(`${image(kata)}\n`);
+    expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe(`${kata}\n`);
+    expect(await sh(["grep", "^VERSION_ID=", "/usr/lib/os-release"])).toBe(`VERSION_ID=${versionId}\n`);
+    const [activated] = await journalWith(BOOT_UNIT, MessageId.imageActivated);
+    expect(activated).toMatchObject({
+      _SYSTEMD_UNIT: BOOT_UNIT,
+      KATA_SYSEXT_VERSION: kata,
+      FLATCAR_VERSION_ID: versionId,
+    });
+    await assertBootOrder();
+    await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
+    const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
+    expect(doc.host.versionId).toBe(versionId);
+    expect(doc.extension).toMatchObject({ active: kata, merged: true });
+    return doc;
+  };
+
   it(
     "after the reboot into the new release, the boot unit merges the staged image before containerd starts",
     async () => {
-      c = await boot(NEW_OS);
+      const doc = await rebootExpecting(NEW_OS, "3.33.0");
       timings.secondBootMs = c.bootMs;
-      await expectNothingFailed();
-      expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
-      expect(await unitProperty(BOOT_UNIT, "ActiveState")).toBe("active");
-      expect(await sh(["readlink", "-f", LINK]), await bootStory()).toBe(`${image("3.33.0")}\n`);
-      expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.33.0\n");
-      expect(await sh(["grep", "^VERSION_ID=", "/usr/lib/os-release"])).toBe(`VERSION_ID=${NEW_OS}\n`);
-      const [activated] = await journalWith(BOOT_UNIT, MessageId.imageActivated);
-      expect(activated).toMatchObject({
-        _SYSTEMD_UNIT: BOOT_UNIT,
-        KATA_SYSEXT_VERSION: "3.33.0",
-        FLATCAR_VERSION_ID: NEW_OS,
-      });
-      await assertBootOrder();
-      // The daemon takes over: nothing pending any more, 3.33.0 active and merged for the new release.
-      await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
-      const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
-      expect(doc.host.versionId).toBe(NEW_OS);
-      expect(doc.extension).toMatchObject({ active: "3.33.0", merged: true });
-      expect(doc.nextBoot).toBeNull();
+      expect(doc.nextBoot).toBeNull(); // booted into it: nothing pending any more
       expect((await c.poweroff()).clean).toBe(true);
     },
     BOOT_TIMEOUT_MS,
@@ -486,20 +494,10 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
   it(
     "booting the old release again recovers: 3.32.0 linked and merged before containerd",
     async () => {
-      c = await boot(OLD_OS);
-      timings.thirdBootMs = c.bootMs;
-      await expectNothingFailed();
-      expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
       // 3.33.0 needs Flatcar >= 4650.0.0 by policy: the boot step goes back to the newest image that qualifies.
-      expect(await sh(["readlink", "-f", LINK]), await bootStory()).toBe(`${image("3.32.0")}\n`);
-      expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
-      await assertBootOrder();
-      await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
-      const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
-      expect(doc.host.versionId).toBe(OLD_OS);
-      expect(doc.extension).toMatchObject({ active: "3.32.0", merged: true });
-      const off = await c.poweroff();
-      expect(off.clean).toBe(true);
+      await rebootExpecting(OLD_OS, "3.32.0");
+      timings.thirdBootMs = c.bootMs;
+      expect((await c.poweroff()).clean).toBe(true);
     },
     BOOT_TIMEOUT_MS,
   );
