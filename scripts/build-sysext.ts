@@ -33,7 +33,10 @@ const PINNED_NODE_CANDIDATES = [
 ];
 const JOURNALD = join(PROJECT, "node_modules/systemd-journald");
 const HELPERS = ["kvm-probe", "xattr-get"];
-/** xz: the smallest of gzip/xz/zstd for this payload, and every Flatcar kernel reads it. */
+/**
+ * xz: the smallest of gzip/xz/zstd for this payload (36 against 45 and 41 MB); Flatcar's kernel reads it
+ * (CONFIG_SQUASHFS_XZ=y in coreos-modules' commonconfig-6.6, the kernel of the 4081 releases).
+ */
 const SQUASHFS_OPTIONS = ["-all-root", "-noappend", "-no-xattrs", "-comp", "xz", "-b", "131072"];
 
 const { values } = parseArgs({
