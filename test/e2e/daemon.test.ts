@@ -262,6 +262,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     const merged = JSON.parse(await sh(["systemd-sysext", "status", "--json=short"])) as SysextStatus[];
     expect(merged.find((h) => h.hierarchy === "/usr")?.extensions).toContain("kata-containers");
     expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+    expect(await sh(["cat", "/usr/lib/extension-release.d/extension-release.kata-containers"])).toContain("ID=_any");
     expect(await sh(["/opt/kata/bin/containerd-shim-kata-v2"])).toBe("kata-shim 3.32.0\n");
     // Merged by systemd-sysext.service in the host's namespace, not in the daemon's private one.
     expect(await unitProperty("systemd-sysext.service", "ActiveState")).toBe("active");
@@ -299,13 +300,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       await c.waitForUnit("containerd.service", "active", STEP_TIMEOUT_MS);
       const messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
       expect(messages).toContain("containerd restarted with the Kata runtime handlers");
-      const pid = await unitProperty("containerd.service", "MainPID");
-      expect((await sh(["cat", `/proc/${pid}/cmdline`])).split("\0")).toEqual([
-        "/usr/bin/containerd",
-        "--config",
-        "/etc/kata-sysextd/containerd.toml",
-        "",
-      ]);
+      await expectContainerdOnKataConfig();
     },
   );
 
@@ -473,6 +468,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       FLATCAR_VERSION_ID: versionId,
     });
     await assertBootOrder();
+    if (HAS_CONTAINERD) await expectContainerdOnKataConfig();
     await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
     const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
     expect(doc.host.versionId).toBe(versionId);
@@ -501,6 +497,18 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     },
     BOOT_TIMEOUT_MS,
   );
+
+  /** containerd runs, started with the configuration that has the Kata runtimes merged in. */
+  async function expectContainerdOnKataConfig(): Promise<void> {
+    await c.waitForUnit("containerd.service", "active", STEP_TIMEOUT_MS);
+    const pid = await unitProperty("containerd.service", "MainPID");
+    expect((await sh(["cat", `/proc/${pid}/cmdline`])).split("\0")).toEqual([
+      "/usr/bin/containerd",
+      "--config",
+      "/etc/kata-sysextd/containerd.toml",
+      "",
+    ]);
+  }
 
   /** What this boot did, for a failure message: the units' journal and the state file the boot unit read. */
   async function bootStory(): Promise<string> {
