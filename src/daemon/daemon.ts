@@ -146,6 +146,9 @@ export class Daemon implements ApiActions {
       const current = this.doc.nextBoot;
       if (current !== null && current.flatcarVersion === version && current.staged) return;
       const observed = await this.deps.reconciler.observe();
+      // Staging is no pass: afterwards the state is again what the last pass and preflight made it (a
+      // degraded host stays degraded).
+      const settled = this.doc.state;
       this.update({ ...this.doc, state: "fetching" });
       const next = await stageNextBoot(
         { reconciler: this.deps.reconciler, stateFile: this.deps.stateFile, log: this.deps.log },
@@ -154,7 +157,7 @@ export class Daemon implements ApiActions {
       );
       this.update({
         ...this.doc,
-        state: this.doc.lastReconcile?.result === "failed" ? "degraded" : "idle",
+        state: settled,
         download: null,
         nextBoot: { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
       });

@@ -113,14 +113,20 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     return target;
   };
 
-  /** Boots with the given Flatcar release; the same etcDir and state folder make every boot after the first a reboot. */
-  const boot = async (versionId: string, etcFiles: Record<string, EtcEntry> = {}): Promise<Container> => {
+  /**
+   * Boots with the given Flatcar release; the same etcDir and state folder make every boot after the first a
+   * reboot. `kvm` binds /dev/kvm where the machine has it; without it the preflight fails and the host is degraded.
+   */
+  const boot = async (
+    versionId: string,
+    { kvm, etcFiles = {} }: { kvm: boolean; etcFiles?: Record<string, EtcEntry> },
+  ): Promise<Container> => {
     // A test that failed before its poweroff must not leave a machine running on the same /etc and store.
     await c?.dispose();
     const container = await bootContainer({
       etcFiles,
       loopDevices: true,
-      kvm: existsSync("/dev/kvm"),
+      kvm: kvm && existsSync("/dev/kvm"),
       etcDir: join(host, "etc"),
       binds: [
         { host: flatcarUsr(versionId), container: "/usr", readOnly: true },
@@ -148,6 +154,8 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     const journal = await c.exec(["journalctl", "-u", DAEMON_UNIT, "-n", "30", "--no-pager"]);
     throw new Error(`/status never got there; last: ${JSON.stringify(last)}\n${journal.stdout}`);
   };
+  /** Not in the middle of something: what the last pass and preflight concluded. */
+  const settled = (doc: StatusDoc) => doc.state === "idle" || doc.state === "degraded";
   const readyz = async () =>
     (await sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/readyz`])).trim();
   const unitProperty = async (unit: string, property: string) =>
@@ -208,7 +216,9 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
         "",
       ].join("\n"),
     };
-    c = await boot(OLD_OS, etcFiles);
+    // The first machine has no /dev/kvm: a degraded host (preflight failing), which must stay degraded and
+    // still manage its extension; the reboots get /dev/kvm where this machine has it.
+    c = await boot(OLD_OS, { kvm: false, etcFiles });
     timings.firstBootMs = c.bootMs;
   }, BOOT_TIMEOUT_MS);
 
@@ -232,11 +242,12 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     async () => {
       await expectNothingFailed();
       await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
-      const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
+      const doc = await statusUntil((d) => d.lastReconcile !== null && settled(d));
       expect(doc.extension.active).toBe("3.32.0");
-      expect(await unitProperty(DAEMON_UNIT, "StatusText")).toBe("idle; kata 3.32.0 merged");
+      expect(doc.state).toBe("degraded"); // no /dev/kvm in this machine
+      expect(await unitProperty(DAEMON_UNIT, "StatusText")).toBe("degraded; kata 3.32.0 merged");
       const shown = (await c.exec(["systemctl", "status", "--no-pager", DAEMON_UNIT])).stdout;
-      expect(shown).toContain('Status: "idle; kata 3.32.0 merged"');
+      expect(shown).toContain('Status: "degraded; kata 3.32.0 merged"');
       expect(await unitProperty(DAEMON_UNIT, "NRestarts")).toBe("0");
       // WatchdogSec= is on and pinged: systemd moved the watchdog timestamp after READY=1 made the unit active.
       expect(await unitProperty(DAEMON_UNIT, "WatchdogUSec")).toBe("1min");
@@ -282,11 +293,14 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     });
     expect(doc.nextBoot).toBeNull();
     expect(doc.lastReconcile).toMatchObject({ result: "ok", error: null });
-    expect(doc.state).toBe("idle");
+    // Degraded, not failed: the extension is fine, the host cannot run VMs (no /dev/kvm here).
+    expect(doc.state).toBe("degraded");
+    expect(doc.preflight.ok).toBe(false);
+    expect(doc.preflight.checks.find((check) => check.id === "kvm-usable")?.status).toBe("fail");
     expect(typeof doc.preflight.ok).toBe("boolean");
     expect(doc.preflight.checks.find((check) => check.id === "hypervisor-binary")?.status).toBe("pass");
     expect(doc.preflight.checks.find((check) => check.id === "containerd-handler")?.status).toBe("pass");
-    expect(await readyz()).toBe(doc.preflight.ok ? "200" : "503");
+    expect(await readyz()).toBe("503");
   });
 
   it.skipIf(!HAS_CONTAINERD)(
@@ -357,7 +371,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       const passBefore = (await status()).lastReconcile?.at;
       await sh(["rm", LINK]);
       // Seen through the unit's own mount namespace (inotify on the same directory); the next pass relinks.
-      const doc = await statusUntil((d) => d.lastReconcile?.at !== passBefore && d.state === "idle");
+      const doc = await statusUntil((d) => d.lastReconcile?.at !== passBefore && settled(d));
       expect(doc.extension).toMatchObject({ active: "3.32.0", merged: true });
       expect(doc.lastReconcile?.result).toBe("ok");
       expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
@@ -391,7 +405,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       await allowBusName(c, "com.coreos.update1");
       const readyBefore = await readyz();
       await updateEngineNeedsReboot(UNSUPPORTED_OS);
-      const doc = await statusUntil((d) => d.nextBoot?.flatcarVersion === UNSUPPORTED_OS && d.state === "idle");
+      const doc = await statusUntil((d) => d.nextBoot?.flatcarVersion === UNSUPPORTED_OS && settled(d));
       expect(doc.nextBoot).toMatchObject({ flatcarVersion: UNSUPPORTED_OS, kata: null, staged: false });
       expect(doc.nextBoot?.reason).toContain("no acceptable Kata version");
       expect(doc.extension).toMatchObject({ active: "3.32.0", merged: true });
@@ -412,6 +426,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       await updateEngineNeedsReboot(NEW_OS);
       const doc = await statusUntil((d) => d.nextBoot?.staged === true);
       expect(doc.nextBoot).toEqual({ flatcarVersion: NEW_OS, kata: "3.33.0", staged: true, reason: null });
+      expect(doc.state).toBe("degraded"); // staging is no pass: the host's verdict stays
       expect((await c.exec(["test", "-f", image("3.33.0")])).exitCode).toBe(0);
       // Design (b): staging fetches and records; the running overlay and the link stay on 3.32.0 until the reboot.
       expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
@@ -454,7 +469,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
    * the daemon start, and the daemon then reports it for that release. Returns the daemon's first settled status.
    */
   const rebootExpecting = async (versionId: string, kata: string): Promise<StatusDoc> => {
-    c = await boot(versionId);
+    c = await boot(versionId, { kvm: true });
     await expectNothingFailed();
     expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
     expect(await unitProperty(BOOT_UNIT, "ActiveState")).toBe("active");
@@ -470,8 +485,9 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     await assertBootOrder();
     if (HAS_CONTAINERD) await expectContainerdOnKataConfig();
     await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
-    const doc = await statusUntil((d) => d.lastReconcile !== null && d.state === "idle");
+    const doc = await statusUntil((d) => d.lastReconcile !== null && settled(d));
     expect(doc.host.versionId).toBe(versionId);
+    expect(await readyz()).toBe(doc.preflight.ok ? "200" : "503");
     expect(doc.extension).toMatchObject({ active: kata, merged: true });
     return doc;
   };
