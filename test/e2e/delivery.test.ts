@@ -10,6 +10,7 @@ import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { imageFileName, PATHS, SYSEXT_NAME } from "../../src/delivery/layout.ts";
+import { MessageId } from "../../src/log/logger.ts";
 import { writeOsRelease } from "../helpers/images.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { PROJECT } from "../helpers/sandbox.ts";
@@ -111,8 +112,8 @@ describe.skipIf(skipReason !== null)("the daemon's own sysext, provisioned by Ig
     const pid = await unitProperty(DAEMON_UNIT, "MainPID");
     expect(await sh(["readlink", `/proc/${pid}/exe`])).toBe(`/${PATHS.node}\n`);
     expect((await sh(["cat", `/proc/${pid}/cmdline`])).split("\0").slice(0, 2)).toEqual([
-      `/usr/bin/../lib/kata-sysextd/node`,
-      `/usr/bin/../lib/kata-sysextd/kata-sysextd.mjs`,
+      `/${PATHS.node}`,
+      `/${PATHS.daemonBundle}`,
     ]);
     expect(await unitProperty(DAEMON_UNIT, "ProtectSystem")).toBe("strict");
     expect(await unitProperty(DAEMON_UNIT, "NRestarts")).toBe("0");
@@ -128,12 +129,16 @@ describe.skipIf(skipReason !== null)("the daemon's own sysext, provisioned by Ig
     expect(ctl.daemon.version).toBe(VERSION);
   });
 
-  it("logs to journald through the native addon the image ships", async () => {
+  it("logs to journald through the native addon the image ships, explained by its catalog", async () => {
     const entries = await c.journal(DAEMON_UNIT);
     const own = entries.filter((e) => e.SYSLOG_IDENTIFIER === "kata-sysextd");
     expect(own.length).toBeGreaterThan(0);
     // Structured fields only travel through sd_journal_send (the addon); stderr lines would have none.
     expect(own.some((e) => Object.keys(e).some((k) => k.startsWith("KATA_") || k.startsWith("FLATCAR_")))).toBe(true);
+    // The bootstrap unit compiled the catalog the image ships: `journalctl -x` has the texts.
+    expect(await sh(["journalctl", "--list-catalog", MessageId.imageActivated])).toContain(
+      "Kata Containers extension @KATA_SYSEXT_VERSION@ activated",
+    );
   });
   it(
     "without the bootstrap unit, systemd 252 merges the image but never starts the daemon (why the unit exists)",

@@ -103,6 +103,7 @@ describe("config/ignition.json", () => {
     const bootstrap = String(etc["systemd/system/kata-sysextd-bootstrap.service"]);
     expect(bootstrap).toMatch(/^After=systemd-sysext\.service$/m);
     expect(bootstrap).toMatch(/^ExecStart=\/usr\/bin\/systemctl daemon-reload$/m);
+    expect(bootstrap).toMatch(/^ExecStart=-\/usr\/bin\/systemctl start kata-sysextd-boot\.service$/m);
     expect(bootstrap).toMatch(/^ExecStart=\/usr\/bin\/systemctl start --no-block kata-sysextd\.service$/m);
   });
 });
