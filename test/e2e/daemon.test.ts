@@ -486,6 +486,11 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     if (HAS_CONTAINERD) await expectContainerdOnKataConfig();
     await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
     const doc = await statusUntil((d) => d.lastReconcile !== null && settled(d));
+    // Design (b) costs one extra merge at boot, and only one: the boot unit's; the daemon found nothing to redo.
+    const sysextRuns = (await c.journal("systemd-sysext.service")).filter(
+      (e) => e.JOB_TYPE === "start" && e.JOB_RESULT === "done",
+    );
+    expect(sysextRuns.length, await bootStory()).toBe(2);
     expect(doc.host.versionId).toBe(versionId);
     expect(await readyz()).toBe(doc.preflight.ok ? "200" : "503");
     expect(doc.extension).toMatchObject({ active: kata, merged: true });
