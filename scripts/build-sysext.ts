@@ -225,13 +225,18 @@ function squash(root: string): string {
   const image = join(outDir, name);
   // Build beside and rename: a concurrent build or a reader never sees half an image.
   const tmp = `${image}.tmp-${process.pid}`;
-  execFileSync(
-    "mksquashfs",
-    [root, tmp, ...SQUASHFS_OPTIONS, "-mkfs-time", epoch, "-all-time", epoch, "-quiet", "-no-progress"],
-    { stdio: ["ignore", "ignore", "inherit"] },
-  );
-  const sha256 = createHash("sha256").update(readFileSync(tmp)).digest("hex");
-  renameSync(tmp, image);
+  let sha256: string;
+  try {
+    execFileSync(
+      "mksquashfs",
+      [root, tmp, ...SQUASHFS_OPTIONS, "-mkfs-time", epoch, "-all-time", epoch, "-quiet", "-no-progress"],
+      { stdio: ["ignore", "ignore", "inherit"] },
+    );
+    sha256 = createHash("sha256").update(readFileSync(tmp)).digest("hex");
+    renameSync(tmp, image);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
   writeSums(join(outDir, "SHA256SUMS"), name, sha256);
   say(`  ${sha256}  ${name}`);
   const sizes = walk(root)
