@@ -266,6 +266,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
   );
 
   it("links the image into the store and the real systemd-sysext merges it", async () => {
+    // The machine's /etc started without extensions/: the unit created it before its sandbox was set up.
     expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
     expect(await sh(["systemd-sysext", "list"])).toMatch(
       /kata-containers\s+raw\s+\/etc\/extensions\/kata-containers\.raw/,
