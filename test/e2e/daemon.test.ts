@@ -330,7 +330,28 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       FLATCAR_VERSION_ID: OLD_OS,
     });
     expect(activated?.MESSAGE).toContain("kata-containers-3.32.0-x86-64.raw");
+    // No update_engine on this machine yet: said once, with the bus name, and the daemon carries on.
+    const absent = (await c.journal(DAEMON_UNIT)).filter((e) => String(e.MESSAGE).includes("is not on the system bus"));
+    expect(absent).toHaveLength(1);
+    expect(absent[0]).toMatchObject({ DBUS_NAME: "com.coreos.update1", PRIORITY: "5" });
   });
+
+  it(
+    "notices /run/reboot-required",
+    async () => {
+      await sh(["touch", "/run/reboot-required"]);
+      const wanted = "/run/reboot-required appeared: an OS update waits for a reboot";
+      const until = Date.now() + STEP_TIMEOUT_MS;
+      let messages: unknown[] = [];
+      while (Date.now() < until && !messages.includes(wanted)) {
+        messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
+        await sleep(100);
+      }
+      expect(messages).toContain(wanted);
+      await sh(["rm", "/run/reboot-required"]);
+    },
+    STEP_TIMEOUT_MS,
+  );
 
   it("journalctl -x explains the record with the shipped catalog", async () => {
     await sh(["journalctl", "--update-catalog"]);
