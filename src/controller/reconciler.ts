@@ -148,10 +148,12 @@ export class Reconciler {
           targets.set(view.name, null);
           continue;
         }
-        if (!image.compatible) {
+        // The same verdict the boot path uses: merging is not enough, the policy must allow it on this host too.
+        const verdict = this.qualifies(this.member(view.name), observed.host, [image]);
+        if (!verdict.ok) {
           throw new KataError(
             "incompatible",
-            `previous image ${image.file} does not match this host: ${image.reasons.join("; ")}`,
+            `previous image ${image.file} does not qualify for this host: ${verdict.reasons.join("; ")}`,
           );
         }
         targets.set(view.name, { version: image.version, file: image.file, remote: null });
@@ -466,28 +468,32 @@ export class Reconciler {
     return parsed.value;
   }
 
+  /** Which of a member's stored images may be active on `host` without the network: compatible and within policy. */
+  private qualifies(member: Member, host: HostRelease, images: JudgedImage[]) {
+    const { config, arch } = this.deps;
+    return resolveOffline({
+      host,
+      arch,
+      name: member.name,
+      images: images.map((i) => ({ version: i.version, release: parseExtensionRelease(i.extensionRelease) })),
+      policy: member.primary
+        ? { versions: config.policy.versions, constraints: config.policy.constraints }
+        : { versions: member.versions, constraints: [] },
+    });
+  }
+
   /**
    * Offline choice at boot, per member: the image staged for this release if it qualifies, else the active one if
    * it still does, else the newest stored image that does. For Kata "qualifies" is resolveOffline (compatible
    * and within policy); for a companion, compatible and within its own range.
    */
   private resolveOffline(observed: Observed): Targets {
-    const { config, arch } = this.deps;
     const staged = observed.state.nextBoot;
     const bootedStaged = staged !== null && staged.flatcarVersion === observed.host.versionId ? staged : null;
     const targets: Targets = new Map();
     for (const view of observed.members) {
       const member = this.member(view.name);
-      const qualifies = (images: JudgedImage[]) =>
-        resolveOffline({
-          host: observed.host,
-          arch,
-          name: member.name,
-          images: images.map((i) => ({ version: i.version, release: parseExtensionRelease(i.extensionRelease) })),
-          policy: member.primary
-            ? { versions: config.policy.versions, constraints: config.policy.constraints }
-            : { versions: member.versions, constraints: [] },
-        });
+      const qualifies = (images: JudgedImage[]) => this.qualifies(member, observed.host, images);
       const stagedFile = member.primary
         ? (bootedStaged?.file ?? null)
         : (bootedStaged?.companions[member.name] ?? null);

@@ -536,6 +536,12 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       // 3.33.0 needs Flatcar >= 4650.0.0 by policy: the boot step goes back to the newest image that qualifies.
       await rebootExpecting(OLD_OS, "3.32.0");
       timings.thirdBootMs = c.bootMs;
+      // Rolling back to the image before the boot step's switch (3.33.0) would merge, but the policy forbids it here.
+      const rollback = await c.exec([NODE, join(REPO, "bin/kata-sysextctl.js"), "rollback"]);
+      expect(rollback.exitCode).toBe(1);
+      expect(`${rollback.stdout}${rollback.stderr}`).toContain("3.33 needs the newer Flatcar kernel");
+      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
+      expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
       expect((await c.poweroff()).clean).toBe(true);
     },
     BOOT_TIMEOUT_MS,
