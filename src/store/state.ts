@@ -44,7 +44,9 @@ export async function readState(file: string): Promise<PersistedState> {
   try {
     const parsed = JSON.parse(await readFile(file, "utf8")) as Partial<PersistedState>;
     if (parsed.schema !== 1) return { ...EMPTY_STATE };
-    return { ...EMPTY_STATE, ...parsed };
+    const nextBoot = parsed.nextBoot ? { ...parsed.nextBoot, companions: parsed.nextBoot.companions ?? {} } : null;
+    // Fields added later default to empty, so a state file from an older version reads cleanly.
+    return { ...EMPTY_STATE, ...parsed, previousCompanions: parsed.previousCompanions ?? {}, nextBoot };
   } catch {
     // Missing or unreadable state is not fatal: everything important can be re-observed from disk.
     return { ...EMPTY_STATE };

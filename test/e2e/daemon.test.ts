@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageId } from "../../src/log/logger.ts";
@@ -30,7 +30,16 @@ const HAS_CONTAINERD = existsSync("/usr/bin/containerd");
 if (!HAS_CONTAINERD) console.log("e2e daemon test: no /usr/bin/containerd here; the containerd checks are skipped");
 
 const REPO = resolve(import.meta.dirname, "../..");
-const NODE = process.execPath;
+/**
+ * Where the checkout appears inside the container. Not its host path: a checkout under /tmp would be hidden from
+ * the units by their PrivateTmp=yes.
+ */
+const CHECKOUT = "/srv/kata-sysextd";
+const inContainer = (hostPath: string): string => {
+  const rel = relative(REPO, hostPath);
+  return rel.startsWith("..") ? hostPath : join(CHECKOUT, rel);
+};
+const NODE = inContainer(process.execPath);
 const STORE = "/var/lib/kata-sysextd/images";
 const LINK = "/etc/extensions/kata-containers.raw";
 const image = (version: string) => `${STORE}/kata-containers-${version}-x86-64.raw`;
@@ -130,7 +139,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       etcDir: join(host, "etc"),
       binds: [
         { host: flatcarUsr(versionId), container: "/usr", readOnly: true },
-        { host: REPO, container: REPO, readOnly: true },
+        { host: REPO, container: CHECKOUT, readOnly: true },
         // The store and state survive a reboot; the rest of the volatile /var does not.
         { host: join(host, "state"), container: "/var/lib/kata-sysextd" },
       ],
@@ -179,7 +188,8 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
 
     const unitFile = (name: string) => readFileSync(join(REPO, "units", name), "utf8");
     // Only ExecStart changes: the checkout's pinned node and launcher instead of /usr/bin/kata-sysextd.
-    const execStart = (args: string) => `[Service]\nExecStart=\nExecStart=${NODE} ${REPO}/bin/kata-sysextd.js${args}\n`;
+    const execStart = (args: string) =>
+      `[Service]\nExecStart=\nExecStart=${NODE} ${CHECKOUT}/bin/kata-sysextd.js${args}\n`;
     const etcFiles: Record<string, EtcEntry> = {
       "systemd/system/kata-sysextd.service": unitFile(DAEMON_UNIT),
       "systemd/system/kata-sysextd-boot.service": unitFile(BOOT_UNIT),
@@ -360,7 +370,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
   });
 
   it("kata-sysextctl reads the status and asks for a pass over the daemon's root-only socket", async () => {
-    const ctl = (...args: string[]) => sh([NODE, join(REPO, "bin/kata-sysextctl.js"), ...args]);
+    const ctl = (...args: string[]) => sh([NODE, join(CHECKOUT, "bin/kata-sysextctl.js"), ...args]);
     expect(await sh(["stat", "-c", "%F %a %U", "/run/kata-sysextd/api.sock"])).toBe("socket 600 root\n");
     const shown = JSON.parse(await ctl("status", "--json")) as StatusDoc;
     expect(shown.extension).toMatchObject({ active: "3.32.0", merged: true });
@@ -413,7 +423,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       "--quiet",
       `--unit=${UPDATE_ENGINE_UNIT}`,
       NODE,
-      join(REPO, "test/helpers/fake-update-engine.ts"),
+      join(CHECKOUT, "test/helpers/fake-update-engine.ts"),
       "--emit",
       "UPDATE_STATUS_UPDATED_NEED_REBOOT",
       "--version",
@@ -537,7 +547,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       await rebootExpecting(OLD_OS, "3.32.0");
       timings.thirdBootMs = c.bootMs;
       // Rolling back to the image before the boot step's switch (3.33.0) would merge, but the policy forbids it here.
-      const rollback = await c.exec([NODE, join(REPO, "bin/kata-sysextctl.js"), "rollback"]);
+      const rollback = await c.exec([NODE, join(CHECKOUT, "bin/kata-sysextctl.js"), "rollback"]);
       expect(rollback.exitCode).toBe(1);
       expect(`${rollback.stdout}${rollback.stderr}`).toContain("3.33 needs the newer Flatcar kernel");
       expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
