@@ -6,13 +6,13 @@
 // before containerd and merge the right image each time.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageId } from "../../src/log/logger.ts";
 import { buildImage, writeOsRelease } from "../helpers/images.ts";
+import { freePort } from "../helpers/net.ts";
 import {
   allowBusName,
   bootContainer,
@@ -72,26 +72,6 @@ function kataPayload(version: string) {
     "opt/kata/share/kata-containers/vmlinux.container": `kata-like guest kernel ${version}\n`,
     "opt/kata/share/kata-containers/kata-containers.img": `kata-like guest image ${version}\n`,
   };
-}
-
-/** A loopback port free on both addresses the API binds (127.0.0.1 and [::1]); the container shares our network. */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await listenOnce("127.0.0.1", 0);
-    if ((await listenOnce("::1", port).catch(() => 0)) === port) return port;
-  }
-  throw new Error("no loopback port free on both 127.0.0.1 and ::1");
-}
-
-function listenOnce(host: string, port: number): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(port, host, () => {
-      const address = server.address();
-      server.close(() => done(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
 }
 
 describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-nspawn)", () => {

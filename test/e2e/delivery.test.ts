@@ -4,7 +4,6 @@
 // the daemon running from the merged extension, logging through the addon the image ships, and answering /status.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { imageFileName, PATHS, SYSEXT_NAME } from "../../src/delivery/layout.ts";
 import { MessageId } from "../../src/log/logger.ts";
 import { writeOsRelease } from "../helpers/images.ts";
+import { freePort } from "../helpers/net.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { PROJECT } from "../helpers/sandbox.ts";
 import { sharedBuild, VERSION } from "../integration/delivery/build.ts";
@@ -170,24 +170,4 @@ async function until<T>(probe: () => Promise<T>, timeoutMs = STEP_TIMEOUT_MS): P
       await sleep(250);
     }
   }
-}
-
-/** A loopback port free on both addresses the API binds (127.0.0.1 and [::1]). */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await listenOnce("127.0.0.1", 0);
-    if ((await listenOnce("::1", port).catch(() => 0)) === port) return port;
-  }
-  throw new Error("no loopback port free on both 127.0.0.1 and ::1");
-}
-
-function listenOnce(hostname: string, port: number): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(port, hostname, () => {
-      const address = server.address();
-      server.close(() => done(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
 }

@@ -3,11 +3,11 @@
 // daemon's own /openapi.json, the read-only TCP listener, the root-only socket, and a clean SIGTERM.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../helpers/images.ts";
+import { freePort } from "../../helpers/net.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { CTL, DAEMON, inMountNamespace, makeSandboxRoot, NODE, runArgv, writeConfig } from "../../helpers/sandbox.ts";
 import { OpenApiValidator } from "../api/fixtures.ts";
@@ -18,18 +18,6 @@ let root: string;
 let base: string;
 let stderr = "";
 let exit: Promise<number | null>;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
