@@ -6,6 +6,7 @@ import { benchApi } from "./api.bench.ts";
 import { benchFetch } from "./fetch.bench.ts";
 import { benchPreflight } from "./preflight.bench.ts";
 import { benchResolve } from "./resolve.bench.ts";
+import { benchStart } from "./start.bench.ts";
 
 interface Line {
   bench: string;
@@ -78,12 +79,17 @@ const BENCHES: Record<string, (quick: boolean) => Promise<Line[]>> = {
         target: "<= 5 MiB",
         met: r.rssGrowthMiB <= 5,
       },
+    ];
+  },
+  start: async () => {
+    const r = await benchStart();
+    return [
       {
-        bench: "api",
-        measure: "process start to first 200 on /status",
-        value: `${fmt(r.startToFirst200Ms, 0)} ms`,
+        bench: "start",
+        measure: "kata-sysextd start to first 200 on /status (median of 5 restarts)",
+        value: `${fmt(r.warmMedianMs, 0)} ms (first start ${fmt(r.coldMs, 0)} ms)`,
         target: "< 400 ms",
-        met: r.startToFirst200Ms < 400,
+        met: r.warmMedianMs < 400,
       },
     ];
   },

@@ -7,13 +7,14 @@ import { containerdRegistration } from "../containerd/stage.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
 import { runPreflight } from "../preflight/run.ts";
-import { hostArchitecture, readHostReleaseUnder } from "../release/os-release.ts";
+import { hostArchitecture } from "../release/os-release.ts";
 import { ActiveLink } from "../store/link.ts";
 import { clearNextBoot } from "../store/state.ts";
 import { ImageStore } from "../store/store.ts";
 import { binarySysext } from "../sysext/sysext.ts";
 import { systemdSysext } from "../sysext/via-systemd.ts";
 import type { SystemdManager } from "../systemd/manager.ts";
+import { withHostFields } from "./host-fields.ts";
 import { type Member, type PassOutcome, Reconciler, type ReconcilerDeps } from "./reconciler.ts";
 import { urlFileSource } from "./source.ts";
 
@@ -94,15 +95,6 @@ function report(ctx: CommandContext, what: string, outcome: PassOutcome): void {
   } else {
     ctx.log.error(`${what}: failed: ${outcome.error?.message ?? "unknown"}`, { REMEDY: outcome.error?.remedy ?? "" });
   }
-}
-
-/**
- * The context with FLATCAR_VERSION_ID of the booted OS on every journal record (unchanged when the os-release
- * cannot be read). The booted release cannot change under a running command or daemon: it changes by rebooting.
- */
-export async function withHostFields(ctx: CommandContext): Promise<CommandContext> {
-  const host = await readHostReleaseUnder(ctx.paths.host).catch(() => null);
-  return host?.versionId ? { ...ctx, log: ctx.log.with({ FLATCAR_VERSION_ID: host.versionId }) } : ctx;
 }
 
 export async function runOnce(given: CommandContext): Promise<number> {

@@ -3,8 +3,8 @@
 import { existsSync } from "node:fs";
 import type { Clock, Random } from "../clock.ts";
 import type { Logger } from "../log/logger.ts";
-import { type Bus, createBus } from "../systemd/bus.ts";
-import { createSystemdManager, type SystemdManager } from "../systemd/manager.ts";
+import type { Bus } from "../systemd/bus.ts";
+import type { SystemdManager } from "../systemd/manager.ts";
 
 export interface SystemdLink {
   bus: Bus;
@@ -27,6 +27,11 @@ export async function connectSystemd(opts: {
     opts.log.notice(`no system bus (${SYSTEM_BUS_SOCKET} is missing); running without systemd and update_engine`);
     return null;
   }
+  // dbus-next is only loaded where there is a bus to talk to.
+  const [{ createBus }, { createSystemdManager }] = await Promise.all([
+    import("../systemd/bus.ts"),
+    import("../systemd/manager.ts"),
+  ]);
   const bus = createBus({ clock: opts.clock, random: opts.random, log: opts.log, connectTimeoutMs: PROBE_TIMEOUT_MS });
   try {
     await bus.nameHasOwner("org.freedesktop.DBus", { timeoutMs: PROBE_TIMEOUT_MS });

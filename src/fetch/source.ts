@@ -2,7 +2,7 @@
 // OpenPGP signature `SHA256SUMS.gpg`, and images at `<url><file>`. This file only fetches and authenticates;
 // parsing the manifest lines belongs to src/release/manifest.ts.
 import { readFile } from "node:fs/promises";
-import { createMessage, readKeys, readSignature, type Signature, verify } from "openpgp";
+import type { Signature } from "openpgp";
 import { type Clock, type Random, systemRandom } from "../clock.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -107,6 +107,8 @@ export async function verifyDetached(
     throw invalid(`cannot read keyring ${keyringPath}`, cause);
   }
   try {
+    // Loaded on first use: only signature verification needs it, and it is the largest module we have.
+    const { createMessage, readKeys, readSignature, verify } = await import("openpgp");
     const verificationKeys = await readKeys({ armoredKeys });
     const sig: Signature = signature.toString("latin1").trimStart().startsWith("-----BEGIN PGP SIGNATURE-----")
       ? await readSignature({ armoredSignature: signature.toString("utf8") })
