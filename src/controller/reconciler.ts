@@ -1,6 +1,7 @@
 // The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
 // One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
 import { existsSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
@@ -18,6 +19,7 @@ import { type HostRelease, parseExtensionRelease } from "../release/os-release.t
 import { resolveOffline } from "../release/resolve.ts";
 import { resolveSet } from "../release/set.ts";
 import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
+import { writeFileAtomic } from "../store/fsutil.ts";
 import type { ActiveLink } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import { readState, writeState } from "../store/state.ts";
@@ -82,6 +84,8 @@ const MAX_STEPS = 6;
 export class Reconciler {
   private readonly deps: ReconcilerDeps;
   private lastPreflight: PreflightSummary | null = null;
+  /** The source's metadata for decisions without the network: as last fetched, or as fetched in this pass. */
+  private offlineMetadata: ReleaseMetadata | undefined;
   /** Files the current pass wants, whose partial downloads are kept for resuming. */
   private wantedFiles: string[] = [];
 
@@ -198,6 +202,7 @@ export class Reconciler {
       lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
       observed = await this.observe();
+      this.offlineMetadata = await this.readOfflineMetadata();
       const decision = await decide(observed);
       this.wantedFiles = [...decision.targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
       targetVersion = decision.targets.get(this.name)?.version ?? null;
@@ -411,6 +416,10 @@ export class Reconciler {
     const [primary, ...companions] = published;
     if (primary === undefined) throw new KataError("internal", "no primary member");
     const metadata = this.parseMetadata(primary.manifest.metadata);
+    // Remember it for the decisions taken offline (boot, rollback); forget it when the publisher dropped it.
+    if (primary.manifest.metadata === null) await rm(this.deps.store.metadataFile, { force: true });
+    else await writeFileAtomic(this.deps.store.metadataFile, primary.manifest.metadata);
+    this.offlineMetadata = metadata;
     const resolution = resolveSet({
       primary: {
         host,
@@ -479,7 +488,16 @@ export class Reconciler {
       policy: member.primary
         ? { versions: config.policy.versions, constraints: config.policy.constraints }
         : { versions: member.versions, constraints: [] },
+      metadata: member.primary ? this.offlineMetadata : undefined,
     });
+  }
+
+  /** The metadata.json a previous pass fetched; a file that no longer parses counts as none (it was valid). */
+  private async readOfflineMetadata(): Promise<ReleaseMetadata | undefined> {
+    const text = await readFile(this.deps.store.metadataFile, "utf8").catch(() => null);
+    if (text === null) return undefined;
+    const parsed = parseMetadata(text, this.deps.store.metadataFile);
+    return parsed.ok ? parsed.value : undefined;
   }
 
   /**

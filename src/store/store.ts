@@ -46,6 +46,14 @@ export class ImageStore {
     return join(this.dir, INCOMING);
   }
 
+  /**
+   * The source's metadata.json as last fetched: the boot path and rollback decide without the network, and a
+   * publisher's withdrawal or constraint must hold for them too.
+   */
+  get metadataFile(): string {
+    return join(this.dir, ".release-metadata.json");
+  }
+
   /** Held for the length of a pass (src/store/lock.ts). */
   get lockFile(): string {
     return join(this.dir, ".lock");

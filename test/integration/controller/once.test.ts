@@ -2,11 +2,11 @@
 // systemd-sysext under --root in a private mount namespace; killed with SIGKILL at many points.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildImage } from "../../helpers/images.ts";
+import { buildImage, writeOsRelease } from "../../helpers/images.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import {
   DAEMON,
@@ -190,3 +190,40 @@ function killAfter(root: string, delayMs: number): Promise<void> {
     });
   });
 }
+
+describe("kata-sysextd boot (no network)", () => {
+  it("keeps honouring the publisher's metadata.json it fetched last, after a reboot onto an older release", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kata-pub-meta-"));
+    const images = ["3.30.0", "3.32.0"].map((version) => ({
+      version,
+      content: buildImage({ version }, join(dir, "build", `${version}.raw`)),
+    }));
+    await publishRelease(dir, { images });
+    writeFileSync(
+      join(dir, "kata-containers/metadata.json"),
+      JSON.stringify({
+        schemaVersion: 1,
+        constraints: [{ kata: ">=3.32.0", flatcar: ">=4650.0.0", reason: "needs the 4650 kernel" }],
+      }),
+    );
+    const metaServer = await startReleaseServer(dir);
+    try {
+      const root = makeSandboxRoot("4650.0.0");
+      writeConfig(root, `[source]\nurl = "${metaServer.url}"\n[policy]\nversions = "<3.31"\n`);
+      expect((await daemonOnce(root)).code).toBe(0);
+      writeConfig(root, `[source]\nurl = "${metaServer.url}"\n`);
+      expect((await daemonOnce(root)).code).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
+
+      // The machine comes back on an older Flatcar: the boot step, offline, must not keep 3.32.0.
+      writeOsRelease(root, "4593.2.5");
+      const requestsBefore = metaServer.requests.length;
+      const booted = await runArgv(inMountNamespace(root, [NODE, DAEMON, "boot", "--root", root]));
+      expect(booted.code).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
+      expect(metaServer.requests.length).toBe(requestsBefore);
+    } finally {
+      await metaServer.close();
+    }
+  });
+});
