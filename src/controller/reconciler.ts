@@ -218,6 +218,7 @@ export class Reconciler {
         if (action === null) break;
         if (action.kind === "defer") {
           log.notice(`activation deferred: ${action.reason}`);
+          if (this.deps.config.policy.activation === "next-boot") await this.deferToNextBoot(current, decision.targets);
           return { result: "deferred", error: null, observed, target: targetVersion, unconfirmed, trust };
         }
         unconfirmed = (await this.carryOut(action, current)) ?? unconfirmed;
@@ -517,7 +518,8 @@ export class Reconciler {
         : (bootedStaged?.companions[member.name] ?? null);
       const active = view.link.kind === "store" ? view.link.file : null;
       let chosen: JudgedImage | undefined;
-      for (const file of [stagedFile, active]) {
+      const deferred = observed.state.deferred[member.name] ?? null;
+      for (const file of [stagedFile, deferred, active]) {
         const image = view.images.find((i) => i.file === file);
         if (image !== undefined && qualifies([image]).ok) {
           chosen = image;
@@ -585,11 +587,30 @@ export class Reconciler {
     log.info(`verified and stored ${target.file} (${downloaded.bytes} bytes, ${member.source.trust})`);
   }
 
+  /**
+   * policy.activation = "next-boot": remember what this pass wanted but could not activate under running
+   * sandboxes, so the boot step activates it (before containerd, so before any sandbox) instead of the old one.
+   */
+  private async deferToNextBoot(observed: Observed, targets: Targets): Promise<void> {
+    const deferred: Record<string, string> = {};
+    for (const view of observed.members) {
+      const target = targets.get(view.name);
+      const active = view.link.kind === "store" ? view.link.file : null;
+      if (target && target.file !== active && view.images.some((i) => i.file === target.file)) {
+        deferred[view.name] = target.file;
+      }
+    }
+    const state = await readState(this.deps.paths.stateFile);
+    await writeState(this.deps.paths.stateFile, { ...state, deferred });
+  }
+
   /** Records how the pass ended; read-modify-write, because a switch in this pass updated `previous`. */
   private async remember(last: { result: "ok" | "failed"; error: KataError | null }): Promise<void> {
     const state = await readState(this.deps.paths.stateFile);
     await writeState(this.deps.paths.stateFile, {
       ...state,
+      // A pass that reached its goal has done (or superseded) what an earlier one deferred to the next boot.
+      deferred: last.result === "ok" ? {} : state.deferred,
       lastReconcile: {
         at: this.deps.clock.now().toISOString(),
         result: last.result,

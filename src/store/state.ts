@@ -24,6 +24,8 @@ export interface PersistedState {
   /** The same for each companion extension, by name. */
   previousCompanions: Record<string, string | null>;
   nextBoot: NextBoot | null;
+  /** Images a pass could not activate under running sandboxes (policy.activation = "next-boot"), by member. */
+  deferred: Record<string, string>;
   lastReconcile: {
     at: string;
     result: "ok" | "failed" | "deferred";
@@ -37,6 +39,7 @@ export const EMPTY_STATE: PersistedState = {
   previous: null,
   previousCompanions: {},
   nextBoot: null,
+  deferred: {},
   lastReconcile: null,
 };
 
@@ -46,7 +49,13 @@ export async function readState(file: string): Promise<PersistedState> {
     if (parsed.schema !== 1) return { ...EMPTY_STATE };
     const nextBoot = parsed.nextBoot ? { ...parsed.nextBoot, companions: parsed.nextBoot.companions ?? {} } : null;
     // Fields added later default to empty, so a state file from an older version reads cleanly.
-    return { ...EMPTY_STATE, ...parsed, previousCompanions: parsed.previousCompanions ?? {}, nextBoot };
+    return {
+      ...EMPTY_STATE,
+      ...parsed,
+      previousCompanions: parsed.previousCompanions ?? {},
+      deferred: parsed.deferred ?? {},
+      nextBoot,
+    };
   } catch {
     // Missing or unreadable state is not fatal: everything important can be re-observed from disk.
     return { ...EMPTY_STATE };

@@ -26,18 +26,28 @@ export function writeConfig(root: string, toml: string): string {
   return file;
 }
 
-// systemd-sysext needs /run to be a mount point and the root to be a shared mount; "$@" is the command.
-const NAMESPACE_SETUP = 'mount -t tmpfs tmpfs /run && mount --bind "$R" "$R" && mount --make-shared "$R" && exec "$@"';
+// systemd-sysext needs /run to be a mount point and the root to be a shared mount; "$@" is the command. $SANDBOX,
+// when set, is started in the background first: a stand-in for a running Kata sandbox's shim.
+const NAMESPACE_SETUP =
+  'mount -t tmpfs tmpfs /run && mount --bind "$R" "$R" && mount --make-shared "$R" && ' +
+  '{ [ -z "$SANDBOX" ] || "$SANDBOX" 300 & } && exec "$@"';
 
-/** argv that runs `command` in a private mount namespace prepared for `systemd-sysext --root=root`. */
-export function inMountNamespace(root: string, command: string[]): string[] {
+/**
+ * argv that runs `command` in a private mount namespace prepared for `systemd-sysext --root=root`. With
+ * `sandboxShim`, that stand-in for a Kata sandbox runs beside it in a PID namespace of their own (own /proc): the
+ * daemon sees it, and tests running at the same time never do.
+ */
+export function inMountNamespace(root: string, command: string[], opts: { sandboxShim?: string } = {}): string[] {
+  const pid = opts.sandboxShim === undefined ? [] : ["-p", "--fork", "--kill-child", "--mount-proc"];
   return [
     "unshare",
     "-m",
+    ...pid,
     "--propagation",
     "private",
     "env",
     `R=${root}`,
+    `SANDBOX=${opts.sandboxShim ?? ""}`,
     "sh",
     "-c",
     NAMESPACE_SETUP,
@@ -68,9 +78,9 @@ export function runArgv(argv: string[], opts: { timeoutMs?: number; env?: NodeJS
   });
 }
 
-/** `kata-sysextd --once --root R` in its own mount namespace. */
-export function daemonOnce(root: string, extra: string[] = []): Promise<Ran> {
-  return runArgv(inMountNamespace(root, [NODE, DAEMON, "--once", "--root", root, ...extra]));
+/** `kata-sysextd --once --root R` in its own mount namespace; `sandboxShim` runs beside it. */
+export function daemonOnce(root: string, extra: string[] = [], opts: { sandboxShim?: string } = {}): Promise<Ran> {
+  return runArgv(inMountNamespace(root, [NODE, DAEMON, "--once", "--root", root, ...extra], opts));
 }
 
 export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {

@@ -2,7 +2,16 @@
 // systemd-sysext under --root in a private mount namespace; killed with SIGKILL at many points.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -225,5 +234,50 @@ describe("kata-sysextd boot (no network)", () => {
     } finally {
       await metaServer.close();
     }
+  });
+});
+
+describe("running Kata sandboxes (real containerd-shim-kata-v2 processes)", () => {
+  // A real process whose argv[0] is containerd-shim-kata-v2, as each running Kata sandbox has one. It runs in
+  // the daemon's own PID namespace, so other tests running at the same time never see it.
+  const shim = (): { sandboxShim: string } => {
+    const path = join(mkdtempSync(join(tmpdir(), "kata-shim-")), "containerd-shim-kata-v2");
+    copyFileSync("/bin/sleep", path);
+    return { sandboxShim: path };
+  };
+
+  it("waits, or defers to the next boot, as policy.activation says", async () => {
+    const root = sandbox('[policy]\nversions = "<3.31"\n');
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
+    const state = () => JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8"));
+    const running = shim();
+
+    writeConfig(root, `[source]\nurl = "${server.url}"\n[policy]\nactivation = "wait"\n`);
+    const waited = await daemonOnce(root, [], running);
+    expect(waited.code).toBe(1);
+    expect(waited.stderr).toContain("activation deferred: 1 Kata sandbox running; waiting until none run");
+    expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
+    expect(state().deferred).toEqual({});
+
+    writeConfig(root, `[source]\nurl = "${server.url}"\n[policy]\nactivation = "next-boot"\n`);
+    const deferred = await daemonOnce(root, [], running);
+    expect(deferred.code).toBe(1);
+    expect(deferred.stderr).toContain("the new image becomes active at the next boot");
+    expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
+    expect(state().deferred).toEqual({ "kata-containers": "kata-containers-3.32.0-x86-64.raw" });
+
+    // The reboot: no sandbox runs before containerd starts, and the boot step activates what was deferred.
+    const booted = await runArgv(inMountNamespace(root, [NODE, DAEMON, "boot", "--root", root]));
+    expect(booted.code).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
+    expect(state().deferred).toEqual({});
+  });
+
+  it("force activates under running sandboxes", async () => {
+    const root = sandbox('[policy]\nactivation = "force"\n');
+    const ran = await daemonOnce(root, [], shim());
+    expect(ran.code).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
   });
 });
