@@ -135,9 +135,11 @@ export class Reconciler {
 
   /** Switches every member back to its image from before the last switch, with the same safety as an upgrade. */
   async rollback(): Promise<PassOutcome> {
-    return this.pass(async (observed) => {
+    const rolledBackFrom: Record<string, string[]> = {};
+    const outcome = await this.pass(async (observed) => {
       const targets: Targets = new Map();
       for (const view of observed.members) {
+        if (view.link.kind === "store") rolledBackFrom[view.name] = [view.link.file];
         const previous =
           view.name === this.name ? observed.state.previous : (observed.state.previousCompanions[view.name] ?? null);
         const current = view.link.kind === "store" ? view.link.file : null;
@@ -164,6 +166,21 @@ export class Reconciler {
       }
       return { targets, trust: observed.images.find((i) => i.file === observed.state.previous)?.trust ?? null };
     });
+    if (outcome.result === "ok") {
+      // Hold the images rolled back from, or the next timer pass would simply take them again.
+      const state = await readState(this.deps.paths.stateFile);
+      const held = { ...state.held };
+      for (const [member, files] of Object.entries(rolledBackFrom)) {
+        const active = outcome.observed?.members.find((m) => m.name === member)?.link;
+        const moved = files.filter((f) => !(active?.kind === "store" && active.file === f));
+        if (moved.length > 0) held[member] = [...new Set([...(held[member] ?? []), ...moved])];
+      }
+      await writeState(this.deps.paths.stateFile, { ...state, held });
+      this.deps.log.notice(
+        `rollback holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes`,
+      );
+    }
+    return outcome;
   }
 
   /**
@@ -406,11 +423,13 @@ export class Reconciler {
           this.deps.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
         }
         const view = observed.members.find((m) => m.name === member.name);
+        // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
+        const held = new Set(observed.state.held[member.name] ?? []);
         return {
           member,
           manifest,
-          entries: parsed.entries.filter((e) => !quarantined(e.file)),
-          installed: view?.images.map((i) => i.version) ?? [],
+          entries: parsed.entries.filter((e) => !quarantined(e.file) && !held.has(e.file)),
+          installed: view?.images.filter((i) => !held.has(i.file)).map((i) => i.version) ?? [],
         };
       }),
     );

@@ -13,7 +13,7 @@ import { parseManifest } from "../release/manifest.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { resolve } from "../release/resolve.ts";
 import type { PreflightSummary, StatusDocument } from "../status.ts";
-import { clearNextBoot } from "../store/state.ts";
+import { clearNextBoot, releaseHolds } from "../store/state.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
 
@@ -116,13 +116,22 @@ export class Daemon implements ApiActions {
   }
 
   /** Swaps in a new configuration between passes; the API's listen address needs a restart to change. */
-  reconfigure(next: Configured): Promise<void> {
+  /**
+   * Swaps in a new configuration between passes and returns whether it differed; the API's listen address needs
+   * a restart to change. A changed configuration also lifts the holds of earlier rollbacks: the operator has
+   * decided anew.
+   */
+  reconfigure(next: Configured): Promise<boolean> {
     return this.serial(async () => {
+      // An editor's save and a `systemctl reload` both arrive here; the same content is no news.
+      if (JSON.stringify(next.config) === JSON.stringify(this.deps.config)) return false;
       if (next.config.api.listen !== this.deps.config.api.listen) {
         this.deps.log.warning("api.listen changed; restart kata-sysextd to apply it");
       }
       this.deps = { ...this.deps, ...next };
+      await releaseHolds(this.deps.stateFile);
       this.deps.log.notice("configuration reloaded");
+      return true;
     });
   }
 
@@ -266,9 +275,12 @@ export class Daemon implements ApiActions {
   extensionsChanged(path: string): Promise<void> {
     return this.serial(async () => {
       const observed = await this.deps.reconciler.observe();
-      const link = observed.link;
-      const linked = link.kind === "store" ? observed.images.find((i) => i.file === link.file) : null;
-      if ((linked?.path ?? null) === this.doc.extension.image) return;
+      const ours = observed.members.every((view) => {
+        const linked = view.link.kind === "store" ? view.link.file : null;
+        const version = view.images.find((i) => i.file === linked)?.version ?? null;
+        return version === (this.doc.members.find((m) => m.name === view.name)?.active ?? null);
+      });
+      if (ours) return;
       this.deps.log.notice(`${path} changed outside kata-sysextd; reconciling`);
       void this.refresh();
     });

@@ -26,6 +26,11 @@ export interface PersistedState {
   nextBoot: NextBoot | null;
   /** Images a pass could not activate under running sandboxes (policy.activation = "next-boot"), by member. */
   deferred: Record<string, string>;
+  /**
+   * Images the operator rolled back from, by member: passes skip them (a newer release is taken) until the
+   * configuration changes, so a rollback sticks instead of being undone by the next timer pass.
+   */
+  held: Record<string, string[]>;
   lastReconcile: {
     at: string;
     result: "ok" | "failed" | "deferred";
@@ -40,6 +45,7 @@ export const EMPTY_STATE: PersistedState = {
   previousCompanions: {},
   nextBoot: null,
   deferred: {},
+  held: {},
   lastReconcile: null,
 };
 
@@ -54,6 +60,7 @@ export async function readState(file: string): Promise<PersistedState> {
       ...parsed,
       previousCompanions: parsed.previousCompanions ?? {},
       deferred: parsed.deferred ?? {},
+      held: parsed.held ?? {},
       nextBoot,
     };
   } catch {
@@ -71,4 +78,10 @@ export async function writeState(file: string, state: PersistedState): Promise<v
 export async function clearNextBoot(file: string): Promise<void> {
   const state = await readState(file);
   if (state.nextBoot !== null) await writeState(file, { ...state, nextBoot: null });
+}
+
+/** Lifts the holds of earlier rollbacks (the configuration changed: the operator decided anew). */
+export async function releaseHolds(file: string): Promise<void> {
+  const state = await readState(file);
+  if (Object.keys(state.held).length > 0) await writeState(file, { ...state, held: {} });
 }

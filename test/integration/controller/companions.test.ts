@@ -2,7 +2,7 @@
 // resolution against a loopback server, joint activation of both links, the clash check, explanations for an
 // unsatisfiable set, and a joint rollback through the unix socket.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -174,6 +174,25 @@ describe("Kata with a cloud-hypervisor companion", () => {
         expect.objectContaining({ name: "kata-containers", active: "3.32.0", previous: "3.33.0" }),
         expect.objectContaining({ name: CH, active: "v53.0", previous: "v51.0" }),
       ]);
+
+      // The rollback sticks: a refresh does not simply take the images rolled back from again…
+      expect((await runArgv([NODE, CTL, "refresh", "--root", root, "--json"])).code).toBe(0);
+      expect(link(root, "kata-containers")).toContain("3.32.0");
+      expect(link(root, CH)).toContain("v53.0");
+      // …until the operator changes the configuration (the watcher reloads it and runs a pass).
+      writeConfig(root, `${pinned}\n[api]\nlisten = "127.0.0.1:${port}"\n[daemon]\nlog_level = "debug"\n`);
+      for (let i = 0; i < 100 && !link(root, "kata-containers").includes("3.33.0"); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(link(root, "kata-containers")).toContain("3.33.0");
+      expect(link(root, CH)).toContain("v51.0");
+
+      // A companion's link removed behind the daemon's back is noticed (not only Kata's) and put back.
+      rmSync(join(root, `etc/extensions/${CH}.raw`));
+      for (let i = 0; i < 100 && !existsSync(join(root, `etc/extensions/${CH}.raw`)); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(link(root, CH)).toContain("v51.0");
     } finally {
       daemon.kill("SIGTERM");
       await new Promise((r) => daemon.on("exit", r));
