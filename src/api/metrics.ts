@@ -204,7 +204,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
  * its GC observer runs on every garbage collection and cost about 7% of /status throughput under load.
  */
 function registerProcessMetrics(registers: Registry[]): void {
-  const startSeconds = Math.round(Date.now() / 1000 - process.uptime());
+  // Rounded down: a start time a fraction of a second in the future would be nonsense.
+  const startSeconds = Math.floor(Date.now() / 1000 - process.uptime());
   new Gauge({
     name: "process_resident_memory_bytes",
     help: "Resident memory size in bytes",

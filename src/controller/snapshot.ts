@@ -33,7 +33,8 @@ export function initialStatus(opts: {
     preflight: null,
     lastReconcile: null,
     download: null,
-    state: "idle",
+    // A daemon that has not concluded its first pass is still finding out.
+    state: "resolving",
   };
 }
 

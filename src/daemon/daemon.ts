@@ -121,10 +121,14 @@ export class Daemon implements ApiActions {
    * a restart to change. A changed configuration also lifts the holds of earlier rollbacks: the operator has
    * decided anew.
    */
-  reconfigure(next: Configured): Promise<boolean> {
+  reconfigure(next: Configured, why: "file" | "signal"): Promise<boolean> {
     return this.serial(async () => {
-      // An editor's save and a `systemctl reload` both arrive here; the same content is no news.
-      if (JSON.stringify(next.config) === JSON.stringify(this.deps.config)) return false;
+      // An editor's save and a `systemctl reload` both arrive here; the same content is no news, but an explicit
+      // reload is still acknowledged.
+      if (JSON.stringify(next.config) === JSON.stringify(this.deps.config)) {
+        if (why === "signal") this.deps.log.notice("configuration reloaded (unchanged)");
+        return false;
+      }
       if (next.config.api.listen !== this.deps.config.api.listen) {
         this.deps.log.warning("api.listen changed; restart kata-sysextd to apply it");
       }
@@ -183,10 +187,17 @@ export class Daemon implements ApiActions {
   }
 
   /** Offline pass at start: report what is on disk before the network is asked anything. */
-  observeOffline(): Promise<ActionResult> {
+  /**
+   * At start, before the first full pass: what is on disk, without the network. It fills /status (host,
+   * extension, members, preflight) but is not a reconcile: lastReconcile stays empty and the state says
+   * "resolving" until the full pass that follows has concluded, so nobody reads a half-started daemon as done.
+   */
+  observeOffline(): Promise<void> {
     return this.serial(async () => {
-      const started = this.deps.clock.monotonicMs();
-      return this.finishPass(await this.deps.reconciler.boot(), started);
+      const outcome = await this.deps.reconciler.boot();
+      const preflight = this.deps.preflight ? await this.runPreflight() : this.doc.preflight;
+      const seen = statusAfterPass({ base: this.doc, outcome, at: this.deps.clock.now().toISOString(), preflight });
+      this.update({ ...seen, lastReconcile: this.doc.lastReconcile, state: "resolving" });
     });
   }
 

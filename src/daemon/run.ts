@@ -114,7 +114,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   const reload = async (why: string): Promise<void> => {
     try {
       const config = await loadConfig(ctx.configFile);
-      if (await running.reconfigure(configure(config))) void running.refresh();
+      if (await running.reconfigure(configure(config), why === "SIGHUP" ? "signal" : "file")) void running.refresh();
     } catch (err) {
       const e = asKataError(err);
       log.warning(`${why}: rejected the new configuration, keeping the old one: ${e.message}`, { ERROR_CODE: e.code });
