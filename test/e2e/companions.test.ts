@@ -1,15 +1,11 @@
-// Proves issue 9 under real systemd as PID 1 (systemd-nspawn): Kata and a companion cloud-hypervisor extension
-// are one set. The daemon, run by the project's own sandboxed unit, links both images, and the real
-// systemd-sysext merges them together; a policy change moves both members in one activation; `kata-sysextctl
-// rollback` over the daemon's socket takes both back together. One boot for the whole story.
-import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageId } from "../../src/log/logger.ts";
-import { buildImage, writeOsRelease } from "../helpers/images.ts";
+import { CHECKOUT, CONTAINER_NODE, flatcarUsr, projectUnits, unmountUsr } from "../helpers/e2e-daemon.ts";
+import { buildImage } from "../helpers/images.ts";
 import { freePort } from "../helpers/net.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../helpers/release-server.ts";
@@ -18,13 +14,7 @@ const skipReason = nspawnUnavailableReason();
 if (skipReason) console.log(`skipping e2e companions test: ${skipReason}`);
 
 const REPO = resolve(import.meta.dirname, "../..");
-/** The checkout inside the container: not under /tmp, which the unit's PrivateTmp=yes would hide. */
-const CHECKOUT = "/srv/kata-sysextd";
-const inContainer = (hostPath: string): string => {
-  const rel = relative(REPO, hostPath);
-  return rel.startsWith("..") ? hostPath : join(CHECKOUT, rel);
-};
-const NODE = inContainer(process.execPath);
+const NODE = CONTAINER_NODE;
 const CTL = join(CHECKOUT, "bin/kata-sysextctl.js");
 const STORE = "/var/lib/kata-sysextd/images";
 const KATA = "kata-containers";
@@ -178,22 +168,9 @@ describe.skipIf(skipReason !== null)("Kata with a companion extension under real
     server = await startReleaseServer(release);
     port = await freePort();
 
-    // A read-only overlay /usr: Flatcar's os-release over this machine's /usr (a file bound over os-release would
-    // sit below systemd-sysext's overlay and vanish on the first merge).
-    const layer = join(host, "os");
-    writeOsRelease(layer, OS);
-    usrMount = join(host, "usr");
-    mkdirSync(usrMount);
-    execFileSync("mount", ["-t", "overlay", "overlay", "-o", `ro,lowerdir=${join(layer, "usr")}:/usr`, usrMount]);
-
-    const unitFile = (name: string) => readFileSync(join(REPO, "units", name), "utf8");
+    usrMount = flatcarUsr(host, OS);
     const etcFiles: Record<string, EtcEntry> = {
-      "systemd/system/kata-sysextd.service": unitFile(DAEMON_UNIT),
-      // Only ExecStart changes: the checkout's pinned node and launcher instead of /usr/bin/kata-sysextd.
-      "systemd/system/kata-sysextd.service.d/10-e2e-checkout.conf": `[Service]\nExecStart=\nExecStart=${NODE} ${CHECKOUT}/bin/kata-sysextd.js\n`,
-      "systemd/system/multi-user.target.wants/kata-sysextd.service": {
-        symlink: "/etc/systemd/system/kata-sysextd.service",
-      },
+      ...projectUnits({ [DAEMON_UNIT]: "" }),
       "systemd/system/sysinit.target.wants/systemd-sysext.service": {
         symlink: "/usr/lib/systemd/system/systemd-sysext.service",
       },
@@ -218,13 +195,7 @@ describe.skipIf(skipReason !== null)("Kata with a companion extension under real
   afterAll(async () => {
     await c?.dispose();
     await server?.close();
-    if (usrMount) {
-      try {
-        execFileSync("umount", ["-l", usrMount], { stdio: "ignore" });
-      } catch {
-        // never mounted, or already gone: nothing left to undo
-      }
-    }
+    if (usrMount) unmountUsr(usrMount);
     if (host) rmSync(host, { recursive: true, force: true });
     timings.totalMs = Date.now() - started;
     console.log(`e2e companions timings: ${JSON.stringify(timings)}`);

@@ -1,17 +1,11 @@
-// Proves kata-sysextd as a native citizen of a systemd host, under real systemd as PID 1 (systemd-nspawn): the
-// project's own units (every sandboxing directive kept, only ExecStart pointed at this checkout) run the daemon
-// against a loopback release server; the real systemd-sysext merges what it links; journald records its fields;
-// a com.coreos.update1 service on the real system bus announces an OS update and the daemon stages the image
-// that update needs; two reboots, into the new Flatcar release and back onto the old one, run the boot unit
-// before containerd and merge the right image each time.
-import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageId } from "../../src/log/logger.ts";
-import { buildImage, writeOsRelease } from "../helpers/images.ts";
+import { CHECKOUT, CONTAINER_NODE, flatcarUsr, projectUnits, unmountUsr } from "../helpers/e2e-daemon.ts";
+import { buildImage } from "../helpers/images.ts";
 import { freePort } from "../helpers/net.ts";
 import {
   allowBusName,
@@ -30,16 +24,7 @@ const HAS_CONTAINERD = existsSync("/usr/bin/containerd");
 if (!HAS_CONTAINERD) console.log("e2e daemon test: no /usr/bin/containerd here; the containerd checks are skipped");
 
 const REPO = resolve(import.meta.dirname, "../..");
-/**
- * Where the checkout appears inside the container. Not its host path: a checkout under /tmp would be hidden from
- * the units by their PrivateTmp=yes.
- */
-const CHECKOUT = "/srv/kata-sysextd";
-const inContainer = (hostPath: string): string => {
-  const rel = relative(REPO, hostPath);
-  return rel.startsWith("..") ? hostPath : join(CHECKOUT, rel);
-};
-const NODE = inContainer(process.execPath);
+const NODE = CONTAINER_NODE;
 const STORE = "/var/lib/kata-sysextd/images";
 const LINK = "/etc/extensions/kata-containers.raw";
 const image = (version: string) => `${STORE}/kata-containers-${version}-x86-64.raw`;
@@ -83,21 +68,9 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
   let port = 0;
   let c: Container;
 
-  /**
-   * The container's /usr: the machine's /usr with a Flatcar os-release (and the journal catalog) layered on top.
-   * Not a bind over /usr/lib/os-release: systemd-sysext's overlay takes the /usr mount as its lower layer and
-   * would hide a file bound below it, so after the first merge the host would read Debian's os-release again.
-   */
-  const flatcarUsr = (versionId: string): string => {
-    const layer = join(host, `os-${versionId}`);
-    if (!existsSync(layer)) {
-      writeOsRelease(layer, versionId);
-      mkdirSync(join(layer, "usr/lib/systemd/catalog"), { recursive: true });
-      execFileSync("cp", [join(REPO, "units/kata-sysextd.catalog"), join(layer, "usr/lib/systemd/catalog/")]);
-    }
-    const target = join(host, `usr-${mounts.length}`);
-    mkdirSync(target);
-    execFileSync("mount", ["-t", "overlay", "overlay", "-o", `ro,lowerdir=${join(layer, "usr")}:/usr`, target]);
+  /** The container's /usr with this Flatcar release (test/helpers/e2e-daemon.ts says why it is an overlay). */
+  const usrFor = (versionId: string): string => {
+    const target = flatcarUsr(host, versionId, `usr-${mounts.length}`);
     mounts.push(target);
     return target;
   };
@@ -118,7 +91,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
       kvm: kvm && existsSync("/dev/kvm"),
       etcDir: join(host, "etc"),
       binds: [
-        { host: flatcarUsr(versionId), container: "/usr", readOnly: true },
+        { host: usrFor(versionId), container: "/usr", readOnly: true },
         { host: REPO, container: CHECKOUT, readOnly: true },
         // The store and state survive a reboot; the rest of the volatile /var does not.
         { host: join(host, "state"), container: "/var/lib/kata-sysextd" },
@@ -166,21 +139,8 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     server = await startReleaseServer(release);
     port = await freePort();
 
-    const unitFile = (name: string) => readFileSync(join(REPO, "units", name), "utf8");
-    // Only ExecStart changes: the checkout's pinned node and launcher instead of /usr/bin/kata-sysextd.
-    const execStart = (args: string) =>
-      `[Service]\nExecStart=\nExecStart=${NODE} ${CHECKOUT}/bin/kata-sysextd.js${args}\n`;
     const etcFiles: Record<string, EtcEntry> = {
-      "systemd/system/kata-sysextd.service": unitFile(DAEMON_UNIT),
-      "systemd/system/kata-sysextd-boot.service": unitFile(BOOT_UNIT),
-      "systemd/system/kata-sysextd.service.d/10-e2e-checkout.conf": execStart(""),
-      "systemd/system/kata-sysextd-boot.service.d/10-e2e-checkout.conf": execStart(" boot"),
-      "systemd/system/multi-user.target.wants/kata-sysextd.service": {
-        symlink: "/etc/systemd/system/kata-sysextd.service",
-      },
-      "systemd/system/multi-user.target.wants/kata-sysextd-boot.service": {
-        symlink: "/etc/systemd/system/kata-sysextd-boot.service",
-      },
+      ...projectUnits({ [DAEMON_UNIT]: "", [BOOT_UNIT]: " boot" }),
       "systemd/system/sysinit.target.wants/systemd-sysext.service": {
         symlink: "/usr/lib/systemd/system/systemd-sysext.service",
       },
@@ -215,13 +175,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
   afterAll(async () => {
     await c?.dispose();
     await server?.close();
-    for (const target of mounts) {
-      try {
-        execFileSync("umount", ["-l", target], { stdio: "ignore" });
-      } catch {
-        // already gone: a lazy unmount of a busy or vanished mount is all that is needed here
-      }
-    }
+    for (const target of mounts) unmountUsr(target);
     if (host) rmSync(host, { recursive: true, force: true });
     timings.totalMs = Date.now() - started;
     console.log(`e2e daemon timings: ${JSON.stringify(timings)}`);

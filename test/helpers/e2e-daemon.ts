@@ -1,0 +1,65 @@
+// What every end-to-end test of the daemon under real systemd needs, in one place: where the checkout appears
+// in the container, a Flatcar /usr for it, and the project's own units installed to run from the checkout.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { writeOsRelease } from "./images.ts";
+import type { EtcEntry } from "./nspawn.ts";
+import { PROJECT } from "./sandbox.ts";
+
+/**
+ * Where the checkout appears inside the container. Not its host path: a checkout under /tmp would be hidden from
+ * the units by their PrivateTmp=yes.
+ */
+export const CHECKOUT = "/srv/kata-sysextd";
+
+/** A host path inside the checkout as the container sees it; other paths (a system node) stay as they are. */
+export function inContainer(hostPath: string): string {
+  const rel = relative(PROJECT, hostPath);
+  return rel.startsWith("..") ? hostPath : join(CHECKOUT, rel);
+}
+
+/** The pinned node the tests run under, as the container sees it. */
+export const CONTAINER_NODE = inContainer(process.execPath);
+
+/**
+ * Mounts, under `workDir`, the container's /usr: the machine's /usr with a Flatcar os-release (and the journal
+ * catalog) layered on top. Not a bind over /usr/lib/os-release: systemd-sysext's overlay takes the /usr mount as
+ * its lower layer and would hide a file bound below it, so after the first merge Debian's os-release would show
+ * again. Returns the mount point; unmount it with `unmountUsr`.
+ */
+export function flatcarUsr(workDir: string, versionId: string, name = `usr-${versionId}`): string {
+  const layer = join(workDir, `os-${versionId}`);
+  if (!existsSync(layer)) {
+    writeOsRelease(layer, versionId);
+    mkdirSync(join(layer, "usr/lib/systemd/catalog"), { recursive: true });
+    execFileSync("cp", [join(PROJECT, "units/kata-sysextd.catalog"), join(layer, "usr/lib/systemd/catalog/")]);
+  }
+  const target = join(workDir, name);
+  mkdirSync(target, { recursive: true });
+  execFileSync("mount", ["-t", "overlay", "overlay", "-o", `ro,lowerdir=${join(layer, "usr")}:/usr`, target]);
+  return target;
+}
+
+export function unmountUsr(target: string): void {
+  try {
+    execFileSync("umount", ["-l", target], { stdio: "ignore" });
+  } catch {
+    // never mounted, or already gone: nothing left to undo
+  }
+}
+
+/**
+ * /etc files installing units/<unit> unchanged, each with a drop-in that only swaps ExecStart for the checkout's
+ * node and bin/kata-sysextd.js (with `args`), and enabled in multi-user.target.
+ */
+export function projectUnits(units: Record<string, string>): Record<string, EtcEntry> {
+  const files: Record<string, EtcEntry> = {};
+  for (const [unit, args] of Object.entries(units)) {
+    files[`systemd/system/${unit}`] = readFileSync(join(PROJECT, "units", unit), "utf8");
+    files[`systemd/system/${unit}.d/10-e2e-checkout.conf`] =
+      `[Service]\nExecStart=\nExecStart=${CONTAINER_NODE} ${CHECKOUT}/bin/kata-sysextd.js${args}\n`;
+    files[`systemd/system/multi-user.target.wants/${unit}`] = { symlink: `/etc/systemd/system/${unit}` };
+  }
+  return files;
+}
