@@ -89,3 +89,51 @@ export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): ChildP
     stdio: ["ignore", "pipe", "pipe"],
   });
 }
+
+/** The real daemon running with --root in its own mount namespace, its stderr collected. */
+export interface RunningDaemon {
+  child: ChildProcess;
+  stderr(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export function startDaemon(root: string): RunningDaemon {
+  const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root]);
+  if (file === undefined) throw new Error("no argv");
+  const child = spawn(file, args, {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, KATA_SYSEXTD_LOG: "stderr" },
+  });
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return {
+    child,
+    stderr: () => stderr,
+    exited,
+    stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+  };
+}
+
+/** Polls `check` every 100 ms until it holds; the error says what was awaited and shows `context()`. */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  context: () => string = () => "",
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await Promise.resolve(check()).catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}\n${context()}`);
+}

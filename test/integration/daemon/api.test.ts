@@ -1,7 +1,6 @@
 // The real daemon process (bin/kata-sysextd.js) on a free port with a sandbox root and a loopback release
 // server, driven by real HTTP clients and the real kata-sysextctl: every route, schema conformance against the
 // daemon's own /openapi.json, the read-only TCP listener, the root-only socket, and a clean SIGTERM.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,25 +8,22 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
-import { CTL, DAEMON, inMountNamespace, makeSandboxRoot, NODE, runArgv, writeConfig } from "../../helpers/sandbox.ts";
+import {
+  CTL,
+  makeSandboxRoot,
+  NODE,
+  type RunningDaemon,
+  runArgv,
+  startDaemon,
+  until,
+  writeConfig,
+} from "../../helpers/sandbox.ts";
 import { OpenApiValidator } from "../api/fixtures.ts";
 
 let server: ReleaseServer;
-let daemon: ChildProcess;
+let daemon: RunningDaemon;
 let root: string;
 let base: string;
-let stderr = "";
-let exit: Promise<number | null>;
-
-async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe().catch(() => null);
-    if (value !== null) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}; daemon stderr:\n${stderr}`);
-}
 
 beforeAll(async () => {
   const pub = mkdtempSync(join(tmpdir(), "kata-pub-api-"));
@@ -42,27 +38,22 @@ beforeAll(async () => {
     root,
     `[source]\nurl = "${server.url}"\n[api]\nlisten = "127.0.0.1:${port}"\n[containerd]\nenabled = false\n`,
   );
-  const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root]);
-  if (file === undefined) throw new Error("no argv");
-  daemon = spawn(file, args, {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, KATA_SYSEXTD_LOG: "stderr" },
-  });
-  daemon.stderr?.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  exit = new Promise((resolve) => daemon.on("exit", (code) => resolve(code)));
-  await until("the first reconcile", async () => {
-    const status = (await (await fetch(`${base}/status`)).json()) as {
-      lastReconcile: unknown;
-      extension: { active: unknown };
-    };
-    return status.lastReconcile !== null && status.extension.active !== null ? status : null;
-  });
+  daemon = startDaemon(root);
+  await until(
+    "the first reconcile",
+    async () => {
+      const status = (await (await fetch(`${base}/status`)).json()) as {
+        lastReconcile: unknown;
+        extension: { active: unknown };
+      };
+      return status.lastReconcile !== null && status.extension.active !== null;
+    },
+    () => `daemon stderr:\n${daemon.stderr()}`,
+  );
 }, 60_000);
 
 afterAll(async () => {
-  if (daemon.exitCode === null) daemon.kill("SIGKILL");
+  if (daemon.child.exitCode === null) daemon.child.kill("SIGKILL");
   await server?.close();
 });
 
@@ -134,8 +125,7 @@ describe("the daemon's API, for real", () => {
   });
 
   it("stops cleanly on SIGTERM", async () => {
-    daemon.kill("SIGTERM");
-    expect(await exit).toBe(0);
-    expect(stderr).toContain("SIGTERM: stopping");
+    expect(await daemon.stop()).toBe(0);
+    expect(daemon.stderr()).toContain("SIGTERM: stopping");
   });
 });
