@@ -1,23 +1,13 @@
 // Kata with a companion cloud-hypervisor extension, end to end through the real daemon under --root: set
 // resolution against a loopback server, joint activation of both links, the clash check, explanations for an
 // unsatisfiable set, and a joint rollback through the unix socket.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../helpers/images.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
-import {
-  CTL,
-  DAEMON,
-  daemonOnce,
-  inMountNamespace,
-  makeSandboxRoot,
-  NODE,
-  runArgv,
-  writeConfig,
-} from "../../helpers/sandbox.ts";
+import { CTL, daemonOnce, makeSandboxRoot, NODE, runArgv, startDaemon, writeConfig } from "../../helpers/sandbox.ts";
 
 const CH = "cloud-hypervisor";
 let kataServer: ReleaseServer;
@@ -159,9 +149,7 @@ describe("Kata with a cloud-hypervisor companion", () => {
       'requires = [{ kata = "3.33.x", companion = "cloud-hypervisor", versions = "<52", reason = "pin" }]',
     );
     writeConfig(root, `${pinned}\n[api]\nlisten = "127.0.0.1:${port}"\n`);
-    const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root]);
-    if (file === undefined) throw new Error("no argv");
-    const daemon = spawn(file, args, { stdio: "ignore", env: { ...process.env, KATA_SYSEXTD_LOG: "stderr" } });
+    const daemon = startDaemon(root);
     try {
       const socket = join(root, "run/kata-sysextd/api.sock");
       for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
@@ -194,8 +182,7 @@ describe("Kata with a cloud-hypervisor companion", () => {
       }
       expect(link(root, CH)).toContain("v51.0");
     } finally {
-      daemon.kill("SIGTERM");
-      await new Promise((r) => daemon.on("exit", r));
+      await daemon.stop();
     }
   }, 60_000);
 });
