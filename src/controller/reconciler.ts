@@ -1,32 +1,26 @@
 // The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
 // One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
 import { existsSync } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
-import { KATA_DEFAULTS_DIR } from "../containerd/registration.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { asKataError, KataError } from "../errors.ts";
 import { cleanupPartials } from "../fetch/download.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
-import { compatible } from "../release/compat.ts";
-import { parseManifest } from "../release/manifest.ts";
-import { METADATA_FILE, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
-import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
-import { resolveOffline } from "../release/resolve.ts";
-import { resolveSet } from "../release/set.ts";
+import type { ReleaseMetadata } from "../release/metadata.ts";
+import type { HostRelease } from "../release/os-release.ts";
 import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
-import { writeFileAtomic } from "../store/fsutil.ts";
 import type { ActiveLink } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import { readState, writeState } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
-import { inspectImage, payloadProblems } from "../sysext/inspect.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { type ActivationDeps, type LinkChange, switchImages } from "./activation.ts";
+import { fetchAndAdmit } from "./admit.ts";
+import { type DecideContext, decideOffline, decideRemote, memberNamed, qualifies, readKeptMetadata } from "./decide.ts";
 import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction, type Target } from "./plan.ts";
 import type { ReleaseSource } from "./source.ts";
@@ -104,9 +98,7 @@ export class Reconciler {
   }
 
   private member(name: string): Member {
-    const found = this.deps.members.find((m) => m.name === name);
-    if (found === undefined) throw new KataError("internal", `unknown member ${name}`);
-    return found;
+    return memberNamed(this.deps, name);
   }
 
   private emit(event: ReconcileEvent): void {
@@ -219,7 +211,7 @@ export class Reconciler {
       lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
       observed = await this.observe();
-      this.offlineMetadata = await this.readOfflineMetadata();
+      this.offlineMetadata = await readKeptMetadata(this.deps.store);
       const decision = await decide(observed);
       this.wantedFiles = [...decision.targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
       targetVersion = decision.targets.get(this.name)?.version ?? null;
@@ -408,202 +400,36 @@ export class Reconciler {
     }
   }
 
-  /** Reads every member's manifest and picks the set: the newest Kata whose companions can all be satisfied. */
-  private async resolveRemote(
-    host: HostRelease,
-    observed: Observed,
-  ): Promise<{ targets: Targets; trust: "checksum" | "signature" }> {
-    const { config, arch } = this.deps;
-    const quarantined = (file: string) => existsSync(join(this.deps.store.quarantineDir, file));
-    const published = await Promise.all(
-      this.deps.members.map(async (member) => {
-        const manifest = await member.source.manifest();
-        const parsed = parseManifest(manifest.text);
-        for (const rejected of parsed.rejected) {
-          this.deps.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
-        }
-        const view = observed.members.find((m) => m.name === member.name);
-        // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
-        const held = new Set(observed.state.held[member.name] ?? []);
-        return {
-          member,
-          manifest,
-          entries: parsed.entries.filter((e) => !quarantined(e.file) && !held.has(e.file)),
-          installed: view?.images.filter((i) => !held.has(i.file)).map((i) => i.version) ?? [],
-        };
-      }),
-    );
-    const [primary, ...companions] = published;
-    if (primary === undefined) throw new KataError("internal", "no primary member");
-    const metadata = this.parseMetadata(primary.manifest.metadata);
-    // Remember it for the decisions taken offline (boot, rollback); forget it when the publisher dropped it.
-    if (primary.manifest.metadata === null) await rm(this.deps.store.metadataFile, { force: true });
-    else await writeFileAtomic(this.deps.store.metadataFile, primary.manifest.metadata);
-    this.offlineMetadata = metadata;
-    const resolution = resolveSet({
-      primary: {
-        host,
-        arch,
-        name: primary.member.name,
-        manifest: primary.entries,
-        installed: primary.installed,
-        policy: { versions: config.policy.versions, constraints: config.policy.constraints },
-        metadata,
-      },
-      companions: companions.map((c) => ({
-        name: c.member.name,
-        manifest: c.entries,
-        installed: c.installed,
-        versions: c.member.versions,
-      })),
-      requires: [
-        ...config.policy.requires.map((r, i) => ({ ...r, origin: `policy.requires[${i}]` })),
-        ...(metadata?.requires ?? []).map((r) => ({ ...r, origin: "release metadata" })),
-      ],
-      kernel: { range: config.policy.kernel, shipped: metadata?.kernels ?? [] },
-    });
-    if (!resolution.ok) {
-      throw new KataError("no-compatible-version", `no acceptable Kata version: ${resolution.reasons.join("; ")}`, {
-        remedy: "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)",
-      });
-    }
-    const targets: Targets = new Map();
-    for (const chosen of resolution.members) {
-      const member = this.member(chosen.name);
-      const view = observed.members.find((m) => m.name === chosen.name);
-      const stored = view?.images.some((i) => i.file === chosen.file) ?? false;
-      if (!stored && chosen.sha256 === null) {
-        throw new KataError("manifest-invalid", `${chosen.file} is not listed in SHA256SUMS and not in the store`);
-      }
-      targets.set(chosen.name, {
-        version: chosen.version,
-        file: chosen.file,
-        remote:
-          stored || chosen.sha256 === null ? null : { url: member.source.imageUrl(chosen.file), sha256: chosen.sha256 },
-      });
-    }
-    return { targets, trust: primary.manifest.trust };
+  private get decideContext(): DecideContext {
+    const { config, arch, store, members, log } = this.deps;
+    return { config, arch, store, members, log };
   }
 
-  /**
-   * A metadata file that cannot be read fully fails the pass: a half-understood withdrawal or constraint must
-   * never widen what gets installed. No file at all means no metadata.
-   */
-  private parseMetadata(text: string | null): ReleaseMetadata | undefined {
-    if (text === null) return undefined;
-    const parsed = parseMetadata(text, `the source's ${METADATA_FILE}`);
-    if (!parsed.ok) throw parsed.error;
-    for (const problem of parsed.value.problems) this.deps.log.warning(`${METADATA_FILE}: ${problem}`);
-    return parsed.value;
+  /** Reads every member's manifest and picks the set (decide.ts); keeps the metadata for offline decisions. */
+  private async resolveRemote(host: HostRelease, observed: Observed) {
+    const decided = await decideRemote(this.decideContext, host, observed);
+    this.offlineMetadata = decided.metadata;
+    return decided;
   }
 
-  /** Which of a member's stored images may be active on `host` without the network: compatible and within policy. */
   private qualifies(member: Member, host: HostRelease, images: JudgedImage[]) {
-    const { config, arch } = this.deps;
-    return resolveOffline({
-      host,
-      arch,
-      name: member.name,
-      images: images.map((i) => ({ version: i.version, release: parseExtensionRelease(i.extensionRelease) })),
-      policy: member.primary
-        ? { versions: config.policy.versions, constraints: config.policy.constraints }
-        : { versions: member.versions, constraints: [] },
-      metadata: member.primary ? this.offlineMetadata : undefined,
-    });
+    return qualifies(this.decideContext, member, host, images, this.offlineMetadata);
   }
 
-  /** The metadata.json a previous pass fetched; a file that no longer parses counts as none (it was valid). */
-  private async readOfflineMetadata(): Promise<ReleaseMetadata | undefined> {
-    const text = await readFile(this.deps.store.metadataFile, "utf8").catch(() => null);
-    if (text === null) return undefined;
-    const parsed = parseMetadata(text, this.deps.store.metadataFile);
-    return parsed.ok ? parsed.value : undefined;
-  }
-
-  /**
-   * Offline choice at boot, per member: the image staged for this release if it qualifies, else the active one if
-   * it still does, else the newest stored image that does. For Kata "qualifies" is resolveOffline (compatible
-   * and within policy); for a companion, compatible and within its own range.
-   */
   private resolveOffline(observed: Observed): Targets {
-    const staged = observed.state.nextBoot;
-    const bootedStaged = staged !== null && staged.flatcarVersion === observed.host.versionId ? staged : null;
-    const targets: Targets = new Map();
-    for (const view of observed.members) {
-      const member = this.member(view.name);
-      const qualifies = (images: JudgedImage[]) => this.qualifies(member, observed.host, images);
-      const stagedFile = member.primary
-        ? (bootedStaged?.file ?? null)
-        : (bootedStaged?.companions[member.name] ?? null);
-      const active = view.link.kind === "store" ? view.link.file : null;
-      let chosen: JudgedImage | undefined;
-      const deferred = observed.state.deferred[member.name] ?? null;
-      for (const file of [stagedFile, deferred, active]) {
-        const image = view.images.find((i) => i.file === file);
-        if (image !== undefined && qualifies([image]).ok) {
-          chosen = image;
-          break;
-        }
-      }
-      if (chosen === undefined) {
-        const newest = qualifies(view.images);
-        chosen = newest.ok ? view.images.find((i) => i.version === newest.version) : undefined;
-        if (!newest.ok) {
-          this.deps.log.notice(`no stored ${member.name} image qualifies for this host: ${newest.reasons.join("; ")}`);
-        }
-      }
-      targets.set(
-        member.name,
-        chosen === undefined ? null : { version: chosen.version, file: chosen.file, remote: null },
-      );
-    }
-    return targets;
+    return decideOffline(this.decideContext, observed, this.offlineMetadata);
   }
 
-  /** Download, verify, inspect, then admit into the store, or quarantine. */
+  /** Download, verify, inspect, then admit into the store, or quarantine (admit.ts). */
   private async download(member: Member, target: Target, host: HostRelease): Promise<void> {
     if (target.remote === null) return;
-    const name = member.name;
-    const log = this.deps.log.with({ KATA_SYSEXT_NAME: name, KATA_SYSEXT_VERSION: target.version });
-    this.emit({ kind: "state", state: "fetching" });
-    const incoming = this.deps.store.incomingDir;
-    const downloaded = await member.source.download(target.file, target.remote.sha256, incoming, (progress) =>
-      this.emit({ kind: "download", progress }),
+    await fetchAndAdmit(
+      { store: this.deps.store, arch: this.deps.arch, clock: this.deps.clock, log: this.deps.log },
+      { name: member.name, source: member.source },
+      { version: target.version, file: target.file, sha256: target.remote.sha256 },
+      host,
+      (event) => this.emit(event),
     );
-    this.emit({ kind: "state", state: "verifying" });
-    const contents = await inspectImage(downloaded.path, name);
-    const problems = payloadProblems(contents, name);
-    if (contents.extensionRelease !== null) {
-      const decision = compatible(host, parseExtensionRelease(contents.extensionRelease), {
-        name,
-        arch: this.deps.arch,
-      });
-      if (!decision.compatible) problems.push(...decision.reasons);
-    }
-    if (problems.length > 0) {
-      const where = await this.deps.store.quarantine(downloaded.path, target.file, problems.join("\n"));
-      log.error(`${target.file} failed inspection and was quarantined at ${where}: ${problems.join("; ")}`, {
-        MESSAGE_ID: MessageId.verificationFailed,
-        ERROR_CODE: "inspect-failed",
-      });
-      throw new KataError("inspect-failed", `${target.file} failed inspection: ${problems.join("; ")}`, {
-        remedy: `the image is kept at ${where} for inspection; the source publishes an image that cannot merge here`,
-      });
-    }
-    await this.deps.store.admit(downloaded.path, {
-      file: target.file,
-      name,
-      version: target.version,
-      arch: this.deps.arch,
-      sha256: downloaded.sha256,
-      bytes: downloaded.bytes,
-      trust: member.source.trust,
-      verifiedAt: this.deps.clock.now().toISOString(),
-      extensionRelease: contents.extensionRelease ?? "",
-      kataConfigs: contents.files.filter((f) => f.startsWith(`${KATA_DEFAULTS_DIR}/`)),
-      files: contents.files,
-    });
-    log.info(`verified and stored ${target.file} (${downloaded.bytes} bytes, ${member.source.trust})`);
   }
 
   /**

@@ -1,0 +1,65 @@
+// Getting one published image into the store: download (verified against its SHA256SUMS digest), inspect its
+// own extension-release and payload, and admit it, or keep it aside in quarantine. Nothing here is linked.
+import type { Clock } from "../clock.ts";
+import { KATA_DEFAULTS_DIR } from "../containerd/registration.ts";
+import { KataError } from "../errors.ts";
+import { type Logger, MessageId } from "../log/logger.ts";
+import { compatible } from "../release/compat.ts";
+import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
+import type { ImageStore } from "../store/store.ts";
+import { inspectImage, payloadProblems } from "../sysext/inspect.ts";
+import type { ReconcileEvent } from "./reconciler.ts";
+import type { ReleaseSource } from "./source.ts";
+
+export interface AdmitDeps {
+  store: ImageStore;
+  arch: string;
+  clock: Clock;
+  log: Logger;
+}
+
+export async function fetchAndAdmit(
+  deps: AdmitDeps,
+  member: { name: string; source: ReleaseSource },
+  image: { version: string; file: string; sha256: string },
+  host: HostRelease,
+  emit: (event: ReconcileEvent) => void,
+): Promise<void> {
+  const { name, source } = member;
+  const log = deps.log.with({ KATA_SYSEXT_NAME: name, KATA_SYSEXT_VERSION: image.version });
+  emit({ kind: "state", state: "fetching" });
+  const downloaded = await source.download(image.file, image.sha256, deps.store.incomingDir, (progress) =>
+    emit({ kind: "download", progress }),
+  );
+  emit({ kind: "state", state: "verifying" });
+  const contents = await inspectImage(downloaded.path, name);
+  const problems = payloadProblems(contents, name);
+  if (contents.extensionRelease !== null) {
+    const decision = compatible(host, parseExtensionRelease(contents.extensionRelease), { name, arch: deps.arch });
+    if (!decision.compatible) problems.push(...decision.reasons);
+  }
+  if (problems.length > 0) {
+    const where = await deps.store.quarantine(downloaded.path, image.file, problems.join("\n"));
+    log.error(`${image.file} failed inspection and was quarantined at ${where}: ${problems.join("; ")}`, {
+      MESSAGE_ID: MessageId.verificationFailed,
+      ERROR_CODE: "inspect-failed",
+    });
+    throw new KataError("inspect-failed", `${image.file} failed inspection: ${problems.join("; ")}`, {
+      remedy: `the image is kept at ${where} for inspection; the source publishes an image that cannot merge here`,
+    });
+  }
+  await deps.store.admit(downloaded.path, {
+    file: image.file,
+    name,
+    version: image.version,
+    arch: deps.arch,
+    sha256: downloaded.sha256,
+    bytes: downloaded.bytes,
+    trust: source.trust,
+    verifiedAt: deps.clock.now().toISOString(),
+    extensionRelease: contents.extensionRelease ?? "",
+    kataConfigs: contents.files.filter((f) => f.startsWith(`${KATA_DEFAULTS_DIR}/`)),
+    files: contents.files,
+  });
+  log.info(`verified and stored ${image.file} (${downloaded.bytes} bytes, ${source.trust})`);
+}

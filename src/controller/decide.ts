@@ -1,0 +1,191 @@
+// What a pass wants active, per member: from the sources (the newest satisfiable set, with the publisher's
+// metadata) or, without the network (boot, rollback), from the store and the metadata kept from last time.
+import { existsSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Config } from "../config/schema.ts";
+import { KataError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { parseManifest } from "../release/manifest.ts";
+import { METADATA_FILE, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
+import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
+import { resolveOffline } from "../release/resolve.ts";
+import { resolveSet } from "../release/set.ts";
+import { writeFileAtomic } from "../store/fsutil.ts";
+import type { ImageStore } from "../store/store.ts";
+import type { JudgedImage, Observed } from "./observe.ts";
+import type { Member, Targets } from "./reconciler.ts";
+
+export interface DecideContext {
+  config: Config;
+  arch: string;
+  store: ImageStore;
+  /** Kata first, then its companions. */
+  members: Member[];
+  log: Logger;
+}
+
+export function memberNamed(ctx: Pick<DecideContext, "members">, name: string): Member {
+  const found = ctx.members.find((m) => m.name === name);
+  if (found === undefined) throw new KataError("internal", `unknown member ${name}`);
+  return found;
+}
+
+/**
+ * Reads every member's manifest and picks the set: the newest Kata whose companions can all be satisfied. The
+ * publisher's metadata.json is kept in the store for the decisions taken offline, and returned.
+ */
+export async function decideRemote(
+  ctx: DecideContext,
+  host: HostRelease,
+  observed: Observed,
+): Promise<{ targets: Targets; trust: "checksum" | "signature"; metadata: ReleaseMetadata | undefined }> {
+  const { config, arch } = ctx;
+  const quarantined = (file: string) => existsSync(join(ctx.store.quarantineDir, file));
+  const published = await Promise.all(
+    ctx.members.map(async (member) => {
+      const manifest = await member.source.manifest();
+      const parsed = parseManifest(manifest.text);
+      for (const rejected of parsed.rejected) {
+        ctx.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
+      }
+      const view = observed.members.find((m) => m.name === member.name);
+      // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
+      const held = new Set(observed.state.held[member.name] ?? []);
+      return {
+        member,
+        manifest,
+        entries: parsed.entries.filter((e) => !quarantined(e.file) && !held.has(e.file)),
+        installed: view?.images.filter((i) => !held.has(i.file)).map((i) => i.version) ?? [],
+      };
+    }),
+  );
+  const [primary, ...companions] = published;
+  if (primary === undefined) throw new KataError("internal", "no primary member");
+  const metadata = parsePublishedMetadata(primary.manifest.metadata, ctx.log);
+  // Remember it for the decisions taken offline (boot, rollback); forget it when the publisher dropped it.
+  if (primary.manifest.metadata === null) await rm(ctx.store.metadataFile, { force: true });
+  else await writeFileAtomic(ctx.store.metadataFile, primary.manifest.metadata);
+  const resolution = resolveSet({
+    primary: {
+      host,
+      arch,
+      name: primary.member.name,
+      manifest: primary.entries,
+      installed: primary.installed,
+      policy: { versions: config.policy.versions, constraints: config.policy.constraints },
+      metadata,
+    },
+    companions: companions.map((c) => ({
+      name: c.member.name,
+      manifest: c.entries,
+      installed: c.installed,
+      versions: c.member.versions,
+    })),
+    requires: [
+      ...config.policy.requires.map((r, i) => ({ ...r, origin: `policy.requires[${i}]` })),
+      ...(metadata?.requires ?? []).map((r) => ({ ...r, origin: "release metadata" })),
+    ],
+    kernel: { range: config.policy.kernel, shipped: metadata?.kernels ?? [] },
+  });
+  if (!resolution.ok) {
+    throw new KataError("no-compatible-version", `no acceptable Kata version: ${resolution.reasons.join("; ")}`, {
+      remedy: "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)",
+    });
+  }
+  const targets: Targets = new Map();
+  for (const chosen of resolution.members) {
+    const member = memberNamed(ctx, chosen.name);
+    const view = observed.members.find((m) => m.name === chosen.name);
+    const stored = view?.images.some((i) => i.file === chosen.file) ?? false;
+    if (!stored && chosen.sha256 === null) {
+      throw new KataError("manifest-invalid", `${chosen.file} is not listed in SHA256SUMS and not in the store`);
+    }
+    targets.set(chosen.name, {
+      version: chosen.version,
+      file: chosen.file,
+      remote:
+        stored || chosen.sha256 === null ? null : { url: member.source.imageUrl(chosen.file), sha256: chosen.sha256 },
+    });
+  }
+  return { targets, trust: primary.manifest.trust, metadata };
+}
+
+/**
+ * A metadata file that cannot be read fully fails the pass: a half-understood withdrawal or constraint must
+ * never widen what gets installed. No file at all means no metadata.
+ */
+function parsePublishedMetadata(text: string | null, log: Logger): ReleaseMetadata | undefined {
+  if (text === null) return undefined;
+  const parsed = parseMetadata(text, `the source's ${METADATA_FILE}`);
+  if (!parsed.ok) throw parsed.error;
+  for (const problem of parsed.value.problems) log.warning(`${METADATA_FILE}: ${problem}`);
+  return parsed.value;
+}
+
+/** Which of a member's stored images may be active on `host` without the network: compatible and within policy. */
+export function qualifies(
+  ctx: DecideContext,
+  member: Member,
+  host: HostRelease,
+  images: JudgedImage[],
+  metadata: ReleaseMetadata | undefined,
+) {
+  const { config, arch } = ctx;
+  return resolveOffline({
+    host,
+    arch,
+    name: member.name,
+    images: images.map((i) => ({ version: i.version, release: parseExtensionRelease(i.extensionRelease) })),
+    policy: member.primary
+      ? { versions: config.policy.versions, constraints: config.policy.constraints }
+      : { versions: member.versions, constraints: [] },
+    metadata: member.primary ? metadata : undefined,
+  });
+}
+
+/** The metadata.json a previous pass fetched; a file that no longer parses counts as none (it was valid). */
+export async function readKeptMetadata(store: ImageStore): Promise<ReleaseMetadata | undefined> {
+  const text = await readFile(store.metadataFile, "utf8").catch(() => null);
+  if (text === null) return undefined;
+  const parsed = parseMetadata(text, store.metadataFile);
+  return parsed.ok ? parsed.value : undefined;
+}
+
+/**
+ * Offline choice at boot, per member: the image staged for this release if it qualifies, else the active one if
+ * it still does, else the newest stored image that does. For Kata "qualifies" is resolveOffline (compatible
+ * and within policy); for a companion, compatible and within its own range.
+ */
+export function decideOffline(ctx: DecideContext, observed: Observed, metadata: ReleaseMetadata | undefined): Targets {
+  const staged = observed.state.nextBoot;
+  const bootedStaged = staged !== null && staged.flatcarVersion === observed.host.versionId ? staged : null;
+  const targets: Targets = new Map();
+  for (const view of observed.members) {
+    const member = memberNamed(ctx, view.name);
+    const ok = (images: JudgedImage[]) => qualifies(ctx, member, observed.host, images, metadata);
+    const stagedFile = member.primary ? (bootedStaged?.file ?? null) : (bootedStaged?.companions[member.name] ?? null);
+    const active = view.link.kind === "store" ? view.link.file : null;
+    let chosen: JudgedImage | undefined;
+    const deferred = observed.state.deferred[member.name] ?? null;
+    for (const file of [stagedFile, deferred, active]) {
+      const image = view.images.find((i) => i.file === file);
+      if (image !== undefined && ok([image]).ok) {
+        chosen = image;
+        break;
+      }
+    }
+    if (chosen === undefined) {
+      const newest = ok(view.images);
+      chosen = newest.ok ? view.images.find((i) => i.version === newest.version) : undefined;
+      if (!newest.ok) {
+        ctx.log.notice(`no stored ${member.name} image qualifies for this host: ${newest.reasons.join("; ")}`);
+      }
+    }
+    targets.set(
+      member.name,
+      chosen === undefined ? null : { version: chosen.version, file: chosen.file, remote: null },
+    );
+  }
+  return targets;
+}
