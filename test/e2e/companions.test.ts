@@ -1,10 +1,17 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageId } from "../../src/log/logger.ts";
-import { CHECKOUT, CONTAINER_NODE, flatcarUsr, projectUnits, unmountUsr } from "../helpers/e2e-daemon.ts";
+import {
+  CHECKOUT,
+  CONTAINER_NODE,
+  flatcarUsr,
+  projectUnits,
+  settled,
+  statusIn,
+  unmountUsr,
+} from "../helpers/e2e-daemon.ts";
 import { buildImage } from "../helpers/images.ts";
 import { freePort } from "../helpers/net.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
@@ -75,19 +82,12 @@ describe.skipIf(skipReason !== null)("Kata with a companion extension under real
 
   const sh = (argv: string[]) => c.check(argv);
   const ctl = (...args: string[]) => c.exec([NODE, CTL, ...args]);
-  const status = async () => JSON.parse(await sh(["curl", "-sf", `http://127.0.0.1:${port}/status`])) as StatusDoc;
-  const statusUntil = async (done: (doc: StatusDoc) => boolean): Promise<StatusDoc> => {
-    const until = Date.now() + STEP_TIMEOUT_MS;
-    let last: StatusDoc | null = null;
-    while (Date.now() < until) {
-      last = await status().catch(() => null);
-      if (last !== null && done(last)) return last;
-      await sleep(200);
-    }
-    const journal = await c.exec(["journalctl", "-u", DAEMON_UNIT, "-n", "40", "--no-pager"]);
-    throw new Error(`/status never got there; last: ${JSON.stringify(last)}\n${journal.stdout}`);
-  };
-  const settled = (doc: StatusDoc) => doc.state === "idle" || doc.state === "degraded";
+  const { statusUntil } = statusIn<StatusDoc>(
+    () => c,
+    () => port,
+    DAEMON_UNIT,
+    STEP_TIMEOUT_MS,
+  );
   const activeOf = (doc: StatusDoc, name: string) => doc.members.find((m) => m.name === name)?.active;
   const activations = async () =>
     (await c.journal(DAEMON_UNIT))

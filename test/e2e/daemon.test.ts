@@ -4,7 +4,15 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageId } from "../../src/log/logger.ts";
-import { CHECKOUT, CONTAINER_NODE, flatcarUsr, projectUnits, unmountUsr } from "../helpers/e2e-daemon.ts";
+import {
+  CHECKOUT,
+  CONTAINER_NODE,
+  flatcarUsr,
+  projectUnits,
+  settled,
+  statusIn,
+  unmountUsr,
+} from "../helpers/e2e-daemon.ts";
 import { buildImage } from "../helpers/images.ts";
 import { freePort } from "../helpers/net.ts";
 import {
@@ -103,21 +111,12 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
   };
 
   const sh = (argv: string[]) => c.check(argv);
-  const status = async () => JSON.parse(await sh(["curl", "-sf", `http://127.0.0.1:${port}/status`])) as StatusDoc;
-  /** Polls /status until `done` holds; returns the last document. */
-  const statusUntil = async (done: (doc: StatusDoc) => boolean, timeoutMs = STEP_TIMEOUT_MS): Promise<StatusDoc> => {
-    const until = Date.now() + timeoutMs;
-    let last: StatusDoc | null = null;
-    while (Date.now() < until) {
-      last = await status().catch(() => null);
-      if (last !== null && done(last)) return last;
-      await sleep(200);
-    }
-    const journal = await c.exec(["journalctl", "-u", DAEMON_UNIT, "-n", "30", "--no-pager"]);
-    throw new Error(`/status never got there; last: ${JSON.stringify(last)}\n${journal.stdout}`);
-  };
-  /** Not in the middle of something: what the last pass and preflight concluded. */
-  const settled = (doc: StatusDoc) => doc.state === "idle" || doc.state === "degraded";
+  const { status, statusUntil } = statusIn<StatusDoc>(
+    () => c,
+    () => port,
+    DAEMON_UNIT,
+    STEP_TIMEOUT_MS,
+  );
   const readyz = async () =>
     (await sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/readyz`])).trim();
   const unitProperty = async (unit: string, property: string) =>

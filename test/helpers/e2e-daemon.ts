@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { writeOsRelease } from "./images.ts";
-import type { EtcEntry } from "./nspawn.ts";
+import type { Container, EtcEntry } from "./nspawn.ts";
 import { PROJECT } from "./sandbox.ts";
 
 /**
@@ -63,3 +63,28 @@ export function projectUnits(units: Record<string, string>): Record<string, EtcE
   }
   return files;
 }
+
+/**
+ * /status of the daemon in a container, read with curl inside it, and polled until a condition holds. The
+ * container is a getter because a test that reboots gets a new one.
+ */
+export function statusIn<T>(container: () => Container, port: () => number, unit: string, timeoutMs = 60_000) {
+  const status = async (): Promise<T> =>
+    JSON.parse(await container().check(["curl", "-sf", `http://127.0.0.1:${port()}/status`])) as T;
+  /** Polls /status until `done` holds; the error shows the last document and the unit's journal. */
+  const statusUntil = async (done: (doc: T) => boolean, ms = timeoutMs): Promise<T> => {
+    const deadline = Date.now() + ms;
+    let last: T | null = null;
+    while (Date.now() < deadline) {
+      last = await status().catch(() => null);
+      if (last !== null && done(last)) return last;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const journal = await container().exec(["journalctl", "-u", unit, "-n", "40", "--no-pager"]);
+    throw new Error(`/status never got there; last: ${JSON.stringify(last)}\n${journal.stdout}`);
+  };
+  return { status, statusUntil };
+}
+
+/** Not in the middle of something: what the last pass and preflight concluded. */
+export const settled = (doc: { state: string }): boolean => doc.state === "idle" || doc.state === "degraded";
