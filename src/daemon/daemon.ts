@@ -4,6 +4,7 @@ import type { Metrics } from "../api/metrics.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
+import type { Observed } from "../controller/observe.ts";
 import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
 import { statusAfterPass } from "../controller/snapshot.ts";
 import { asKataError, KataError } from "../errors.ts";
@@ -115,7 +116,6 @@ export class Daemon implements ApiActions {
     return result;
   }
 
-  /** Swaps in a new configuration between passes; the API's listen address needs a restart to change. */
   /**
    * Swaps in a new configuration between passes and returns whether it differed; the API's listen address needs
    * a restart to change. A changed configuration also lifts the holds of earlier rollbacks: the operator has
@@ -182,11 +182,36 @@ export class Daemon implements ApiActions {
       const started = this.deps.clock.monotonicMs();
       const outcome = await this.deps.reconciler.rollback();
       if (outcome.result === "ok") this.deps.metrics.rolledBack();
+      // A refused rollback changed nothing on the host: say no to the caller, but do not report the host as
+      // degraded over it, as a failed pass would.
+      if (outcome.result === "failed" && this.unchanged(outcome)) {
+        const error = outcome.error;
+        return {
+          ok: false,
+          result: "failed",
+          message: error?.message ?? "rollback refused",
+          code: error?.code ?? null,
+          remedy: error?.remedy ?? null,
+          active: this.doc.extension.active,
+        };
+      }
       return this.finishPass(outcome, started);
     });
   }
 
-  /** Offline pass at start: report what is on disk before the network is asked anything. */
+  private unchanged(outcome: PassOutcome): boolean {
+    return outcome.observed === null || this.linksAsShown(outcome.observed);
+  }
+
+  /** Whether every member's link names the version /status shows as active. */
+  private linksAsShown(observed: Observed): boolean {
+    return observed.members.every((view) => {
+      const linked = view.link.kind === "store" ? view.link.file : null;
+      const version = view.images.find((i) => i.file === linked)?.version ?? null;
+      return version === (this.doc.members.find((m) => m.name === view.name)?.active ?? null);
+    });
+  }
+
   /**
    * At start, before the first full pass: what is on disk, without the network. It fills /status (host,
    * extension, members, preflight) but is not a reconcile: lastReconcile stays empty and the state says
@@ -286,12 +311,7 @@ export class Daemon implements ApiActions {
   extensionsChanged(path: string): Promise<void> {
     return this.serial(async () => {
       const observed = await this.deps.reconciler.observe();
-      const ours = observed.members.every((view) => {
-        const linked = view.link.kind === "store" ? view.link.file : null;
-        const version = view.images.find((i) => i.file === linked)?.version ?? null;
-        return version === (this.doc.members.find((m) => m.name === view.name)?.active ?? null);
-      });
-      if (ours) return;
+      if (this.linksAsShown(observed)) return;
       this.deps.log.notice(`${path} changed outside kata-sysextd; reconciling`);
       void this.refresh();
     });
