@@ -1,7 +1,8 @@
 // containerd registration as an activation stage: write it (undo: put back what was there), then restart
 // containerd over D-Bus and confirm it came back (undo: restart it again on the old configuration).
-import { access } from "node:fs/promises";
+
 import type { Stage } from "../controller/transaction.ts";
+import { pathExists } from "../files.ts";
 import type { Logger } from "../log/logger.ts";
 import type { StoredImage } from "../store/store.ts";
 import type { SystemdManager } from "../systemd/manager.ts";
@@ -56,7 +57,7 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
       return {
         name: "containerd",
         run: async () => {
-          if (!(await exists(deps.files.base))) {
+          if (!(await pathExists(deps.files.base))) {
             deps.log.warning(
               `no containerd configuration at ${deps.files.base}; the Kata runtime handlers are not registered`,
             );
@@ -78,9 +79,3 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
     },
   };
 }
-
-const exists = (path: string): Promise<boolean> =>
-  access(path).then(
-    () => true,
-    () => false,
-  );

@@ -1,8 +1,9 @@
 // Switching the active image, as named stages with their undo beside them. Used for upgrades, rollbacks and
 // re-merges alike, so every path that changes what is merged gets the same safety.
-import { access } from "node:fs/promises";
+
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { KataError } from "../errors.ts";
+import { pathExists } from "../files.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
 import type { PreflightSummary } from "../status.ts";
@@ -127,10 +128,7 @@ export async function confirmMerged(
 ): Promise<string | null> {
   const merged = (await deps.sysext.merged()).includes(deps.name);
   const marker = deps.paths.host(`/usr/lib/extension-release.d/extension-release.${deps.name}`);
-  const visible = await access(marker).then(
-    () => true,
-    () => false,
-  );
+  const visible = await pathExists(marker);
   if (merged && visible) return null;
   if (deps.sysext.limitation !== null) return deps.sysext.limitation;
   throw new KataError(

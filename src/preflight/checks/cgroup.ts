@@ -1,6 +1,6 @@
 // Kata's sandbox cgroups: cgroup v2 (the unified hierarchy, Flatcar's default) is what this project supports
 // best; a hybrid or v1-only host still runs Kata but with v1 controllers.
-import { access } from "node:fs/promises";
+import { pathExists } from "../../files.ts";
 import { type Check, result } from "../check.ts";
 
 const ID = "cgroup-v2";
@@ -9,11 +9,7 @@ export const cgroup: Check = {
   id: ID,
   group: "host",
   async run(ctx) {
-    const exists = (p: string): Promise<boolean> =>
-      access(ctx.host(p)).then(
-        () => true,
-        () => false,
-      );
+    const exists = (p: string): Promise<boolean> => pathExists(ctx.host(p));
     if (await exists("/sys/fs/cgroup/cgroup.controllers")) {
       return [result(ID, "pass", "cgroup v2 (unified hierarchy) mounted at /sys/fs/cgroup")];
     }

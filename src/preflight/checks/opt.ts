@@ -1,6 +1,7 @@
 // A merged extension that ships /opt makes /opt a read-only overlay on Flatcar: anything else that writes to
 // /opt (other tools, an operator's scripts) breaks while Kata is merged. Worth a warning, not a failure.
-import { access, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { pathExists } from "../../files.ts";
 import { type Check, result } from "../check.ts";
 
 const ID = "opt-readonly";
@@ -9,10 +10,7 @@ export const opt: Check = {
   id: ID,
   group: "host",
   async run(ctx) {
-    const ships = await access(ctx.payload("/opt/kata")).then(
-      () => true,
-      () => false,
-    );
+    const ships = await pathExists(ctx.payload("/opt/kata"));
     if (!ships) return [result(ID, "pass", "the extension ships nothing under /opt")];
     const mountinfo = await readFile(ctx.host("/proc/self/mountinfo"), "utf8").catch(() => "");
     // mountinfo fields: id parent major:minor root mountpoint options ... - fstype source super-options
