@@ -7,6 +7,7 @@ import {
   CHECKOUT,
   CONTAINER_NODE,
   flatcarUsr,
+  kataPayload,
   projectUnits,
   settled,
   statusIn,
@@ -31,25 +32,6 @@ const OS = "4593.2.5";
 const DAEMON_UNIT = "kata-sysextd.service";
 const BOOT_TIMEOUT_MS = 240_000;
 const STEP_TIMEOUT_MS = 60_000;
-
-/** Enough of Kata for the preflight's hypervisor check; the companion's binary lives elsewhere (/usr/bin). */
-function kataPayload(version: string) {
-  return {
-    "opt/kata/share/defaults/kata-containers/configuration-clh.toml": [
-      "[hypervisor.clh]",
-      'path = "/opt/kata/bin/cloud-hypervisor"',
-      'kernel = "/opt/kata/share/kata-containers/vmlinux.container"',
-      'image = "/opt/kata/share/kata-containers/kata-containers.img"',
-      'shared_fs = "virtio-fs"',
-      'virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"',
-      "",
-    ].join("\n"),
-    "opt/kata/bin/cloud-hypervisor": { content: `#!/bin/sh\necho "bundled (kata ${version})"\n`, mode: 0o755 },
-    "opt/kata/libexec/virtiofsd": { content: '#!/bin/sh\necho "virtiofsd 1.12.0"\n', mode: 0o755 },
-    "opt/kata/share/kata-containers/vmlinux.container": `kata-like guest kernel ${version}\n`,
-    "opt/kata/share/kata-containers/kata-containers.img": `kata-like guest image ${version}\n`,
-  };
-}
 
 describe.skipIf(skipReason !== null)("Kata with a companion extension under real systemd (systemd-nspawn)", () => {
   const started = Date.now();

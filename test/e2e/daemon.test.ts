@@ -8,6 +8,7 @@ import {
   CHECKOUT,
   CONTAINER_NODE,
   flatcarUsr,
+  kataPayload,
   projectUnits,
   settled,
   statusIn,
@@ -46,26 +47,6 @@ const BOOT_UNIT = "kata-sysextd-boot.service";
 // Generous: a boot waits while another test file's container runs (one container at a time).
 const BOOT_TIMEOUT_MS = 240_000;
 const STEP_TIMEOUT_MS = 60_000;
-
-/** The payload the preflight looks for, so activation's health stage judges a kata-like image, not an empty one. */
-function kataPayload(version: string) {
-  const script = (text: string) => ({ content: `#!/bin/sh\n${text}\n`, mode: 0o755 });
-  return {
-    "opt/kata/share/defaults/kata-containers/configuration-clh.toml": [
-      "[hypervisor.clh]",
-      'path = "/opt/kata/bin/cloud-hypervisor"',
-      'kernel = "/opt/kata/share/kata-containers/vmlinux.container"',
-      'image = "/opt/kata/share/kata-containers/kata-containers.img"',
-      'shared_fs = "virtio-fs"',
-      'virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"',
-      "",
-    ].join("\n"),
-    "opt/kata/bin/cloud-hypervisor": script(`echo "cloud-hypervisor v41.0.0 (kata ${version})"`),
-    "opt/kata/libexec/virtiofsd": script('echo "virtiofsd 1.12.0"'),
-    "opt/kata/share/kata-containers/vmlinux.container": `kata-like guest kernel ${version}\n`,
-    "opt/kata/share/kata-containers/kata-containers.img": `kata-like guest image ${version}\n`,
-  };
-}
 
 describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-nspawn)", () => {
   const started = Date.now();

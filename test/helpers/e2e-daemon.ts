@@ -88,3 +88,27 @@ export function statusIn<T>(container: () => Container, port: () => number, unit
 
 /** Not in the middle of something: what the last pass and preflight concluded. */
 export const settled = (doc: { state: string }): boolean => doc.state === "idle" || doc.state === "degraded";
+
+/**
+ * What the preflight looks for in a Kata image (a Cloud Hypervisor configuration and the files it names), so the
+ * activation's health stage judges a kata-like image, not an empty one. A companion may ship its own
+ * /usr/bin/cloud-hypervisor beside it.
+ */
+export function kataPayload(version: string): Record<string, string | { content: string; mode: number }> {
+  const script = (text: string) => ({ content: `#!/bin/sh\n${text}\n`, mode: 0o755 });
+  return {
+    "opt/kata/share/defaults/kata-containers/configuration-clh.toml": [
+      "[hypervisor.clh]",
+      'path = "/opt/kata/bin/cloud-hypervisor"',
+      'kernel = "/opt/kata/share/kata-containers/vmlinux.container"',
+      'image = "/opt/kata/share/kata-containers/kata-containers.img"',
+      'shared_fs = "virtio-fs"',
+      'virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"',
+      "",
+    ].join("\n"),
+    "opt/kata/bin/cloud-hypervisor": script(`echo "cloud-hypervisor v41.0.0 (kata ${version})"`),
+    "opt/kata/libexec/virtiofsd": script('echo "virtiofsd 1.12.0"'),
+    "opt/kata/share/kata-containers/vmlinux.container": `kata-like guest kernel ${version}\n`,
+    "opt/kata/share/kata-containers/kata-containers.img": `kata-like guest image ${version}\n`,
+  };
+}
