@@ -44,6 +44,8 @@ export class Daemon implements ApiActions {
   private pendingUpdate: string | null = null;
   /** The preflight verdict last logged, so a failing check is reported when it starts failing, not every pass. */
   private reportedPreflight: PreflightSummary | null = null;
+  /** Whether the pass now running has produced a preflight verdict (its health stage). */
+  private preflightThisPass = false;
   private doc: StatusDocument;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -70,18 +72,24 @@ export class Daemon implements ApiActions {
         this.deps.metrics.downloadBytes(Math.max(0, event.progress.bytes - this.doc.download.bytes));
       }
       this.update({ ...this.doc, download: event.progress });
-    } else this.update({ ...this.doc, preflight: event.summary });
+    } else this.takePreflight(event.summary);
   };
 
   /** Runs `fn` after every earlier pass or action has finished: one change to the host at a time. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
+    const run = () => {
+      this.preflightThisPass = false;
+      return fn();
+    };
+    const next = this.queue.then(run, run);
     this.queue = next.catch(() => undefined);
     return next;
   }
 
   private async finishPass(outcome: PassOutcome, startedMs: number): Promise<ActionResult> {
-    const preflight = this.deps.preflight ? await this.runPreflight() : this.doc.preflight;
+    // A pass that activated something ran the preflight as its health stage already; once is enough.
+    const preflight =
+      this.preflightThisPass || this.deps.preflight === undefined ? this.doc.preflight : await this.runPreflight();
     this.update(statusAfterPass({ base: this.doc, outcome, at: this.deps.clock.now().toISOString(), preflight }));
     this.deps.metrics.reconciled(outcome.result, (this.deps.clock.monotonicMs() - startedMs) / 1000);
     if (outcome.error !== null) {
@@ -238,24 +246,30 @@ export class Daemon implements ApiActions {
     if (this.deps.preflight === undefined) return null;
     try {
       const summary = await this.deps.preflight();
-      const failing = (s: PreflightSummary | null) =>
-        (s?.checks ?? [])
-          .filter((c) => c.status === "fail")
-          .map((c) => c.id)
-          .join(", ");
-      // Said once per change of verdict, not on every pass.
-      if (!summary.ok && failing(summary) !== failing(this.reportedPreflight)) {
-        this.deps.log.warning(`preflight: ${summary.failed} check(s) failed: ${failing(summary)}`, {
-          MESSAGE_ID: MessageId.preflightFailed,
-        });
-      }
-      this.reportedPreflight = summary;
-      this.update({ ...this.doc, preflight: summary });
+      this.takePreflight(summary);
       return summary;
     } catch (err) {
       this.deps.log.error(`preflight could not run: ${asKataError(err).message}`);
       return this.doc.preflight;
     }
+  }
+
+  /** A new preflight verdict, from our own run or a pass's health stage: shown, and logged when it changed. */
+  private takePreflight(summary: PreflightSummary): void {
+    const failing = (s: PreflightSummary | null) =>
+      (s?.checks ?? [])
+        .filter((c) => c.status === "fail")
+        .map((c) => c.id)
+        .join(", ");
+    // Said once per change of verdict, not on every pass.
+    if (!summary.ok && failing(summary) !== failing(this.reportedPreflight)) {
+      this.deps.log.warning(`preflight: ${summary.failed} check(s) failed: ${failing(summary)}`, {
+        MESSAGE_ID: MessageId.preflightFailed,
+      });
+    }
+    this.reportedPreflight = summary;
+    this.preflightThisPass = true;
+    this.update({ ...this.doc, preflight: summary });
   }
 
   async versions(): Promise<VersionsResult> {
