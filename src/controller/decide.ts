@@ -39,7 +39,7 @@ export async function decideRemote(
   ctx: DecideContext,
   host: HostRelease,
   observed: Observed,
-): Promise<{ targets: Targets; trust: "checksum" | "signature"; metadata: ReleaseMetadata | undefined }> {
+): Promise<{ targets: Targets; metadata: ReleaseMetadata | undefined }> {
   const { config, arch } = ctx;
   const quarantined = (file: string) => existsSync(join(ctx.store.quarantineDir, file));
   const published = await Promise.all(
@@ -108,7 +108,7 @@ export async function decideRemote(
         stored || chosen.sha256 === null ? null : { url: member.source.imageUrl(chosen.file), sha256: chosen.sha256 },
     });
   }
-  return { targets, trust: primary.manifest.trust, metadata };
+  return { targets, metadata };
 }
 
 /**

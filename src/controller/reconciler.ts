@@ -65,11 +65,8 @@ export interface PassOutcome {
   result: "ok" | "failed" | "deferred";
   error: KataError | null;
   observed: Observed | null;
-  /** The Kata version the policy wanted, when one was found. */
-  target: string | null;
   /** Why the merge of the active image could not be confirmed here (the --root limitation), or null. */
   unconfirmed: string | null;
-  trust: "checksum" | "signature" | null;
 }
 
 /** Bounds one pass: download, switch, prune and a spare; a plan that wants more is a bug, not a reason to spin. */
@@ -120,7 +117,7 @@ export class Reconciler {
 
   /** The boot path: no network; link a stored image that matches the booted OS, or unlink an incompatible one. */
   async boot(): Promise<PassOutcome> {
-    return this.pass(async (observed) => ({ targets: this.resolveOffline(observed), trust: null }), {
+    return this.pass(async (observed) => ({ targets: this.resolveOffline(observed) }), {
       requireActive: false,
     });
   }
@@ -156,7 +153,7 @@ export class Reconciler {
         }
         targets.set(view.name, { version: image.version, file: image.file, remote: null });
       }
-      return { targets, trust: observed.images.find((i) => i.file === observed.state.previous)?.trust ?? null };
+      return { targets };
     });
     if (outcome.result === "ok") {
       // Hold the images rolled back from, or the next timer pass would simply take them again.
@@ -197,14 +194,12 @@ export class Reconciler {
   }
 
   private async pass(
-    decide: (observed: Observed) => Promise<{ targets: Targets; trust: "checksum" | "signature" | null }>,
+    decide: (observed: Observed) => Promise<{ targets: Targets }>,
     { requireActive } = { requireActive: true },
   ): Promise<PassOutcome> {
     const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name });
     let observed: Observed | null = null;
-    let targetVersion: string | null = null;
     let unconfirmed: string | null = null;
-    let trust: "checksum" | "signature" | null = null;
     let lock: Lock | null = null;
     try {
       await this.deps.store.ensure();
@@ -214,8 +209,6 @@ export class Reconciler {
       this.offlineMetadata = await readKeptMetadata(this.deps.store);
       const decision = await decide(observed);
       this.wantedFiles = [...decision.targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
-      targetVersion = decision.targets.get(this.name)?.version ?? null;
-      trust = decision.trust;
       for (let step = 0; step < MAX_STEPS + 2 * this.deps.members.length; step++) {
         const current = observed;
         const action = nextJointAction(
@@ -228,7 +221,7 @@ export class Reconciler {
         if (action.kind === "defer") {
           log.notice(`activation deferred: ${action.reason}`);
           if (this.deps.config.policy.activation === "next-boot") await this.deferToNextBoot(current, decision.targets);
-          return { result: "deferred", error: null, observed, target: targetVersion, unconfirmed, trust };
+          return { result: "deferred", error: null, observed, unconfirmed };
         }
         unconfirmed = (await this.carryOut(action, current)) ?? unconfirmed;
         observed = await this.observe();
@@ -242,12 +235,12 @@ export class Reconciler {
         unconfirmed = this.deps.sysext.limitation;
       }
       await this.remember({ result: "ok", error: null });
-      return { result: "ok", error: null, observed, target: targetVersion, unconfirmed, trust };
+      return { result: "ok", error: null, observed, unconfirmed };
     } catch (err) {
       const error = asKataError(err);
       log.error(error.message, { ERROR_CODE: error.code, REMEDY: error.remedy ?? "" });
       await this.remember({ result: "failed", error }).catch(() => undefined);
-      return { result: "failed", error, observed, target: targetVersion, unconfirmed, trust };
+      return { result: "failed", error, observed, unconfirmed };
     } finally {
       // Partial downloads of what this pass still wants stay for resuming; any other is stale.
       await cleanupPartials(this.deps.store.incomingDir, this.wantedFiles).catch(() => undefined);
