@@ -11,6 +11,7 @@ import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import { parseManifest } from "../release/manifest.ts";
+import { splitImageFileName } from "../release/names.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { resolve } from "../release/resolve.ts";
 import type { PreflightSummary, StatusDocument } from "../status.ts";
@@ -302,6 +303,8 @@ export class Daemon implements ApiActions {
   /** Would this one published image be chosen for this host and policy? The same resolve() the pass uses. */
   private judgeRemote(host: HostRelease, entry: { file: string; sha256: string; line: number }) {
     const { config, arch } = this.deps;
+    const image = splitImageFileName(entry.file, config.source.name, arch);
+    if (typeof image === "string") return null;
     const r = resolve({
       host,
       arch,
@@ -310,12 +313,9 @@ export class Daemon implements ApiActions {
       installed: [],
       policy: { versions: config.policy.versions, constraints: config.policy.constraints },
     });
-    const prefix = `${config.source.name}-`;
-    if (!entry.file.startsWith(prefix) || !entry.file.endsWith(`-${arch}.raw`)) return null;
-    const version = entry.file.slice(prefix.length, -`-${arch}.raw`.length);
     return r.ok
-      ? { version, compatible: true, reason: null }
-      : { version, compatible: false, reason: r.reasons.join("; ") };
+      ? { version: image.version, compatible: true, reason: null }
+      : { version: image.version, compatible: false, reason: r.reasons.join("; ") };
   }
 
   /**
