@@ -3,7 +3,8 @@
 import { open, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
-export async function fsyncPath(path: string): Promise<void> {
+/** Makes a directory's entries (a rename, a new or removed file) durable. */
+export async function fsyncDir(path: string): Promise<void> {
   const handle = await open(path, "r");
   try {
     await handle.sync();
@@ -11,8 +12,6 @@ export async function fsyncPath(path: string): Promise<void> {
     await handle.close();
   }
 }
-
-export const fsyncDir = fsyncPath;
 
 /** Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {

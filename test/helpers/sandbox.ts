@@ -83,13 +83,6 @@ export function daemonOnce(root: string, extra: string[] = [], opts: { sandboxSh
   return runArgv(inMountNamespace(root, [NODE, DAEMON, "--once", "--root", root, ...extra], opts));
 }
 
-export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(NODE, [DAEMON, ...args], {
-    env: { ...process.env, KATA_SYSEXTD_LOG: "stderr", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-}
-
 /** The real daemon running with --root in its own mount namespace, its stderr collected. */
 export interface RunningDaemon {
   child: ChildProcess;
