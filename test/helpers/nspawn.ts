@@ -109,6 +109,7 @@ export function nspawnUnavailableReason(): string | null {
   for (const tool of ["/usr/bin/systemd-nspawn", "/usr/bin/script", "/usr/bin/nsenter"]) {
     if (!existsSync(tool)) return `${tool} is not installed (Debian packages systemd-container, util-linux)`;
   }
+  if (OWN_LEVEL < 0) return "/proc belongs to a PID namespace this process is not in (no /proc/self)";
   return null;
 }
 
@@ -155,21 +156,26 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
   }
   args.push("-b", "systemd.unit=multi-user.target", "systemd.firstboot=off");
 
+  // nspawn reads /proc/PID of its own children: over a /proc of another PID namespace it fails ("Failed to get
+  // container cgroup path"), so it gets a mount namespace with a /proc of ours. unshare execs nspawn in place.
+  const nspawn = OWN_LEVEL > 0 ? ["unshare", "--mount", "--mount-proc", "systemd-nspawn"] : ["systemd-nspawn"];
   const started = Date.now();
-  const script = spawn("script", ["-qfc", ["systemd-nspawn", ...args].map(shellQuote).join(" "), logFile], {
+  const script = spawn("script", ["-qfc", [...nspawn, ...args].map(shellQuote).join(" "), logFile], {
     detached: true, // setsid: nspawn and the container get a process group we can kill as a whole
     stdio: "ignore",
   });
   script.unref();
   const exited = new Promise<void>((resolve) => script.once("exit", () => resolve()));
-  const scriptPid = script.pid ?? 0;
+  const scriptPid = script.pid ?? 0; // in this process's PID namespace, like every pid Node hands out
+  // The two below are /proc's PIDs (see ownPid): nsenter -t takes those.
   let nspawnPid = 0;
   let leaderPid = 0;
 
   /** The console log stays when something went wrong, and always when the caller chose its path. */
   const cleanup = (keepLog: boolean): void => {
     process.removeListener("exit", onExit);
-    killHard(leaderPid, scriptPid, nspawnPid);
+    killHard(leaderPid, nspawnPid);
+    if (scriptPid > 0) sigkill(-scriptPid);
     if (devDir) rmSync(devDir, { recursive: true, force: true });
     rmSync(workDir, { recursive: true, force: true });
     if (!keepLog && options.log === undefined) rmSync(logFile, { force: true });
@@ -182,12 +188,19 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
   const deadline = started + bootTimeoutMs;
   const exec = (argv: string[], opts: ExecInOptions = {}) => nsenter(leaderPid, argv, opts);
   let state = "";
+  let lastError = ""; // what systemctl inside said besides its state, for the error below
+  let scriptProcPid = 0;
   try {
     while (Date.now() < deadline && script.exitCode === null && script.signalCode === null) {
-      if (!nspawnPid) nspawnPid = childrenOf(scriptPid).find((pid) => comm(pid) === "systemd-nspawn") ?? 0;
+      if (!scriptProcPid) scriptProcPid = procPid(scriptPid);
+      if (scriptProcPid && !nspawnPid) {
+        nspawnPid = childrenOf(scriptProcPid).find((pid) => comm(pid) === "systemd-nspawn") ?? 0;
+      }
       if (nspawnPid && !leaderPid) leaderPid = childrenOf(nspawnPid).find(isContainerInit) ?? 0;
       if (leaderPid) {
-        state = (await exec(["systemctl", "is-system-running"], { timeoutMs: 5_000 })).stdout.trim();
+        const probe = await exec(["systemctl", "is-system-running"], { timeoutMs: 5_000 });
+        state = probe.stdout.trim();
+        lastError = probe.stderr.trim();
         if (state === "running" || state === "degraded") break;
         // "offline" only means systemctl could not reach the manager yet; these two will not turn into running.
         if (state === "maintenance" || state === "stopping") break;
@@ -202,7 +215,7 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
     cleanup(true);
     throw new KataError(
       "internal",
-      `container ${name} did not boot after ${Date.now() - started} ms (bound ${bootTimeoutMs} ms, nspawn ${script.exitCode === null ? "running" : `exited ${script.exitCode}`}, systemd state "${state || "unknown"}"):\n${tail(logFile)}`,
+      `container ${name} did not boot after ${Date.now() - started} ms (bound ${bootTimeoutMs} ms, nspawn ${script.exitCode === null ? "running" : `exited ${script.exitCode}`}, ${describeSearch(scriptPid, scriptProcPid, nspawnPid, leaderPid)}, systemd state "${state || "unknown"}"${lastError ? `, systemctl said: ${lastError}` : ""}):\n${tail(logFile)}`,
       { remedy: `read the console log ${logFile}` },
     );
   }
@@ -428,17 +441,26 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Synchronous, so it also works from a process 'exit' hook. Killing PID 1 of a namespace kills all in it. */
+/**
+ * Synchronous, so it also works from a process 'exit' hook. Killing PID 1 of a namespace kills all in it.
+ * Both arguments are /proc PIDs; `groups` are process group leaders.
+ */
 function killHard(leaderPid: number, ...groups: number[]): void {
-  const kill = (pid: number) => {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  };
-  if (leaderPid > 0 && isContainerInit(leaderPid)) kill(leaderPid);
-  for (const pid of groups) if (pid > 0) kill(-pid);
+  if (leaderPid > 0 && isContainerInit(leaderPid)) sigkill(ownPid(leaderPid));
+  for (const pid of groups) {
+    const own = ownPid(pid);
+    if (own > 0) sigkill(-own);
+  }
+}
+
+/** SIGKILL by this process's own PID numbering (negative: a process group). Never 0: that is our own group. */
+function sigkill(pid: number): void {
+  if (pid === 0) return;
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
 }
 
 /**
@@ -486,12 +508,40 @@ function childrenOf(parent: number): number[] {
   });
 }
 
+/** PID 1 of a PID namespace below ours, running systemd. */
 function isContainerInit(pid: number): boolean {
-  const nspid = /^NSpid:\s+(.*)$/m
-    .exec(readProc(`/proc/${pid}/status`))?.[1]
-    ?.trim()
-    .split(/\s+/);
-  return nspid !== undefined && nspid.length > 1 && nspid.at(-1) === "1" && comm(pid) === "systemd";
+  const nspid = nspids(pid);
+  return nspid.length > OWN_LEVEL + 1 && nspid.at(-1) === 1 && comm(pid) === "systemd";
+}
+
+// Two PID numberings meet here. /proc numbers processes in the PID namespace it was mounted for; Node (child.pid,
+// process.kill) uses this process's own. They differ when the tests run in a PID namespace of their own over the
+// host's /proc, as CI does. A process's NSpid line lists its PID at every level, /proc's level first.
+
+/** This process's level in NSpid lists read from /proc: 0 when /proc is our own, -1 when we are not in it. */
+const OWN_LEVEL = nspids("self").length - 1;
+
+function nspids(pid: number | "self"): number[] {
+  const line = /^NSpid:\s+(.*)$/m.exec(readProc(`/proc/${pid}/status`))?.[1]?.trim();
+  return line ? line.split(/\s+/).map(Number) : [];
+}
+
+/** Our PID for a /proc PID; 0 when that process is gone or outside our namespace. */
+function ownPid(procPid: number): number {
+  if (procPid <= 0) return 0;
+  return OWN_LEVEL === 0 ? procPid : (nspids(procPid)[OWN_LEVEL] ?? 0);
+}
+
+/** The /proc PID of a PID of ours (a child we spawned); 0 when it is gone. */
+function procPid(own: number): number {
+  if (own <= 0 || OWN_LEVEL === 0) return own;
+  return processes().find((pid) => nspids(pid)[OWN_LEVEL] === own) ?? 0;
+}
+
+/** Which step of finding the container's systemd got how far, for a boot that timed out. */
+function describeSearch(scriptPid: number, scriptProcPid: number, nspawnPid: number, leaderPid: number): string {
+  const at = (pid: number) => (pid > 0 ? `/proc/${pid}` : "not found");
+  return `script pid ${scriptPid} at ${at(scriptProcPid)}, systemd-nspawn ${at(nspawnPid)}, container systemd ${at(leaderPid)}, our PID namespace level in /proc ${OWN_LEVEL}`;
 }
 
 function comm(pid: number): string {
