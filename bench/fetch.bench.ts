@@ -33,7 +33,7 @@ export interface FetchBench {
   runs: number;
 }
 
-export async function benchFetch(sizeBytes = 512 * MiB, runs = 3): Promise<FetchBench> {
+export async function benchFetch(sizeBytes = 512 * MiB, runs = 5): Promise<FetchBench> {
   const work = mkdtempSync(join(tmpdir(), "kata-bench-fetch-"));
   const serveDir = join(work, "serve");
   const outDir = join(work, "out");

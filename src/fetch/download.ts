@@ -1,17 +1,15 @@
 // Downloads one image: streamed into `<tmpDir>/.<file>.partial` with the SHA-256 computed as bytes arrive,
 // resumed with HTTP Range after an interruption, verified, fsynced and only then renamed into place.
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, createWriteStream, fdatasync, type WriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat, truncate } from "node:fs/promises";
+import { createReadStream, write } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat, truncate } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import type { Clock, Random } from "../clock.ts";
 import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DownloadProgress } from "../status.ts";
 import { fsyncDir } from "../store/fsutil.ts";
 import { FetchError, httpGet, parseContentRange, type Response } from "./http.ts";
-import { reclaimer } from "./reclaim.ts";
 import { withRetries } from "./retry.ts";
 
 export interface DownloadOptions {
@@ -137,13 +135,13 @@ async function transfer(opts: DownloadOptions, file: string, partial: string, lo
       });
     }
     // A 206 for some other range than asked: nothing to build on.
-    res.body.destroy();
+    res.body.discard();
     await restart(partial);
     return transfer(opts, file, partial, log);
   }
   const total = range.total ?? (res.contentLength === null ? null : offset + res.contentLength);
   if (range.end + 1 > opts.maxBytes || (total ?? 0) > opts.maxBytes) {
-    res.body.destroy();
+    res.body.discard();
     await rm(partial, { force: true });
     throw new FetchError("too-large", opts.url, `image of ${total} bytes exceeds the cap of ${opts.maxBytes}`);
   }
@@ -169,34 +167,34 @@ async function stream(
   const { hash, offset, resumed } = start;
   let received = 0;
   const report = progressReporter(opts, file, start);
-  // Created synchronously right after the response arrived, so reading the body starts at once.
-  const out = createWriteStream(partial, { flags: offset > 0 ? "a" : "w", flush: true, highWaterMark: 1 << 20 });
-  const writeBack = writeBehind(out);
-  let lost: FetchError | null = null;
-  const reclaim = reclaimer();
+  let out: FileHandle;
   try {
-    // The body is read inside the generator rather than piped, so its errors do not tear down `out` with
-    // bytes still buffered.
-    await pipeline(async function* () {
-      try {
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          hash.update(chunk);
-          received += chunk.length;
-          report(offset + received, false);
-          reclaim(chunk.length);
-          writeBack(chunk.length);
-          yield chunk;
-        }
-      } catch (err) {
-        // A broken connection ends the file normally, so every byte that arrived is on disk for the resume.
-        if (!(err instanceof FetchError && err.retryable)) throw err;
-        lost = err;
-      }
-    }, out);
-    // flush: true makes the stream fsync before it closes; the rename must come after that.
-    if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
+    // Not "a": positional writes need a file opened without O_APPEND.
+    out = await open(partial, offset > 0 ? "r+" : "w");
+  } catch (err) {
+    res.body.discard();
+    throw asKataError(err, "store-failed");
+  }
+  const writer = new PositionalWriter(out, offset);
+  let lost: FetchError | null = null;
+  try {
+    try {
+      // Hashing here, on the event loop, overlaps with writing the previous chunks on the thread pool.
+      await res.body.read((chunk) => {
+        hash.update(chunk);
+        received += chunk.length;
+        report(offset + received, false);
+        return writer.write(chunk);
+      });
+    } catch (err) {
+      // A broken connection ends the file normally, so every byte that arrived is on disk for the resume.
+      if (!(err instanceof FetchError && err.retryable)) throw err;
+      lost = err;
+    }
+    await writer.finish(); // fdatasync: the rename must come after the bytes are on disk
     if (lost !== null) throw lost;
   } catch (err) {
+    await writer.close();
     // Keep what arrived when another attempt can continue it (network trouble, the caller cancelled); an
     // oversize body or local trouble (ENOSPC, EIO) leaves bytes nobody should trust or resume.
     if (opts.signal?.aborted === true && !(err instanceof FetchError)) {
@@ -206,8 +204,102 @@ async function stream(
     await rm(partial, { force: true });
     throw err instanceof FetchError ? err : asKataError(err, "store-failed");
   }
+  await writer.close();
   report(offset + received, true);
   return { sha256: hash.digest("hex"), bytes: offset + received, resumed };
+}
+
+/**
+ * Writes each chunk at its own position as soon as it arrives, without waiting for the writes before it: the
+ * thread pool then always has the next write ready instead of idling until the event loop, busy hashing, gets
+ * round to queueing it (measured: serial writes held a 512 MiB download to about 0.85x curl).
+ * Every `syncEveryBytes` it also starts writing the file back to disk while the download goes on, so the
+ * fdatasync at the end only has the tail left instead of the whole image (the kernel would otherwise hold it all
+ * as dirty pages). At most one write-back is in flight; a failing one is left to the final fdatasync to report.
+ *
+ * Writes may complete out of order, so a crash can leave a hole before the end of the .partial; a resume then
+ * fails its digest and starts over (download()), which costs time but never installs wrong bytes.
+ */
+class PositionalWriter {
+  readonly #file: FileHandle;
+  readonly #syncEvery: number;
+  #position: number;
+  #inFlight = new Set<Promise<void>>();
+  #failure: Error | null = null;
+  #sinceSync = 0;
+  #syncing: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(file: FileHandle, position: number, syncEveryBytes = 32 << 20) {
+    this.#file = file;
+    this.#position = position;
+    this.#syncEvery = syncEveryBytes;
+  }
+
+  /** Resolves when this chunk is written; the chunk must not change until then. */
+  write(chunk: Buffer): Promise<void> {
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    const at = this.#position;
+    this.#position += chunk.length;
+    const written = this.#writeAt(chunk, at).then(
+      () => {
+        this.#inFlight.delete(written);
+        this.#wroteBack(chunk.length);
+      },
+      (err: unknown) => {
+        this.#inFlight.delete(written);
+        this.#failure ??= err instanceof Error ? err : new Error(String(err));
+        throw this.#failure;
+      },
+    );
+    this.#inFlight.add(written);
+    return written;
+  }
+
+  /** fs.write with a callback: about half the per-call cost of FileHandle.write, which adds up over 5000 calls. */
+  #writeAt(chunk: Buffer, position: number, done = 0): Promise<void> {
+    return new Promise((resolve, reject) => {
+      write(this.#file.fd, chunk, done, chunk.length - done, position + done, (err, bytesWritten) => {
+        if (err !== null) {
+          reject(err);
+        } else if (done + bytesWritten < chunk.length) {
+          this.#writeAt(chunk, position, done + bytesWritten).then(resolve, reject); // a short write: the rest
+        } else {
+          resolve();
+        }
+      });
+    });
+  }
+
+  #wroteBack(bytes: number): void {
+    this.#sinceSync += bytes;
+    if (this.#sinceSync < this.#syncEvery || this.#syncing !== null) return;
+    this.#sinceSync = 0;
+    const clear = (): void => {
+      this.#syncing = null;
+    };
+    this.#syncing = this.#file.datasync().then(clear, clear);
+  }
+
+  async #settled(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#syncing;
+  }
+
+  /** Waits for every write, then makes the file's data durable. */
+  async finish(): Promise<void> {
+    await this.#settled();
+    if (this.#failure !== null) throw this.#failure;
+    await this.#file.datasync();
+  }
+
+  /** Closes the file once nothing is in flight; safe to call twice and after a failure. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#settled();
+    await this.#file.close();
+  }
 }
 
 /** Progress to the caller every half second, and to the log every LOG_INTERVAL_MS. */
@@ -240,29 +332,6 @@ function progressReporter(opts: DownloadOptions, file: string, start: Start): (b
         BYTES_PER_SECOND: progress.bytesPerSecond,
       });
     }
-  };
-}
-
-/**
- * Starts writing the file back to disk every `everyBytes` while the download goes on, so the fsync before the
- * rename only has the tail left instead of the whole image (the kernel would otherwise hold it all as dirty
- * pages). At most one flush is in flight; a failing one is left to the final fsync to report.
- */
-function writeBehind(out: WriteStream, everyBytes = 32 << 20): (bytes: number) => void {
-  let fd: number | null = null;
-  out.once("open", (opened: number) => {
-    fd = opened;
-  });
-  let since = 0;
-  let flushing = false;
-  return (bytes) => {
-    since += bytes;
-    if (since < everyBytes || flushing || fd === null || out.closed) return;
-    since = 0;
-    flushing = true;
-    fdatasync(fd, () => {
-      flushing = false;
-    });
   };
 }
 

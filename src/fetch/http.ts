@@ -1,9 +1,8 @@
-// The one HTTP client: GET over node:http/https with connect and idle timeouts, bounded redirects, a size cap
-// and typed failures, so callers decide about retries from `kind`/`retryable` instead of parsing messages.
-import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
-import https from "node:https";
-import { type Readable, Transform, type TransformCallback } from "node:stream";
+// The one HTTP client: GET with connect and idle timeouts, bounded redirects, a size cap and typed failures, so
+// callers decide about retries from `kind`/`retryable` instead of parsing messages. The exchange itself is
+// wire.ts (HTTP/1.1 over net/tls, read into reused buffers).
 import { type ErrorCode, KataError } from "../errors.ts";
+import { type Body, get, type Sink, WireError } from "./wire.ts";
 
 export type FetchFailure =
   | "connect" // refused, unreachable, DNS
@@ -86,17 +85,24 @@ export interface GetOptions {
   signal?: AbortSignal;
   /** Statuses returned to the caller instead of thrown; default 200 only (206 is added when a Range is sent). */
   accept?: readonly number[];
+  /** Trusted CA certificates for https instead of the system's (tests with their own CA). */
+  ca?: string | Buffer;
 }
 
 export interface Response {
   /** The URL that answered, after redirects. */
   url: string;
   status: number;
-  headers: IncomingHttpHeaders;
+  /** Lower-case field names. */
+  headers: Record<string, string>;
   /** Content-Length when the server sent one. */
   contentLength: number | null;
-  /** The body; errors with a FetchError when cut short, idle too long or over the cap. */
-  body: Readable;
+  /**
+   * The body: `read(sink)` rejects with a FetchError when it is cut short, idle too long or over the cap, after
+   * every chunk received before that went through the sink. Chunks are views of reused buffers: a sink that
+   * keeps one past its call (or past the promise it returned) must copy it.
+   */
+  body: Body;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -110,10 +116,10 @@ export async function httpGet(url: string, options: GetOptions): Promise<Respons
     seen.add(current);
     const res = await request(current, options);
     const location = res.headers.location;
-    if (!REDIRECTS.has(res.statusCode ?? 0) || location === undefined) {
+    if (!REDIRECTS.has(res.status) || location === undefined) {
       return checkResponse(current, res, options);
     }
-    res.resume();
+    res.body.discard();
     let next: string;
     try {
       next = new URL(location, current).toString();
@@ -133,73 +139,58 @@ export async function httpGet(url: string, options: GetOptions): Promise<Respons
 export async function httpGetBuffer(url: string, options: GetOptions): Promise<Buffer> {
   const res = await httpGet(url, options);
   const chunks: Buffer[] = [];
-  for await (const chunk of res.body) chunks.push(chunk);
+  await res.body.read((chunk) => {
+    chunks.push(Buffer.from(chunk)); // a copy: the chunk's buffer is reused
+  });
   return Buffer.concat(chunks);
 }
 
-function request(url: string, options: GetOptions): Promise<IncomingMessage> {
-  const target = new URL(url);
-  const client = target.protocol === "https:" ? https : target.protocol === "http:" ? http : null;
-  if (client === null) {
-    return Promise.reject(new FetchError("connect", url, `unsupported URL scheme ${target.protocol}`));
-  }
-  return new Promise((resolve, reject) => {
-    if (options.signal?.aborted) {
-      reject(new FetchError("aborted", url, "aborted", { cause: options.signal.reason }));
-      return;
-    }
-    let failure: FetchError | null = null;
-    const req = client.get(target, { headers: options.headers, agent: false, signal: options.signal });
-    // Remember why we destroyed the request so the error handler reports our reason, not "socket hang up".
-    const fail = (err: FetchError): void => {
-      failure ??= err;
-      req.destroy(err);
-    };
-    req.on("socket", (socket) => {
-      const onIdle = (): void => fail(new FetchError("timeout", url, `no data for ${options.idleTimeoutMs} ms`));
-      if (!socket.connecting) {
-        socket.setTimeout(options.idleTimeoutMs, onIdle);
-        return;
-      }
-      const connectTimer = setTimeout(
-        () => fail(new FetchError("timeout", url, `connect timed out after ${options.connectTimeoutMs} ms`)),
-        options.connectTimeoutMs,
-      );
-      socket.once("connect", () => {
-        clearTimeout(connectTimer);
-        socket.setTimeout(options.idleTimeoutMs, onIdle);
-      });
-      socket.once("close", () => clearTimeout(connectTimer));
-    });
-    req.on("error", (err) => reject(failure ?? classify(url, err, options.signal)));
-    req.on("response", (res) => {
-      // Errors after this point surface on the body stream.
-      req.removeAllListeners("error");
-      req.on("error", (err) => res.destroy(failure ?? classify(url, err, options.signal)));
-      resolve(res);
-    });
-  });
+interface Exchanged {
+  status: number;
+  statusText: string;
+  headers: Record<string, string>;
+  body: Body;
 }
 
-function classify(url: string, err: Error, signal: AbortSignal | undefined): FetchError {
-  if (err instanceof FetchError) return err;
-  if (signal?.aborted || err.name === "AbortError") {
-    return new FetchError("aborted", url, "aborted", { cause: signal?.reason ?? err });
+async function request(url: string, options: GetOptions): Promise<Exchanged> {
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch (cause) {
+    throw new FetchError("connect", url, "not a valid URL", { cause });
   }
-  const code = (err as NodeJS.ErrnoException).code;
-  const connect = ["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL"];
-  if (code !== undefined && connect.includes(code)) {
-    return new FetchError("connect", url, `cannot connect: ${err.message}`, { cause: err });
+  try {
+    const res = await get(target, options);
+    return { ...res, body: fetchErrors(url, res.body, options.signal) };
+  } catch (err) {
+    throw classify(url, err, options.signal);
   }
-  return new FetchError("reset", url, `connection lost: ${err.message}`, { cause: err });
 }
 
-async function checkResponse(url: string, res: IncomingMessage, options: GetOptions): Promise<Response> {
-  const status = res.statusCode ?? 0;
+/** The body with failures turned into FetchErrors naming the URL. */
+function fetchErrors(url: string, body: Body, signal: AbortSignal | undefined): Body {
+  return {
+    read: (sink) => body.read(sink).catch((err: unknown) => Promise.reject(classify(url, err, signal))),
+    discard: () => body.discard(),
+  };
+}
+
+function classify(url: string, err: unknown, signal: AbortSignal | undefined): Error {
+  if (err instanceof KataError) return err;
+  if (err instanceof WireError) {
+    const cause = err.kind === "aborted" ? (signal?.reason ?? err) : err;
+    return new FetchError(err.kind, url, err.message, { cause });
+  }
+  // What the sink threw (local trouble such as ENOSPC) is the caller's own error: passed through as it is.
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function checkResponse(url: string, res: Exchanged, options: GetOptions): Response {
+  const status = res.status;
   const accept = options.accept ?? (options.headers?.Range === undefined ? [200] : [200, 206]);
   if (!accept.includes(status)) {
-    res.resume();
-    throw new FetchError("status", url, `HTTP ${status} ${res.statusMessage ?? ""}`.trim(), {
+    res.body.discard();
+    throw new FetchError("status", url, `HTTP ${status} ${res.statusText}`.trim(), {
       status,
       retryAfterMs: parseRetryAfter(res.headers["retry-after"], Date.now()),
     });
@@ -207,63 +198,24 @@ async function checkResponse(url: string, res: IncomingMessage, options: GetOpti
   const declared = res.headers["content-length"];
   const contentLength = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : null;
   if (contentLength !== null && contentLength > options.maxBytes) {
-    res.destroy();
+    res.body.discard();
     throw new FetchError("too-large", url, `Content-Length ${contentLength} exceeds the cap of ${options.maxBytes}`);
   }
-  const counter = new ByteCap(url, options.maxBytes, contentLength);
-  // A body cut short before Content-Length or before the last chunk surfaces here as an "aborted" error.
-  res.on("error", (err) => counter.endWith(classify(url, err, options.signal)));
-  res.pipe(counter);
-  // Readers get errors by iterating or piping the body; this only keeps one nobody reads yet from being fatal.
-  counter.on("error", () => undefined);
-  // Whoever stops reading the body early (error or destroy) also closes the connection.
-  counter.on("close", () => {
-    if (!res.complete) res.destroy();
-  });
-  return { url, status, headers: res.headers, contentLength, body: counter };
+  return { url, status, headers: res.headers, contentLength, body: capped(url, res.body, options.maxBytes) };
 }
 
-/** Counts body bytes: fails past the cap, and when the body ends short of Content-Length. */
-class ByteCap extends Transform {
-  #bytes = 0;
-  readonly #url: string;
-  readonly #max: number;
-  readonly #declared: number | null;
-  #failure: FetchError | null = null;
-
-  constructor(url: string, max: number, declared: number | null) {
-    super();
-    this.#url = url;
-    this.#max = max;
-    this.#declared = declared;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#bytes += chunk.length;
-    if (this.#bytes > this.#max) {
-      callback(new FetchError("too-large", this.#url, `body exceeds the cap of ${this.#max} bytes`));
-      return;
-    }
-    callback(null, chunk);
-  }
-
-  /** Fails the body after the bytes already received are passed on, so a resume can start after them. */
-  endWith(err: FetchError): void {
-    this.#failure ??= err;
-    if (!this.writableEnded) this.end();
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.#failure !== null) {
-      callback(this.#failure);
-      return;
-    }
-    if (this.#declared !== null && this.#bytes < this.#declared) {
-      callback(new FetchError("reset", this.#url, `body ended after ${this.#bytes} of ${this.#declared} bytes`));
-      return;
-    }
-    callback();
-  }
+/** Counts body bytes on their way to the sink and fails the read past the cap. */
+function capped(url: string, body: Body, max: number): Body {
+  let bytes = 0;
+  return {
+    read: (sink: Sink) =>
+      body.read((chunk) => {
+        bytes += chunk.length;
+        if (bytes > max) throw new FetchError("too-large", url, `body exceeds the cap of ${max} bytes`);
+        return sink(chunk);
+      }),
+    discard: () => body.discard(),
+  };
 }
 
 /** Retry-After is either delta-seconds or an HTTP date; returns milliseconds from `nowMs`, or null. */
