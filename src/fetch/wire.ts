@@ -166,12 +166,11 @@ class Exchange {
     this.#headBytes = Buffer.concat([this.#headBytes, buffer.subarray(0, bytes)]);
     for (;;) {
       const end = this.#headBytes.indexOf("\r\n\r\n");
-      if (end < 0) {
-        if (this.#headBytes.length > MAX_HEAD_BYTES) {
-          this.#fail(new WireError("reset", `response head is longer than ${MAX_HEAD_BYTES} bytes`));
-        }
+      if ((end < 0 ? this.#headBytes.length : end) > MAX_HEAD_BYTES) {
+        this.#fail(new WireError("reset", `response head is longer than ${MAX_HEAD_BYTES} bytes`));
         return -1;
       }
+      if (end < 0) return -1;
       let head: ParsedHead;
       try {
         head = parseHead(this.#headBytes.subarray(0, end).toString("latin1"));
