@@ -72,7 +72,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const downloaded = new Counter({
     name: "kata_sysextd_download_bytes_total",
-    help: "Bytes of extension images and manifests downloaded",
+    help: "Bytes of extension images downloaded",
     registers,
   });
   const downloadFailures = new Counter({

@@ -167,6 +167,9 @@ async function stream(
   const { hash, offset, resumed } = start;
   let received = 0;
   const report = progressReporter(opts, file, start);
+  // Where this transfer starts, before its first chunk: a listener counting the difference between reports
+  // (the download_bytes metric) then counts every byte, the first chunk's too.
+  report(offset, true);
   let out: FileHandle;
   try {
     // Not "a": positional writes need a file opened without O_APPEND.

@@ -24,12 +24,14 @@ let server: ReleaseServer;
 let daemon: RunningDaemon;
 let root: string;
 let base: string;
+let imageBytes: number;
 
 beforeAll(async () => {
   const pub = mkdtempSync(join(tmpdir(), "kata-pub-api-"));
-  await publishRelease(pub, {
+  const published = await publishRelease(pub, {
     images: [{ version: "3.32.0", content: buildImage({ version: "3.32.0" }, join(pub, "b.raw")) }],
   });
+  imageBytes = published.images[0]?.bytes ?? 0;
   server = await startReleaseServer(pub);
   root = makeSandboxRoot();
   const port = await freePort();
@@ -87,6 +89,8 @@ describe("the daemon's API, for real", () => {
     const text = await metrics.text();
     expect(text).toMatch(/kata_sysextd_kata_active_info\{name="kata-containers",version="3.32.0",trust="checksum"\} 1/);
     expect(text).toMatch(/kata_sysextd_reconcile_total\{result="ok"\} [1-9]/);
+    // Every byte of the one download, the first chunk's included.
+    expect(text).toContain(`\nkata_sysextd_download_bytes_total ${imageBytes}\n`);
   });
 
   it("is read-only on TCP and refuses foreign Host headers", async () => {
