@@ -115,7 +115,7 @@ export async function decideRemote(
  * A metadata file that cannot be read fully fails the pass: a half-understood withdrawal or constraint must
  * never widen what gets installed. No file at all means no metadata.
  */
-function parsePublishedMetadata(text: string | null, log: Logger): ReleaseMetadata | undefined {
+export function parsePublishedMetadata(text: string | null, log: Logger): ReleaseMetadata | undefined {
   if (text === null) return undefined;
   const parsed = parseMetadata(text, `the source's ${METADATA_FILE}`);
   if (!parsed.ok) throw parsed.error;

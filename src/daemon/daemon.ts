@@ -4,6 +4,7 @@ import type { Metrics } from "../api/metrics.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
+import { parsePublishedMetadata } from "../controller/decide.ts";
 import type { Observed } from "../controller/observe.ts";
 import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
 import { statusAfterPass } from "../controller/snapshot.ts";
@@ -11,6 +12,7 @@ import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import { parseManifest } from "../release/manifest.ts";
+import type { ReleaseMetadata } from "../release/metadata.ts";
 import { splitImageFileName } from "../release/names.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { resolve } from "../release/resolve.ts";
@@ -288,9 +290,12 @@ export class Daemon implements ApiActions {
     try {
       const primary = this.deps.members[0];
       if (primary === undefined) throw new KataError("internal", "no primary member");
-      const manifest = parseManifest((await primary.source.manifest()).text);
+      const published = await primary.source.manifest();
+      const manifest = parseManifest(published.text);
+      // Withdrawals and constraints from the publisher count here as they do in a pass.
+      const metadata = parsePublishedMetadata(published.metadata, this.deps.log);
       result.remote = manifest.entries.flatMap((entry) => {
-        const decision = this.judgeRemote(observed.host, entry);
+        const decision = this.judgeRemote(observed.host, entry, metadata);
         return decision === null ? [] : [decision];
       });
     } catch (err) {
@@ -301,7 +306,11 @@ export class Daemon implements ApiActions {
   }
 
   /** Would this one published image be chosen for this host and policy? The same resolve() the pass uses. */
-  private judgeRemote(host: HostRelease, entry: { file: string; sha256: string; line: number }) {
+  private judgeRemote(
+    host: HostRelease,
+    entry: { file: string; sha256: string; line: number },
+    metadata: ReleaseMetadata | undefined,
+  ) {
     const { config, arch } = this.deps;
     const image = splitImageFileName(entry.file, config.source.name, arch);
     if (typeof image === "string") return null;
@@ -312,6 +321,7 @@ export class Daemon implements ApiActions {
       manifest: [entry],
       installed: [],
       policy: { versions: config.policy.versions, constraints: config.policy.constraints },
+      metadata,
     });
     return r.ok
       ? { version: image.version, compatible: true, reason: null }

@@ -1,7 +1,7 @@
 // The real daemon process (bin/kata-sysextd.js) on a free port with a sandbox root and a loopback release
 // server, driven by real HTTP clients and the real kata-sysextctl: every route, schema conformance against the
 // daemon's own /openapi.json, the read-only TCP listener, the root-only socket, and a clean SIGTERM.
-import { mkdtempSync, statSync } from "node:fs";
+import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -25,9 +25,10 @@ let daemon: RunningDaemon;
 let root: string;
 let base: string;
 let imageBytes: number;
+let pub: string;
 
 beforeAll(async () => {
-  const pub = mkdtempSync(join(tmpdir(), "kata-pub-api-"));
+  pub = mkdtempSync(join(tmpdir(), "kata-pub-api-"));
   const published = await publishRelease(pub, {
     images: [{ version: "3.32.0", content: buildImage({ version: "3.32.0" }, join(pub, "b.raw")) }],
   });
@@ -126,6 +127,15 @@ describe("the daemon's API, for real", () => {
       local: [expect.objectContaining({ version: "3.32.0", active: true })],
       remote: [expect.objectContaining({ version: "3.32.0", compatible: true })],
     });
+    // The publisher withdraws it: `versions` judges remote images with the publisher's metadata, as a pass does.
+    writeFileSync(
+      join(pub, "kata-containers/metadata.json"),
+      JSON.stringify({ schemaVersion: 1, withdrawn: [{ kata: "3.32.0", reason: "shim crashes on boot" }] }),
+    );
+    const withdrawn = await runArgv([NODE, CTL, "versions", "--root", root, "--json"]);
+    expect(JSON.parse(withdrawn.stdout).remote).toEqual([
+      { version: "3.32.0", compatible: false, reason: expect.stringContaining("shim crashes on boot") },
+    ]);
   });
 
   it("stops cleanly on SIGTERM", async () => {
