@@ -132,13 +132,16 @@ export class Reconciler {
         const previous =
           view.name === this.name ? observed.state.previous : (observed.state.previousCompanions[view.name] ?? null);
         const current = view.link.kind === "store" ? view.link.file : null;
-        const file = previous ?? current;
+        // A companion without a previous image stays as it is; Kata itself must have one to go back to.
+        const file = previous ?? (view.name === this.name ? null : current);
         const image = view.images.find((i) => i.file === file);
         if (image === undefined) {
           if (view.name === this.name) {
-            throw new KataError("activation-failed", "no previous image to roll back to", {
-              remedy: "`kata-sysextctl versions` lists the images in the store",
-            });
+            throw new Refusal(
+              new KataError("activation-failed", "no previous image to roll back to", {
+                remedy: "`kata-sysextctl versions` lists the images in the store",
+              }),
+            );
           }
           targets.set(view.name, null);
           continue;
@@ -146,9 +149,11 @@ export class Reconciler {
         // The same verdict the boot path uses: merging is not enough, the policy must allow it on this host too.
         const verdict = this.qualifies(this.member(view.name), observed.host, [image]);
         if (!verdict.ok) {
-          throw new KataError(
-            "incompatible",
-            `previous image ${image.file} does not qualify for this host: ${verdict.reasons.join("; ")}`,
+          throw new Refusal(
+            new KataError(
+              "incompatible",
+              `previous image ${image.file} does not qualify for this host: ${verdict.reasons.join("; ")}`,
+            ),
           );
         }
         targets.set(view.name, { version: image.version, file: image.file, remote: null });
@@ -237,9 +242,11 @@ export class Reconciler {
       await this.remember({ result: "ok", error: null });
       return { result: "ok", error: null, observed, unconfirmed };
     } catch (err) {
-      const error = asKataError(err);
+      const refused = err instanceof Refusal;
+      const error = refused ? err.error : asKataError(err);
       log.error(error.message, { ERROR_CODE: error.code, REMEDY: error.remedy ?? "" });
-      await this.remember({ result: "failed", error }).catch(() => undefined);
+      // A refusal is an answer to a request, not a pass that failed: the record of the last pass stays.
+      if (!refused) await this.remember({ result: "failed", error }).catch(() => undefined);
       return { result: "failed", error, observed, unconfirmed };
     } finally {
       // Partial downloads of what this pass still wants stay for resuming; any other is stale.
@@ -456,5 +463,18 @@ export class Reconciler {
         remedy: last.error?.remedy ?? null,
       },
     });
+  }
+}
+
+/**
+ * A request turned down before anything on the host changed (a rollback with nothing to go back to): the caller
+ * gets the error, and state.json keeps the outcome of the last real pass.
+ */
+class Refusal extends Error {
+  readonly error: KataError;
+  constructor(error: KataError) {
+    super(error.message);
+    this.name = "Refusal";
+    this.error = error;
   }
 }

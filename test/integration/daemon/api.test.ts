@@ -1,7 +1,7 @@
 // The real daemon process (bin/kata-sysextd.js) on a free port with a sandbox root and a loopback release
 // server, driven by real HTTP clients and the real kata-sysextctl: every route, schema conformance against the
 // daemon's own /openapi.json, the read-only TCP listener, the root-only socket, and a clean SIGTERM.
-import { mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -136,6 +136,18 @@ describe("the daemon's API, for real", () => {
     expect(JSON.parse(withdrawn.stdout).remote).toEqual([
       { version: "3.32.0", compatible: false, reason: expect.stringContaining("shim crashes on boot") },
     ]);
+  });
+
+  it("refuses a rollback with nothing to go back to, and keeps the record of the last pass", async () => {
+    const stateFile = join(root, "var/lib/kata-sysextd/state.json");
+    const before = JSON.parse(readFileSync(stateFile, "utf8")).lastReconcile;
+    expect(before).toMatchObject({ result: "ok" });
+    const rollback = await runArgv([NODE, CTL, "rollback", "--root", root]);
+    expect(rollback.code).not.toBe(0);
+    expect(rollback.stderr).toContain("no previous image to roll back to");
+    expect(JSON.parse(readFileSync(stateFile, "utf8")).lastReconcile).toEqual(before);
+    const status = (await (await fetch(`${base}/status`)).json()) as { lastReconcile: { result: string } };
+    expect(status.lastReconcile.result).toBe("ok");
   });
 
   it("stops cleanly on SIGTERM", async () => {
