@@ -23,8 +23,13 @@ import {
   versionsSchema,
 } from "./schemas.ts";
 
+export interface RefreshOptions {
+  /** Lift the holds earlier rollbacks put on the images they rolled back from, then reconcile. */
+  releaseHolds?: boolean;
+}
+
 export interface ApiActions {
-  refresh(): Promise<ActionResult>;
+  refresh(options?: RefreshOptions): Promise<ActionResult>;
   rollback(): Promise<ActionResult>;
   versions(): Promise<VersionsResult>;
   preflight(): Promise<PreflightSummary>;
@@ -97,18 +102,25 @@ function serializerOf<T>(reply: FastifyReply, contentType: string): (value: T) =
 }
 
 /** ?stream=1|true|0|false decides; without it, an Accept of application/x-ndjson asks for the stream. */
+type RefreshQuery = { stream?: string; releaseHolds?: string } | undefined;
+const yes = (value: string | undefined): boolean => value === "1" || value === "true";
+
 const wantsStream = (request: FastifyRequest): boolean => {
-  const stream = (request.query as { stream?: string } | undefined)?.stream;
-  if (stream !== undefined) return stream === "1" || stream === "true";
+  const stream = (request.query as RefreshQuery)?.stream;
+  if (stream !== undefined) return yes(stream);
   return (request.headers.accept ?? "").includes(NDJSON_TYPE);
 };
+
+const refreshOptions = (request: FastifyRequest): RefreshOptions => ({
+  releaseHolds: yes((request.query as RefreshQuery)?.releaseHolds),
+});
 
 /**
  * Runs a refresh and streams its progress: one line whenever the snapshot's state or download changed (and
  * at least every heartbeat, so clients can tell a slow download from a dead daemon), then one end line. A
  * client that goes away does not cancel the refresh; the daemon owns it.
  */
-function streamRefresh(deps: RouteDeps, reply: FastifyReply): FastifyReply {
+function streamRefresh(deps: RouteDeps, reply: FastifyReply, options: RefreshOptions): FastifyReply {
   const serialize = serializerOf<RefreshStreamLine>(reply, NDJSON_TYPE);
   const out = new PassThrough();
   // Runs from a timer and from promise callbacks: a throw here would take the daemon down, so a line that
@@ -134,7 +146,7 @@ function streamRefresh(deps: RouteDeps, reply: FastifyReply): FastifyReply {
     write({ type: "progress", state: doc.state, download: doc.download });
   };
   const timer = setInterval(progress, deps.progressIntervalMs);
-  const running = deps.actions.refresh();
+  const running = deps.actions.refresh(options);
   progress();
   running
     .then(
@@ -240,7 +252,8 @@ export function routes(deps: RouteDeps): RouteSpec[] {
     {
       method: "POST",
       url: "/v1/refresh",
-      summary: "Reconcile now; ?stream=1 (or Accept: application/x-ndjson) streams progress lines",
+      summary:
+        "Reconcile now; ?stream=1 (or Accept: application/x-ndjson) streams progress lines; ?releaseHolds=1 first lifts the holds of earlier rollbacks",
       socketOnly: true,
       querystring: refreshQuerySchema,
       responses: {
@@ -251,8 +264,8 @@ export function routes(deps: RouteDeps): RouteSpec[] {
         ...errors,
       },
       handler: async (request, reply) => {
-        if (wantsStream(request)) return streamRefresh(deps, reply);
-        return sendJson(reply, 200, await deps.actions.refresh());
+        if (wantsStream(request)) return streamRefresh(deps, reply, refreshOptions(request));
+        return sendJson(reply, 200, await deps.actions.refresh(refreshOptions(request)));
       },
     },
     {

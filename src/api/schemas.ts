@@ -186,4 +186,5 @@ export const refreshStreamLineSchema = object(
 export const metricsTextSchema: JsonSchema = { type: "string", description: "Prometheus text exposition 0.0.4" };
 
 /** Request schema of POST /v1/refresh: ?stream=1 asks for application/x-ndjson progress lines. */
-export const refreshQuerySchema = object({ stream: { type: "string", enum: ["0", "1", "true", "false"] } }, []);
+const FLAG = { type: "string", enum: ["0", "1", "true", "false"] };
+export const refreshQuerySchema = object({ stream: FLAG, releaseHolds: FLAG }, []);

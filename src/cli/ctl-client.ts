@@ -18,7 +18,11 @@ export interface CtlOptions {
 
 const USAGE: Record<CtlVerb, string> = {
   status: "kata-sysextctl status [--json]      the daemon's status, human or JSON",
-  refresh: "kata-sysextctl refresh [--json]     reconcile now, with progress; exit 0 ok, 1 failed",
+  refresh:
+    "kata-sysextctl refresh [--json] [--release-holds]\n" +
+    "                                     reconcile now, with progress; exit 0 ok, 1 failed\n" +
+    "                                     --release-holds: first lift the holds of earlier rollbacks, so the\n" +
+    "                                     images rolled back from may be taken again",
   rollback: "kata-sysextctl rollback [--json]    go back to the previous image; exit 0 ok, 1 failed",
   versions: "kata-sysextctl versions [--json]    local and remote versions",
 };
@@ -27,10 +31,15 @@ const NOT_RUNNING = "is kata-sysextd running? systemctl status kata-sysextd";
 
 export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, opts: CtlOptions): Promise<number> {
   let json: boolean;
+  let releaseHolds: boolean;
   try {
     const { values } = parseArgs({
       args: argv,
-      options: { json: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
+      options: {
+        json: { type: "boolean", default: false },
+        "release-holds": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
       strict: true,
       allowPositionals: false,
     });
@@ -39,6 +48,8 @@ export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, o
       return EXIT.ok;
     }
     json = values.json;
+    releaseHolds = values["release-holds"];
+    if (releaseHolds && verb !== "refresh") throw new Error("--release-holds belongs to refresh");
   } catch (err) {
     io.stderr.write(`kata-sysextctl ${verb}: ${(err as Error).message}\nUsage: ${USAGE[verb]}\n`);
     return EXIT.usage;
@@ -49,7 +60,7 @@ export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, o
       case "status":
         return await status(io, opts, json);
       case "refresh":
-        return await refresh(io, socket, opts, json);
+        return await refresh(io, socket, opts, json, releaseHolds);
       case "rollback":
         return await action(
           io,
@@ -109,7 +120,13 @@ async function status(io: CommandIo, opts: CtlOptions, json: boolean): Promise<n
   return EXIT.ok;
 }
 
-async function refresh(io: CommandIo, socket: Endpoint, opts: CtlOptions, json: boolean): Promise<number> {
+async function refresh(
+  io: CommandIo,
+  socket: Endpoint,
+  opts: CtlOptions,
+  json: boolean,
+  releaseHolds: boolean,
+): Promise<number> {
   const view = new ProgressView(io, json);
   const seen: { outcome: ActionResult | null; failure: ErrorBody | null; answer: ApiResponse | null } = {
     outcome: null,
@@ -119,7 +136,7 @@ async function refresh(io: CommandIo, socket: Endpoint, opts: CtlOptions, json: 
   await streamLines(
     socket,
     "POST",
-    "/v1/refresh?stream=1",
+    `/v1/refresh?stream=1${releaseHolds ? "&releaseHolds=1" : ""}`,
     {
       onLine: (raw) => {
         if (!isObject(raw)) return;

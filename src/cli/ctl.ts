@@ -9,7 +9,9 @@ const USAGE = `Usage: kata-sysextctl VERB [options]
 
 Verbs:
   status [--json]          the daemon's /status, human or JSON (1 when the daemon is unreachable)
-  refresh [--json]         ask the daemon to reconcile now, with progress
+  refresh [--json] [--release-holds]
+                           ask the daemon to reconcile now, with progress; --release-holds first lifts
+                           the holds of earlier rollbacks
   rollback [--json]        ask the daemon to go back to the previous image
   versions [--json]        local and remote versions, and which would be chosen
   preflight [--json] [--root DIR] [--config FILE]

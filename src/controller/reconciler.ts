@@ -171,7 +171,7 @@ export class Reconciler {
       }
       await writeState(this.deps.paths.stateFile, { ...state, held });
       this.deps.log.notice(
-        `rollback holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes`,
+        `rollback holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes or \`kata-sysextctl refresh --release-holds\``,
       );
     }
     return outcome;

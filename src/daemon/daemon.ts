@@ -1,6 +1,7 @@
 // The long-running controller: one in-memory status document, passes serialised one at a time, a timer,
 // and the actions the API's unix socket offers. Wiring to the outside (API, D-Bus, watchers) is in run.ts.
 import type { Metrics } from "../api/metrics.ts";
+import type { RefreshOptions } from "../api/routes.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
@@ -117,9 +118,13 @@ export class Daemon implements ApiActions {
     };
   }
 
-  refresh(): Promise<ActionResult> {
+  refresh(options: RefreshOptions = {}): Promise<ActionResult> {
     const result = this.serial(async () => {
       const started = this.deps.clock.monotonicMs();
+      if (options.releaseHolds === true) {
+        await releaseHolds(this.deps.stateFile);
+        this.deps.log.notice("holds of earlier rollbacks lifted on request");
+      }
       return this.finishPass(await this.deps.reconciler.reconcile(), started);
     });
     // A pending OS update whose image could not be staged yet (network, no release) is retried with every pass.

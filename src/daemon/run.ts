@@ -37,7 +37,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
     markReady = resolve;
   });
   const actions: ApiActions = {
-    refresh: () => ready.then((d) => d.refresh()),
+    refresh: (options) => ready.then((d) => d.refresh(options)),
     rollback: () => ready.then((d) => d.rollback()),
     versions: () => ready.then((d) => d.versions()),
     preflight: () => ready.then((d) => d.preflight()),

@@ -205,6 +205,17 @@ describe("kata-sysextctl refresh", () => {
     );
   });
 
+  it("--release-holds asks the daemon to lift rollback holds first; other verbs refuse it as a usage error", async () => {
+    const actions = scriptedActions();
+    const { opts } = await daemon({ actions });
+    expect((await ctl("refresh", ["--release-holds", "--json"], opts)).code).toBe(0);
+    expect(actions.calls).toEqual(["refresh releaseHolds"]);
+    const misplaced = await ctl("rollback", ["--release-holds"], opts);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.err).toContain("--release-holds belongs to refresh");
+    expect(actions.calls).toEqual(["refresh releaseHolds"]);
+  });
+
   it("exits 1 with a clear message when the daemon is not running", async () => {
     const r = await ctl("refresh", [], { socketPath: "/nonexistent/api.sock" });
     expect(r.code).toBe(1);

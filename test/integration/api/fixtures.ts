@@ -50,8 +50,8 @@ export function scriptedActions(overrides: Partial<ApiActions> = {}): ApiActions
   const calls: string[] = [];
   return {
     calls,
-    refresh: async () => {
-      calls.push("refresh");
+    refresh: async (options) => {
+      calls.push(options?.releaseHolds === true ? "refresh releaseHolds" : "refresh");
       return OK_RESULT;
     },
     rollback: async () => {

@@ -167,7 +167,17 @@ describe("Kata with a cloud-hypervisor companion", () => {
       expect((await runArgv([NODE, CTL, "refresh", "--root", root, "--json"])).code).toBe(0);
       expect(link(root, "kata-containers")).toContain("3.32.0");
       expect(link(root, CH)).toContain("v53.0");
-      // …until the operator changes the configuration (the watcher reloads it and runs a pass).
+      // …until the operator says so…
+      const lifted = await runArgv([NODE, CTL, "refresh", "--release-holds", "--root", root, "--json"]);
+      expect(lifted.code).toBe(0);
+      expect(link(root, "kata-containers")).toContain("3.33.0");
+      expect(link(root, CH)).toContain("v51.0");
+      expect(JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8")).held).toEqual({});
+      // …or changes the configuration (the watcher reloads it and runs a pass).
+      expect((await runArgv([NODE, CTL, "rollback", "--root", root, "--json"])).code).toBe(0);
+      expect(link(root, "kata-containers")).toContain("3.32.0");
+      expect((await runArgv([NODE, CTL, "refresh", "--root", root, "--json"])).code).toBe(0);
+      expect(link(root, "kata-containers")).toContain("3.32.0");
       writeConfig(root, `${pinned}\n[api]\nlisten = "127.0.0.1:${port}"\n[daemon]\nlog_level = "debug"\n`);
       for (let i = 0; i < 100 && !link(root, "kata-containers").includes("3.33.0"); i++) {
         await new Promise((r) => setTimeout(r, 100));
