@@ -2,7 +2,7 @@
 // callers decide about retries from `kind`/`retryable` instead of parsing messages. The exchange itself is
 // wire.ts (HTTP/1.1 over net/tls, read into reused buffers).
 import { type ErrorCode, KataError } from "../errors.ts";
-import { type Body, get, type Sink, WireError } from "./wire.ts";
+import { type Body, get, type Sink, WireError, type WireResponse } from "./wire.ts";
 
 export type FetchFailure =
   | "connect" // refused, unreachable, DNS
@@ -145,14 +145,7 @@ export async function httpGetBuffer(url: string, options: GetOptions): Promise<B
   return Buffer.concat(chunks);
 }
 
-interface Exchanged {
-  status: number;
-  statusText: string;
-  headers: Record<string, string>;
-  body: Body;
-}
-
-async function request(url: string, options: GetOptions): Promise<Exchanged> {
+async function request(url: string, options: GetOptions): Promise<WireResponse> {
   let target: URL;
   try {
     target = new URL(url);
@@ -185,7 +178,7 @@ function classify(url: string, err: unknown, signal: AbortSignal | undefined): E
   return err instanceof Error ? err : new Error(String(err));
 }
 
-function checkResponse(url: string, res: Exchanged, options: GetOptions): Response {
+function checkResponse(url: string, res: WireResponse, options: GetOptions): Response {
   const status = res.status;
   const accept = options.accept ?? (options.headers?.Range === undefined ? [200] : [200, 206]);
   if (!accept.includes(status)) {
