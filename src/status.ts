@@ -18,6 +18,15 @@ export interface PreflightSummary {
   failed: number;
   warnings: number;
   checks: PreflightCheck[];
+  /** One verdict per configured hypervisor: can it run Kata on this host? */
+  hypervisors: HypervisorVerdict[];
+}
+
+export interface HypervisorVerdict {
+  name: string;
+  ok: boolean;
+  /** One line: "qemu: ready", "qemu: cannot run Kata: vhost-vsock failed". */
+  verdict: string;
 }
 
 export interface DownloadProgress {

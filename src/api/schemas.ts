@@ -109,6 +109,7 @@ export const preflightSummarySchema = object({
   failed: int,
   warnings: int,
   checks: { type: "array", items: preflightCheckSchema },
+  hypervisors: { type: "array", items: object({ name: str, ok: bool, verdict: str }) },
 });
 
 export const downloadProgressSchema = object({

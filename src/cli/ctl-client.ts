@@ -321,6 +321,7 @@ export function formatStatus(doc: StatusDocument): string {
     for (const check of pf.checks.filter((c) => c.status === "fail")) {
       lines.push(`    ${check.id}: ${check.detail}${check.remedy ? ` (remedy: ${check.remedy})` : ""}`);
     }
+    for (const hypervisor of pf.hypervisors) lines.push(`    ${hypervisor.verdict}`);
   }
   if (doc.download !== null) row("download", `${doc.download.file}: ${describeDownload(doc.download)}`);
   const last = doc.lastReconcile;

@@ -1,6 +1,6 @@
 // The preflight: every check, concurrently, grouped for display, with one verdict per configured hypervisor.
 import { type Clock, systemClock } from "../clock.ts";
-import type { PreflightCheck, PreflightSummary } from "../status.ts";
+import type { HypervisorVerdict, PreflightCheck, PreflightSummary } from "../status.ts";
 import { type Check, type CheckGroup, result } from "./check.ts";
 import { abi } from "./checks/abi.ts";
 import { cgroup } from "./checks/cgroup.ts";
@@ -45,16 +45,8 @@ export const GROUP_TITLES: Record<CheckGroup, string> = {
 
 export type GroupedCheck = PreflightCheck & { group: CheckGroup };
 
-export interface HypervisorVerdict {
-  name: string;
-  ok: boolean;
-  /** One line: "qemu: ready", "qemu: cannot run Kata: vhost-vsock, abi". */
-  verdict: string;
-}
-
 export interface PreflightReport extends PreflightSummary {
   checks: GroupedCheck[];
-  hypervisors: HypervisorVerdict[];
   durationMs: number;
 }
 

@@ -225,6 +225,11 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     expect(typeof doc.preflight.ok).toBe("boolean");
     expect(doc.preflight.checks.find((check) => check.id === "hypervisor-binary")?.status).toBe("pass");
     expect(doc.preflight.checks.find((check) => check.id === "containerd-handler")?.status).toBe("pass");
+    // One verdict per configured hypervisor, each naming the failed host check.
+    expect(doc.preflight.hypervisors.length).toBeGreaterThan(0);
+    for (const h of doc.preflight.hypervisors) {
+      expect(h).toMatchObject({ ok: false, verdict: expect.stringMatching(/^\w+: cannot run Kata: .*kvm-usable/) });
+    }
     expect(await readyz()).toBe("503");
   });
 
@@ -518,7 +523,13 @@ interface StatusDoc {
   host: { id: string | null; versionId: string | null; sysextLevel: string | null; arch: string };
   extension: { name: string; active: string | null; merged: boolean; image: string | null };
   nextBoot: { flatcarVersion: string; kata: string | null; staged: boolean; reason: string | null } | null;
-  preflight: { ok: boolean; failed: number; warnings: number; checks: { id: string; status: string }[] };
+  preflight: {
+    ok: boolean;
+    failed: number;
+    warnings: number;
+    checks: { id: string; status: string }[];
+    hypervisors: { name: string; ok: boolean; verdict: string }[];
+  };
   lastReconcile: { at: string; result: string; error: string | null } | null;
   state: string;
 }

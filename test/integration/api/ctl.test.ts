@@ -117,6 +117,7 @@ describe("kata-sysextctl status", () => {
         failed: 1,
         warnings: 0,
         checks: [{ id: "kvm-usable", status: "fail", detail: "/dev/kvm missing", remedy: "load kvm_intel" }],
+        hypervisors: [{ name: "qemu", ok: false, verdict: "qemu: cannot run Kata: kvm-usable failed" }],
       },
       nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no kata release supports 4650" },
     });

@@ -22,6 +22,7 @@ export const PREFLIGHT: PreflightSummary = {
       hypervisor: "qemu",
     },
   ],
+  hypervisors: [{ name: "qemu", ok: true, verdict: "qemu: ready (1 warning)" }],
 };
 
 export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocument {

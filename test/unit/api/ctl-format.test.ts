@@ -26,6 +26,7 @@ describe("formatStatus", () => {
         "  host       flatcar 4593.2.5, x86-64, sysext level 1.0",
         "  next boot  flatcar 4650.0.0: kata 3.32.0 staged",
         "  preflight  ok, 1 warning",
+        "    qemu: ready (1 warning)",
         "  state      idle; last reconcile ok at 2026-11-26T18:01:00.000Z",
         "",
       ].join("\n"),
