@@ -254,6 +254,22 @@ describe("flow control and failures", () => {
     await s.closed[0];
   });
 
+  test("an IPv6 literal URL connects to [::1] and sends it as the Host", async () => {
+    const v6 = createServer((socket) => {
+      sockets.push(socket);
+      socket.once("data", (data: Buffer) => {
+        const host = /\r\nHost: ([^\r]+)\r\n/.exec(data.toString("latin1"))?.[1] ?? "";
+        socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${host.length}\r\n\r\n${host}`);
+      });
+    });
+    servers.push(v6);
+    await new Promise<void>((resolve) => v6.listen(0, "::1", () => resolve()));
+    const address = v6.address();
+    const port = typeof address === "object" && address !== null ? address.port : 0;
+    const got = await readAll(new URL(`http://[::1]:${port}/x`));
+    expect(got.body.toString()).toBe(`[::1]:${port}`);
+  });
+
   test("a refused connection is a connect failure", async () => {
     const s = await serve(() => undefined);
     const { port } = s.url;
