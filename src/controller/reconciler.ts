@@ -182,20 +182,27 @@ export class Reconciler {
    * Returns the stored image, or throws with the reasons none is compatible.
    */
   async stageFor(nextOs: HostRelease): Promise<StoredImage[]> {
-    const observed = await this.observe();
-    const { targets } = await this.resolveRemote(nextOs, observed);
-    const staged: StoredImage[] = [];
-    for (const member of this.deps.members) {
-      const target = targets.get(member.name);
-      if (target === undefined || target === null) continue;
-      if (target.remote !== null) await this.download(member, target, nextOs);
-      const stored = await this.deps.store.get(target.file);
-      if (stored === null) throw new KataError("store-failed", `${target.file} vanished from the store`);
-      staged.push(stored);
+    await this.deps.store.ensure();
+    // The store lock, as for a pass: a hand-run --once must not sweep this download from under us.
+    const lock = await acquireLock(this.deps.store.lockFile);
+    try {
+      const observed = await this.observe();
+      const { targets } = await this.resolveRemote(nextOs, observed);
+      const staged: StoredImage[] = [];
+      for (const member of this.deps.members) {
+        const target = targets.get(member.name);
+        if (target === undefined || target === null) continue;
+        if (target.remote !== null) await this.download(member, target, nextOs);
+        const stored = await this.deps.store.get(target.file);
+        if (stored === null) throw new KataError("store-failed", `${target.file} vanished from the store`);
+        staged.push(stored);
+      }
+      if (staged[0]?.name !== this.name)
+        throw new KataError("no-compatible-version", "no Kata version matches the next OS");
+      return staged;
+    } finally {
+      await lock.release();
     }
-    if (staged[0]?.name !== this.name)
-      throw new KataError("no-compatible-version", "no Kata version matches the next OS");
-    return staged;
   }
 
   private async pass(
@@ -245,12 +252,13 @@ export class Reconciler {
       const refused = err instanceof Refusal;
       const error = refused ? err.error : asKataError(err);
       log.error(error.message, { ERROR_CODE: error.code, REMEDY: error.remedy ?? "" });
-      // A refusal is an answer to a request, not a pass that failed: the record of the last pass stays.
-      if (!refused) await this.remember({ result: "failed", error }).catch(() => undefined);
+      // A refusal is an answer to a request, not a pass that failed: the record of the last pass stays. Without
+      // the lock the store and state.json belong to whoever holds it.
+      if (!refused && lock !== null) await this.remember({ result: "failed", error }).catch(() => undefined);
       return { result: "failed", error, observed, unconfirmed };
     } finally {
       // Partial downloads of what this pass still wants stay for resuming; any other is stale.
-      await cleanupPartials(this.deps.store.incomingDir, this.wantedFiles).catch(() => undefined);
+      if (lock !== null) await cleanupPartials(this.deps.store.incomingDir, this.wantedFiles).catch(() => undefined);
       await lock?.release();
       this.emit({ kind: "download", progress: null });
     }

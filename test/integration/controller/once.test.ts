@@ -6,6 +6,7 @@ import {
   copyFileSync,
   existsSync,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -108,6 +109,25 @@ describe("kata-sysextd --once --root", () => {
     expect(ran.code).toBe(1);
     expect(ran.stderr).toMatch(/no acceptable Kata version: .*3\.32\.0.*policy/);
     expect(isSymlink(join(root, LINK))).toBe(false);
+  });
+
+  it("leaves the store and state.json alone when another pass holds the lock", async () => {
+    const root = sandbox();
+    expect((await daemonOnce(root)).code).toBe(0);
+    const stateFile = join(root, "var/lib/kata-sysextd/state.json");
+    const stateBefore = readFileSync(stateFile, "utf8");
+    // Another pass (pid 1 is alive) holds the lock while its download is under way.
+    const incoming = join(root, STORE, ".incoming");
+    mkdirSync(incoming, { recursive: true });
+    const partial = join(incoming, ".kata-containers-3.33.0-x86-64.raw.partial");
+    writeFileSync(partial, randomBytes(4096));
+    writeFileSync(join(root, STORE, ".lock"), "1\n");
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toContain("another kata-sysextd pass is running (pid 1)");
+    expect(existsSync(partial)).toBe(true);
+    expect(readFileSync(stateFile, "utf8")).toBe(stateBefore);
+    expect(readFileSync(join(root, STORE, ".lock"), "utf8")).toBe("1\n");
   });
 
   it("quarantines an image whose extension-release does not match the host, and links nothing", async () => {
