@@ -7,7 +7,7 @@ import { type Logger, MessageId } from "../log/logger.ts";
 import { compatible } from "../release/compat.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
 import type { ImageStore } from "../store/store.ts";
-import { inspectImage, payloadProblems } from "../sysext/inspect.ts";
+import { type ImageContents, inspectImage, payloadProblems } from "../sysext/inspect.ts";
 import type { ReconcileEvent } from "./reconciler.ts";
 import type { ReleaseSource } from "./source.ts";
 
@@ -32,13 +32,24 @@ export async function fetchAndAdmit(
     emit({ kind: "download", progress }),
   );
   emit({ kind: "state", state: "verifying" });
-  const contents = await inspectImage(downloaded.path, name);
-  const problems = payloadProblems(contents, name);
-  if (contents.extensionRelease !== null) {
-    const decision = compatible(host, parseExtensionRelease(contents.extensionRelease), { name, arch: deps.arch });
-    if (!decision.compatible) problems.push(...decision.reasons);
+  const problems: string[] = [];
+  let contents: ImageContents | null = null;
+  try {
+    contents = await inspectImage(downloaded.path, name);
+  } catch (err) {
+    // An image that cannot be opened at all goes to quarantine too, or every pass would download it again.
+    if (!(err instanceof KataError && err.code === "inspect-failed")) throw err;
+    problems.push(err.message);
   }
-  if (problems.length > 0) {
+  if (contents !== null) {
+    problems.push(...payloadProblems(contents, name));
+    if (contents.extensionRelease !== null) {
+      const release = parseExtensionRelease(contents.extensionRelease);
+      const decision = compatible(host, release, { name, arch: deps.arch });
+      if (!decision.compatible) problems.push(...decision.reasons);
+    }
+  }
+  if (contents === null || problems.length > 0) {
     const where = await deps.store.quarantine(downloaded.path, image.file, problems.join("\n"));
     log.error(`${image.file} failed inspection and was quarantined at ${where}: ${problems.join("; ")}`, {
       MESSAGE_ID: MessageId.verificationFailed,

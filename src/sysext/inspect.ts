@@ -32,7 +32,7 @@ async function detectFormat(path: string): Promise<"squashfs" | "erofs" | null> 
 }
 
 async function listSquashfs(path: string): Promise<string[]> {
-  const { stdout } = await run("unsquashfs", ["-lc", "-d", "", path], { check: true, timeoutMs: 60_000 });
+  const stdout = unreadableUnless(path, await run("unsquashfs", ["-lc", "-d", "", path], { timeoutMs: 60_000 }));
   return stdout
     .split("\n")
     .map((l) => l.replace(/^\/+/, ""))
@@ -45,7 +45,7 @@ async function catSquashfs(path: string, file: string): Promise<string | null> {
 }
 
 async function listDissect(path: string): Promise<string[]> {
-  const { stdout } = await run("systemd-dissect", ["--list", path], { check: true, timeoutMs: 60_000 });
+  const stdout = unreadableUnless(path, await run("systemd-dissect", ["--list", path], { timeoutMs: 60_000 }));
   return stdout
     .split("\n")
     .map((l) => l.replace(/^\/+/, ""))
@@ -55,6 +55,17 @@ async function listDissect(path: string): Promise<string[]> {
 async function catDissect(path: string, file: string): Promise<string | null> {
   const result = await run("systemd-dissect", ["--copy-from", path, `/${file}`, "-"], { timeoutMs: 30_000 });
   return result.exitCode === 0 ? result.stdout : null;
+}
+
+/**
+ * The tool ran and could not read the image: the image's fault (inspect-failed, so it is quarantined). A tool that
+ * is missing or cannot run is ours, and stays a subprocess-failed error from run().
+ */
+function unreadableUnless(path: string, result: { stdout: string; stderr: string; exitCode: number }): string {
+  if (result.exitCode === 0) return result.stdout;
+  throw new KataError("inspect-failed", `${path} cannot be read as an image: ${result.stderr.trim().split("\n")[0]}`, {
+    remedy: "the published image is corrupt or truncated at the source; it matched SHA256SUMS, so republish both",
+  });
 }
 
 export async function inspectImage(path: string, name: string): Promise<ImageContents> {

@@ -157,6 +157,42 @@ describe("kata-sysextd --once --root", () => {
     }
   });
 
+  it("quarantines a published file that cannot be opened as an image, and does not fetch it again", async () => {
+    const real = readFileSync(buildImage({ version: "3.41.0" }, join(mkdtempSync(join(tmpdir(), "kata-b-")), "b.raw")));
+    const cases = [
+      { what: "not an image at all", content: randomBytes(8192), says: "neither a squashfs nor an erofs image" },
+      {
+        what: "a squashfs cut short",
+        content: real.subarray(0, 200), // the superblock, without the tables it points at
+        says: "cannot be read as an image",
+      },
+    ];
+    for (const { what, content, says } of cases) {
+      const bad = mkdtempSync(join(tmpdir(), "kata-pub-bad-"));
+      await publishRelease(bad, { images: [{ version: "3.41.0", content }] });
+      const badServer = await startReleaseServer(bad);
+      try {
+        const root = makeSandboxRoot();
+        writeConfig(root, `[source]\nurl = "${badServer.url}"\n`);
+        const ran = await daemonOnce(root);
+        expect(ran.code, what).toBe(1);
+        expect(ran.stderr, what).toContain(says);
+        const quarantined = join(root, "var/lib/kata-sysextd/quarantine/kata-containers-3.41.0-x86-64.raw");
+        expect(existsSync(quarantined), what).toBe(true);
+        expect(readFileSync(`${quarantined}.reason`, "utf8"), what).toContain(says);
+        expect(
+          readdirSync(join(root, STORE)).filter((f) => !f.startsWith(".")),
+          what,
+        ).toEqual([]);
+        expect(readdirSync(join(root, STORE, ".incoming")), what).toEqual([]);
+        expect((await daemonOnce(root)).code, what).toBe(1);
+        expect(badServer.requests.filter((r) => r.path.endsWith(".raw")).length, what).toBe(1);
+      } finally {
+        await badServer.close();
+      }
+    }
+  });
+
   it("exits 2 naming the key for an unknown configuration key", async () => {
     const root = sandbox('[policy]\nversion = ">=3"\n');
     const ran = await runArgv([NODE, DAEMON, "--once", "--root", root]);
