@@ -126,8 +126,15 @@ export async function httpGet(url: string, options: GetOptions): Promise<Respons
     } catch (cause) {
       throw new FetchError("redirect", current, `redirect to an invalid Location "${location}"`, { cause });
     }
-    if (!/^https?:$/.test(new URL(next).protocol)) {
+    const scheme = new URL(next).protocol;
+    if (scheme !== "http:" && scheme !== "https:") {
       throw new FetchError("redirect", current, `redirect to unsupported scheme: ${next}`);
+    }
+    // Over http anyone on the path could swap SHA256SUMS and the image, which defeats verify = "checksum".
+    if (scheme === "http:" && new URL(current).protocol === "https:") {
+      throw new FetchError("redirect", current, `refused a downgrade from https to http: redirect to ${next}`, {
+        remedy: "the release server redirects to plain http; fix it or point [source] url at an https mirror",
+      });
     }
     if (seen.has(next)) throw new FetchError("redirect", url, `redirect loop through ${next}`);
     if (hop + 1 > maxRedirects) throw new FetchError("redirect", url, `more than ${maxRedirects} redirects`);

@@ -1,6 +1,7 @@
 // Shared pieces of the fetch tests: a fake clock that records sleeps instead of waiting, a logger that keeps
-// its records, and throw-away directories.
-import { mkdtempSync, readdirSync } from "node:fs";
+// its records, throw-away directories and a throw-away CA for TLS servers.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Clock } from "../../../src/clock.ts";
@@ -42,4 +43,40 @@ export function tempDir(prefix: string): string {
 
 export function listDir(dir: string): string[] {
   return readdirSync(dir).sort();
+}
+
+export interface TestCertificate {
+  /** The CA to trust (the `ca` option). */
+  ca: Buffer;
+  /** Key and certificate for "localhost", signed by the CA: a TLS server's `key` and `cert`. */
+  key: Buffer;
+  cert: Buffer;
+}
+
+/** Makes a throw-away CA and a server certificate for "localhost" with openssl, in `dir`. */
+export function makeCertificate(dir: string): TestCertificate {
+  const ssl = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+  writeFileSync(join(dir, "san.cnf"), "subjectAltName=DNS:localhost\n");
+  const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  ssl([
+    "req",
+    "-x509",
+    ...key,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=kata-sysextd test CA",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+  ]);
+  ssl(["req", ...key, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+  const sign = ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
+  ssl([...sign, "-days", "2", "-extfile", "san.cnf", "-out", "server.pem"]);
+  return {
+    ca: readFileSync(join(dir, "ca.pem")),
+    key: readFileSync(join(dir, "server.key")),
+    cert: readFileSync(join(dir, "server.pem")),
+  };
 }

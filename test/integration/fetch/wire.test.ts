@@ -1,8 +1,7 @@
 // The HTTP/1.1 reader against real servers on 127.0.0.1: raw TCP servers that answer byte by byte exactly as
 // scripted, and a TLS server with a certificate from a CA the test makes with openssl.
-import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { get, type WireOptions } from "../../../src/fetch/wire.ts";
+import { makeCertificate } from "./support.ts";
 
 const OPTIONS: WireOptions = { connectTimeoutMs: 2000, idleTimeoutMs: 2000 };
 
@@ -290,42 +290,21 @@ describe("https", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "kata-wire-tls-"));
-    const ssl = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-    writeFileSync(join(dir, "san.cnf"), "subjectAltName=DNS:localhost\n");
-    const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    ssl([
-      "req",
-      "-x509",
-      ...key,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=kata-sysextd test CA",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-    ]);
-    ssl(["req", ...key, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-    const sign = ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
-    ssl([...sign, "-days", "2", "-extfile", "san.cnf", "-out", "server.pem"]);
-    ca = readFileSync(join(dir, "ca.pem"));
-    tlsServer = createTlsServer(
-      { key: readFileSync(join(dir, "server.key")), cert: readFileSync(join(dir, "server.pem")) },
-      (socket) => {
-        socket.on("error", () => undefined);
-        socket.once("data", () => {
-          socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-          for (let at = 0; at < body.length; at += 1 << 20) {
-            const part = body.subarray(at, at + (1 << 20));
-            socket.write(`${part.length.toString(16)}\r\n`);
-            socket.write(part);
-            socket.write("\r\n");
-          }
-          socket.end("0\r\n\r\n");
-        });
-      },
-    );
+    const certificate = makeCertificate(dir);
+    ca = certificate.ca;
+    tlsServer = createTlsServer({ key: certificate.key, cert: certificate.cert }, (socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for (let at = 0; at < body.length; at += 1 << 20) {
+          const part = body.subarray(at, at + (1 << 20));
+          socket.write(`${part.length.toString(16)}\r\n`);
+          socket.write(part);
+          socket.write("\r\n");
+        }
+        socket.end("0\r\n\r\n");
+      });
+    });
     await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", () => resolve()));
     const address = tlsServer.address();
     url = new URL(`https://localhost:${typeof address === "object" && address !== null ? address.port : 0}/x.raw`);
