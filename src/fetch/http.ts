@@ -7,6 +7,8 @@ import { type Body, get, type Sink, WireError, type WireResponse } from "./wire.
 export type FetchFailure =
   | "connect" // refused, unreachable, DNS
   | "reset" // connection dropped or body cut short
+  | "protocol" // a malformed response: status line, header field, Content-Length or chunk framing
+  | "tls" // the TLS handshake failed or the server's certificate was rejected
   | "timeout" // connect or idle timeout
   | "status" // an HTTP status we do not accept
   | "too-large" // Content-Length or counted bytes over the cap
@@ -16,6 +18,8 @@ export type FetchFailure =
 const CODES: Record<FetchFailure, ErrorCode> = {
   connect: "fetch-failed",
   reset: "fetch-failed",
+  protocol: "fetch-failed",
+  tls: "fetch-failed",
   timeout: "fetch-timeout",
   status: "fetch-http-status",
   "too-large": "fetch-too-large",
@@ -65,6 +69,10 @@ function remedyFor(kind: FetchFailure, status: number | null): string {
         : "the release server is failing; it is retried on the next pass";
     case "too-large":
       return "raise [fetch] maxBytes if the image is really this large";
+    case "protocol":
+      return "the server does not speak valid HTTP/1.1 (wrong host or port, or a broken proxy); check [source] url";
+    case "tls":
+      return "the server's certificate is not trusted: check the host in [source] url, the CA certificates, the clock";
     case "redirect":
       return "fix the redirect configuration of the release server or point [source] url at the final location";
     case "aborted":

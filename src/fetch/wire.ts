@@ -44,9 +44,12 @@ export interface WireOptions {
   ca?: string | Buffer;
 }
 
-/** Why an exchange failed, for the caller to turn into its own error type. */
+/**
+ * Why an exchange failed, for the caller to turn into its own error type. "protocol" (a malformed response) and
+ * "tls" (certificate or handshake rejected) stay the same however often they are tried; the others may not.
+ */
 export class WireError extends Error {
-  readonly kind: "connect" | "reset" | "timeout" | "aborted";
+  readonly kind: "connect" | "reset" | "timeout" | "aborted" | "protocol" | "tls";
   constructor(kind: WireError["kind"], message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "WireError";
@@ -167,7 +170,7 @@ class Exchange {
     for (;;) {
       const end = this.#headBytes.indexOf("\r\n\r\n");
       if ((end < 0 ? this.#headBytes.length : end) > MAX_HEAD_BYTES) {
-        this.#fail(new WireError("reset", `response head is longer than ${MAX_HEAD_BYTES} bytes`));
+        this.#fail(new WireError("protocol", `response head is longer than ${MAX_HEAD_BYTES} bytes`));
         return -1;
       }
       if (end < 0) return -1;
@@ -370,12 +373,12 @@ export function parseHead(text: string): ParsedHead {
   const lines = text.split(/\r?\n/);
   const statusLine = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0] ?? "");
   if (statusLine === null) {
-    throw new WireError("reset", `not an HTTP/1.x response: "${(lines[0] ?? "").slice(0, 80)}"`);
+    throw new WireError("protocol", `not an HTTP/1.x response: "${(lines[0] ?? "").slice(0, 80)}"`);
   }
   const headers: Record<string, string> = {};
   for (const line of lines.slice(1)) {
     const field = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/.exec(line);
-    if (field === null) throw new WireError("reset", `malformed response header line "${line.slice(0, 80)}"`);
+    if (field === null) throw new WireError("protocol", `malformed response header line "${line.slice(0, 80)}"`);
     const name = (field[1] ?? "").toLowerCase();
     const value = field[2] ?? "";
     headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
@@ -407,7 +410,7 @@ function framingFor(head: ParsedHead): Framing {
     const values = new Set(length.split(",").map((v) => v.trim()));
     const [only] = values;
     if (values.size !== 1 || only === undefined || !/^\d{1,15}$/.test(only)) {
-      throw new WireError("reset", `invalid Content-Length "${length}"`);
+      throw new WireError("protocol", `invalid Content-Length "${length}"`);
     }
     return new Fixed(Number(only));
   }
@@ -472,7 +475,7 @@ export class Chunked implements Framing {
       at += 1;
       if (this.#state === "data-end") {
         this.#lineEnd += String.fromCharCode(byte);
-        if (!"\r\n".startsWith(this.#lineEnd)) throw new WireError("reset", "chunk data not followed by CRLF");
+        if (!"\r\n".startsWith(this.#lineEnd)) throw new WireError("protocol", "chunk data not followed by CRLF");
         if (this.#lineEnd === "\r\n") {
           this.#lineEnd = "";
           this.#state = "size";
@@ -481,9 +484,9 @@ export class Chunked implements Framing {
       }
       if (byte !== 0x0a) {
         this.#line += String.fromCharCode(byte);
-        if (this.#line.length > 1024) throw new WireError("reset", "chunk size line longer than 1024 bytes");
+        if (this.#line.length > 1024) throw new WireError("protocol", "chunk size line longer than 1024 bytes");
         if (this.#state === "trailer" && ++this.#trailerBytes > MAX_HEAD_BYTES) {
-          throw new WireError("reset", `chunked trailer longer than ${MAX_HEAD_BYTES} bytes`);
+          throw new WireError("protocol", `chunked trailer longer than ${MAX_HEAD_BYTES} bytes`);
         }
         continue;
       }
@@ -494,7 +497,7 @@ export class Chunked implements Framing {
         continue;
       }
       const size = /^([0-9a-fA-F]{1,13})[ \t]*(?:;.*)?$/.exec(line);
-      if (size === null) throw new WireError("reset", `bad chunk size line "${line.slice(0, 40)}"`);
+      if (size === null) throw new WireError("protocol", `bad chunk size line "${line.slice(0, 40)}"`);
       this.#left = Number.parseInt(size[1] ?? "", 16);
       this.#state = this.#left === 0 ? "trailer" : "data";
     }
@@ -505,7 +508,10 @@ export class Chunked implements Framing {
   }
 }
 
-/** Before the connection (and TLS handshake) is up, a failure is "connect"; after it, the connection was lost. */
+/**
+ * Before the connection (and TLS handshake) is up, a failure is "connect", or "tls" when TLS rejected the
+ * server; after it, the connection was lost.
+ */
 function classifySocketError(err: Error, connected: boolean): WireError {
   if (connected) return new WireError("reset", `connection lost: ${err.message}`, { cause: err });
   const code = (err as NodeJS.ErrnoException).code ?? "";
@@ -514,5 +520,39 @@ function classifySocketError(err: Error, connected: boolean): WireError {
   if (code === "ECONNRESET" || code === "EPIPE") {
     return new WireError("reset", `connection lost while connecting: ${err.message}`, { cause: err });
   }
+  if (/^ERR_(SSL|TLS)_/.test(code) || CERTIFICATE_ERRORS.has(code)) {
+    return new WireError("tls", `TLS handshake failed: ${err.message}`, { cause: err });
+  }
   return new WireError("connect", `cannot connect (TLS or socket): ${err.message}`, { cause: err });
 }
+
+/** The codes node gives OpenSSL's certificate verification failures (X509_V_ERR_* without the prefix). */
+const CERTIFICATE_ERRORS = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_CRL",
+  "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
+  "UNABLE_TO_DECRYPT_CRL_SIGNATURE",
+  "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
+  "CERT_SIGNATURE_FAILURE",
+  "CRL_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "CRL_NOT_YET_VALID",
+  "CRL_HAS_EXPIRED",
+  "ERROR_IN_CERT_NOT_BEFORE_FIELD",
+  "ERROR_IN_CERT_NOT_AFTER_FIELD",
+  "ERROR_IN_CRL_LAST_UPDATE_FIELD",
+  "ERROR_IN_CRL_NEXT_UPDATE_FIELD",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "CERT_CHAIN_TOO_LONG",
+  "CERT_REVOKED",
+  "INVALID_CA",
+  "PATH_LENGTH_EXCEEDED",
+  "INVALID_PURPOSE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "HOSTNAME_MISMATCH",
+]);

@@ -2,6 +2,7 @@
 // leaves no final file; only a resumable .partial survives network failures, and cleanupPartials removes it.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { KataError } from "../../../src/errors.ts";
@@ -39,11 +40,44 @@ afterAll(async () => {
   rmSync(releaseDir, { recursive: true, force: true });
 });
 
-afterEach(() => {
+const rawServers: Server[] = [];
+afterEach(async () => {
   server.clearFaults();
   server.requests.length = 0;
   if (store !== undefined) rmSync(store, { recursive: true, force: true });
+  for (const raw of rawServers.splice(0)) await new Promise((r) => raw.close(() => r(undefined)));
 });
+
+/**
+ * A server that answers every request with what `answer` writes, for responses the release server (node:http)
+ * cannot send. Returns the image URL on it and the Range header of each request.
+ */
+async function rawServer(answer: (socket: Socket, range: string | null) => void): Promise<{
+  url: string;
+  ranges: (string | null)[];
+}> {
+  const ranges: (string | null)[] = [];
+  const raw = createServer((socket) => {
+    socket.on("error", () => undefined);
+    let head = "";
+    const onData = (data: Buffer): void => {
+      head += data.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      socket.off("data", onData);
+      const range = /\r\nRange: ([^\r]*)\r\n/i.exec(head)?.[1] ?? null;
+      ranges.push(range);
+      answer(socket, range);
+    };
+    socket.on("data", onData);
+  });
+  rawServers.push(raw);
+  await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", () => resolve()));
+  const address = raw.address();
+  return {
+    url: `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}${path}`,
+    ranges,
+  };
+}
 
 function options(overrides: Partial<DownloadOptions> = {}): DownloadOptions {
   store = tempDir("store");
@@ -176,6 +210,27 @@ describe("retries", () => {
     expect(fileRequests()).toHaveLength(3);
     expect(listDir(store)).toEqual([`.${image.file}.partial`]);
     expect(await cleanupPartials(store)).toEqual([partialPath(store, image.file)]);
+    expect(listDir(store)).toEqual([]);
+  });
+
+  test("a server that speaks broken HTTP is asked once: it would answer the same again", async () => {
+    const raw = await rawServer((socket) => socket.end("HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nabcdef"));
+    const err = await failure(options({ url: raw.url, retries: 3 }));
+    expect(err).toMatchObject({ kind: "protocol", code: "fetch-failed", retryable: false });
+    expect(err.remedy).toMatch(/does not speak valid HTTP.*\[source\] url/);
+    expect(raw.ranges).toEqual([null]);
+    expect(clock.sleeps).toEqual([]);
+    expect(listDir(store)).toEqual([]);
+  });
+
+  test("bad chunk framing mid-body is not retried and leaves no partial", async () => {
+    const raw = await rawServer((socket) =>
+      socket.end("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\nnot-hex\r\n"),
+    );
+    const err = await failure(options({ url: raw.url, retries: 3 }));
+    expect(err).toMatchObject({ kind: "protocol", retryable: false });
+    expect(raw.ranges).toEqual([null]);
+    expect(clock.sleeps).toEqual([]);
     expect(listDir(store)).toEqual([]);
   });
 });

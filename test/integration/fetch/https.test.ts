@@ -76,3 +76,14 @@ test("a redirect from https to http is refused before anything is sent over http
   expect((err as FetchError).message).toMatch(/refused a downgrade from https to http/);
   expect(plainRequests).toEqual([]);
 });
+
+test("a certificate nobody trusts fails at once with tls, not retryable, saying what to check", async () => {
+  const { ca: _trusted, ...untrusting } = options();
+  const err = await httpGet(`${httpsBase}/file`, untrusting).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(FetchError);
+  expect(err).toMatchObject({ kind: "tls", code: "fetch-failed", retryable: false });
+  expect((err as FetchError).remedy).toMatch(/certificate is not trusted.*\[source\] url.*CA.*clock/);
+});

@@ -172,14 +172,43 @@ describe("requests and framing", () => {
       "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nabcdef",
       /invalid Content-Length/,
     ],
-    ["a close before the head ends", "HTTP/1.1 200 OK\r\nContent-Le", /before the response head/],
-  ])("%s fails the exchange with reset", async (_name, response, message) => {
+    ["a header line without a colon", "HTTP/1.1 200 OK\r\nnonsense\r\n\r\n", /malformed response header line/],
+  ])("%s fails the exchange with protocol", async (_name, response, message) => {
     const s = await serve((socket) => {
       socket.end(response);
     });
     const err = await failure(get(s.url, OPTIONS));
-    expect(err).toMatchObject({ name: "WireError", kind: "reset" });
+    expect(err).toMatchObject({ name: "WireError", kind: "protocol" });
     expect(String(err)).toMatch(message);
+  });
+
+  test("a close before the head ends fails the exchange with reset", async () => {
+    const s = await serve((socket) => {
+      socket.end("HTTP/1.1 200 OK\r\nContent-Le");
+    });
+    const err = await failure(get(s.url, OPTIONS));
+    expect(err).toMatchObject({ name: "WireError", kind: "reset" });
+    expect(String(err)).toMatch(/before the response head/);
+  });
+
+  test("bad chunk framing in the body: the data before it is delivered, then protocol", async () => {
+    const s = await serve((socket) => {
+      socket.end("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\nzz\r\n");
+    });
+    const res = await get(s.url, OPTIONS);
+    const seen: string[] = [];
+    const err = await failure(res.body.read((chunk) => void seen.push(chunk.toString())));
+    expect(seen.join("")).toBe("abcd");
+    expect(err).toMatchObject({ kind: "protocol", message: 'bad chunk size line "zz"' });
+  });
+
+  test("a chunked body closed before its last chunk is reset", async () => {
+    const s = await serve((socket) => {
+      socket.end("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n");
+    });
+    const res = await get(s.url, OPTIONS);
+    const err = await failure(res.body.read(() => undefined));
+    expect(err).toMatchObject({ kind: "reset", message: "connection closed before the last chunk" });
   });
 
   test("a body cut short of its Content-Length: the bytes that came are delivered, then reset", async () => {
@@ -321,9 +350,30 @@ describe("https", () => {
     expect(got.body.equals(body)).toBe(true);
   });
 
-  test("a certificate from an unknown CA is a connect failure that names TLS", async () => {
+  test("a certificate from an unknown CA is a tls failure", async () => {
     const err = await failure(get(url, OPTIONS));
-    expect(err).toMatchObject({ kind: "connect" });
-    expect(String(err)).toMatch(/TLS or socket.*(self-signed|unable to (get|verify))/i);
+    expect(err).toMatchObject({ kind: "tls" });
+    expect(String(err)).toMatch(/TLS handshake failed: .*(self-signed|unable to (get|verify))/i);
+  });
+
+  test("a certificate for another host name is a tls failure", async () => {
+    const err = await failure(get(new URL(url.href.replace("localhost", "127.0.0.1")), { ...OPTIONS, ca }));
+    expect(err).toMatchObject({ kind: "tls" });
+    expect(String(err)).toMatch(/TLS handshake failed: .*altnames/);
+  });
+
+  test("https to a server that speaks plain http is a tls failure", async () => {
+    // Answers the ClientHello as a plain http server answers what it cannot parse.
+    const plain = createServer((socket) => {
+      sockets.push(socket);
+      socket.once("data", () => socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"));
+    });
+    servers.push(plain);
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", () => resolve()));
+    const address = plain.address();
+    const port = typeof address === "object" && address !== null ? address.port : 0;
+    const err = await failure(get(new URL(`https://127.0.0.1:${port}/x.raw`), OPTIONS));
+    expect(err).toMatchObject({ kind: "tls" });
+    expect(String(err)).toMatch(/TLS handshake failed: .*wrong version number/);
   });
 });
