@@ -162,19 +162,30 @@ export class Reconciler {
     });
     if (outcome.result === "ok") {
       // Hold the images rolled back from, or the next timer pass would simply take them again.
-      const state = await readState(this.deps.paths.stateFile);
-      const held = { ...state.held };
+      const moved: Record<string, string[]> = {};
       for (const [member, files] of Object.entries(rolledBackFrom)) {
         const active = outcome.observed?.members.find((m) => m.name === member)?.link;
-        const moved = files.filter((f) => !(active?.kind === "store" && active.file === f));
-        if (moved.length > 0) held[member] = [...new Set([...(held[member] ?? []), ...moved])];
+        moved[member] = files.filter((f) => !(active?.kind === "store" && active.file === f));
       }
-      await writeState(this.deps.paths.stateFile, { ...state, held });
-      this.deps.log.notice(
-        `rollback holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes or \`kata-sysextctl refresh --release-holds\``,
-      );
+      await this.hold(moved, "rollback");
     }
     return outcome;
+  }
+
+  /**
+   * Adds images to the holds in state.json: passes skip them until the configuration changes or the operator
+   * runs `kata-sysextctl refresh --release-holds`.
+   */
+  private async hold(files: Record<string, string[]>, why: string): Promise<void> {
+    const state = await readState(this.deps.paths.stateFile);
+    const held = { ...state.held };
+    for (const [member, list] of Object.entries(files)) {
+      if (list.length > 0) held[member] = [...new Set([...(held[member] ?? []), ...list])];
+    }
+    await writeState(this.deps.paths.stateFile, { ...state, held });
+    this.deps.log.notice(
+      `${why} holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes or \`kata-sysextctl refresh --release-holds\``,
+    );
   }
 
   /**
@@ -404,6 +415,10 @@ export class Reconciler {
         KATA_SYSEXT_NAME: changes.map((c) => c.member).join(","),
         ERROR_CODE: error.code,
       });
+      // Held, or the next pass would switch to the same images and roll back again, restarting containerd
+      // and re-merging each time. A re-merge of the image already active says nothing against that image.
+      const failed = changes.filter((c) => c.to !== c.from).map((c) => [c.member, [c.to]]);
+      await this.hold(Object.fromEntries(failed), "the rollback after a failed activation");
       throw error;
     }
   }

@@ -1,0 +1,105 @@
+// The health stage: an upgrade after which the preflight fails where it passed before is rolled back, and the
+// image is held so the next pass does not take it again (no flapping). Real release server, real squashfs
+// images, the real store and link; the merge and the preflight are stand-ins, because what they would see (a
+// merged payload that breaks the host) cannot be provoked under --root: the preflight fails while 3.33.0 is
+// linked, as a payload that breaks the host would make it.
+import { mkdtempSync, readFileSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../../src/config/load.ts";
+import { buildReconcilerDeps } from "../../../src/controller/commands.ts";
+import { Reconciler } from "../../../src/controller/reconciler.ts";
+import { createLogger } from "../../../src/log/logger.ts";
+import { hostPaths } from "../../../src/paths.ts";
+import type { PreflightSummary } from "../../../src/status.ts";
+import type { Sysext } from "../../../src/sysext/sysext.ts";
+import { buildImage } from "../../helpers/images.ts";
+import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
+
+const LINK = "etc/extensions/kata-containers.raw";
+let pub: string;
+let server: ReleaseServer;
+
+beforeAll(async () => {
+  pub = mkdtempSync(join(tmpdir(), "kata-pub-health-"));
+  await publish(["3.32.0"]);
+  server = await startReleaseServer(pub);
+});
+afterAll(async () => server?.close());
+
+async function publish(versions: string[]): Promise<void> {
+  const images = versions.map((version) => ({
+    version,
+    content: buildImage({ version }, join(pub, "build", `${version}.raw`)),
+  }));
+  await publishRelease(pub, { images });
+}
+
+function summary(failing: string | null): PreflightSummary {
+  return {
+    ok: failing === null,
+    failed: failing === null ? 0 : 1,
+    warnings: 0,
+    checks: [{ id: "kvm-usable", status: failing === null ? "pass" : "fail", detail: failing ?? "ok" }],
+    hypervisors: [],
+  };
+}
+
+describe("health stage", () => {
+  it("rolls back an upgrade that breaks the preflight, holds it, and the next pass leaves it alone", async () => {
+    const root = makeSandboxRoot();
+    writeConfig(root, `[source]\nurl = "${server.url}"\n[containerd]\nenabled = false\n`);
+    const paths = hostPaths(root);
+    const records: { message: string; fields: Record<string, unknown> }[] = [];
+    const log = createLogger((_level, message, fields) => void records.push({ message, fields }), "debug");
+    const linked = (): string => {
+      try {
+        return readlinkSync(join(root, LINK)).split("/").pop() ?? "";
+      } catch {
+        return ""; // no link yet
+      }
+    };
+    let refreshes = 0;
+    const sysext: Sysext = {
+      // Nothing can be merged under --root here; the limitation makes confirm-merge report instead of fail.
+      limitation: "merge not observable in this test",
+      refresh: async () => {
+        refreshes += 1;
+      },
+      merged: async () => [],
+    };
+    const preflight = async () =>
+      summary(linked().includes("3.33.0") ? "the 3.33.0 payload breaks /dev/kvm access" : null);
+    const reconciler = new Reconciler({
+      ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
+      sysext,
+      preflight,
+    });
+
+    expect((await reconciler.reconcile()).result).toBe("ok");
+    expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
+
+    await publish(["3.32.0", "3.33.0"]);
+    refreshes = 0;
+    const upgrade = await reconciler.reconcile();
+    expect(upgrade.result).toBe("failed");
+    expect(upgrade.error?.code).toBe("preflight-failed");
+    expect(upgrade.error?.message).toContain("the 3.33.0 payload breaks /dev/kvm access");
+    // Linked back to 3.32.0 and merged again: one merge forward, one back.
+    expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
+    expect(refreshes).toBe(2);
+    const rolledBack = records.find((r) => r.fields.MESSAGE_ID === "6b4c3e0f1f6a4a49a3a0d8b1c2e7f002");
+    expect(rolledBack?.message).toContain("rolled back to kata-containers-3.32.0-x86-64.raw");
+    const state = JSON.parse(readFileSync(paths.stateFile, "utf8"));
+    expect(state.held).toEqual({ "kata-containers": ["kata-containers-3.33.0-x86-64.raw"] });
+
+    // The next pass keeps 3.32.0 instead of switching to the held image and back again.
+    refreshes = 0;
+    const next = await reconciler.reconcile();
+    expect(next.result).toBe("ok");
+    expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
+    expect(refreshes).toBe(0);
+  });
+});
