@@ -11,6 +11,7 @@ import type { DownloadProgress } from "../status.ts";
 import { fsyncDir } from "../store/fsutil.ts";
 import { FetchError, httpGet, parseContentRange, type Response } from "./http.ts";
 import { withRetries } from "./retry.ts";
+import { MAX_BYTES_IN_FLIGHT } from "./wire.ts";
 
 export interface DownloadOptions {
   url: string;
@@ -61,6 +62,7 @@ async function download(opts: DownloadOptions): Promise<Downloaded> {
   const partial = partialPath(opts.tmpDir, file);
   const log = opts.log.with({ KATA_IMAGE_FILE: file });
   await mkdir(opts.tmpDir, { recursive: true });
+  await dropUnsettledTail(partial, log);
 
   const policy = { ...opts, log };
   const got = await withRetries(`download of ${file}`, policy, async () => {
@@ -220,8 +222,9 @@ async function stream(
  * fdatasync at the end only has the tail left instead of the whole image (the kernel would otherwise hold it all
  * as dirty pages). At most one write-back is in flight; a failing one is left to the final fdatasync to report.
  *
- * Writes may complete out of order, so a crash can leave a hole before the end of the .partial; a resume then
- * fails its digest and starts over (download()), which costs time but never installs wrong bytes.
+ * Writes may complete out of order, so a crash can leave a hole before the end of the .partial, no further back
+ * than the bytes in flight: dropUnsettledTail() cuts that much off before a resume. A hole that survives anyway
+ * (the machine lost power before the data reached the disk) fails the digest and the download starts over.
  */
 class PositionalWriter {
   readonly #file: FileHandle;
@@ -342,6 +345,19 @@ async function hashPrefix(path: string, length: number, hash: Hash): Promise<voi
   for await (const chunk of createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) {
     hash.update(chunk as Buffer);
   }
+}
+
+/**
+ * Cuts a .partial found at the start of a download back by what an earlier run may still have had in flight,
+ * so a hole left by a crash is downloaded again instead of failing the digest of the whole image. Retries within
+ * one download keep every byte: PositionalWriter waits for its writes before a transfer ends.
+ */
+async function dropUnsettledTail(partial: string, log: Logger): Promise<void> {
+  const size = await sizeOf(partial);
+  if (size === 0) return;
+  const keep = Math.max(0, size - MAX_BYTES_IN_FLIGHT);
+  await truncate(partial, keep);
+  log.info("found a partial download, resuming before its last writes", { BYTES: size, OFFSET: keep });
 }
 
 async function restart(partial: string): Promise<number> {

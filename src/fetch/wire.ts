@@ -60,6 +60,11 @@ export class WireError extends Error {
 const BUFFER_BYTES = 1 << 20;
 /** Buffers the sink may hold at once before the socket pauses; one more is the socket's next read buffer. */
 const POOL_BUFFERS = 8;
+/**
+ * The most body bytes a reader can hold at once: every pool buffer and the socket's next read. A sink writing
+ * chunks concurrently has no more than this unwritten when it stops (download.ts cuts a crashed .partial by it).
+ */
+export const MAX_BYTES_IN_FLIGHT = (POOL_BUFFERS + 1) * BUFFER_BYTES;
 const MAX_HEAD_BYTES = 64 << 10;
 const USER_AGENT = "kata-sysextd";
 

@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { cleanupPartials, type DownloadOptions, downloadImage, partialPath } from "../../../src/fetch/download.ts";
 import { FetchError } from "../../../src/fetch/http.ts";
+import { MAX_BYTES_IN_FLIGHT } from "../../../src/fetch/wire.ts";
 import type { DownloadProgress } from "../../../src/status.ts";
 import {
   type PublishedImage,
@@ -20,17 +21,27 @@ import { type FakeClock, fakeClock, listDir, memoryLogger, tempDir } from "./sup
 
 const SIZE = 256 * 1024;
 const content = randomBytes(SIZE);
+/** Larger than what a resume cuts off a .partial, so a resume after a crash still sends a Range. */
+const LARGE_SIZE = 24 << 20;
+const largeContent = randomBytes(LARGE_SIZE);
 let releaseDir: string;
 let server: ReleaseServer;
 let image: PublishedImage;
+let large: PublishedImage;
 let path: string;
 let store: string;
 let clock: FakeClock;
 
 beforeAll(async () => {
   releaseDir = tempDir("release");
-  const published = await publishRelease(releaseDir, { images: [{ version: "3.2.0", content }] });
+  const published = await publishRelease(releaseDir, {
+    images: [
+      { version: "3.2.0", content },
+      { version: "3.3.0", content: largeContent },
+    ],
+  });
   image = published.images[0] as PublishedImage;
+  large = published.images[1] as PublishedImage;
   path = `/${image.file}`;
   server = await startReleaseServer(releaseDir);
 });
@@ -149,9 +160,10 @@ describe("resume", () => {
     expect(listDir(store)).toEqual([image.file]);
   });
 
+  // A leftover .partial loses its last MAX_BYTES_IN_FLIGHT bytes before the resume, hence the sizes below.
   test("a leftover .partial longer than the file (416) is discarded and downloaded again", async () => {
     const opts = options();
-    writeFileSync(partialPath(store, image.file), randomBytes(SIZE + 10));
+    writeFileSync(partialPath(store, image.file), randomBytes(SIZE + 10 + MAX_BYTES_IN_FLIGHT));
     await downloadImage(opts);
     expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
     expect(fileRequests().map((r) => r.range)).toEqual([`bytes=${SIZE + 10}-`, null]);
@@ -160,10 +172,33 @@ describe("resume", () => {
 
   test("a leftover .partial of other content is discarded and downloaded again", async () => {
     const opts = options();
-    writeFileSync(partialPath(store, image.file), randomBytes(1000));
+    writeFileSync(partialPath(store, image.file), randomBytes(1000 + MAX_BYTES_IN_FLIGHT));
     await downloadImage(opts);
     expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
     expect(fileRequests().map((r) => r.range)).toEqual(["bytes=1000-", null]);
+  });
+
+  test("a leftover .partial with a hole in its tail (writes cut short by a crash) resumes before the hole", async () => {
+    const base = options({ url: `${server.url}${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
+    const opts = { ...base, dest: join(store, large.file) };
+    // The true first 20 MiB, except that the writes of 17-20 MiB never completed: zeros, as a crash leaves them.
+    const kept = Buffer.from(largeContent.subarray(0, 20 << 20));
+    kept.fill(0, 17 << 20);
+    writeFileSync(partialPath(store, large.file), kept);
+    const got = await downloadImage(opts);
+    expect(got).toEqual({ path: opts.dest, sha256: large.sha256, bytes: LARGE_SIZE });
+    expect(readFileSync(opts.dest).equals(largeContent)).toBe(true);
+    const ranges = server.requests.filter((r) => r.path === `/${large.file}`).map((r) => r.range);
+    expect(ranges).toEqual([`bytes=${(20 << 20) - MAX_BYTES_IN_FLIGHT}-`]);
+    expect(listDir(store)).toEqual([large.file]);
+  });
+
+  test("a leftover .partial shorter than what may have been in flight is downloaded from the start", async () => {
+    const opts = options();
+    writeFileSync(partialPath(store, image.file), content.subarray(0, 100_000));
+    await downloadImage(opts);
+    expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
+    expect(fileRequests().map((r) => r.range)).toEqual([null]);
   });
 });
 
