@@ -167,6 +167,10 @@ export class Reconciler {
         const active = outcome.observed?.members.find((m) => m.name === member)?.link;
         moved[member] = files.filter((f) => !(active?.kind === "store" && active.file === f));
       }
+      const now = outcome.observed?.members.map((m) => (m.link.kind === "store" ? m.link.file : `no ${m.name}`));
+      this.deps.log.notice(`rolled back on request to ${now?.join(", ") ?? "the previous images"}`, {
+        MESSAGE_ID: MessageId.rolledBack,
+      });
       await this.hold(moved, "rollback");
     }
     return outcome;
@@ -262,7 +266,13 @@ export class Reconciler {
     } catch (err) {
       const refused = err instanceof Refusal;
       const error = refused ? err.error : asKataError(err);
-      log.error(error.message, { ERROR_CODE: error.code, REMEDY: error.remedy ?? "" });
+      // Inspection failures carry the MESSAGE_ID where the image is quarantined (admit.ts); these two end here.
+      const verification = error.code === "digest-mismatch" || error.code === "signature-invalid";
+      log.error(error.message, {
+        ERROR_CODE: error.code,
+        REMEDY: error.remedy ?? "",
+        ...(verification ? { MESSAGE_ID: MessageId.verificationFailed } : {}),
+      });
       // A refusal is an answer to a request, not a pass that failed: the record of the last pass stays. Without
       // the lock the store and state.json belong to whoever holds it.
       if (!refused && lock !== null) await this.remember({ result: "failed", error }).catch(() => undefined);

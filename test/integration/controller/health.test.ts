@@ -3,7 +3,7 @@
 // images, the real store and link; the merge and the preflight are stand-ins, because what they would see (a
 // merged payload that breaks the host) cannot be provoked under --root: the preflight fails while 3.33.0 is
 // linked, as a payload that breaks the host would make it.
-import { mkdtempSync, readFileSync, readlinkSync } from "node:fs";
+import { mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -47,7 +47,7 @@ function summary(failing: string | null): PreflightSummary {
   };
 }
 
-describe("health stage", () => {
+describe("health stage and the events it logs", () => {
   it("rolls back an upgrade that breaks the preflight, holds it, and the next pass leaves it alone", async () => {
     const root = makeSandboxRoot();
     writeConfig(root, `[source]\nurl = "${server.url}"\n[containerd]\nenabled = false\n`);
@@ -90,7 +90,7 @@ describe("health stage", () => {
     // Linked back to 3.32.0 and merged again: one merge forward, one back.
     expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
     expect(refreshes).toBe(2);
-    const rolledBack = records.find((r) => r.fields.MESSAGE_ID === "6b4c3e0f1f6a4a49a3a0d8b1c2e7f002");
+    const rolledBack = records.find((r) => r.fields.MESSAGE_ID === ROLLED_BACK);
     expect(rolledBack?.message).toContain("rolled back to kata-containers-3.32.0-x86-64.raw");
     const state = JSON.parse(readFileSync(paths.stateFile, "utf8"));
     expect(state.held).toEqual({ "kata-containers": ["kata-containers-3.33.0-x86-64.raw"] });
@@ -102,4 +102,49 @@ describe("health stage", () => {
     expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
     expect(refreshes).toBe(0);
   });
+
+  it("logs an operator's rollback and a failed verification with their MESSAGE_IDs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kata-pub-ids-"));
+    const build = (version: string) => ({
+      version,
+      content: buildImage({ version }, join(dir, "b", `${version}.raw`)),
+    });
+    await publishRelease(dir, { images: [build("3.32.0")] });
+    const ids = await startReleaseServer(dir);
+    try {
+      const root = makeSandboxRoot();
+      writeConfig(root, `[source]\nurl = "${ids.url}"\n[containerd]\nenabled = false\n`);
+      const paths = hostPaths(root);
+      const records: { message: string; fields: Record<string, unknown> }[] = [];
+      const log = createLogger((_level, message, fields) => void records.push({ message, fields }), "debug");
+      const sysext: Sysext = { limitation: "not observable here", refresh: async () => {}, merged: async () => [] };
+      const reconciler = new Reconciler({
+        ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
+        sysext,
+        preflight: async () => summary(null),
+      });
+      const withId = (id: string) => records.filter((r) => r.fields.MESSAGE_ID === id);
+      expect((await reconciler.reconcile()).result).toBe("ok");
+      await publishRelease(dir, { images: [build("3.32.0"), build("3.33.0")] });
+      expect((await reconciler.reconcile()).result).toBe("ok");
+
+      expect((await reconciler.rollback()).result).toBe("ok");
+      expect(withId(ROLLED_BACK).map((r) => r.message)).toEqual([
+        "rolled back on request to kata-containers-3.32.0-x86-64.raw",
+      ]);
+
+      // 3.34.0 is published with a SHA256SUMS line that does not match the file.
+      const { sumsPath, images } = await publishRelease(dir, { images: [build("3.32.0"), build("3.34.0")] });
+      const wrong = images[1]?.sha256 ?? "";
+      writeFileSync(sumsPath, readFileSync(sumsPath, "utf8").replace(wrong, "0".repeat(64)));
+      const failed = await reconciler.reconcile();
+      expect(failed.error?.code).toBe("digest-mismatch");
+      expect(withId(VERIFICATION_FAILED).map((r) => r.fields.ERROR_CODE)).toEqual(["digest-mismatch"]);
+    } finally {
+      await ids.close();
+    }
+  });
 });
+
+const ROLLED_BACK = "6b4c3e0f1f6a4a49a3a0d8b1c2e7f002";
+const VERIFICATION_FAILED = "6b4c3e0f1f6a4a49a3a0d8b1c2e7f004";
