@@ -122,7 +122,13 @@ async function transfer(opts: DownloadOptions, file: string, partial: string, lo
   }
   if (offset === 0) {
     log.info("downloading image", { URL: opts.url, BYTES_TOTAL: res.contentLength ?? undefined });
-    return stream(opts, file, partial, res, { hash, offset: 0, total: res.contentLength, resumed: false });
+    return stream(opts, file, partial, res, {
+      hash,
+      offset: 0,
+      total: res.contentLength,
+      rangeEnd: null,
+      resumed: false,
+    });
   }
 
   const range = res.status === 206 ? parseContentRange(res.headers["content-range"]) : null;
@@ -133,6 +139,7 @@ async function transfer(opts: DownloadOptions, file: string, partial: string, lo
         hash: createHash("sha256"),
         offset: 0,
         total: res.contentLength,
+        rangeEnd: null,
         resumed: false,
       });
     }
@@ -148,7 +155,7 @@ async function transfer(opts: DownloadOptions, file: string, partial: string, lo
     throw new FetchError("too-large", opts.url, `image of ${total} bytes exceeds the cap of ${opts.maxBytes}`);
   }
   log.info("resuming download", { OFFSET: offset, BYTES_TOTAL: total ?? undefined });
-  return stream(opts, file, partial, res, { hash, offset, total, resumed: true });
+  return stream(opts, file, partial, res, { hash, offset, total, rangeEnd: range.end + 1, resumed: true });
 }
 
 /** Where a transfer starts: the digest state and length of what the .partial already holds. */
@@ -156,6 +163,8 @@ interface Start {
   hash: Hash;
   offset: number;
   total: number | null;
+  /** For a 206: where its Content-Range says the body ends (exclusive). */
+  rangeEnd: number | null;
   resumed: boolean;
 }
 
@@ -168,6 +177,9 @@ async function stream(
 ): Promise<Transferred> {
   const { hash, offset, resumed } = start;
   let received = 0;
+  // http.ts caps this response only: the .partial is this body on top of `offset`, and a 206 must stop where its
+  // Content-Range ends. Past either, the bytes would grow the .partial without bound.
+  const limit = Math.min(opts.maxBytes, start.rangeEnd ?? Number.POSITIVE_INFINITY);
   const report = progressReporter(opts, file, start);
   // Where this transfer starts, before its first chunk: a listener counting the difference between reports
   // (the download_bytes metric) then counts every byte, the first chunk's too.
@@ -186,8 +198,9 @@ async function stream(
     try {
       // Hashing here, on the event loop, overlaps with writing the previous chunks on the thread pool.
       await res.body.read((chunk) => {
-        hash.update(chunk);
         received += chunk.length;
+        if (offset + received > limit) throw overrun(opts, start);
+        hash.update(chunk);
         report(offset + received, false);
         return writer.write(chunk);
       });
@@ -212,6 +225,19 @@ async function stream(
   await writer.close();
   report(offset + received, true);
   return { sha256: hash.digest("hex"), bytes: offset + received, resumed };
+}
+
+/** Why a body ran past the cap or the end of its Content-Range. */
+function overrun(opts: DownloadOptions, start: Start): FetchError {
+  if (start.rangeEnd === null || start.rangeEnd > opts.maxBytes) {
+    return new FetchError("too-large", opts.url, `image exceeds the cap of ${opts.maxBytes} bytes`);
+  }
+  return new FetchError(
+    "too-large",
+    opts.url,
+    `the server sent more than the bytes ${start.offset}-${start.rangeEnd - 1} its Content-Range announced`,
+    { remedy: "the release server answers Range requests wrongly; the download starts over on the next pass" },
+  );
 }
 
 /**

@@ -193,6 +193,26 @@ describe("resume", () => {
     expect(listDir(store)).toEqual([large.file]);
   });
 
+  test("a 206 body longer than its Content-Range fails too-large before the .partial passes the cap", async () => {
+    // Announces 10000 bytes from the offset asked for, then sends 99990: without a check the .partial of 90000
+    // bytes grows to 189990 with a cap of 100000.
+    const raw = await rawServer((socket, range) => {
+      const start = Number(/^bytes=(\d+)-$/.exec(range ?? "")?.[1] ?? 0);
+      const body = randomBytes(99_990);
+      socket.write(`HTTP/1.1 206 Partial Content\r\nContent-Range: bytes ${start}-${start + 9999}/*\r\n`);
+      socket.write(`Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n`);
+      socket.end(Buffer.concat([body, Buffer.from("\r\n0\r\n\r\n")]));
+    });
+    const opts = options({ url: raw.url, maxBytes: 100_000, retries: 3 });
+    // 90000 bytes are kept once the tail that may not have been written is cut off.
+    writeFileSync(partialPath(store, image.file), randomBytes(90_000 + MAX_BYTES_IN_FLIGHT));
+    const err = await failure(opts);
+    expect(err).toMatchObject({ kind: "too-large", code: "fetch-too-large", retryable: false });
+    expect(err.message).toMatch(/more than the bytes 90000-99999 its Content-Range announced/);
+    expect(raw.ranges).toEqual(["bytes=90000-"]);
+    expect(listDir(store)).toEqual([]);
+  });
+
   test("a leftover .partial shorter than what may have been in flight is downloaded from the start", async () => {
     const opts = options();
     writeFileSync(partialPath(store, image.file), content.subarray(0, 100_000));
