@@ -7,7 +7,7 @@ import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { parseManifest } from "../release/manifest.ts";
-import { METADATA_FILE, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
+import { METADATA_FILE, type PublishedRequirement, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
 import { resolveOffline } from "../release/resolve.ts";
 import { resolveSet } from "../release/set.ts";
@@ -84,7 +84,7 @@ export async function decideRemote(
     })),
     requires: [
       ...config.policy.requires.map((r, i) => ({ ...r, origin: `policy.requires[${i}]` })),
-      ...(metadata?.requires ?? []).map((r) => ({ ...r, origin: "release metadata" })),
+      ...publishedRequirements(ctx, metadata).map((r) => ({ ...r, origin: "release metadata" })),
     ],
     kernel: { range: config.policy.kernel, shipped: metadata?.kernels ?? [] },
   });
@@ -109,6 +109,22 @@ export async function decideRemote(
     });
   }
   return { targets, metadata };
+}
+
+/**
+ * The publisher's requirements on companions this host runs. One on a companion the operator did not configure
+ * does not apply here (Kata uses what its own image ships); it is said, not treated as unsatisfiable.
+ */
+function publishedRequirements(ctx: DecideContext, metadata: ReleaseMetadata | undefined) {
+  const configured = new Set(ctx.config.companions.map((c) => c.name));
+  const [apply, skip] = [[], []] as [PublishedRequirement[], PublishedRequirement[]];
+  for (const r of metadata?.requires ?? []) (configured.has(r.companion) ? apply : skip).push(r);
+  for (const r of skip) {
+    ctx.log.info(
+      `${METADATA_FILE}: requirement of Kata ${r.kata} on ${r.companion} skipped: not a configured companion`,
+    );
+  }
+  return apply;
 }
 
 /**

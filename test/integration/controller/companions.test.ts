@@ -1,7 +1,7 @@
 // Kata with a companion cloud-hypervisor extension, end to end through the real daemon under --root: set
 // resolution against a loopback server, joint activation of both links, the clash check, explanations for an
 // unsatisfiable set, and a joint rollback through the unix socket.
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,9 +12,10 @@ import { CTL, daemonOnce, makeSandboxRoot, NODE, runArgv, startDaemon, writeConf
 const CH = "cloud-hypervisor";
 let kataServer: ReleaseServer;
 let chServer: ReleaseServer;
+let kataDir: string;
 
 beforeAll(async () => {
-  const kataDir = mkdtempSync(join(tmpdir(), "kata-pub-set-"));
+  kataDir = mkdtempSync(join(tmpdir(), "kata-pub-set-"));
   const chDir = mkdtempSync(join(tmpdir(), "ch-pub-set-"));
   const kata = (version: string, extra: Record<string, string> = {}) => ({
     version,
@@ -87,6 +88,31 @@ describe("Kata with a cloud-hypervisor companion", () => {
     );
     expect(record).toMatchObject({ name: CH, version: "v52.0" });
     expect(record.files).toContain("usr/bin/cloud-hypervisor");
+  });
+
+  it("takes the publisher's requirements from metadata.json; one on an unconfigured companion is skipped", async () => {
+    const metadata = join(kataDir, "kata-containers/metadata.json");
+    writeFileSync(
+      metadata,
+      JSON.stringify({
+        schemaVersion: 1,
+        requires: [
+          { kata: "3.33.x", companion: CH, versions: "<52", reason: "CH 52 breaks 3.33 snapshots" },
+          { kata: "3.33.x", companion: "qemu", versions: ">=9", reason: "for hosts that run a qemu extension" },
+        ],
+      }),
+    );
+    try {
+      const root = makeSandboxRoot();
+      writeConfig(root, config(""));
+      const ran = await daemonOnce(root);
+      expect(ran.code).toBe(0);
+      expect(link(root, "kata-containers")).toContain("kata-containers-3.33.0-x86-64.raw");
+      expect(link(root, CH)).toContain("cloud-hypervisor-v51.0-x86-64.raw");
+      expect(ran.stderr).toContain("requirement of Kata 3.33.x on qemu skipped: not a configured companion");
+    } finally {
+      rmSync(metadata, { force: true });
+    }
   });
 
   it("explains an unsatisfiable set in terms of the requirement, and activates nothing", async () => {
