@@ -1,11 +1,14 @@
 // The release source as the reconciler sees it: an authenticated manifest and verified downloads.
 // Wraps src/fetch with the configured timeouts, limits and trust level.
+import { createHash } from "node:crypto";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
+import { KataError } from "../errors.ts";
 import { type Downloaded, downloadImage } from "../fetch/download.ts";
 import { fetchManifest, fetchOptional, imageUrl, type Trust } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
-import { metadataUrl } from "../release/metadata.ts";
+import { type Manifest, parseManifest } from "../release/manifest.ts";
+import { METADATA_FILE, metadataUrl } from "../release/metadata.ts";
 import type { DownloadProgress } from "../status.ts";
 
 export interface PublishedManifest {
@@ -20,6 +23,37 @@ export interface ReleaseSource {
   manifest(): Promise<PublishedManifest>;
   imageUrl(file: string): string;
   download(file: string, sha256: string, into: string, onProgress: (p: DownloadProgress) => void): Promise<Downloaded>;
+}
+
+/**
+ * metadata.json steers which version is chosen (withdrawals, constraints), so it is trusted as far as the
+ * verified SHA256SUMS vouches for it. Listed there (as "metadata.json"), it must be served and match its digest:
+ * then stripping or altering it fails the pass. Not listed, it is used with verify = "checksum" (nothing is
+ * authenticated then anyway), and ignored with verify = "signature", where only signed content may decide.
+ */
+function vouchedMetadata(served: string | null, manifest: Manifest, verify: Trust, log: Logger): string | null {
+  const line = manifest.entries.find((e) => e.file === METADATA_FILE);
+  if (line !== undefined) {
+    if (served === null) {
+      throw new KataError("manifest-invalid", `SHA256SUMS lists ${METADATA_FILE}, but the source does not serve it`, {
+        remedy: `publish ${METADATA_FILE} next to SHA256SUMS, or drop its line from SHA256SUMS`,
+      });
+    }
+    const digest = createHash("sha256").update(served, "utf8").digest("hex");
+    if (digest !== line.sha256) {
+      throw new KataError("digest-mismatch", `${METADATA_FILE}: SHA-256 is ${digest}, SHA256SUMS says ${line.sha256}`, {
+        remedy: `the published ${METADATA_FILE} or its SHA256SUMS line is wrong or was tampered with`,
+      });
+    }
+    return served;
+  }
+  if (served !== null && verify === "signature") {
+    log.warning(`${METADATA_FILE} is not listed in the signed SHA256SUMS; ignored`, {
+      REMEDY: `add a "${METADATA_FILE}" line to SHA256SUMS before signing it, so its withdrawals and constraints count`,
+    });
+    return null;
+  }
+  return served;
 }
 
 /** A url-file source for one member: its own url, name and verification; the [fetch] limits are shared. */
@@ -44,7 +78,8 @@ export function urlFileSource(
         retries: config.fetch.retries,
       };
       const manifest = await fetchManifest({ ...common, url, name, verify, keyring });
-      const metadata = await fetchOptional(metadataUrl(url, name), common);
+      const served = await fetchOptional(metadataUrl(url, name), common);
+      const metadata = vouchedMetadata(served, parseManifest(manifest.text), verify, deps.log);
       return { text: manifest.text, trust: manifest.trust, metadata };
     },
     imageUrl: (file) => imageUrl(url, file),

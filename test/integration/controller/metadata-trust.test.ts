@@ -1,0 +1,111 @@
+// How far metadata.json is trusted: as far as the verified SHA256SUMS vouches for it. Real release server on
+// 127.0.0.1, real OpenPGP signatures over SHA256SUMS, the real url-file source; and one --once pass that takes a
+// listed metadata.json's withdrawal into account.
+import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { systemClock, systemRandom } from "../../../src/clock.ts";
+import { DEFAULTS } from "../../../src/config/schema.ts";
+import { urlFileSource } from "../../../src/controller/source.ts";
+import { createLogger } from "../../../src/log/logger.ts";
+import { buildImage } from "../../helpers/images.ts";
+import {
+  publishRelease,
+  type ReleaseServer,
+  sha256Hex,
+  startReleaseServer,
+  testSigningKey,
+} from "../../helpers/release-server.ts";
+import { daemonOnce, makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
+
+const METADATA = JSON.stringify({ schemaVersion: 1, withdrawn: [{ kata: "3.32.0", reason: "shim crashes" }] });
+let dir: string;
+let server: ReleaseServer;
+let keyring: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "kata-pub-meta-"));
+  keyring = join(dir, "trusted.asc");
+  writeFileSync(keyring, (await testSigningKey()).publicKeyArmored);
+  server = await startReleaseServer(dir);
+});
+afterAll(async () => {
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Publishes two images; `listed` adds a metadata.json line (with the digest of `listedAs`) to SHA256SUMS. */
+async function publish(opts: { served: string | null; listed: boolean; listedAs?: string; sign?: boolean }) {
+  const images = ["3.30.0", "3.32.0"].map((version) => ({
+    version,
+    content: buildImage({ version }, join(dir, "build", `${version}.raw`)),
+  }));
+  const line = `${sha256Hex(Buffer.from(opts.listedAs ?? opts.served ?? ""))}  metadata.json`;
+  await publishRelease(dir, {
+    images,
+    extraLines: opts.listed ? [line] : [],
+    sign: opts.sign === true ? "binary" : false,
+  });
+  const file = join(dir, "kata-containers/metadata.json");
+  if (opts.served === null) rmSync(file, { force: true });
+  else writeFileSync(file, opts.served);
+}
+
+function source(verify: "checksum" | "signature") {
+  const warnings: string[] = [];
+  const log = createLogger((level, message) => {
+    if (level === "warning") warnings.push(message);
+  });
+  const src = urlFileSource(
+    DEFAULTS,
+    { url: server.url, name: "kata-containers", verify, keyring },
+    { clock: systemClock, random: systemRandom, log },
+  );
+  return { src, warnings };
+}
+
+describe("metadata.json and SHA256SUMS", () => {
+  it("listed and matching: used, also under verify = signature", async () => {
+    await publish({ served: METADATA, listed: true, sign: true });
+    const { src, warnings } = source("signature");
+    expect((await src.manifest()).metadata).toBe(METADATA);
+    expect(warnings).toEqual([]);
+  });
+
+  it("listed but altered on the way: the pass fails with digest-mismatch", async () => {
+    await publish({ served: METADATA.replace("3.32.0", "3.99.0"), listed: true, listedAs: METADATA });
+    await expect(source("checksum").src.manifest()).rejects.toMatchObject({
+      code: "digest-mismatch",
+      message: expect.stringContaining("metadata.json: SHA-256 is"),
+    });
+  });
+
+  it("listed but stripped (404): the pass fails instead of forgetting the withdrawals", async () => {
+    await publish({ served: null, listed: true, listedAs: METADATA });
+    await expect(source("checksum").src.manifest()).rejects.toMatchObject({
+      code: "manifest-invalid",
+      message: expect.stringContaining("SHA256SUMS lists metadata.json, but the source does not serve it"),
+    });
+  });
+
+  it("not listed: ignored with a warning under verify = signature, used under verify = checksum", async () => {
+    await publish({ served: METADATA, listed: false, sign: true });
+    const signed = source("signature");
+    expect((await signed.src.manifest()).metadata).toBeNull();
+    expect(signed.warnings).toEqual(["metadata.json is not listed in the signed SHA256SUMS; ignored"]);
+    const checksum = source("checksum");
+    expect((await checksum.src.manifest()).metadata).toBe(METADATA);
+    expect(checksum.warnings).toEqual([]);
+  });
+
+  it("a pass with a listed metadata.json honours its withdrawal and is not confused by the extra line", async () => {
+    await publish({ served: METADATA, listed: true, sign: true });
+    const root = makeSandboxRoot();
+    writeConfig(root, `[source]\nurl = "${server.url}"\nverify = "signature"\nkeyring = "${keyring}"\n`);
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(0);
+    expect(readlinkSync(join(root, "etc/extensions/kata-containers.raw"))).toContain("kata-containers-3.30.0");
+    expect(ran.stderr).not.toContain("metadata.json is not listed");
+  });
+});
