@@ -107,7 +107,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const rollbacks = new Counter({
     name: "kata_sysextd_rollbacks_total",
-    help: "Times the previous image was re-activated",
+    help: "Times the previous images were re-activated: on request, or after an activation failed",
     registers,
   });
   const nextBootPending = new Gauge({

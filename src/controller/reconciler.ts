@@ -59,7 +59,9 @@ export type Targets = Map<string, Target | null>;
 export type ReconcileEvent =
   | { kind: "state"; state: DaemonState }
   | { kind: "download"; progress: DownloadProgress | null }
-  | { kind: "preflight"; summary: PreflightSummary };
+  | { kind: "preflight"; summary: PreflightSummary }
+  /** A switch failed and was undone: the previous images are linked and merged again. */
+  | { kind: "rolled-back" };
 
 export interface PassOutcome {
   result: "ok" | "failed" | "deferred";
@@ -429,6 +431,7 @@ export class Reconciler {
       // and re-merging each time. A re-merge of the image already active says nothing against that image.
       const failed = changes.filter((c) => c.to !== c.from).map((c) => [c.member, [c.to]]);
       await this.hold(Object.fromEntries(failed), "the rollback after a failed activation");
+      this.emit({ kind: "rolled-back" });
       throw error;
     }
   }

@@ -76,7 +76,8 @@ export class Daemon implements ApiActions {
         this.deps.metrics.downloadBytes(Math.max(0, event.progress.bytes - this.doc.download.bytes));
       }
       this.update({ ...this.doc, download: event.progress });
-    } else this.takePreflight(event.summary);
+    } else if (event.kind === "rolled-back") this.deps.metrics.rolledBack();
+    else this.takePreflight(event.summary);
   };
 
   /** Runs `fn` after every earlier pass or action has finished: one change to the host at a time. */

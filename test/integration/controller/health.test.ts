@@ -72,10 +72,12 @@ describe("health stage and the events it logs", () => {
     };
     const preflight = async () =>
       summary(linked().includes("3.33.0") ? "the 3.33.0 payload breaks /dev/kvm access" : null);
+    const events: string[] = [];
     const reconciler = new Reconciler({
       ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
       sysext,
       preflight,
+      onProgress: (event) => void events.push(event.kind),
     });
 
     expect((await reconciler.reconcile()).result).toBe("ok");
@@ -94,6 +96,8 @@ describe("health stage and the events it logs", () => {
     expect(rolledBack?.message).toContain("rolled back to kata-containers-3.32.0-x86-64.raw");
     const state = JSON.parse(readFileSync(paths.stateFile, "utf8"));
     expect(state.held).toEqual({ "kata-containers": ["kata-containers-3.33.0-x86-64.raw"] });
+    // The daemon counts this event in kata_sysextd_rollbacks_total.
+    expect(events.filter((kind) => kind === "rolled-back")).toHaveLength(1);
 
     // The next pass keeps 3.32.0 instead of switching to the held image and back again.
     refreshes = 0;
