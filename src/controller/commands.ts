@@ -28,6 +28,8 @@ export interface CommandContext {
    * business) or where no system bus answers; then systemd-sysext runs as a binary and containerd is not restarted.
    */
   systemd?: SystemdManager | null;
+  /** Aborts the network work of passes (the daemon stopping); a switch under way always completes. */
+  signal?: AbortSignal;
 }
 
 export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
@@ -42,7 +44,7 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     primary,
     versions,
     link: new ActiveLink(paths.activeLink(name), paths.storeDir),
-    source: urlFileSource(config, source, { clock, random, log }),
+    source: urlFileSource(config, source, { clock, random, log, signal: ctx.signal }),
   });
   const store = new ImageStore(paths.storeDir, paths.quarantineDir);
   const members = [

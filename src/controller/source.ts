@@ -60,7 +60,13 @@ function vouchedMetadata(served: string | null, manifest: Manifest, verify: Trus
 export function urlFileSource(
   config: Config,
   source: Pick<Config["source"], "url" | "name" | "verify" | "keyring">,
-  deps: { clock: Clock; random: Random; log: Logger },
+  deps: {
+    clock: Clock;
+    random: Random;
+    log: Logger;
+    /** Aborts manifest fetches, downloads and the waits between their retries (the daemon stopping). */
+    signal?: AbortSignal;
+  },
 ): ReleaseSource {
   const timeouts = {
     connectTimeoutMs: config.fetch.connectTimeoutSeconds * 1000,
@@ -76,6 +82,7 @@ export function urlFileSource(
         log: deps.log,
         random: deps.random,
         retries: config.fetch.retries,
+        signal: deps.signal,
       };
       const manifest = await fetchManifest({ ...common, url, name, verify, keyring });
       const served = await fetchOptional(metadataUrl(url, name), common);
@@ -96,6 +103,7 @@ export function urlFileSource(
         random: deps.random,
         log: deps.log,
         onProgress,
+        signal: deps.signal,
       }),
   };
 }

@@ -82,8 +82,10 @@ export async function runDaemon(given: CommandContext): Promise<number> {
     log,
     manageUnits: paths.root === "/",
   });
+  // Stopping aborts downloads and retry waits, so a stop is not held up past TimeoutStopSec by a slow mirror.
+  const stopping = new AbortController();
   const configure = (config: CommandContext["config"]) => {
-    const deps = buildReconcilerDeps({ ...ctx, config, systemd: systemd?.manager ?? null });
+    const deps = buildReconcilerDeps({ ...ctx, config, systemd: systemd?.manager ?? null, signal: stopping.signal });
     return { ...deps, reconciler: new Reconciler({ ...deps, onProgress: (e) => daemon?.onEvent(e) }) };
   };
   const first = configure(ctx.config);
@@ -145,6 +147,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   });
   stopWatchdog();
   await notifier.stopping("stopping");
+  stopping.abort(new Error("kata-sysextd is stopping"));
   updates?.stop();
   await stopWatching();
   await running.stop();
