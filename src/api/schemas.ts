@@ -188,4 +188,6 @@ export const metricsTextSchema: JsonSchema = { type: "string", description: "Pro
 
 /** Request schema of POST /v1/refresh: ?stream=1 asks for application/x-ndjson progress lines. */
 const FLAG = { type: "string", enum: ["0", "1", "true", "false"] };
+/** The querystring of a route that takes no parameters. */
+export const NO_QUERY = object({}, []);
 export const refreshQuerySchema = object({ stream: FLAG, releaseHolds: FLAG }, []);

@@ -11,7 +11,7 @@ import type { Metrics } from "./metrics.ts";
 import { openApiDocument, type Transport } from "./openapi.ts";
 import { compileQueryValidator } from "./query.ts";
 import { type ApiActions, errorBody, JSON_UTF8, type RouteSpec, routes } from "./routes.ts";
-import type { ErrorBody } from "./schemas.ts";
+import { type ErrorBody, NO_QUERY } from "./schemas.ts";
 
 export type { ApiActions } from "./routes.ts";
 export type { ActionResult, VersionsResult } from "./schemas.ts";
@@ -150,7 +150,8 @@ function buildApp(
       method: spec.method,
       url: spec.url,
       schema: {
-        ...(spec.querystring ? { querystring: spec.querystring } : {}),
+        // A route without parameters declares that too: an unknown one is a 400 that names it, not ignored.
+        querystring: spec.querystring ?? NO_QUERY,
         response: spec.responses,
       },
       handler: spec.handler,

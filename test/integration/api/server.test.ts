@@ -314,6 +314,20 @@ describe("unix socket", () => {
     expect(s.actions.calls).toEqual([]);
     expect((await request(s.socket, "POST", "/v1/refresh?stream=0")).status).toBe(200);
     expect(s.actions.calls).toEqual(["refresh"]);
+    expect((await request(s.socket, "POST", "/v1/refresh?releaseHolds=1")).status).toBe(200);
+    expect(s.actions.calls).toEqual(["refresh", "refresh releaseHolds"]);
+  });
+
+  it("refuses parameters on routes that take none, naming the parameter", async () => {
+    const s = await start();
+    for (const path of READ_ROUTES) {
+      const res = await fetch(`${s.base}${path}?verbose=1`);
+      expect(res.status, path).toBe(400);
+      const body = (await res.json()) as { code: string; message: string };
+      expect(body.code, path).toBe("bad-request");
+      expect(body.message, path).toContain('unknown parameter "verbose"');
+      expect((await fetch(`${s.base}${path}`)).status, path).not.toBe(400);
+    }
   });
 
   it("answers a wrong method on a known path with 405 listing what it allows", async () => {
