@@ -8,6 +8,7 @@ import type { CheckGroup } from "../preflight/check.ts";
 import type { ContainerdFiles } from "../preflight/context.ts";
 import { GROUP_TITLES, type PreflightReport, runPreflight } from "../preflight/run.ts";
 import type { CheckStatus } from "../status.ts";
+import { activeCompanions } from "../store/companions.ts";
 import { type CommandIo, EXIT } from "./io.ts";
 
 const USAGE = `Usage: kata-sysextctl preflight [--json] [--root DIR] [--config FILE]
@@ -46,16 +47,18 @@ export async function preflightCommand(argv: string[], io: CommandIo): Promise<n
   }
   const paths = hostPaths(values.root ?? "/");
   let containerd: ContainerdFiles | null;
+  let companions: { name: string; files: string[] }[];
   try {
     const config = await loadConfig(values.config ?? paths.configFile);
     const { enabled, configFile, unitDropIn } = config.containerd;
     containerd = enabled ? { configFile, unitDropIn } : null;
+    companions = await activeCompanions(paths, config);
   } catch (err) {
     const e = asKataError(err);
     io.stderr.write(`kata-sysextctl preflight: ${e.message}${e.remedy ? `\n  ${e.remedy}` : ""}\n`);
     return EXIT.usage;
   }
-  const report = await runPreflight({ paths, containerd });
+  const report = await runPreflight({ paths, containerd, companions });
   io.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report, io.isTTY));
   return report.ok ? EXIT.ok : EXIT.failed;
 }

@@ -8,6 +8,7 @@ import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
 import { runPreflight } from "../preflight/run.ts";
 import { hostArchitecture } from "../release/os-release.ts";
+import { activeCompanions } from "../store/companions.ts";
 import { ActiveLink } from "../store/link.ts";
 import { clearNextBoot } from "../store/state.ts";
 import { ImageStore } from "../store/store.ts";
@@ -51,16 +52,6 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     member(config.source.name, true, config.source, config.policy.versions),
     ...config.companions.map((c) => member(c.name, false, { ...config.source, ...c }, c.versions)),
   ];
-  /** The active companions' files: the preflight looks there for a hypervisor the Kata image lacks. */
-  const activeCompanions = async () => {
-    const found: { name: string; files: string[] }[] = [];
-    for (const m of members.slice(1)) {
-      const link = await m.link.read();
-      const image = link.kind === "store" ? await store.get(link.file) : null;
-      if (image !== null) found.push({ name: m.name, files: image.files });
-    }
-    return found;
-  };
   return {
     paths,
     config,
@@ -75,7 +66,7 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
       runPreflight({
         paths,
         containerd: config.containerd.enabled ? config.containerd : null,
-        companions: await activeCompanions(),
+        companions: await activeCompanions(paths, config),
       }),
     runtime: config.containerd.enabled
       ? containerdRegistration({ files, systemd, restart: config.containerd.restart, log })

@@ -1,12 +1,13 @@
 // A Kata image without its hypervisor, and a companion extension (the sysext-bakery's cloud-hypervisor) that
 // ships it in /usr/bin: the preflight checks the companion's binary and says what Kata's configuration needs.
-import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { hostPaths } from "../../../src/paths.ts";
 import { runPreflight } from "../../../src/preflight/run.ts";
 import { buildHost, buildPayload, PATHS } from "../../fixtures/preflight/hosts.ts";
 import { ensureHelpers, fakeVmm } from "../../fixtures/preflight/toolchain.ts";
+import { CTL, NODE, runArgv } from "../../helpers/sandbox.ts";
 
 beforeAll(() => ensureHelpers());
 
@@ -38,6 +39,36 @@ describe("preflight with a companion hypervisor extension", () => {
       remedy:
         'set path = "/usr/bin/cloud-hypervisor" under [hypervisor.clh] in /etc/kata-containers/configuration.toml',
     });
+  });
+
+  it("kata-sysextctl preflight finds the active companion from the configuration and the store, as the daemon does", async () => {
+    const root = hostWithoutClh();
+    mkdirSync(join(root, "usr/bin"), { recursive: true });
+    copyFileSync(
+      fakeVmm("cloud-hypervisor", { version: "cloud-hypervisor v53.0" }),
+      join(root, "usr/bin/cloud-hypervisor"),
+    );
+    chmodSync(join(root, "usr/bin/cloud-hypervisor"), 0o755);
+    // The companion as the daemon leaves it: a stored image with its record, and the active link to it.
+    const file = "cloud-hypervisor-v53.0-x86-64.raw";
+    const store = join(root, "var/lib/kata-sysextd/images");
+    mkdirSync(store, { recursive: true });
+    writeFileSync(join(store, file), "");
+    writeFileSync(
+      join(store, `${file}.json`),
+      JSON.stringify({ file, name: "cloud-hypervisor", version: "v53.0", files: ["usr/bin/cloud-hypervisor"] }),
+    );
+    mkdirSync(join(root, "etc/extensions"), { recursive: true });
+    symlinkSync(`../../var/lib/kata-sysextd/images/${file}`, join(root, "etc/extensions/cloud-hypervisor.raw"));
+    mkdirSync(join(root, "etc/kata-sysextd"), { recursive: true });
+    writeFileSync(
+      join(root, "etc/kata-sysextd/config.toml"),
+      '[source]\nurl = "https://example.org/"\n[[companion]]\nname = "cloud-hypervisor"\nversions = ">=51.0"\n',
+    );
+    const ran = await runArgv([NODE, CTL, "preflight", "--root", root, "--json"]);
+    const report = JSON.parse(ran.stdout) as { checks: { id: string; hypervisor?: string; detail: string }[] };
+    const check = report.checks.find((c) => c.id === "hypervisor-binary" && c.hypervisor === "clh");
+    expect(check?.detail).toContain("companion cloud-hypervisor ships /usr/bin/cloud-hypervisor");
   });
 
   it("without a companion, the missing binary is reported as missing", async () => {
