@@ -146,10 +146,22 @@ export class Daemon implements ApiActions {
         if (why === "signal") this.deps.log.notice("configuration reloaded (unchanged)");
         return false;
       }
-      if (next.config.api.listen !== this.deps.config.api.listen) {
-        this.deps.log.warning("api.listen changed; restart kata-sysextd to apply it");
+      // What is fixed at start is said, never silently kept; the timer simply starts over with the new interval.
+      const before = this.deps.config;
+      const fixedAtStart: [string, unknown, unknown][] = [
+        ["api.listen", before.api.listen, next.config.api.listen],
+        ["api.enabled", before.api.enabled, next.config.api.enabled],
+        ["daemon.log_level", before.daemon.logLevel, next.config.daemon.logLevel],
+      ];
+      for (const [key, was, now] of fixedAtStart) {
+        if (was !== now) this.deps.log.warning(`${key} changed; restart kata-sysextd to apply it`);
       }
+      const intervalChanged = before.daemon.intervalSeconds !== next.config.daemon.intervalSeconds;
       this.deps = { ...this.deps, ...next };
+      if (intervalChanged && this.timer !== null) {
+        clearInterval(this.timer);
+        this.startTimer();
+      }
       await releaseHolds(this.deps.stateFile);
       this.deps.log.notice("configuration reloaded");
       return true;

@@ -59,6 +59,12 @@ describe("the daemon's file watches", () => {
     expect(daemon.child.exitCode).toBeNull();
   });
 
+  it("says which changed keys need a restart instead of keeping them silently", async () => {
+    writeConfig(root, `${config}[policy]\nversions = "<3.31"\n[daemon]\nlog_level = "debug"\ninterval_seconds = 600\n`);
+    await waitFor("the warning", () => daemon.stderr().includes("daemon.log_level changed; restart kata-sysextd"));
+    expect(daemon.child.exitCode).toBeNull();
+  });
+
   it("notices a link removed behind its back and puts the right one back", async () => {
     const link = join(root, "etc/extensions/kata-containers.raw");
     rmSync(link);
