@@ -6,7 +6,7 @@ import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts"
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import { parsePublishedMetadata } from "../controller/decide.ts";
-import type { Observed } from "../controller/observe.ts";
+import { countKataSandboxes, type Observed } from "../controller/observe.ts";
 import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
 import { statusAfterPass } from "../controller/snapshot.ts";
 import { asKataError, KataError } from "../errors.ts";
@@ -21,6 +21,8 @@ import type { PreflightSummary, StatusDocument } from "../status.ts";
 import { clearNextBoot, releaseHolds } from "../store/state.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
+
+const SANDBOX_POLL_MS = 5_000;
 
 /** What a configuration reload replaces. */
 export interface Configured {
@@ -53,6 +55,8 @@ export class Daemon implements ApiActions {
   private doc: StatusDocument;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
+  /** While a pass waits for Kata sandboxes to end (policy.activation = "wait"): the look for them. */
+  private sandboxWatch: NodeJS.Timeout | null = null;
 
   constructor(deps: DaemonDeps) {
     this.deps = deps;
@@ -126,7 +130,9 @@ export class Daemon implements ApiActions {
         await releaseHolds(this.deps.stateFile);
         this.deps.log.notice("holds of earlier rollbacks lifted on request");
       }
-      return this.finishPass(await this.deps.reconciler.reconcile(), started);
+      const outcome = await this.deps.reconciler.reconcile();
+      if (outcome.result === "deferred" && this.deps.config.policy.activation === "wait") this.awaitSandboxesEnd();
+      return this.finishPass(outcome, started);
     });
     // A pending OS update whose image could not be staged yet (network, no release) is retried with every pass.
     void result.then(() => this.stageNextBoot());
@@ -365,9 +371,28 @@ export class Daemon implements ApiActions {
     this.timer.unref();
   }
 
+  /**
+   * "Wait until none run" means soon after the last one ends, not at the next timer pass hours later: look for
+   * the shims every few seconds (a scan of /proc, no network), and run a pass once they are gone.
+   */
+  private awaitSandboxesEnd(): void {
+    if (this.sandboxWatch !== null) return;
+    const watch = setInterval(async () => {
+      if ((await countKataSandboxes()) > 0 || this.sandboxWatch !== watch) return;
+      clearInterval(watch);
+      this.sandboxWatch = null;
+      this.deps.log.info("no Kata sandbox runs any more: activating what was waiting");
+      void this.refresh();
+    }, SANDBOX_POLL_MS);
+    watch.unref();
+    this.sandboxWatch = watch;
+  }
+
   /** Waits for the pass in flight, so a stop never interrupts a switch halfway through its stages. */
   async stop(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
+    if (this.sandboxWatch !== null) clearInterval(this.sandboxWatch);
+    this.sandboxWatch = null;
     await this.queue;
   }
 

@@ -93,8 +93,8 @@ export interface RunningDaemon {
   stop(): Promise<number | null>;
 }
 
-export function startDaemon(root: string): RunningDaemon {
-  const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root]);
+export function startDaemon(root: string, opts: { sandboxShim?: string } = {}): RunningDaemon {
+  const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root], opts);
   if (file === undefined) throw new Error("no argv");
   const child = spawn(file, args, {
     stdio: ["ignore", "ignore", "pipe"],
