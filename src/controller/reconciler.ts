@@ -15,6 +15,7 @@ import type { HostRelease } from "../release/os-release.ts";
 import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
 import type { ActiveLink } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
+import type { LinkChangeRecord } from "../store/state.ts";
 import { readState, writeState } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
@@ -235,6 +236,7 @@ export class Reconciler {
       lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
       observed = await this.observe();
+      if (observed.state.switching !== null) observed = await this.undoInterruptedSwitch(observed.state.switching);
       this.offlineMetadata = await readKeptMetadata(this.deps.store);
       const decision = await decide(observed);
       this.wantedFiles = [...decision.targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
@@ -285,6 +287,32 @@ export class Reconciler {
       await lock?.release();
       this.emit({ kind: "download", progress: null });
     }
+  }
+
+  /**
+   * The daemon died inside a switch (kill -9, power loss): some links may name the new images without their
+   * merge, containerd or health stages having run, and `previous` was not recorded yet. Put those links back and
+   * merge the old set again; the pass then switches anew with every stage and its undo, and records `previous`.
+   */
+  private async undoInterruptedSwitch(changes: LinkChangeRecord[]): Promise<Observed> {
+    let moved = false;
+    for (const change of changes) {
+      const member = this.deps.members.find((m) => m.name === change.member);
+      if (member === undefined) continue;
+      const link = await member.link.read();
+      if (link.kind !== "store" || link.file !== change.to || change.from === change.to) continue;
+      if (change.from === null) await member.link.remove();
+      else await member.link.point(change.from);
+      moved = true;
+    }
+    const undone = changes.map((c) => `${c.to} back to ${c.from ?? "nothing"}`).join(", ");
+    this.deps.log.warning(
+      `a switch was interrupted (the daemon stopped inside it): ${undone}; the pass decides again from there`,
+    );
+    if (moved) await this.deps.sysext.refresh();
+    const state = await readState(this.deps.paths.stateFile);
+    await writeState(this.deps.paths.stateFile, { ...state, switching: null });
+    return this.observe();
   }
 
   /** Null when the pass reached its goal; else the error that says what is missing. */
@@ -341,7 +369,20 @@ export class Reconciler {
         return null;
       case "switch": {
         this.emit({ kind: "state", state: "activating" });
-        const result = await this.switch(action.changes, observed);
+        // Recorded before the first link moves: if the daemon dies inside the switch, the next pass finds it.
+        await writeState(this.deps.paths.stateFile, {
+          ...(await readState(this.deps.paths.stateFile)),
+          switching: action.changes,
+        });
+        let result: Awaited<ReturnType<Reconciler["switch"]>>;
+        try {
+          result = await this.switch(action.changes, observed);
+        } catch (err) {
+          // Undone by its own stages: nothing is left half-way.
+          const state = await readState(this.deps.paths.stateFile);
+          await writeState(this.deps.paths.stateFile, { ...state, switching: null });
+          throw err;
+        }
         const state = await readState(this.deps.paths.stateFile);
         const previousCompanions = { ...state.previousCompanions };
         let previous = state.previous;
@@ -358,7 +399,7 @@ export class Reconciler {
             KATA_SYSEXT_PREVIOUS: change.from ?? "",
           });
         }
-        await writeState(this.deps.paths.stateFile, { ...state, previous, previousCompanions });
+        await writeState(this.deps.paths.stateFile, { ...state, previous, previousCompanions, switching: null });
         return result.unconfirmed;
       }
       case "remerge": {

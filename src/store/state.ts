@@ -37,6 +37,17 @@ export interface PersistedState {
     error: string | null;
     remedy: string | null;
   } | null;
+  /**
+   * The link changes of a switch under way, written before the first link moves and cleared when it is done
+   * or undone. Found at the start of a pass, it means the daemon died inside a switch (reconciler.ts).
+   */
+  switching: LinkChangeRecord[] | null;
+}
+
+export interface LinkChangeRecord {
+  member: string;
+  from: string | null;
+  to: string;
 }
 
 export const EMPTY_STATE: PersistedState = {
@@ -47,6 +58,7 @@ export const EMPTY_STATE: PersistedState = {
   deferred: {},
   held: {},
   lastReconcile: null,
+  switching: null,
 };
 
 export async function readState(file: string): Promise<PersistedState> {

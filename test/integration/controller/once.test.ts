@@ -193,6 +193,31 @@ describe("kata-sysextd --once --root", () => {
     }
   });
 
+  it("finds a switch the daemon died inside, puts the old link back and switches again with every stage", async () => {
+    const root = sandbox('[policy]\nversions = "<3.31"\n');
+    expect((await daemonOnce(root)).code).toBe(0);
+    writeConfig(root, `[source]\nurl = "${server.url}"\n`);
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
+    // As a kill -9 right after the link moved leaves it: the switch recorded, `previous` not yet.
+    const stateFile = join(root, "var/lib/kata-sysextd/state.json");
+    const state = JSON.parse(readFileSync(stateFile, "utf8"));
+    const from = "kata-containers-3.30.0-x86-64.raw";
+    const to = "kata-containers-3.32.0-x86-64.raw";
+    writeFileSync(
+      stateFile,
+      JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from, to }] }),
+    );
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(0);
+    expect(ran.stderr).toContain(`a switch was interrupted (the daemon stopped inside it): ${to} back to ${from}`);
+    expect(ran.stderr).toContain(`activated ${to}`);
+    expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
+    const after = JSON.parse(readFileSync(stateFile, "utf8"));
+    expect(after.previous).toBe(from);
+    expect(after.switching).toBeNull();
+  });
+
   it("exits 2 naming the key for an unknown configuration key", async () => {
     const root = sandbox('[policy]\nversion = ">=3"\n');
     const ran = await runArgv([NODE, DAEMON, "--once", "--root", root]);
