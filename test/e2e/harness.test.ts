@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage, writeOsRelease } from "../helpers/images.ts";
 import { allowBusName, bootContainer, type Container, isRunning, nspawnUnavailableReason } from "../helpers/nspawn.ts";
+import { processes, readProc } from "../helpers/proc.ts";
 
 const skipReason = nspawnUnavailableReason();
 if (skipReason) console.log(`skipping e2e harness test: ${skipReason}`);
@@ -254,19 +255,8 @@ setInterval(() => {}, 1000);
 
 /** PIDs of systemd-nspawn processes running a container of that name. */
 function nspawnProcesses(name: string): number[] {
-  return readdirSync("/proc")
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((pid) => {
-      const argv = readProcFile(`/proc/${pid}/cmdline`).split("\0");
-      return argv[0]?.endsWith("systemd-nspawn") && argv[argv.indexOf("-M") + 1] === name;
-    })
-    .map(Number);
-}
-
-function readProcFile(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return "";
-  }
+  return processes().filter((pid) => {
+    const argv = readProc(`/proc/${pid}/cmdline`).split("\0");
+    return argv[0]?.endsWith("systemd-nspawn") && argv[argv.indexOf("-M") + 1] === name;
+  });
 }

@@ -11,7 +11,6 @@ import {
   mkdtempSync,
   openSync,
   readdirSync,
-  readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -22,6 +21,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../../src/errors.ts";
 import { type ExecResult, run } from "../../src/exec.ts";
+import { nspids, OWN_LEVEL, ownPid, processes, procPid, readProc } from "./proc.ts";
 
 export interface Bind {
   host: string;
@@ -494,12 +494,6 @@ export function isRunning(pid: number): boolean {
   return pid > 0 && stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
 }
 
-function processes(): number[] {
-  return readdirSync("/proc")
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number);
-}
-
 function childrenOf(parent: number): number[] {
   return processes().filter((pid) => {
     const stat = readProc(`/proc/${pid}/stat`);
@@ -514,30 +508,6 @@ function isContainerInit(pid: number): boolean {
   return nspid.length > OWN_LEVEL + 1 && nspid.at(-1) === 1 && comm(pid) === "systemd";
 }
 
-// Two PID numberings meet here. /proc numbers processes in the PID namespace it was mounted for; Node (child.pid,
-// process.kill) uses this process's own. They differ when the tests run in a PID namespace of their own over the
-// host's /proc, as CI does. A process's NSpid line lists its PID at every level, /proc's level first.
-
-/** This process's level in NSpid lists read from /proc: 0 when /proc is our own, -1 when we are not in it. */
-const OWN_LEVEL = nspids("self").length - 1;
-
-function nspids(pid: number | "self"): number[] {
-  const line = /^NSpid:\s+(.*)$/m.exec(readProc(`/proc/${pid}/status`))?.[1]?.trim();
-  return line ? line.split(/\s+/).map(Number) : [];
-}
-
-/** Our PID for a /proc PID; 0 when that process is gone or outside our namespace. */
-function ownPid(procPid: number): number {
-  if (procPid <= 0) return 0;
-  return OWN_LEVEL === 0 ? procPid : (nspids(procPid)[OWN_LEVEL] ?? 0);
-}
-
-/** The /proc PID of a PID of ours (a child we spawned); 0 when it is gone. */
-function procPid(own: number): number {
-  if (own <= 0 || OWN_LEVEL === 0) return own;
-  return processes().find((pid) => nspids(pid)[OWN_LEVEL] === own) ?? 0;
-}
-
 /** Which step of finding the container's systemd got how far, for a boot that timed out. */
 function describeSearch(scriptPid: number, scriptProcPid: number, nspawnPid: number, leaderPid: number): string {
   const at = (pid: number) => (pid > 0 ? `/proc/${pid}` : "not found");
@@ -546,14 +516,6 @@ function describeSearch(scriptPid: number, scriptProcPid: number, nspawnPid: num
 
 function comm(pid: number): string {
   return readProc(`/proc/${pid}/comm`).trim();
-}
-
-function readProc(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return ""; // the process went away while we looked
-  }
 }
 
 function debugShell(leaderPid: number): string {

@@ -1,12 +1,13 @@
 // policy.activation = "wait" with the real daemon: a new image waits while a Kata sandbox runs, and is activated
 // soon after the last one ends, without waiting for the next timer pass (hours away). The sandbox is a real
 // process named containerd-shim-kata-v2, in the daemon's own PID namespace, killed with SIGKILL.
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildImage } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
+import { runningAs } from "../../helpers/proc.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { daemonOnce, makeSandboxRoot, startDaemon, until, writeConfig } from "../../helpers/sandbox.ts";
 
@@ -23,20 +24,6 @@ beforeAll(async () => {
   server = await startReleaseServer(pub);
 });
 afterAll(async () => server?.close());
-
-/** PIDs (as this test sees them) of processes whose argv[0] is `path`. */
-function processesOf(path: string): number[] {
-  return readdirSync("/proc")
-    .filter((pid) => /^\d+$/.test(pid))
-    .filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0")[0] === path;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 it("activates the waiting image within seconds of the last sandbox ending", async () => {
   const root = makeSandboxRoot();
@@ -57,7 +44,7 @@ it("activates the waiting image within seconds of the last sandbox ending", asyn
       daemon.stderr,
     );
     expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
-    const [sandbox] = processesOf(shim);
+    const [sandbox] = runningAs(shim);
     expect(sandbox).toBeGreaterThan(0);
     process.kill(sandbox ?? 0, "SIGKILL");
     const ended = Date.now();
