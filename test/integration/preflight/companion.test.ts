@@ -17,15 +17,21 @@ function hostWithoutClh(): string {
   return root;
 }
 
+/** No CLH in the Kata image, and the companion's cloud-hypervisor binary merged at /usr/bin. */
+function hostWithCompanionClh(): string {
+  const root = hostWithoutClh();
+  mkdirSync(join(root, "usr/bin"), { recursive: true });
+  copyFileSync(
+    fakeVmm("cloud-hypervisor", { version: "cloud-hypervisor v53.0" }),
+    join(root, "usr/bin/cloud-hypervisor"),
+  );
+  chmodSync(join(root, "usr/bin/cloud-hypervisor"), 0o755);
+  return root;
+}
+
 describe("preflight with a companion hypervisor extension", () => {
   it("runs the companion's binary and names the configuration change Kata needs", async () => {
-    const root = hostWithoutClh();
-    mkdirSync(join(root, "usr/bin"), { recursive: true });
-    copyFileSync(
-      fakeVmm("cloud-hypervisor", { version: "cloud-hypervisor v53.0" }),
-      join(root, "usr/bin/cloud-hypervisor"),
-    );
-    chmodSync(join(root, "usr/bin/cloud-hypervisor"), 0o755);
+    const root = hostWithCompanionClh();
     const r = await runPreflight({
       paths: hostPaths(root),
       companions: [
@@ -42,13 +48,7 @@ describe("preflight with a companion hypervisor extension", () => {
   });
 
   it("kata-sysextctl preflight finds the active companion from the configuration and the store, as the daemon does", async () => {
-    const root = hostWithoutClh();
-    mkdirSync(join(root, "usr/bin"), { recursive: true });
-    copyFileSync(
-      fakeVmm("cloud-hypervisor", { version: "cloud-hypervisor v53.0" }),
-      join(root, "usr/bin/cloud-hypervisor"),
-    );
-    chmodSync(join(root, "usr/bin/cloud-hypervisor"), 0o755);
+    const root = hostWithCompanionClh();
     // The companion as the daemon leaves it: a stored image with its record, and the active link to it.
     const file = "cloud-hypervisor-v53.0-x86-64.raw";
     const store = join(root, "var/lib/kata-sysextd/images");
