@@ -16,7 +16,7 @@ import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.
 import type { ActiveLink } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import type { LinkChangeRecord } from "../store/state.ts";
-import { readState, writeState } from "../store/state.ts";
+import { updateState } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { type ActivationDeps, type LinkChange, switchImages } from "./activation.ts";
@@ -184,12 +184,13 @@ export class Reconciler {
    * runs `kata-sysextctl refresh --release-holds`.
    */
   private async hold(files: Record<string, string[]>, why: string): Promise<void> {
-    const state = await readState(this.deps.paths.stateFile);
-    const held = { ...state.held };
-    for (const [member, list] of Object.entries(files)) {
-      if (list.length > 0) held[member] = [...new Set([...(held[member] ?? []), ...list])];
-    }
-    await writeState(this.deps.paths.stateFile, { ...state, held });
+    const { held } = await updateState(this.deps.paths.stateFile, (state) => {
+      const merged = { ...state.held };
+      for (const [member, list] of Object.entries(files)) {
+        if (list.length > 0) merged[member] = [...new Set([...(merged[member] ?? []), ...list])];
+      }
+      return { held: merged };
+    });
     this.deps.log.notice(
       `${why} holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes or \`kata-sysextctl refresh --release-holds\``,
     );
@@ -310,8 +311,7 @@ export class Reconciler {
       `a switch was interrupted (the daemon stopped inside it): ${undone}; the pass decides again from there`,
     );
     if (moved) await this.deps.sysext.refresh();
-    const state = await readState(this.deps.paths.stateFile);
-    await writeState(this.deps.paths.stateFile, { ...state, switching: null });
+    await updateState(this.deps.paths.stateFile, () => ({ switching: null }));
     return this.observe();
   }
 
@@ -370,25 +370,25 @@ export class Reconciler {
       case "switch": {
         this.emit({ kind: "state", state: "activating" });
         // Recorded before the first link moves: if the daemon dies inside the switch, the next pass finds it.
-        await writeState(this.deps.paths.stateFile, {
-          ...(await readState(this.deps.paths.stateFile)),
-          switching: action.changes,
-        });
+        await updateState(this.deps.paths.stateFile, () => ({ switching: action.changes }));
         let result: Awaited<ReturnType<Reconciler["switch"]>>;
         try {
           result = await this.switch(action.changes, observed);
         } catch (err) {
           // Undone by its own stages: nothing is left half-way.
-          const state = await readState(this.deps.paths.stateFile);
-          await writeState(this.deps.paths.stateFile, { ...state, switching: null });
+          await updateState(this.deps.paths.stateFile, () => ({ switching: null }));
           throw err;
         }
-        const state = await readState(this.deps.paths.stateFile);
-        const previousCompanions = { ...state.previousCompanions };
-        let previous = state.previous;
+        await updateState(this.deps.paths.stateFile, (state) => {
+          const previousCompanions = { ...state.previousCompanions };
+          let previous = state.previous;
+          for (const change of action.changes) {
+            if (change.member === this.name) previous = change.from;
+            else previousCompanions[change.member] = change.from;
+          }
+          return { previous, previousCompanions, switching: null };
+        });
         for (const change of action.changes) {
-          if (change.member === this.name) previous = change.from;
-          else previousCompanions[change.member] = change.from;
           const image = observed.members
             .find((m) => m.name === change.member)
             ?.images.find((i) => i.file === change.to);
@@ -399,7 +399,6 @@ export class Reconciler {
             KATA_SYSEXT_PREVIOUS: change.from ?? "",
           });
         }
-        await writeState(this.deps.paths.stateFile, { ...state, previous, previousCompanions, switching: null });
         return result.unconfirmed;
       }
       case "remerge": {
@@ -522,15 +521,12 @@ export class Reconciler {
         deferred[view.name] = target.file;
       }
     }
-    const state = await readState(this.deps.paths.stateFile);
-    await writeState(this.deps.paths.stateFile, { ...state, deferred });
+    await updateState(this.deps.paths.stateFile, () => ({ deferred }));
   }
 
   /** Records how the pass ended; read-modify-write, because a switch in this pass updated `previous`. */
   private async remember(last: { result: "ok" | "failed"; error: KataError | null }): Promise<void> {
-    const state = await readState(this.deps.paths.stateFile);
-    await writeState(this.deps.paths.stateFile, {
-      ...state,
+    await updateState(this.deps.paths.stateFile, (state) => ({
       // A pass that reached its goal has done (or superseded) what an earlier one deferred to the next boot.
       deferred: last.result === "ok" ? {} : state.deferred,
       lastReconcile: {
@@ -539,7 +535,7 @@ export class Reconciler {
         error: last.error?.message ?? null,
         remedy: last.error?.remedy ?? null,
       },
-    });
+    }));
   }
 }
 

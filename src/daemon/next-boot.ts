@@ -6,7 +6,7 @@ import { asKataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import { type HostRelease, hostAfterUpdate } from "../release/os-release.ts";
-import { type NextBoot, readState, writeState } from "../store/state.ts";
+import { type NextBoot, updateState } from "../store/state.ts";
 
 export interface StageDeps {
   reconciler: Reconciler;
@@ -51,6 +51,6 @@ export async function stageNextBoot(deps: StageDeps, current: HostRelease, versi
       ERROR_CODE: error.code,
     });
   }
-  await writeState(deps.stateFile, { ...(await readState(deps.stateFile)), nextBoot: next });
+  await updateState(deps.stateFile, () => ({ nextBoot: next }));
   return next;
 }

@@ -86,6 +86,17 @@ export async function writeState(file: string, state: PersistedState): Promise<v
   await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
 }
 
+/** Read-modify-write of state.json: `change` gets the current state and returns the fields to replace. */
+export async function updateState(
+  file: string,
+  change: (state: PersistedState) => Partial<PersistedState>,
+): Promise<PersistedState> {
+  const state = await readState(file);
+  const next = { ...state, ...change(state) };
+  await writeState(file, next);
+  return next;
+}
+
 /** Forgets a pending next boot (the update was booted, or update_engine no longer has one pending). */
 export async function clearNextBoot(file: string): Promise<void> {
   const state = await readState(file);
