@@ -47,13 +47,38 @@ function summary(failing: string | null): PreflightSummary {
   };
 }
 
+interface LoggedRecord {
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/**
+ * A Reconciler on a fresh sandbox root fed by `url`: the real store, link and source; `sysext` and `preflight` as
+ * the test gives them; every log record and event kept.
+ */
+async function reconcilerOn(
+  url: string,
+  sysext: Sysext,
+  preflight: () => Promise<PreflightSummary>,
+  root = makeSandboxRoot(),
+) {
+  writeConfig(root, `[source]\nurl = "${url}"\n[containerd]\nenabled = false\n`);
+  const paths = hostPaths(root);
+  const records: LoggedRecord[] = [];
+  const events: string[] = [];
+  const log = createLogger((_level, message, fields) => void records.push({ message, fields }), "debug");
+  const reconciler = new Reconciler({
+    ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
+    sysext,
+    preflight,
+    onProgress: (event) => void events.push(event.kind),
+  });
+  return { paths, records, events, reconciler };
+}
+
 describe("health stage and the events it logs", () => {
   it("rolls back an upgrade that breaks the preflight, holds it, and the next pass leaves it alone", async () => {
     const root = makeSandboxRoot();
-    writeConfig(root, `[source]\nurl = "${server.url}"\n[containerd]\nenabled = false\n`);
-    const paths = hostPaths(root);
-    const records: { message: string; fields: Record<string, unknown> }[] = [];
-    const log = createLogger((_level, message, fields) => void records.push({ message, fields }), "debug");
     const linked = (): string => {
       try {
         return readlinkSync(join(root, LINK)).split("/").pop() ?? "";
@@ -72,13 +97,7 @@ describe("health stage and the events it logs", () => {
     };
     const preflight = async () =>
       summary(linked().includes("3.33.0") ? "the 3.33.0 payload breaks /dev/kvm access" : null);
-    const events: string[] = [];
-    const reconciler = new Reconciler({
-      ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
-      sysext,
-      preflight,
-      onProgress: (event) => void events.push(event.kind),
-    });
+    const { paths, records, events, reconciler } = await reconcilerOn(server.url, sysext, preflight, root);
 
     expect((await reconciler.reconcile()).result).toBe("ok");
     expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
@@ -116,17 +135,8 @@ describe("health stage and the events it logs", () => {
     await publishRelease(dir, { images: [build("3.32.0")] });
     const ids = await startReleaseServer(dir);
     try {
-      const root = makeSandboxRoot();
-      writeConfig(root, `[source]\nurl = "${ids.url}"\n[containerd]\nenabled = false\n`);
-      const paths = hostPaths(root);
-      const records: { message: string; fields: Record<string, unknown> }[] = [];
-      const log = createLogger((_level, message, fields) => void records.push({ message, fields }), "debug");
       const sysext: Sysext = { limitation: "not observable here", refresh: async () => {}, merged: async () => [] };
-      const reconciler = new Reconciler({
-        ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
-        sysext,
-        preflight: async () => summary(null),
-      });
+      const { records, reconciler } = await reconcilerOn(ids.url, sysext, async () => summary(null));
       const withId = (id: string) => records.filter((r) => r.fields.MESSAGE_ID === id);
       expect((await reconciler.reconcile()).result).toBe("ok");
       await publishRelease(dir, { images: [build("3.32.0"), build("3.33.0")] });
