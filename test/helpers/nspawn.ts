@@ -194,7 +194,9 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
     while (Date.now() < deadline && script.exitCode === null && script.signalCode === null) {
       if (!scriptProcPid) scriptProcPid = procPid(scriptPid);
       if (scriptProcPid && !nspawnPid) {
-        nspawnPid = childrenOf(scriptProcPid).find((pid) => comm(pid) === "systemd-nspawn") ?? 0;
+        // Not necessarily script's child: script runs the command with `$SHELL -c`, and dash (SHELL=/bin/sh, or no
+        // SHELL at all) forks it where bash would exec it.
+        nspawnPid = descendantsOf(scriptProcPid).find((pid) => comm(pid) === "systemd-nspawn") ?? 0;
       }
       if (nspawnPid && !leaderPid) leaderPid = childrenOf(nspawnPid).find(isContainerInit) ?? 0;
       if (leaderPid) {
@@ -492,6 +494,18 @@ async function reapOrphans(): Promise<void> {
 export function isRunning(pid: number): boolean {
   const stat = readProc(`/proc/${pid}/stat`);
   return pid > 0 && stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+}
+
+/** Children, grandchildren and so on, nearest first. */
+function descendantsOf(ancestor: number): number[] {
+  const found: number[] = [];
+  let generation = [ancestor];
+  // Bounded: a process tree under script is a few levels deep; PID reuse cannot make a cycle within 8 steps matter.
+  for (let depth = 0; depth < 8 && generation.length > 0; depth += 1) {
+    generation = generation.flatMap(childrenOf);
+    found.push(...generation);
+  }
+  return found;
 }
 
 function childrenOf(parent: number): number[] {
