@@ -50,7 +50,7 @@ export async function fetchAndAdmit(
     }
   }
   if (contents === null || problems.length > 0) {
-    const where = await deps.store.quarantine(downloaded.path, image.file, problems.join("\n"));
+    const where = await deps.store.quarantine(downloaded.path, image.file, downloaded.sha256, problems.join("\n"));
     log.error(`${image.file} failed inspection and was quarantined at ${where}: ${problems.join("; ")}`, {
       MESSAGE_ID: MessageId.verificationFailed,
       ERROR_CODE: "inspect-failed",
@@ -72,5 +72,7 @@ export async function fetchAndAdmit(
     kataConfigs: contents.files.filter((f) => f.startsWith(`${KATA_DEFAULTS_DIR}/`)),
     files: contents.files,
   });
+  // The same name may have failed inspection before with other bytes: that verdict was about those.
+  await deps.store.clearQuarantine(image.file);
   log.info(`verified and stored ${image.file} (${downloaded.bytes} bytes, ${source.trust})`);
 }

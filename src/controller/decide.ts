@@ -1,8 +1,4 @@
-// What a pass wants active, per member: from the sources (the newest satisfiable set, with the publisher's
-// metadata) or, without the network (boot, rollback), from the store and the metadata kept from last time.
-import { existsSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -41,7 +37,6 @@ export async function decideRemote(
   observed: Observed,
 ): Promise<{ targets: Targets; metadata: ReleaseMetadata | undefined }> {
   const { config, arch } = ctx;
-  const quarantined = (file: string) => existsSync(join(ctx.store.quarantineDir, file));
   const published = await Promise.all(
     ctx.members.map(async (member) => {
       const manifest = await member.source.manifest();
@@ -52,10 +47,12 @@ export async function decideRemote(
       const view = observed.members.find((m) => m.name === member.name);
       // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
       const held = new Set(observed.state.held[member.name] ?? []);
+      // Quarantined: these very bytes failed inspection before (a republished file gets a fresh look).
+      const bad = await Promise.all(parsed.entries.map((e) => ctx.store.isQuarantined(e.file, e.sha256)));
       return {
         member,
         manifest,
-        entries: parsed.entries.filter((e) => !quarantined(e.file) && !held.has(e.file)),
+        entries: parsed.entries.filter((e, i) => !bad[i] && !held.has(e.file)),
         installed: view?.images.filter((i) => !held.has(i.file)).map((i) => i.version) ?? [],
       };
     }),

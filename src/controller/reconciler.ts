@@ -1,7 +1,3 @@
-// The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
-// One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
@@ -236,6 +232,9 @@ export class Reconciler {
       await this.deps.store.ensure();
       lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
+      for (const path of await this.deps.store.pruneQuarantine()) {
+        log.info(`deleted the quarantined image ${path}; its .reason stays, so those bytes are not fetched again`);
+      }
       observed = await this.observe();
       if (observed.state.switching !== null) observed = await this.undoInterruptedSwitch(observed.state.switching);
       this.offlineMetadata = await readKeptMetadata(this.deps.store);
@@ -261,7 +260,7 @@ export class Reconciler {
         const admitted = observed.members.some((m) => m.images.some((i) => i.file === downloaded && i.compatible));
         if (downloaded !== null && !admitted) break;
       }
-      const verdict = this.verdict(observed, decision.targets, requireActive);
+      const verdict = await this.verdict(observed, decision.targets, requireActive);
       if (verdict !== null) throw verdict;
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
@@ -316,7 +315,7 @@ export class Reconciler {
   }
 
   /** Null when the pass reached its goal; else the error that says what is missing. */
-  private verdict(observed: Observed, targets: Targets, requireActive: boolean): KataError | null {
+  private async verdict(observed: Observed, targets: Targets, requireActive: boolean): Promise<KataError | null> {
     for (const view of observed.members) {
       const member = this.member(view.name);
       const target = targets.get(view.name) ?? null;
@@ -333,7 +332,8 @@ export class Reconciler {
         continue;
       }
       if (active !== target.file) {
-        const quarantined = existsSync(join(this.deps.store.quarantineDir, target.file));
+        const quarantined =
+          target.remote !== null && (await this.deps.store.isQuarantined(target.file, target.remote.sha256));
         return new KataError(
           quarantined ? "inspect-failed" : "activation-failed",
           `${target.file} is not active${quarantined ? " (it failed inspection and was quarantined)" : ""}`,

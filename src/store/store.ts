@@ -2,6 +2,7 @@
 // /opt read-only on Flatcar). A file only ever enters the store by rename after its digest was verified and
 // its extension-release inspected, and its record (<file>.json) is written before that rename, so every image
 // in the store is complete, verified and described, whatever moment a crash hits.
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../errors.ts";
@@ -30,6 +31,9 @@ export interface StoredImage extends ImageRecord {
 }
 
 const RECORD_SUFFIX = ".json";
+const REASON_SUFFIX = ".reason";
+/** Quarantined images kept for inspection; older ones are deleted, their reasons kept. */
+export const QUARANTINE_KEEP_IMAGES = 2;
 const INCOMING = ".incoming";
 
 export class ImageStore {
@@ -116,13 +120,73 @@ export class ImageStore {
     return { ...record, path: dest };
   }
 
-  /** Keeps a failed image aside for inspection instead of deleting it; it is never linked. */
-  async quarantine(path: string, file: string, why: string): Promise<string> {
+  /**
+   * Keeps a failed image aside for inspection instead of deleting it; it is never linked. `<file>.reason` says why
+   * and names the image's digest: it stays when the image itself is pruned (pruneQuarantine), so the same bytes
+   * are never fetched again, while a republished file under the same name (another digest) gets a fresh look.
+   */
+  async quarantine(path: string, file: string, sha256: string, why: string): Promise<string> {
     await mkdir(this.quarantineDir, { recursive: true, mode: 0o700 });
     const dest = join(this.quarantineDir, file);
+    // The marker first: a crash between the two leaves a marker without an image, never an image nobody explains.
+    await writeFileAtomic(`${dest}${REASON_SUFFIX}`, `image: ${file}\nsha256: ${sha256}\n\n${why}\n`);
     await rename(path, dest);
-    await writeFileAtomic(`${dest}.reason`, `${why}\n`);
+    await fsyncDir(this.quarantineDir);
     return dest;
+  }
+
+  /**
+   * Whether this published image (name and digest) failed inspection before. A marker without a digest line (or
+   * an image without a marker) blocks the name whatever its digest.
+   */
+  async isQuarantined(file: string, sha256: string): Promise<boolean> {
+    const marker = join(this.quarantineDir, `${file}${REASON_SUFFIX}`);
+    let text: string;
+    try {
+      text = await readFile(marker, "utf8");
+    } catch {
+      return existsSync(join(this.quarantineDir, file));
+    }
+    const recorded = /^sha256: ([0-9a-f]{64})$/m.exec(text)?.[1];
+    return recorded === undefined || recorded === sha256.toLowerCase();
+  }
+
+  /** Forgets a quarantined image once a different image under its name passed inspection. */
+  async clearQuarantine(file: string): Promise<void> {
+    await rm(join(this.quarantineDir, file), { force: true });
+    await rm(join(this.quarantineDir, `${file}${REASON_SUFFIX}`), { force: true });
+  }
+
+  /**
+   * Deletes quarantined images beyond the `keep` newest (each can be hundreds of MiB, and a source that keeps
+   * publishing bad images would otherwise fill /var); their markers stay. Returns the removed image paths.
+   */
+  async pruneQuarantine(keep = QUARANTINE_KEEP_IMAGES): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.quarantineDir);
+    } catch {
+      return [];
+    }
+    const images = await Promise.all(
+      names
+        .filter((name) => name.endsWith(".raw"))
+        .map(async (name) => {
+          const path = join(this.quarantineDir, name);
+          // When it was quarantined: the marker's time (the image keeps its download's mtime across the rename).
+          const when = await stat(`${path}${REASON_SUFFIX}`)
+            .catch(() => stat(path))
+            .then((st) => st.mtimeMs)
+            .catch(() => 0);
+          return { path, when };
+        }),
+    );
+    const removed: string[] = [];
+    for (const { path } of images.sort((a, b) => b.when - a.when).slice(keep)) {
+      await rm(path, { force: true });
+      removed.push(path);
+    }
+    return removed;
   }
 
   /** Deletes an image and then its record (the reverse of admit, so a crash never orphans an image). */

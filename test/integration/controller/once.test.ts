@@ -157,6 +157,38 @@ describe("kata-sysextd --once --root", () => {
     }
   });
 
+  it("takes a file republished under a quarantined name with other bytes, and forgets the quarantine", async () => {
+    const pubDir = mkdtempSync(join(tmpdir(), "kata-pub-fixed-"));
+    const file = "kata-containers-3.40.0-x86-64.raw";
+    const bad = buildImage(
+      { version: "3.40.0", extensionRelease: "ID=ubuntu\nVERSION_ID=22.04\n" },
+      join(pubDir, "b1"),
+    );
+    await publishRelease(pubDir, { images: [{ version: "3.40.0", content: bad }] });
+    const pubServer = await startReleaseServer(pubDir);
+    try {
+      const root = makeSandboxRoot();
+      writeConfig(root, `[source]\nurl = "${pubServer.url}"\n`);
+      expect((await daemonOnce(root)).code).toBe(1);
+      const quarantined = join(root, "var/lib/kata-sysextd/quarantine", file);
+      expect(readFileSync(`${quarantined}.reason`, "utf8")).toContain(
+        createHash("sha256").update(readFileSync(bad)).digest("hex"),
+      );
+
+      // The publisher fixes the release in place: same file name, new bytes, new SHA256SUMS line.
+      const fixed = buildImage({ version: "3.40.0" }, join(pubDir, "b2"));
+      await publishRelease(pubDir, { images: [{ version: "3.40.0", content: fixed }] });
+      const ran = await daemonOnce(root);
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain(file);
+      expect(existsSync(quarantined)).toBe(false);
+      expect(existsSync(`${quarantined}.reason`)).toBe(false);
+      expect(pubServer.requests.filter((r) => r.path.endsWith(".raw")).length).toBe(2);
+    } finally {
+      await pubServer.close();
+    }
+  });
+
   it("quarantines a published file that cannot be opened as an image, and does not fetch it again", async () => {
     const real = readFileSync(buildImage({ version: "3.41.0" }, join(mkdtempSync(join(tmpdir(), "kata-b-")), "b.raw")));
     const cases = [
