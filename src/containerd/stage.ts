@@ -23,6 +23,12 @@ export interface RuntimeRegistration {
   stage(image: StoredImage): Stage;
   /** Removes the registration before the shim goes away, restarting containerd if it runs. */
   unregister(): Promise<void>;
+  /**
+   * Makes the registration match the active image (null: none is active), restarting containerd only when that
+   * changed something. A pass ends with it: a switch the daemon died inside, or an edit of the base configuration,
+   * leaves containerd pointing at handlers the merged image does not have. Returns whether it changed anything.
+   */
+  ensure(image: StoredImage | null): Promise<boolean>;
 }
 
 export interface RegistrationDeps {
@@ -76,6 +82,14 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
     },
     async unregister() {
       if (await unregister(deps.files)) await apply();
+    },
+    async ensure(image) {
+      let changed: boolean;
+      if (image === null) changed = await unregister(deps.files);
+      else if (!(await pathExists(deps.files.base))) return false; // said once per switch (stage above)
+      else changed = await register(deps.files, kataHandlers(image.kataConfigs));
+      if (changed) await apply();
+      return changed;
     },
   };
 }

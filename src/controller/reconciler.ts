@@ -262,6 +262,7 @@ export class Reconciler {
       }
       const verdict = await this.verdict(observed, decision.targets, requireActive);
       if (verdict !== null) throw verdict;
+      await this.ensureRegistration(observed);
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
       }
@@ -421,6 +422,19 @@ export class Reconciler {
         for (const file of action.files) await this.deps.store.remove(file);
         this.deps.log.info(`pruned ${action.files.join(", ")}`, { KATA_SYSEXT_NAME: action.member });
         return null;
+    }
+  }
+
+  /** containerd's Kata runtimes follow the primary image that is active now (stage.ts, ensure). */
+  private async ensureRegistration(observed: Observed): Promise<void> {
+    const runtime = this.deps.runtime;
+    if (runtime === undefined) return;
+    const view = observed.members.find((m) => this.member(m.name).primary);
+    const active = view?.link.kind === "store" ? await this.deps.store.get(view.link.file) : null;
+    if (await runtime.ensure(active)) {
+      this.deps.log.notice(
+        `containerd's Kata runtime registration did not match ${active?.file ?? "the absence of an active Kata image"}; rewrote it`,
+      );
     }
   }
 

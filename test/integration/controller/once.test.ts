@@ -225,6 +225,53 @@ describe("kata-sysextd --once --root", () => {
     }
   });
 
+  it("ends a pass with containerd's runtimes matching the active image, after an interrupted switch", async () => {
+    const pubDir = mkdtempSync(join(tmpdir(), "kata-pub-handlers-"));
+    const qemu = { "opt/kata/share/defaults/kata-containers/configuration-qemu.toml": "[hypervisor.qemu]\n" };
+    await publishRelease(pubDir, {
+      images: [
+        { version: "3.30.0", content: buildImage({ version: "3.30.0" }, join(pubDir, "b1")) },
+        { version: "3.32.0", content: buildImage({ version: "3.32.0", files: qemu }, join(pubDir, "b2")) },
+      ],
+    });
+    const pubServer = await startReleaseServer(pubDir);
+    try {
+      const root = makeSandboxRoot();
+      mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
+      writeFileSync(join(root, "usr/share/containerd/config.toml"), "version = 2\n");
+      const registered = () => readFileSync(join(root, "etc/kata-sysextd/containerd.toml"), "utf8");
+      const pinned = `[source]\nurl = "${pubServer.url}"\n[policy]\nversions = "<3.31"\n`;
+      writeConfig(root, pinned);
+      expect((await daemonOnce(root)).code).toBe(0);
+      expect(registered()).not.toContain("kata-qemu");
+      writeConfig(root, `[source]\nurl = "${pubServer.url}"\n`);
+      expect((await daemonOnce(root)).code).toBe(0);
+      expect(registered()).toContain("kata-qemu");
+
+      // Killed inside the switch after containerd was registered for 3.32.0, and pinned back meanwhile: the pass
+      // puts the 3.30.0 link back and wants nothing else, so only the pass's last step can fix containerd.
+      const stateFile = join(root, "var/lib/kata-sysextd/state.json");
+      const state = JSON.parse(readFileSync(stateFile, "utf8"));
+      const from = "kata-containers-3.30.0-x86-64.raw";
+      const to = "kata-containers-3.32.0-x86-64.raw";
+      writeFileSync(
+        stateFile,
+        JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from, to }] }),
+      );
+      writeConfig(root, pinned);
+      const ran = await daemonOnce(root);
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
+      expect(ran.stderr).toContain(`containerd's Kata runtime registration did not match ${from}; rewrote it`);
+      expect(registered()).not.toContain("kata-qemu");
+      expect(registered()).toContain("kata-clh");
+      // Level-triggered, not a loop: the next pass finds nothing to rewrite.
+      expect((await daemonOnce(root)).stderr).not.toContain("registration did not match");
+    } finally {
+      await pubServer.close();
+    }
+  });
+
   it("finds a switch the daemon died inside, puts the old link back and switches again with every stage", async () => {
     const root = sandbox('[policy]\nversions = "<3.31"\n');
     expect((await daemonOnce(root)).code).toBe(0);
