@@ -433,7 +433,7 @@ export class Reconciler {
     const active = view?.link.kind === "store" ? await this.deps.store.get(view.link.file) : null;
     if (await runtime.ensure(active)) {
       this.deps.log.notice(
-        `containerd's Kata runtime registration did not match ${active?.file ?? "the absence of an active Kata image"}; rewrote it`,
+        `containerd's Kata runtime registration did not match ${active?.file ?? "the absence of an active Kata image"} and the base configuration; rewrote it`,
       );
     }
   }

@@ -262,11 +262,19 @@ describe("kata-sysextd --once --root", () => {
       const ran = await daemonOnce(root);
       expect(ran.code, ran.stderr).toBe(0);
       expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
-      expect(ran.stderr).toContain(`containerd's Kata runtime registration did not match ${from}; rewrote it`);
+      expect(ran.stderr).toContain(
+        `containerd's Kata runtime registration did not match ${from} and the base configuration; rewrote it`,
+      );
       expect(registered()).not.toContain("kata-qemu");
       expect(registered()).toContain("kata-clh");
       // Level-triggered, not a loop: the next pass finds nothing to rewrite.
       expect((await daemonOnce(root)).stderr).not.toContain("registration did not match");
+      // A changed base configuration (a Flatcar update ships a new one) is merged in by the next pass too.
+      writeFileSync(join(root, "usr/share/containerd/config.toml"), 'version = 2\nroot = "/var/lib/containerd-x"\n');
+      const edited = await daemonOnce(root);
+      expect(edited.stderr).toContain("registration did not match");
+      expect(registered()).toContain("/var/lib/containerd-x");
+      expect(registered()).toContain("kata-clh");
     } finally {
       await pubServer.close();
     }
