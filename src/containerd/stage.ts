@@ -84,10 +84,10 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
       if (await unregister(deps.files)) await apply();
     },
     async ensure(image) {
-      let changed: boolean;
-      if (image === null) changed = await unregister(deps.files);
-      else if (!(await pathExists(deps.files.base))) return false; // said once per switch (stage above)
-      else changed = await register(deps.files, kataHandlers(image.kataConfigs));
+      // Without a base configuration there is nothing to merge into; the stage above says so at each switch.
+      if (image !== null && !(await pathExists(deps.files.base))) return false;
+      const changed =
+        image === null ? await unregister(deps.files) : await register(deps.files, kataHandlers(image.kataConfigs));
       if (changed) await apply();
       return changed;
     },
