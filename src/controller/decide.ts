@@ -1,3 +1,5 @@
+// What a pass wants active, per member: from the sources (the newest satisfiable set, with the publisher's
+// metadata) or, without the network (boot, rollback), from the store and the metadata kept from last time.
 import { readFile, rm } from "node:fs/promises";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";

@@ -1,3 +1,5 @@
+// The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
+// One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
