@@ -13,7 +13,8 @@ export type FetchFailure =
   | "status" // an HTTP status we do not accept
   | "too-large" // Content-Length or counted bytes over the cap
   | "redirect" // too many redirects, a loop, or a bad Location
-  | "aborted"; // the caller's AbortSignal fired
+  | "aborted" // the caller's AbortSignal fired
+  | "invalid"; // the request cannot be made: not a URL, a scheme other than http/https, a bad header
 
 const CODES: Record<FetchFailure, ErrorCode> = {
   connect: "fetch-failed",
@@ -25,6 +26,7 @@ const CODES: Record<FetchFailure, ErrorCode> = {
   "too-large": "fetch-too-large",
   redirect: "fetch-failed",
   aborted: "fetch-failed",
+  invalid: "fetch-failed",
 };
 
 export class FetchError extends KataError {
@@ -77,6 +79,8 @@ function remedyFor(kind: FetchFailure, status: number | null): string {
       return "fix the redirect configuration of the release server or point [source] url at the final location";
     case "aborted":
       return "the operation was cancelled";
+    case "invalid":
+      return "check [source] url in the configuration: it must be an http:// or https:// URL";
     default:
       return "check network connectivity to the release server; it is retried on the next pass";
   }
@@ -165,7 +169,7 @@ async function request(url: string, options: GetOptions): Promise<WireResponse> 
   try {
     target = new URL(url);
   } catch (cause) {
-    throw new FetchError("connect", url, "not a valid URL", { cause });
+    throw new FetchError("invalid", url, "not a valid URL", { cause });
   }
   try {
     const res = await get(target, options);
@@ -203,7 +207,8 @@ function checkResponse(url: string, res: WireResponse, options: GetOptions): Res
       retryAfterMs: parseRetryAfter(res.headers["retry-after"], Date.now()),
     });
   }
-  const declared = res.headers["content-length"];
+  // With Transfer-Encoding the chunks frame the body and Content-Length means nothing (RFC 9112 section 6.3).
+  const declared = res.headers["transfer-encoding"] === undefined ? res.headers["content-length"] : undefined;
   const contentLength = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : null;
   if (contentLength !== null && contentLength > options.maxBytes) {
     res.body.discard();
@@ -226,11 +231,15 @@ function capped(url: string, body: Body, max: number): Body {
   };
 }
 
-/** Retry-After is either delta-seconds or an HTTP date; returns milliseconds from `nowMs`, or null. */
+/**
+ * Retry-After is either delta-seconds or an HTTP date (IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"); returns
+ * milliseconds from `nowMs`, or null for anything else (then the usual backoff applies, not an instant retry).
+ */
 export function parseRetryAfter(value: string | undefined, nowMs: number): number | null {
   if (value === undefined) return null;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  if (!/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return null;
   const at = Date.parse(trimmed);
   if (Number.isNaN(at)) return null;
   return Math.max(0, at - nowMs);

@@ -49,7 +49,13 @@ export async function withRetries<T>(
         ATTEMPT: n + 1,
         RETRIES: policy.retries,
       });
-      await policy.clock.sleep(delay, policy.signal);
+      try {
+        await policy.clock.sleep(delay, policy.signal);
+      } catch (cause) {
+        // Cancelled while waiting (the daemon is stopping): that is what happened, not the last failure.
+        if (policy.signal?.aborted !== true) throw cause;
+        throw new FetchError("aborted", what, "aborted while waiting to retry", { cause: policy.signal.reason });
+      }
     }
   }
 }

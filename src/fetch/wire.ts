@@ -45,11 +45,12 @@ export interface WireOptions {
 }
 
 /**
- * Why an exchange failed, for the caller to turn into its own error type. "protocol" (a malformed response) and
- * "tls" (certificate or handshake rejected) stay the same however often they are tried; the others may not.
+ * Why an exchange failed, for the caller to turn into its own error type. "protocol" (a malformed response), "tls"
+ * (certificate or handshake rejected) and "invalid" (a request that cannot be sent: URL scheme, header) stay the
+ * same however often they are tried; the others may not.
  */
 export class WireError extends Error {
-  readonly kind: "connect" | "reset" | "timeout" | "aborted" | "protocol" | "tls";
+  readonly kind: "connect" | "reset" | "timeout" | "aborted" | "protocol" | "tls" | "invalid";
   constructor(kind: WireError["kind"], message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "WireError";
@@ -71,7 +72,7 @@ const USER_AGENT = "kata-sysextd";
 /** Sends GET `url` and resolves with the response head; the body is read with `body.read`. */
 export function get(url: URL, options: WireOptions): Promise<WireResponse> {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return Promise.reject(new WireError("connect", `unsupported URL scheme ${url.protocol}`));
+    return Promise.reject(new WireError("invalid", `unsupported URL scheme ${url.protocol}`));
   }
   if (options.signal?.aborted) return Promise.reject(new WireError("aborted", "aborted"));
   try {
@@ -85,6 +86,7 @@ class Exchange {
   readonly head: Promise<WireResponse>;
   readonly #socket: Socket;
   readonly #options: WireOptions;
+  readonly #tls: boolean;
   readonly #free: Buffer[] = [];
   readonly #holds = new Map<Buffer, number>();
   #headBytes: Buffer = Buffer.alloc(0);
@@ -106,6 +108,7 @@ class Exchange {
 
   constructor(url: URL, options: WireOptions) {
     this.#options = options;
+    this.#tls = url.protocol === "https:";
     this.head = new Promise((resolve, reject) => {
       this.#resolveHead = resolve;
       this.#rejectHead = reject;
@@ -173,7 +176,7 @@ class Exchange {
   #takeHead(buffer: Buffer, bytes: number): number {
     this.#headBytes = Buffer.concat([this.#headBytes, buffer.subarray(0, bytes)]);
     for (;;) {
-      const end = this.#headBytes.indexOf("\r\n\r\n");
+      const [end, bodyStart] = headEnd(this.#headBytes);
       if ((end < 0 ? this.#headBytes.length : end) > MAX_HEAD_BYTES) {
         this.#fail(new WireError("protocol", `response head is longer than ${MAX_HEAD_BYTES} bytes`));
         return -1;
@@ -181,19 +184,18 @@ class Exchange {
       if (end < 0) return -1;
       let head: ParsedHead;
       try {
-        head = parseHead(this.#headBytes.subarray(0, end).toString("latin1"));
+        head = parseHead(this.#headBytes.subarray(0, end).toString("latin1").replace(/\r$/, ""));
       } catch (err) {
         this.#fail(err as Error);
         return -1;
       }
-      const bodyStart = end + 4;
       if (head.status >= 100 && head.status < 200) {
         // An interim response (100 Continue, 103 Early Hints): the real one follows.
         this.#headBytes = this.#headBytes.subarray(bodyStart);
         continue;
       }
       try {
-        this.#framing = framingFor(head);
+        this.#framing = framingFor(head, this.#tls);
       } catch (err) {
         this.#fail(err as Error);
         return -1;
@@ -217,6 +219,8 @@ class Exchange {
         const done = new Promise<void>((resolve, reject) => {
           this.#settle = { resolve, reject };
         });
+        // Paused before anyone read (the pool filled up): from now on that is waiting for our sink, not the server.
+        if (this.#paused) this.#watchIdle(false);
         const early = this.#early;
         this.#early = [];
         for (const [chunk, owner] of early) {
@@ -361,7 +365,7 @@ function requestHead(url: URL, headers: Record<string, string>): string {
     "Connection: close",
   ];
   for (const [name, value] of Object.entries(headers)) {
-    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new WireError("connect", `bad request header ${name}`);
+    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new WireError("invalid", `bad request header ${name}`);
     lines.push(`${name}: ${value}`);
   }
   return `${lines.join("\r\n")}\r\n\r\n`;
@@ -403,12 +407,12 @@ interface Framing {
 
 type Emit = (from: number, to: number) => void;
 
-function framingFor(head: ParsedHead): Framing {
+function framingFor(head: ParsedHead, tls: boolean): Framing {
   if (head.status === 204 || head.status === 304) return new Fixed(0);
   const coding = head.headers["transfer-encoding"];
   if (coding !== undefined) {
     const last = coding.split(",").at(-1)?.trim().toLowerCase();
-    return last === "chunked" ? new Chunked() : new UntilClose();
+    return last === "chunked" ? new Chunked() : untilClose(tls);
   }
   const length = head.headers["content-length"];
   if (length !== undefined) {
@@ -419,7 +423,33 @@ function framingFor(head: ParsedHead): Framing {
     }
     return new Fixed(Number(only));
   }
+  return untilClose(tls);
+}
+
+/**
+ * A body that ends when the connection does. Over TLS a cut connection looks the same as a finished one here
+ * (node reports no missing close_notify), so anyone on the path could truncate a manifest unnoticed: refused.
+ */
+function untilClose(tls: boolean): Framing {
+  if (tls) {
+    throw new WireError(
+      "protocol",
+      "https response without Content-Length or chunked framing; its end cannot be trusted",
+    );
+  }
   return new UntilClose();
+}
+
+/**
+ * Where the head ends: [index of its last line break, index of the body's first byte], or [-1, -1] while the
+ * empty line that ends it has not arrived. Lines end in CRLF, or a bare LF (RFC 9112 section 2.2 allows it).
+ */
+function headEnd(bytes: Buffer): [number, number] {
+  for (let at = bytes.indexOf(0x0a); at >= 0; at = bytes.indexOf(0x0a, at + 1)) {
+    if (bytes[at + 1] === 0x0a) return [at, at + 2];
+    if (bytes[at + 1] === 0x0d && bytes[at + 2] === 0x0a) return [at, at + 3];
+  }
+  return [-1, -1];
 }
 
 class Fixed implements Framing {
@@ -489,9 +519,12 @@ export class Chunked implements Framing {
       }
       if (byte !== 0x0a) {
         this.#line += String.fromCharCode(byte);
-        if (this.#line.length > 1024) throw new WireError("protocol", "chunk size line longer than 1024 bytes");
-        if (this.#state === "trailer" && ++this.#trailerBytes > MAX_HEAD_BYTES) {
-          throw new WireError("protocol", `chunked trailer longer than ${MAX_HEAD_BYTES} bytes`);
+        if (this.#state === "trailer") {
+          if (++this.#trailerBytes > MAX_HEAD_BYTES) {
+            throw new WireError("protocol", `chunked trailer longer than ${MAX_HEAD_BYTES} bytes`);
+          }
+        } else if (this.#line.length > 1024) {
+          throw new WireError("protocol", "chunk size line longer than 1024 bytes");
         }
         continue;
       }
@@ -501,7 +534,8 @@ export class Chunked implements Framing {
         if (line === "") this.#state = "done";
         continue;
       }
-      const size = /^([0-9a-fA-F]{1,13})[ \t]*(?:;.*)?$/.exec(line);
+      // Leading zeros are allowed in any number; 13 hex digits more is beyond any file we would take.
+      const size = /^0*([0-9a-fA-F]{1,13})[ \t]*(?:;.*)?$/.exec(line);
       if (size === null) throw new WireError("protocol", `bad chunk size line "${line.slice(0, 40)}"`);
       this.#left = Number.parseInt(size[1] ?? "", 16);
       this.#state = this.#left === 0 ? "trailer" : "data";

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { type FetchError, httpGet } from "../../../src/fetch/http.ts";
 import { get, type WireOptions } from "../../../src/fetch/wire.ts";
 import { makeCertificate } from "./support.ts";
 
@@ -182,6 +183,58 @@ describe("requests and framing", () => {
     expect(String(err)).toMatch(message);
   });
 
+  test("a head whose lines end in a bare LF (RFC 9112 allows it) is read", async () => {
+    const s = await serve((socket) => {
+      socket.write("HTTP/1.1 200 OK\nContent-Length: 3\nX-A: b\n\nabc"); // and the connection stays open
+    });
+    expect(await readAll(s.url)).toEqual({ status: 200, body: Buffer.from("abc") });
+  });
+
+  test("a trailer field longer than a chunk size line may be, and zero-padded chunk sizes", async () => {
+    const s = await serve((socket) => {
+      socket.end(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          `0000000000000005\r\nhello\r\n0\r\nX-Checksum: ${"a".repeat(2000)}\r\n\r\n`,
+      );
+    });
+    expect(await readAll(s.url)).toEqual({ status: 200, body: Buffer.from("hello") });
+  });
+
+  test("a chunk size line longer than 1024 bytes is still refused", async () => {
+    const s = await serve((socket) => {
+      socket.end(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=${"x".repeat(1100)}\r\nhello\r\n`);
+    });
+    const res = await get(s.url, OPTIONS);
+    expect(await failure(res.body.read(() => undefined))).toMatchObject({
+      kind: "protocol",
+      message: "chunk size line longer than 1024 bytes",
+    });
+  });
+
+  test("Transfer-Encoding wins over Content-Length, for the framing and for the size httpGet reports", async () => {
+    const s = await serve((socket) => {
+      socket.end(
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      );
+    });
+    const res = await httpGet(s.url.href, { ...OPTIONS, maxBytes: 1 << 20 });
+    expect(res.contentLength).toBeNull();
+    const chunks: string[] = [];
+    await res.body.read((chunk) => void chunks.push(chunk.toString()));
+    expect(chunks.join("")).toBe("hello");
+  });
+
+  test.each([
+    ["a scheme other than http and https", "ftp://127.0.0.1/x.raw", {}, /unsupported URL scheme ftp:/],
+    ["not a URL at all", "not a url", {}, /not a valid URL/],
+    ["a header with a line break", "http://127.0.0.1:9/x.raw", { Range: "bytes=0-\r\nX: 1" }, /bad request header/],
+  ])("%s is invalid, final, and points at the configuration", async (_name, url, headers, message) => {
+    const err = await failure(httpGet(url, { ...OPTIONS, maxBytes: 1 << 20, headers }));
+    expect(err).toMatchObject({ name: "FetchError", kind: "invalid", retryable: false });
+    expect(String(err)).toMatch(message);
+    expect((err as FetchError).remedy).toContain("[source] url");
+  });
+
   test("a close before the head ends fails the exchange with reset", async () => {
     const s = await serve((socket) => {
       socket.end("HTTP/1.1 200 OK\r\nContent-Le");
@@ -242,6 +295,23 @@ describe("flow control and failures", () => {
     expect(hash.digest("hex")).toBe(createHash("sha256").update(body).digest("hex"));
     // Eight buffers the sink may hold plus the socket's next read buffer.
     expect(buffers.size).toBeLessThanOrEqual(9);
+  });
+
+  test("a pool filled before the caller reads: waiting for a slow sink after that is no idle timeout", async () => {
+    const body = randomBytes(24 << 20);
+    const s = await serve((socket) =>
+      socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body])),
+    );
+    const res = await get(s.url, { connectTimeoutMs: 2000, idleTimeoutMs: 200 });
+    await sleep(100); // the body keeps arriving until every pool buffer is held and the socket pauses
+    const hash = createHash("sha256");
+    let calls = 0;
+    await res.body.read(async (chunk) => {
+      hash.update(chunk);
+      calls += 1;
+      if (calls <= 8) await sleep(500); // every held buffer stays held longer than the idle timeout
+    });
+    expect(hash.digest("hex")).toBe(createHash("sha256").update(body).digest("hex"));
   });
 
   test("a server that stops sending fails with the idle timeout", async () => {
@@ -360,6 +430,26 @@ describe("https", () => {
     const err = await failure(get(new URL(url.href.replace("localhost", "127.0.0.1")), { ...OPTIONS, ca }));
     expect(err).toMatchObject({ kind: "tls" });
     expect(String(err)).toMatch(/TLS handshake failed: .*altnames/);
+  });
+
+  test("an https body delimited only by the connection's end is refused: a cut would look complete", async () => {
+    const certificate = makeCertificate(mkdtempSync(join(dir, "unframed-")));
+    const unframed = createTlsServer({ key: certificate.key, cert: certificate.cert }, (socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", () => socket.end("HTTP/1.1 200 OK\r\n\r\naaaa  image-1.raw\n"));
+    });
+    await new Promise<void>((resolve) => unframed.listen(0, "127.0.0.1", () => resolve()));
+    try {
+      const address = unframed.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      const err = await failure(
+        get(new URL(`https://localhost:${port}/SHA256SUMS`), { ...OPTIONS, ca: certificate.ca }),
+      );
+      expect(err).toMatchObject({ kind: "protocol" });
+      expect(String(err)).toMatch(/https response without Content-Length or chunked framing/);
+    } finally {
+      await new Promise((r) => unframed.close(() => r(undefined)));
+    }
   });
 
   test("https to a server that speaks plain http is a tls failure", async () => {

@@ -37,6 +37,7 @@ describe("retryDelay", () => {
     ["too large is final", new FetchError("too-large", "http://x/", "big"), null],
     ["a redirect loop is final", new FetchError("redirect", "http://x/", "loop"), null],
     ["an abort is final", new FetchError("aborted", "http://x/", "aborted"), null],
+    ["a request that cannot be made is final", new FetchError("invalid", "ftp://x/", "unsupported URL scheme"), null],
     ["a digest mismatch is final", new KataError("digest-mismatch", "bad"), null],
     ["Retry-After beyond 10 minutes is left to the next pass", status(503, 3_600_000), null],
   ];
@@ -70,6 +71,30 @@ describe("withRetries", () => {
     expect(calls).toBe(3);
   });
 
+  test("cancelled while waiting to retry: an aborted FetchError, not the failure it was waiting after", async () => {
+    const controller = new AbortController();
+    const p: RetryPolicy = {
+      ...policy(),
+      signal: controller.signal,
+      // The real clock's sleep rejects with the signal's reason when it fires.
+      clock: { ...fakeClock(), sleep: (_ms, signal) => Promise.reject(signal?.reason) },
+    };
+    let calls = 0;
+    const failing = withRetries("download of x.raw", p, async () => {
+      calls++;
+      controller.abort();
+      throw status(503);
+    });
+    await expect(failing).rejects.toMatchObject({ name: "FetchError", kind: "aborted", retryable: false });
+    await expect(failing).rejects.toThrow("download of x.raw: aborted while waiting to retry");
+    expect(calls).toBe(1);
+  });
+
+  test("a sleep that fails for another reason passes that failure on", async () => {
+    const p: RetryPolicy = { ...policy(), clock: { ...fakeClock(), sleep: () => Promise.reject(new Error("boom")) } };
+    await expect(withRetries("thing", p, () => Promise.reject(status(503)))).rejects.toThrow("boom");
+  });
+
   test("does not retry a final error", async () => {
     let calls = 0;
     await expect(
@@ -89,6 +114,10 @@ describe("parsers", () => {
     expect(parseRetryAfter("Thu, 01 Jan 2026 00:00:30 GMT", now)).toBe(30_000);
     expect(parseRetryAfter("Wed, 31 Dec 2025 00:00:00 GMT", now)).toBe(0);
     expect(parseRetryAfter("soon", now)).toBeNull();
+    // Date.parse takes these, but they are no HTTP date: the usual backoff, not an instant retry.
+    expect(parseRetryAfter("1.5", now)).toBeNull();
+    expect(parseRetryAfter("soon 1", now)).toBeNull();
+    expect(parseRetryAfter("2026-01-01T00:00:30Z", now)).toBeNull();
     expect(parseRetryAfter(undefined, now)).toBeNull();
   });
 
