@@ -1,5 +1,6 @@
 // Getting one published image into the store: download (verified against its SHA256SUMS digest), inspect its
-// own extension-release and payload, and admit it, or keep it aside in quarantine. Nothing here is linked.
+// own extension-release and payload, and admit it, or keep it aside in quarantine. Nothing here is linked. An image
+// for another release of this OS is admitted too: the passes decide per host which stored images may be linked.
 import type { Clock } from "../clock.ts";
 import { KATA_DEFAULTS_DIR } from "../containerd/registration.ts";
 import { KataError } from "../errors.ts";
@@ -33,6 +34,9 @@ export async function fetchAndAdmit(
   );
   emit({ kind: "state", state: "verifying" });
   const problems: string[] = [];
+  // Set when the image is sound but made for another release of this OS (VERSION_ID, SYSEXT_LEVEL): stored, not
+  // quarantined, since it is what the host needs after an update (or needed before one).
+  let otherRelease: string[] | null = null;
   let contents: ImageContents | null = null;
   try {
     contents = await inspectImage(downloaded.path, name);
@@ -46,7 +50,8 @@ export async function fetchAndAdmit(
     if (contents.extensionRelease !== null) {
       const release = parseExtensionRelease(contents.extensionRelease);
       const decision = compatible(host, release, { name, arch: deps.arch });
-      if (!decision.compatible) problems.push(...decision.reasons);
+      if (decision.releaseBound === true) otherRelease = decision.reasons;
+      else if (!decision.compatible) problems.push(...decision.reasons);
     }
   }
   if (contents === null || problems.length > 0) {
@@ -74,5 +79,11 @@ export async function fetchAndAdmit(
   });
   // The same name may have failed inspection before with other bytes: that verdict was about those.
   await deps.store.clearQuarantine(image.file);
-  log.info(`verified and stored ${image.file} (${downloaded.bytes} bytes, ${source.trust})`);
+  if (otherRelease !== null) {
+    log.notice(
+      `verified and stored ${image.file}, made for another ${host.id ?? "OS"} release than ${host.versionId ?? "this one"} (${otherRelease.join("; ")}); it is not linked here, and is kept for the release it matches`,
+    );
+  } else {
+    log.info(`verified and stored ${image.file} (${downloaded.bytes} bytes, ${source.trust})`);
+  }
 }

@@ -11,7 +11,7 @@ import { resolveOffline } from "../release/resolve.ts";
 import { resolveSet } from "../release/set.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
 import type { ImageStore } from "../store/store.ts";
-import type { JudgedImage, Observed } from "./observe.ts";
+import { type JudgedImage, judge, type Observed } from "./observe.ts";
 import type { Member, Targets } from "./reconciler.ts";
 
 export interface DecideContext {
@@ -51,11 +51,15 @@ export async function decideRemote(
       const held = new Set(observed.state.held[member.name] ?? []);
       // Quarantined: these very bytes failed inspection before (a republished file gets a fresh look).
       const bad = await Promise.all(parsed.entries.map((e) => ctx.store.isQuarantined(e.file, e.sha256)));
+      // Stored images judged against the host this decision is for (the booted one, or an update's next
+      // release): one made for another release is no candidate here, and is not fetched again either.
+      const stored = judge(view?.images ?? [], host, member.name, arch);
+      const elsewhere = new Set(stored.filter((i) => !i.compatible).map((i) => i.file));
       return {
         member,
         manifest,
-        entries: parsed.entries.filter((e, i) => !bad[i] && !held.has(e.file)),
-        installed: view?.images.filter((i) => !held.has(i.file)).map((i) => i.version) ?? [],
+        entries: parsed.entries.filter((e, i) => !bad[i] && !held.has(e.file) && !elsewhere.has(e.file)),
+        installed: stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version),
       };
     }),
   );

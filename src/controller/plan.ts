@@ -42,7 +42,9 @@ export type Action =
   | { kind: "remerge"; file: string }
   | { kind: "unlink"; reason: string }
   | { kind: "defer"; reason: string }
-  | { kind: "prune"; files: string[] };
+  | { kind: "prune"; files: string[] }
+  /** The target is stored but cannot be linked here; the caller reports why, and no member of the set moves. */
+  | { kind: "blocked"; reason: string };
 
 /** The first thing to do next; the loop carries it out, observes again and asks again. */
 export function nextAction(input: PlanInput): Action | null {
@@ -53,7 +55,7 @@ export function nextAction(input: PlanInput): Action | null {
   if (target !== null && target.file !== active) {
     const stored = input.store.find((e) => e.file === target.file);
     if (stored === undefined) return { kind: "download", target };
-    if (!stored.compatible) return null; // inspection decided against it; the caller reports why
+    if (!stored.compatible) return { kind: "blocked", reason: `${target.file} does not match this host` };
     const busy = sandboxesBlock(input);
     if (busy !== null) return busy;
     return { kind: "switch", to: target.file, from: active };
@@ -117,6 +119,8 @@ export function nextJointAction(perMember: readonly { member: string; action: Ac
   }
   const deferred = perMember.find((p) => p.action?.kind === "defer");
   if (deferred?.action?.kind === "defer") return { kind: "defer", reason: deferred.action.reason };
+  // One member that cannot take its target would leave the others switched to a set nobody chose.
+  if (perMember.some((p) => p.action?.kind === "blocked")) return null;
   const changes = perMember.flatMap((p) =>
     p.action?.kind === "switch" ? [{ member: p.member, to: p.action.to, from: p.action.from }] : [],
   );

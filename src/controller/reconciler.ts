@@ -240,8 +240,10 @@ export class Reconciler {
       observed = await this.observe();
       if (observed.state.switching !== null) observed = await this.undoInterruptedSwitch(observed.state.switching);
       this.offlineMetadata = await readKeptMetadata(this.deps.store);
-      const decision = await decide(observed);
-      this.wantedFiles = [...decision.targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
+      const wanted = (targets: Targets): string[] => [...targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
+      let decision = await decide(observed);
+      this.wantedFiles = wanted(decision.targets);
+      let redecided = 0;
       for (let step = 0; step < MAX_STEPS + 2 * this.deps.members.length; step++) {
         const current = observed;
         const action = nextJointAction(
@@ -260,7 +262,15 @@ export class Reconciler {
         observed = await this.observe();
         const downloaded = action.kind === "download" ? action.target.file : null;
         const admitted = observed.members.some((m) => m.images.some((i) => i.file === downloaded && i.compatible));
-        if (downloaded !== null && !admitted) break;
+        if (downloaded !== null && !admitted) {
+          // Stored, but made for another release of this OS (admit.ts): decide again, which passes it over. At
+          // most once per member; an image that did not make it into the store ends the pass (quarantined).
+          const stored = observed.members.some((m) => m.images.some((i) => i.file === downloaded));
+          if (!stored || redecided >= this.deps.members.length) break;
+          redecided += 1;
+          decision = await decide(observed);
+          this.wantedFiles = wanted(decision.targets);
+        }
       }
       const verdict = await this.verdict(observed, decision.targets, requireActive);
       if (verdict !== null) throw verdict;

@@ -26,6 +26,11 @@ export interface CompatDecision {
   compatible: boolean;
   /** Why; each reason names the field that decided. Never empty. */
   reasons: string[];
+  /**
+   * Not compatible only because of VERSION_ID or SYSEXT_LEVEL: the image is for another release of this OS and
+   * may merge after an update (or did before one). Every other mismatch holds on any release of this host.
+   */
+  releaseBound?: boolean;
 }
 
 const DEFAULT_SCOPE = ["system", "portable"];
@@ -35,6 +40,11 @@ const show = (v: string | null): string => (v === null ? "unset" : JSON.stringif
 export function compatible(host: HostRelease, ext: ExtensionRelease | null, opts: CompatOptions): CompatDecision {
   const yes = (reason: string): CompatDecision => ({ compatible: true, reasons: [reason] });
   const no = (reason: string): CompatDecision => ({ compatible: false, reasons: [reason] });
+  const otherRelease = (reason: string): CompatDecision => ({
+    compatible: false,
+    reasons: [reason],
+    releaseBound: true,
+  });
   const { name, arch } = opts;
   const scope = opts.scope ?? "system";
 
@@ -69,7 +79,7 @@ export function compatible(host: HostRelease, ext: ExtensionRelease | null, opts
   }
   if (!empty(host.sysextLevel) && !empty(ext.sysextLevel)) {
     if (host.sysextLevel !== ext.sysextLevel) {
-      return no(`SYSEXT_LEVEL: extension has ${show(ext.sysextLevel)}, host has ${show(host.sysextLevel)}`);
+      return otherRelease(`SYSEXT_LEVEL: extension has ${show(ext.sysextLevel)}, host has ${show(host.sysextLevel)}`);
     }
     return yes(`${idWord}; SYSEXT_LEVEL ${show(ext.sysextLevel)} matches`);
   }
@@ -79,7 +89,9 @@ export function compatible(host: HostRelease, ext: ExtensionRelease | null, opts
       return no(`VERSION_ID: missing in extension-release (${why}), host has ${show(host.versionId)}`);
     }
     if (ext.versionId !== host.versionId) {
-      return no(`VERSION_ID: extension has ${show(ext.versionId)}, host has ${show(host.versionId)} (${why})`);
+      return otherRelease(
+        `VERSION_ID: extension has ${show(ext.versionId)}, host has ${show(host.versionId)} (${why})`,
+      );
     }
     return yes(`${idWord}; VERSION_ID ${show(ext.versionId)} matches (${why})`);
   }

@@ -280,6 +280,58 @@ describe("kata-sysextd --once --root", () => {
     }
   });
 
+  it("stores an image made for the next Flatcar release without linking it, and boots into it offline", async () => {
+    const pubDir = mkdtempSync(join(tmpdir(), "kata-pub-next-"));
+    // As Flatcar's own extensions are: each image made for one release (VERSION_ID, no SYSEXT_LEVEL).
+    const forRelease = (v: string) => `ID=flatcar\nVERSION_ID=${v}\nARCHITECTURE=x86-64\n`;
+    const forNext = forRelease("4650.0.0");
+    await publishRelease(pubDir, {
+      images: [
+        {
+          version: "3.32.0",
+          content: buildImage({ version: "3.32.0", extensionRelease: forRelease("4593.2.5") }, join(pubDir, "b1")),
+        },
+        {
+          version: "3.33.0",
+          content: buildImage({ version: "3.33.0", extensionRelease: forNext }, join(pubDir, "b2")),
+        },
+      ],
+    });
+    const pubServer = await startReleaseServer(pubDir);
+    const fetchesOf = (version: string) =>
+      pubServer.requests.filter((r) => r.path.endsWith(`-${version}-x86-64.raw`)).length;
+    try {
+      const root = makeSandboxRoot("4593.2.5");
+      writeConfig(root, `[source]\nurl = "${pubServer.url}"\n`);
+      // One pass: 3.33.0 is fetched, found to be for 4650.0.0 and kept; the pass decides again and links 3.32.0.
+      const first = await daemonOnce(root);
+      expect(first.code, first.stderr).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
+      expect(first.stderr).toContain("made for another flatcar release than 4593.2.5");
+      expect(existsSync(join(root, STORE, "kata-containers-3.33.0-x86-64.raw"))).toBe(true);
+      expect(existsSync(join(root, "var/lib/kata-sysextd/quarantine/kata-containers-3.33.0-x86-64.raw"))).toBe(false);
+      // Later passes on this release neither fetch it again nor fail over it.
+      const again = await daemonOnce(root);
+      expect(again.code, again.stderr).toBe(0);
+      expect(fetchesOf("3.33.0")).toBe(1);
+
+      // The update to 4650.0.0 and the reboot: 3.32.0 no longer merges, and the boot step links the stored
+      // 3.33.0 without the network.
+      writeOsRelease(root, "4650.0.0");
+      const booted = await runArgv(inMountNamespace(root, [NODE, DAEMON, "boot", "--root", root]));
+      expect(booted.code, booted.stderr).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain("3.33.0");
+      // With the network back, the pass agrees and fetches nothing.
+      const after = await daemonOnce(root);
+      expect(after.code, after.stderr).toBe(0);
+      expect(readlinkSync(join(root, LINK))).toContain("3.33.0");
+      expect(fetchesOf("3.33.0")).toBe(1);
+      expect(fetchesOf("3.32.0")).toBe(1);
+    } finally {
+      await pubServer.close();
+    }
+  });
+
   it("finds a switch the daemon died inside, puts the old link back and switches again with every stage", async () => {
     const root = sandbox('[policy]\nversions = "<3.31"\n');
     expect((await daemonOnce(root)).code).toBe(0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { nextAction, type PlanInput, pruneCandidates } from "../../../src/controller/plan.ts";
+import { nextAction, nextJointAction, type PlanInput, pruneCandidates } from "../../../src/controller/plan.ts";
 
 const img = (version: string, compatible = true) => ({ file: `k-${version}-x86-64.raw`, version, compatible });
 const linked = (version: string) => ({ kind: "store" as const, file: `k-${version}-x86-64.raw`, target: "../x" });
@@ -38,9 +38,9 @@ describe("nextAction", () => {
       { kind: "switch", to: "k-3.32.0-x86-64.raw", from: "k-3.30.0-x86-64.raw" },
     ],
     [
-      "target stored but failed inspection: nothing to do here",
+      "target stored but not for this host: blocked, the caller reports it",
       { target: local("3.32.0"), store: [img("3.32.0", false)] },
-      null,
+      { kind: "blocked", reason: "k-3.32.0-x86-64.raw does not match this host" },
     ],
     [
       "already active and merged",
@@ -120,5 +120,52 @@ describe("pruneCandidates", () => {
       "k-3.3.0-x86-64.raw",
       "k-3.2.0-x86-64.raw",
     ]);
+  });
+});
+
+describe("nextJointAction", () => {
+  const kata = "kata-containers";
+  const ch = "cloud-hypervisor";
+  const switchTo = (to: string, from: string | null) => ({ kind: "switch" as const, to, from });
+
+  it("fetches every member before any link moves", () => {
+    expect(
+      nextJointAction([
+        { member: kata, action: switchTo("k-3.33.0-x86-64.raw", "k-3.32.0-x86-64.raw") },
+        { member: ch, action: { kind: "download", target: remote("52.0") } },
+      ]),
+    ).toEqual({ kind: "download", member: ch, target: remote("52.0") });
+  });
+
+  it("moves every member that switches together", () => {
+    expect(
+      nextJointAction([
+        { member: kata, action: switchTo("k-3.33.0-x86-64.raw", "k-3.32.0-x86-64.raw") },
+        { member: ch, action: switchTo("c-52.0.raw", "c-51.0.raw") },
+      ]),
+    ).toEqual({
+      kind: "switch",
+      changes: [
+        { member: kata, to: "k-3.33.0-x86-64.raw", from: "k-3.32.0-x86-64.raw" },
+        { member: ch, to: "c-52.0.raw", from: "c-51.0.raw" },
+      ],
+    });
+  });
+
+  it("moves nobody when one member's target cannot be linked here", () => {
+    const input: PlanInput = {
+      ...base,
+      target: local("3.33.0"),
+      store: [img("3.32.0"), img("3.33.0", false)],
+      link: linked("3.32.0"),
+    };
+    const blocked = nextAction(input);
+    expect(blocked).toEqual({ kind: "blocked", reason: "k-3.33.0-x86-64.raw does not match this host" });
+    expect(
+      nextJointAction([
+        { member: kata, action: blocked },
+        { member: ch, action: switchTo("c-52.0.raw", "c-51.0.raw") },
+      ]),
+    ).toBeNull();
   });
 });

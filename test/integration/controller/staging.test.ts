@@ -1,0 +1,74 @@
+// Staging for an update's next Flatcar release (what the daemon does on UPDATED_NEED_REBOOT), against a real
+// release server on 127.0.0.1, real squashfs images and a sandbox root: every stored image is judged against the
+// release it is staged for, not the running one.
+import { mkdtempSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../../src/config/load.ts";
+import { buildReconcilerDeps } from "../../../src/controller/commands.ts";
+import { Reconciler } from "../../../src/controller/reconciler.ts";
+import { createLogger } from "../../../src/log/logger.ts";
+import { hostPaths } from "../../../src/paths.ts";
+import { hostAfterUpdate, readHostReleaseUnder } from "../../../src/release/os-release.ts";
+import type { Sysext } from "../../../src/sysext/sysext.ts";
+import { buildImage } from "../../helpers/images.ts";
+import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
+
+const LINK = "etc/extensions/kata-containers.raw";
+/** As Flatcar's own extensions are: each image made for one release (VERSION_ID, no SYSEXT_LEVEL). */
+const forRelease = (v: string) => `ID=flatcar\nVERSION_ID=${v}\nARCHITECTURE=x86-64\n`;
+
+let server: ReleaseServer;
+
+beforeAll(async () => {
+  const pub = mkdtempSync(join(tmpdir(), "kata-pub-staging-"));
+  const image = (version: string, release: string) => ({
+    version,
+    content: buildImage({ version, extensionRelease: forRelease(release) }, join(pub, "build", `${version}.raw`)),
+  });
+  await publishRelease(pub, { images: [image("3.32.0", "4593.2.5"), image("3.33.0", "4650.0.0")] });
+  server = await startReleaseServer(pub);
+});
+afterAll(async () => server?.close());
+
+async function reconcilerFor(root: string): Promise<Reconciler> {
+  writeConfig(root, `[source]\nurl = "${server.url}"\n[containerd]\nenabled = false\n`);
+  const paths = hostPaths(root);
+  const sysext: Sysext = {
+    limitation: "merge not observable in this test",
+    refresh: async () => {},
+    merged: async () => [],
+  };
+  const log = createLogger(() => undefined);
+  return new Reconciler({
+    ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
+    sysext,
+  });
+}
+
+describe("staging for the next release", () => {
+  it("stages the stored image that matches the next release, not the one active now", async () => {
+    const root = makeSandboxRoot("4593.2.5");
+    const reconciler = await reconcilerFor(root);
+    // The pass on 4593.2.5 links 3.32.0 and keeps 3.33.0 (made for 4650.0.0) in the store.
+    expect((await reconciler.reconcile()).result).toBe("ok");
+    expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
+    const fetched = server.requests.filter((r) => r.path.endsWith(".raw")).length;
+
+    const next = hostAfterUpdate(await readHostReleaseUnder(hostPaths(root).host), "4650.0.0");
+    const staged = await reconciler.stageFor(next);
+    expect(staged.map((i) => i.file)).toEqual(["kata-containers-3.33.0-x86-64.raw"]);
+    expect(server.requests.filter((r) => r.path.endsWith(".raw")).length).toBe(fetched); // already stored
+    expect(readlinkSync(join(root, LINK))).toContain("3.32.0"); // staging links nothing
+  });
+
+  it("refuses to stage when nothing published matches the next release", async () => {
+    const root = makeSandboxRoot("4593.2.5");
+    const reconciler = await reconcilerFor(root);
+    expect((await reconciler.reconcile()).result).toBe("ok");
+    const next = hostAfterUpdate(await readHostReleaseUnder(hostPaths(root).host), "4700.0.0");
+    await expect(reconciler.stageFor(next)).rejects.toThrow(/no acceptable Kata version|no Kata version matches/);
+  });
+});
