@@ -1,40 +1,68 @@
 // One pass at a time per host: `kata-sysextd --once` started by hand while the daemon runs must not download
-// into the same partial file or switch links under it. The lock is a file created with O_EXCL holding the
-// owner's pid; a lock whose owner is gone (kill -9) is taken over.
-import { open, readFile, rm } from "node:fs/promises";
+// into the same partial file or switch links under it.
+//
+// The lock is the kernel's: flock(2) on the store's .lock file, taken through util-linux `flock` on a descriptor
+// we pass it (Node has no flock). A flock belongs to the open file description, so it stays ours after that
+// child exits, and the kernel drops it when our descriptor closes, however the process ends (kill -9 too).
+// Nothing is ever stale: no pid to reuse across a reboot, no file that exists empty while being written, no
+// takeover race. The file stays in place and holds the owner's pid, for the message that names it.
+import { spawn } from "node:child_process";
+import { type FileHandle, open } from "node:fs/promises";
 import { KataError } from "../errors.ts";
 
 export interface Lock {
   release(): Promise<void>;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+/** flock's exit status when another process holds the lock (its --conflict-exit-code). */
+const HELD = 75;
 
 export async function acquireLock(path: string): Promise<Lock> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, "wx", 0o600);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      return { release: () => rm(path, { force: true }) };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const owner = Number.parseInt(await readFile(path, "utf8").catch(() => ""), 10);
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
-        throw new KataError("store-failed", `another kata-sysextd pass is running (pid ${owner})`, {
-          remedy: "wait for it to finish, or use `kata-sysextctl refresh` to ask the running daemon",
-        });
-      }
-      // The owner died without releasing it: take over.
-      await rm(path, { force: true });
+  const handle = await open(path, "a+", 0o600); // created if missing; nothing truncated before we hold it
+  try {
+    const result = await flockNonblocking(handle);
+    if (result.code === HELD) {
+      const owner = Number.parseInt(await handle.readFile("utf8").catch(() => ""), 10);
+      throw new KataError(
+        "store-failed",
+        `another kata-sysextd pass is running${Number.isInteger(owner) && owner > 0 ? ` (pid ${owner})` : ""}`,
+        { remedy: "wait for it to finish, or use `kata-sysextctl refresh` to ask the running daemon" },
+      );
     }
+    if (result.code !== 0) {
+      throw new KataError("store-failed", `cannot lock ${path}: flock ${result.why}`, {
+        remedy: "kata-sysextd needs util-linux flock in PATH",
+      });
+    }
+    await handle.truncate(0);
+    await handle.write(`${process.pid}\n`); // "a+" appends: at 0 after the truncate
+  } catch (err) {
+    await handle.close();
+    throw err;
   }
-  throw new KataError("store-failed", `cannot take the lock ${path}`);
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      await handle.close(); // the last descriptor of the description: the kernel unlocks
+    },
+  };
+}
+
+/** `flock --nonblock --exclusive 3` with our descriptor as the child's fd 3. */
+function flockNonblocking(handle: FileHandle): Promise<{ code: number; why: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("flock", ["--nonblock", "--exclusive", "--conflict-exit-code", String(HELD), "3"], {
+      stdio: ["ignore", "ignore", "pipe", handle.fd],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (data: Buffer) => {
+      stderr += data.toString();
+    });
+    child.once("error", (err) => resolve({ code: -1, why: `could not run: ${err.message}` }));
+    child.once("close", (code, signal) =>
+      resolve({ code: code ?? -1, why: `exited ${code ?? signal}${stderr.trim() ? `: ${stderr.trim()}` : ""}` }),
+    );
+  });
 }

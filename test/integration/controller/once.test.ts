@@ -1,7 +1,8 @@
 // kata-sysextd --once against a real release server on 127.0.0.1, real squashfs images and the real
 // systemd-sysext under --root in a private mount namespace; killed with SIGKILL at many points.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
 import {
   copyFileSync,
   existsSync,
@@ -25,6 +26,7 @@ import {
   makeSandboxRoot,
   NODE,
   runArgv,
+  until,
   writeConfig,
 } from "../../helpers/sandbox.ts";
 
@@ -44,6 +46,11 @@ beforeAll(async () => {
   server = await startReleaseServer(pub);
 });
 afterAll(async () => server?.close());
+
+/** Whether some process holds a flock on `file` (a non-blocking try fails). */
+function flockIsHeld(file: string): boolean {
+  return spawnSync("flock", ["--nonblock", "--conflict-exit-code", "75", file, "true"]).status === 75;
+}
 
 function sandbox(extra = ""): string {
   const root = makeSandboxRoot();
@@ -121,13 +128,40 @@ describe("kata-sysextd --once --root", () => {
     mkdirSync(incoming, { recursive: true });
     const partial = join(incoming, ".kata-containers-3.33.0-x86-64.raw.partial");
     writeFileSync(partial, randomBytes(4096));
-    writeFileSync(join(root, STORE, ".lock"), "1\n");
-    const ran = await daemonOnce(root);
-    expect(ran.code).toBe(1);
-    expect(ran.stderr).toContain("another kata-sysextd pass is running (pid 1)");
-    expect(existsSync(partial)).toBe(true);
-    expect(readFileSync(stateFile, "utf8")).toBe(stateBefore);
-    expect(readFileSync(join(root, STORE, ".lock"), "utf8")).toBe("1\n");
+    // The lock is the kernel's (flock); util-linux flock holds it here for a process that says it is pid 4242.
+    const lockFile = join(root, STORE, ".lock");
+    writeFileSync(lockFile, "4242\n");
+    // --close: sleep does not inherit the descriptor, so killing flock itself drops the lock.
+    const holder = spawn("flock", ["--exclusive", "--close", lockFile, "sleep", "60"], {
+      stdio: "ignore",
+      detached: true,
+    });
+    try {
+      await until("the holder to take the lock", () => flockIsHeld(lockFile));
+      const ran = await daemonOnce(root);
+      expect(ran.code).toBe(1);
+      expect(ran.stderr).toContain("another kata-sysextd pass is running (pid 4242)");
+      expect(existsSync(partial)).toBe(true);
+      expect(readFileSync(stateFile, "utf8")).toBe(stateBefore);
+      expect(readFileSync(lockFile, "utf8")).toBe("4242\n");
+    } finally {
+      const exited = once(holder, "exit");
+      process.kill(-(holder.pid ?? 0), "SIGKILL"); // flock and its sleep
+      await exited;
+    }
+    // The holder is gone (killed, so nothing unlocked it by hand): the kernel dropped its lock.
+    const after = await daemonOnce(root);
+    expect(after.code, after.stderr).toBe(0);
+  });
+
+  it("a lock file left by a dead pass, or naming a live process, blocks nothing: only a held flock counts", async () => {
+    const root = sandbox();
+    mkdirSync(join(root, STORE), { recursive: true });
+    for (const content of ["1\n", "", `${process.pid}\n`]) {
+      writeFileSync(join(root, STORE, ".lock"), content);
+      const ran = await daemonOnce(root);
+      expect(ran.code, `lock file ${JSON.stringify(content)}: ${ran.stderr}`).toBe(0);
+    }
   });
 
   it("quarantines an image whose extension-release does not match the host, and links nothing", async () => {
@@ -394,7 +428,10 @@ describe("kill -9 at any point", () => {
       expect(final.code).toBe(0);
       expect(readlinkSync(join(root, LINK))).toContain("3.33.0");
       assertLinkSafe(root);
-      const leftovers = readdirSync(join(root, STORE)).filter((f) => f.startsWith(".") && f !== ".incoming");
+      // .lock stays by design (a flock on it is the lock; the file itself means nothing).
+      const leftovers = readdirSync(join(root, STORE)).filter(
+        (f) => f.startsWith(".") && f !== ".incoming" && f !== ".lock",
+      );
       expect(leftovers).toEqual([]);
       expect(readdirSync(join(root, STORE, ".incoming")).filter((f) => !f.endsWith(".partial"))).toEqual([]);
       expect(seen.size).toBeGreaterThan(0);
