@@ -308,7 +308,6 @@ export class Reconciler {
    * merge the old set again; the pass then switches anew with every stage and its undo, and records `previous`.
    */
   private async undoInterruptedSwitch(changes: LinkChangeRecord[]): Promise<Observed> {
-    let moved = false;
     for (const change of changes) {
       const member = this.deps.members.find((m) => m.name === change.member);
       if (member === undefined) continue;
@@ -316,15 +315,18 @@ export class Reconciler {
       if (link.kind !== "store" || link.file !== change.to || change.from === change.to) continue;
       if (change.from === null) await member.link.remove();
       else await member.link.point(change.from);
-      moved = true;
     }
     const undone = changes.map((c) => `${c.to} back to ${c.from ?? "nothing"}`).join(", ");
     this.deps.log.warning(
       `a switch was interrupted (the daemon stopped inside it): ${undone}; the pass decides again from there`,
     );
-    if (moved) await this.deps.sysext.refresh();
+    // Always: the links may have been put back already by the process that died (its undo ran, its refresh did
+    // not), and what is merged must follow them. So must containerd's runtimes, which its stage may have moved.
+    await this.deps.sysext.refresh();
+    const observed = await this.observe();
+    await this.ensureRegistration(observed);
     await updateState(this.deps.paths.stateFile, () => ({ switching: null }));
-    return this.observe();
+    return observed;
   }
 
   /** Null when the pass reached its goal; else the error that says what is missing. */

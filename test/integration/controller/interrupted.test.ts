@@ -1,0 +1,97 @@
+// A switch the daemon died inside, found by the next pass, with a model of systemd-sysext whose refresh merges
+// whatever the link names at that moment (under --root the real one cannot follow the symlink, ENVIRONMENT.md).
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../../src/config/load.ts";
+import { buildReconcilerDeps } from "../../../src/controller/commands.ts";
+import { Reconciler } from "../../../src/controller/reconciler.ts";
+import { createLogger } from "../../../src/log/logger.ts";
+import { hostPaths } from "../../../src/paths.ts";
+import { ActiveLink } from "../../../src/store/link.ts";
+import type { Sysext } from "../../../src/sysext/sysext.ts";
+import { buildImage } from "../../helpers/images.ts";
+import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
+
+const A = "kata-containers-3.32.0-x86-64.raw";
+const B = "kata-containers-3.33.0-x86-64.raw";
+let server: ReleaseServer;
+
+beforeAll(async () => {
+  const pub = mkdtempSync(join(tmpdir(), "kata-pub-interrupted-"));
+  const qemu = { "opt/kata/share/defaults/kata-containers/configuration-qemu.toml": "[hypervisor.qemu]\n" };
+  await publishRelease(pub, {
+    images: [
+      { version: "3.32.0", content: buildImage({ version: "3.32.0" }, join(pub, "b", "a.raw")) },
+      { version: "3.33.0", content: buildImage({ version: "3.33.0", files: qemu }, join(pub, "b", "b.raw")) },
+    ],
+  });
+  server = await startReleaseServer(pub);
+});
+afterAll(async () => server?.close());
+
+/** A host on A and B as the last pass left it, with the switch from A to B recorded as under way. */
+async function hostInsideSwitch() {
+  const root = makeSandboxRoot();
+  const paths = hostPaths(root);
+  const link = new ActiveLink(join(root, "etc/extensions/kata-containers.raw"), paths.storeDir);
+  const linked = () => readlinkSync(link.path).split("/").pop();
+  const merge = { image: "", refreshes: 0 };
+  const sysext: Sysext = {
+    limitation: null,
+    refresh: async () => {
+      merge.refreshes += 1;
+      merge.image = linked() ?? "";
+    },
+    merged: async () => (merge.image === "" ? [] : ["kata-containers"]),
+  };
+  // What confirming a merge reads under /usr once the image is merged.
+  mkdirSync(join(root, "usr/lib/extension-release.d"), { recursive: true });
+  writeFileSync(join(root, "usr/lib/extension-release.d/extension-release.kata-containers"), "ID=_any\n");
+  mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
+  writeFileSync(join(root, "usr/share/containerd/config.toml"), "version = 2\n");
+  const reconciler = async (policy: string, url = server.url) => {
+    writeConfig(root, `[source]\nurl = "${url}"\n${policy}`);
+    const log = createLogger(() => undefined);
+    const deps = buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log });
+    return new Reconciler({ ...deps, sysext, preflight: undefined });
+  };
+  expect((await (await reconciler('[policy]\nversions = "<3.33"\n')).reconcile()).result).toBe("ok");
+  expect((await (await reconciler("")).reconcile()).result).toBe("ok");
+  expect(merge.image).toBe(B);
+  const state = JSON.parse(readFileSync(paths.stateFile, "utf8"));
+  writeFileSync(
+    paths.stateFile,
+    JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from: A, to: B }] }),
+  );
+  const registered = () => readFileSync(join(root, "etc/kata-sysextd/containerd.toml"), "utf8");
+  expect(registered()).toContain("kata-qemu");
+  return { root, paths, link, linked, merge, reconciler, registered };
+}
+
+describe("a switch the daemon died inside", () => {
+  it("is merged again even when the dying process had put the link back already", async () => {
+    const host = await hostInsideSwitch();
+    // Killed inside its own undo: the link is back on A, its refresh never ran, so B is what is merged.
+    await host.link.point(A);
+    host.merge.refreshes = 0;
+    const pass = await (await host.reconciler('[policy]\nversions = "<3.33"\n')).reconcile();
+    expect(pass.result, pass.error?.message).toBe("ok");
+    expect(host.linked()).toBe(A);
+    expect(host.merge.image).toBe(A);
+    expect(host.merge.refreshes).toBeGreaterThan(0);
+    expect(JSON.parse(readFileSync(host.paths.stateFile, "utf8")).switching).toBeNull();
+  });
+
+  it("puts containerd's runtimes back with the link, even when the rest of the pass fails", async () => {
+    const host = await hostInsideSwitch();
+    // The pass finds the switch, undoes it, then fails: this source refuses connections.
+    const pass = await (await host.reconciler("[fetch]\nretries = 0\n", "http://127.0.0.1:9/")).reconcile();
+    expect(pass.result).toBe("failed");
+    expect(host.linked()).toBe(A);
+    expect(host.registered()).not.toContain("kata-qemu");
+    expect(host.registered()).toContain("kata-clh");
+  });
+});
