@@ -123,69 +123,95 @@ export class Reconciler {
     });
   }
 
-  /** Switches every member back to its image from before the last switch, with the same safety as an upgrade. */
+  /**
+   * Undoes the last switch: every member it moved goes back to its image from before it, together and with the
+   * same safety as an upgrade; members it did not move stay. The images rolled back from are held (skipped by
+   * later passes), and the ones rolled back to are no longer held: the operator chose them.
+   */
   async rollback(): Promise<PassOutcome> {
-    const rolledBackFrom: Record<string, string[]> = {};
-    const outcome = await this.pass(async (observed) => {
-      const targets: Targets = new Map();
-      for (const view of observed.members) {
-        if (view.link.kind === "store") rolledBackFrom[view.name] = [view.link.file];
-        const previous =
-          view.name === this.name ? observed.state.previous : (observed.state.previousCompanions[view.name] ?? null);
-        const current = view.link.kind === "store" ? view.link.file : null;
-        // A companion without a previous image stays as it is; Kata itself must have one to go back to.
-        const file = previous ?? (view.name === this.name ? null : current);
-        const image = view.images.find((i) => i.file === file);
-        if (image === undefined) {
-          if (view.name === this.name) {
+    const before = new Map<string, string>(); // member -> the file active when the rollback started
+    return this.pass(
+      async (observed) => {
+        const targets: Targets = new Map();
+        const last = observed.state.lastSwitch; // null: recorded before lastSwitch existed, so every member
+        let moving = 0;
+        for (const view of observed.members) {
+          const current = view.link.kind === "store" ? view.link.file : null;
+          if (current !== null) before.set(view.name, current);
+          const previous =
+            last !== null && !last.includes(view.name)
+              ? null
+              : view.name === this.name
+                ? observed.state.previous
+                : (observed.state.previousCompanions[view.name] ?? null);
+          if (previous === null || previous === current) {
+            const image = view.images.find((i) => i.file === current);
+            targets.set(view.name, image ? { version: image.version, file: image.file, remote: null } : null);
+            continue;
+          }
+          const image = view.images.find((i) => i.file === previous);
+          if (image === undefined) {
             throw new Refusal(
-              new KataError("activation-failed", "no previous image to roll back to", {
+              new KataError("activation-failed", `previous image ${previous} is no longer in the store`, {
                 remedy: "`kata-sysextctl versions` lists the images in the store",
               }),
             );
           }
-          targets.set(view.name, null);
-          continue;
+          // The same verdict the boot path uses: merging is not enough, the policy must allow it on this host too.
+          const verdict = this.qualifies(this.member(view.name), observed.host, [image]);
+          if (!verdict.ok) {
+            throw new Refusal(
+              new KataError(
+                "incompatible",
+                `previous image ${image.file} does not qualify for this host: ${verdict.reasons.join("; ")}`,
+              ),
+            );
+          }
+          targets.set(view.name, { version: image.version, file: image.file, remote: null });
+          moving += 1;
         }
-        // The same verdict the boot path uses: merging is not enough, the policy must allow it on this host too.
-        const verdict = this.qualifies(this.member(view.name), observed.host, [image]);
-        if (!verdict.ok) {
+        if (moving === 0) {
           throw new Refusal(
-            new KataError(
-              "incompatible",
-              `previous image ${image.file} does not qualify for this host: ${verdict.reasons.join("; ")}`,
-            ),
+            new KataError("activation-failed", "no previous image to roll back to", {
+              remedy: "`kata-sysextctl versions` lists the images in the store",
+            }),
           );
         }
-        targets.set(view.name, { version: image.version, file: image.file, remote: null });
-      }
-      return { targets };
-    });
-    if (outcome.result === "ok") {
-      // Hold the images rolled back from, or the next timer pass would simply take them again.
-      const moved: Record<string, string[]> = {};
-      for (const [member, files] of Object.entries(rolledBackFrom)) {
-        const active = outcome.observed?.members.find((m) => m.name === member)?.link;
-        moved[member] = files.filter((f) => !(active?.kind === "store" && active.file === f));
-      }
-      const now = outcome.observed?.members.map((m) => (m.link.kind === "store" ? m.link.file : `no ${m.name}`));
-      this.deps.log.notice(`rolled back on request to ${now?.join(", ") ?? "the previous images"}`, {
-        MESSAGE_ID: MessageId.rolledBack,
-      });
-      await this.hold(moved, "rollback");
-    }
-    return outcome;
+        return { targets };
+      },
+      {
+        // Still under the lock: a pass that took it right after this one must already see the holds.
+        onSuccess: async (observed) => {
+          const from: Record<string, string[]> = {};
+          const to: Record<string, string[]> = {};
+          for (const view of observed.members) {
+            const now = view.link.kind === "store" ? view.link.file : null;
+            const was = before.get(view.name);
+            if (was === undefined || was === now) continue;
+            from[view.name] = [was];
+            if (now !== null) to[view.name] = [now];
+          }
+          const now = observed.members.map((m) => (m.link.kind === "store" ? m.link.file : `no ${m.name}`));
+          this.deps.log.notice(`rolled back on request to ${now.join(", ")}`, { MESSAGE_ID: MessageId.rolledBack });
+          await this.hold(from, "rollback", to);
+        },
+      },
+    );
   }
 
   /**
-   * Adds images to the holds in state.json: passes skip them until the configuration changes or the operator
-   * runs `kata-sysextctl refresh --release-holds`.
+   * Adds images to the holds in state.json (passes skip them until the configuration changes or the operator
+   * runs `kata-sysextctl refresh --release-holds`), and lifts the holds on `release`.
    */
-  private async hold(files: Record<string, string[]>, why: string): Promise<void> {
+  private async hold(files: Record<string, string[]>, why: string, release: Record<string, string[]> = {}) {
     const { held } = await updateState(this.deps.paths.stateFile, (state) => {
-      const merged = { ...state.held };
-      for (const [member, list] of Object.entries(files)) {
-        if (list.length > 0) merged[member] = [...new Set([...(merged[member] ?? []), ...list])];
+      const merged: Record<string, string[]> = {};
+      for (const member of new Set([...Object.keys(state.held), ...Object.keys(files)])) {
+        const lifted = new Set(release[member] ?? []);
+        const list = [...new Set([...(state.held[member] ?? []), ...(files[member] ?? [])])].filter(
+          (f) => !lifted.has(f),
+        );
+        if (list.length > 0) merged[member] = list;
       }
       return { held: merged };
     });
@@ -224,8 +250,9 @@ export class Reconciler {
 
   private async pass(
     decide: (observed: Observed) => Promise<{ targets: Targets }>,
-    { requireActive } = { requireActive: true },
+    options: { requireActive?: boolean; onSuccess?: (observed: Observed) => Promise<void> } = {},
   ): Promise<PassOutcome> {
+    const requireActive = options.requireActive ?? true;
     const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name });
     let observed: Observed | null = null;
     let unconfirmed: string | null = null;
@@ -278,6 +305,7 @@ export class Reconciler {
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
       }
+      await options.onSuccess?.(observed);
       await this.remember({ result: "ok", error: null });
       return { result: "ok", error: null, observed, unconfirmed };
     } catch (err) {
@@ -401,7 +429,9 @@ export class Reconciler {
             if (change.member === this.name) previous = change.from;
             else previousCompanions[change.member] = change.from;
           }
-          return { previous, previousCompanions, switching: null };
+          // What a rollback undoes: this switch's members only (a remerge moves nobody).
+          const lastSwitch = action.changes.filter((c) => c.to !== c.from).map((c) => c.member);
+          return { previous, previousCompanions, switching: null, lastSwitch };
         });
         for (const change of action.changes) {
           const image = observed.members

@@ -42,6 +42,11 @@ export interface PersistedState {
    * or undone. Found at the start of a pass, it means the daemon died inside a switch (reconciler.ts).
    */
   switching: LinkChangeRecord[] | null;
+  /**
+   * The members the last switch moved: a rollback moves those back and leaves the others. Null in a state file
+   * written before it was kept (then a rollback considers every member).
+   */
+  lastSwitch: string[] | null;
 }
 
 export interface LinkChangeRecord {
@@ -59,6 +64,7 @@ export const EMPTY_STATE: PersistedState = {
   held: {},
   lastReconcile: null,
   switching: null,
+  lastSwitch: null,
 };
 
 export async function readState(file: string): Promise<PersistedState> {
