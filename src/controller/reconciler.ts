@@ -506,9 +506,11 @@ export class Reconciler {
       preflight: this.deps.preflight,
       runtime: this.deps.runtime,
     };
-    // The health stage compares against the verdict from before the switch, so take one if there is none yet.
-    if (this.lastPreflight === null && this.deps.preflight !== undefined) {
+    // The health stage compares against the host as it is right before the switch: a verdict kept from an
+    // earlier switch would blame the new image for trouble the host got into on its own since.
+    if (this.deps.preflight !== undefined) {
       this.lastPreflight = await this.deps.preflight();
+      this.emit({ kind: "preflight", summary: this.lastPreflight });
     }
     try {
       const result = await switchImages(deps, { changes: linkChanges, after, preflightBefore: this.lastPreflight });

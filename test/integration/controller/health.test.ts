@@ -73,7 +73,7 @@ async function reconcilerOn(
     preflight,
     onProgress: (event) => void events.push(event.kind),
   });
-  return { paths, records, events, reconciler };
+  return { root, paths, records, events, reconciler };
 }
 
 describe("health stage and the events it logs", () => {
@@ -124,6 +124,30 @@ describe("health stage and the events it logs", () => {
     expect(next.result).toBe("ok");
     expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
     expect(refreshes).toBe(0);
+  });
+
+  it("does not blame an upgrade for a failure the host already had before it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kata-pub-before-"));
+    const build = (version: string) => ({
+      version,
+      content: buildImage({ version }, join(dir, "b", `${version}.raw`)),
+    });
+    await publishRelease(dir, { images: [build("3.32.0")] });
+    const own = await startReleaseServer(dir);
+    try {
+      let kvmGone = false; // the host's own trouble, whatever image is linked
+      const sysext: Sysext = { limitation: "not observable here", refresh: async () => {}, merged: async () => [] };
+      const preflight = async () => summary(kvmGone ? "/dev/kvm went away (a host problem)" : null);
+      const { root, reconciler } = await reconcilerOn(own.url, sysext, preflight);
+      expect((await reconciler.reconcile()).result).toBe("ok");
+      kvmGone = true; // long after the last switch, so the verdict from then is stale
+      await publishRelease(dir, { images: [build("3.32.0"), build("3.33.0")] });
+      const upgrade = await reconciler.reconcile();
+      expect(upgrade.result, upgrade.error?.message).toBe("ok");
+      expect(readlinkSync(join(root, LINK))).toContain("kata-containers-3.33.0-x86-64.raw");
+    } finally {
+      await own.close();
+    }
   });
 
   it("logs an operator's rollback and a failed verification with their MESSAGE_IDs", async () => {
