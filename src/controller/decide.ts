@@ -195,8 +195,11 @@ export function decideOffline(ctx: DecideContext, observed: Observed, metadata: 
       }
     }
     if (chosen === undefined) {
-      const newest = ok(view.images);
-      chosen = newest.ok ? view.images.find((i) => i.version === newest.version) : undefined;
+      // Not one the operator rolled back from (held), as the passes with the network skip them too.
+      const held = new Set(observed.state.held[member.name] ?? []);
+      const candidates = view.images.filter((i) => !held.has(i.file));
+      const newest = ok(candidates);
+      chosen = newest.ok ? candidates.find((i) => i.version === newest.version) : undefined;
       if (!newest.ok) {
         ctx.log.notice(`no stored ${member.name} image qualifies for this host: ${newest.reasons.join("; ")}`);
       }

@@ -1,5 +1,6 @@
 // The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
 // One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
+import { createHash } from "node:crypto";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
@@ -213,7 +214,7 @@ export class Reconciler {
         );
         if (list.length > 0) merged[member] = list;
       }
-      return { held: merged };
+      return { held: merged, heldUnder: configDigest(this.deps.config) };
     });
     this.deps.log.notice(
       `${why} holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes or \`kata-sysextctl refresh --release-holds\``,
@@ -266,6 +267,7 @@ export class Reconciler {
       }
       observed = await this.observe();
       if (observed.state.switching !== null) observed = await this.undoInterruptedSwitch(observed.state.switching);
+      observed = await this.liftHoldsOfAnotherConfig(observed);
       this.offlineMetadata = await readKeptMetadata(this.deps.store);
       const wanted = (targets: Targets): string[] => [...targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
       let decision = await decide(observed);
@@ -469,6 +471,19 @@ export class Reconciler {
     }
   }
 
+  /** Holds made under another configuration than this pass runs with no longer apply (state.ts, heldUnder). */
+  private async liftHoldsOfAnotherConfig(observed: Observed): Promise<Observed> {
+    const { held, heldUnder } = observed.state;
+    if (Object.keys(held).length === 0 || heldUnder === null || heldUnder === configDigest(this.deps.config)) {
+      return observed;
+    }
+    const state = await updateState(this.deps.paths.stateFile, () => ({ held: {}, heldUnder: null }));
+    this.deps.log.notice(
+      `the configuration changed since ${Object.values(held).flat().join(", ")} were held; the holds are lifted`,
+    );
+    return { ...observed, state };
+  }
+
   /** containerd's Kata runtimes follow the primary image that is active now (stage.ts, ensure). */
   private async ensureRegistration(observed: Observed): Promise<void> {
     const runtime = this.deps.runtime;
@@ -610,4 +625,9 @@ class Refusal extends Error {
     this.name = "Refusal";
     this.error = error;
   }
+}
+
+/** Identifies a configuration by content: the same settings give the same digest, whatever the file's layout. */
+function configDigest(config: Config): string {
+  return createHash("sha256").update(JSON.stringify(config)).digest("hex");
 }

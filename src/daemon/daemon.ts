@@ -141,8 +141,8 @@ export class Daemon implements ApiActions {
 
   /**
    * Swaps in a new configuration between passes and returns whether it differed; the API's listen address needs
-   * a restart to change. A changed configuration also lifts the holds of earlier rollbacks: the operator has
-   * decided anew.
+   * a restart to change. The pass that follows lifts the holds of earlier rollbacks, made under the old
+   * configuration (Reconciler, heldUnder): the operator has decided anew.
    */
   reconfigure(next: Configured, why: "file" | "signal"): Promise<boolean> {
     return this.serial(async () => {
@@ -168,7 +168,6 @@ export class Daemon implements ApiActions {
         clearInterval(this.timer);
         this.startTimer();
       }
-      await releaseHolds(this.deps.stateFile);
       this.deps.log.notice("configuration reloaded");
       return true;
     });

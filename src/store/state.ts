@@ -31,6 +31,11 @@ export interface PersistedState {
    * configuration changes, so a rollback sticks instead of being undone by the next timer pass.
    */
   held: Record<string, string[]>;
+  /**
+   * SHA-256 of the configuration the holds were made under. A pass running with another one lifts them (the
+   * operator has decided anew), whether the daemon saw the edit or not (`--once`, or an edit while stopped).
+   */
+  heldUnder: string | null;
   lastReconcile: {
     at: string;
     result: "ok" | "failed" | "deferred";
@@ -62,6 +67,7 @@ export const EMPTY_STATE: PersistedState = {
   nextBoot: null,
   deferred: {},
   held: {},
+  heldUnder: null,
   lastReconcile: null,
   switching: null,
   lastSwitch: null,
@@ -112,5 +118,5 @@ export async function clearNextBoot(file: string): Promise<void> {
 /** Lifts the holds of earlier rollbacks (the configuration changed: the operator decided anew). */
 export async function releaseHolds(file: string): Promise<void> {
   const state = await readState(file);
-  if (Object.keys(state.held).length > 0) await writeState(file, { ...state, held: {} });
+  if (Object.keys(state.held).length > 0) await writeState(file, { ...state, held: {}, heldUnder: null });
 }

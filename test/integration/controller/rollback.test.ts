@@ -1,7 +1,7 @@
 // Rollback on request: it undoes the last switch, only that, and what it holds afterwards. Real squashfs images
 // from a release server on 127.0.0.1 and a sandbox root; systemd-sysext cannot merge a symlinked image under
 // --root (ENVIRONMENT.md), so the merge is reported as unobservable here, as the daemon itself does there.
-import { mkdtempSync, readFileSync, readlinkSync } from "node:fs";
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -78,7 +78,7 @@ function host(withCompanion: boolean) {
       .split("/")
       .pop();
   const held = () => JSON.parse(readFileSync(paths.stateFile, "utf8")).held;
-  return { configure, active, held };
+  return { configure, active, held, linkPath: join(root, "etc/extensions/kata-containers.raw") };
 }
 
 describe("rollback on request", () => {
@@ -116,6 +116,24 @@ describe("rollback on request", () => {
     expect((await r.rollback()).result).toBe("ok");
     expect([h.active(), h.active(CH)]).toEqual([K33, C51]);
     expect(h.held()).toEqual({ [CH]: [C52] });
+  });
+
+  it("keeps its holds while the configuration stays, and any pass under another one lifts them", async () => {
+    const h = host(false);
+    expect((await (await h.configure("<3.33")).reconcile()).result).toBe("ok");
+    const r = await h.configure(">=3.30");
+    expect((await r.reconcile()).result).toBe("ok");
+    expect((await r.rollback()).result).toBe("ok");
+    expect((await r.reconcile()).result).toBe("ok");
+    expect([h.active(), h.held()]).toEqual([K32, { "kata-containers": [K33] }]);
+    // The boot step, choosing among stored images without the network, skips the held one too.
+    rmSync(h.linkPath);
+    expect((await r.boot()).result).toBe("ok");
+    expect(h.active()).toBe(K32);
+    // Edited while no daemon ran (or on a host that only runs --once): the next pass sees another configuration.
+    const edited = await h.configure(">=3.31");
+    expect((await edited.reconcile()).result).toBe("ok");
+    expect([h.active(), h.held()]).toEqual([K33, {}]);
   });
 
   it("refuses when the last switch had nothing before it, and changes nothing", async () => {
