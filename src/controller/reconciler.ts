@@ -121,6 +121,7 @@ export class Reconciler {
   async boot(): Promise<PassOutcome> {
     return this.pass(async (observed) => ({ targets: this.resolveOffline(observed) }), {
       requireActive: false,
+      decidesDownloads: false,
     });
   }
 
@@ -181,6 +182,7 @@ export class Reconciler {
         return { targets };
       },
       {
+        decidesDownloads: false,
         // Still under the lock: a pass that took it right after this one must already see the holds.
         onSuccess: async (observed) => {
           const from: Record<string, string[]> = {};
@@ -251,7 +253,15 @@ export class Reconciler {
 
   private async pass(
     decide: (observed: Observed) => Promise<{ targets: Targets }>,
-    options: { requireActive?: boolean; onSuccess?: (observed: Observed) => Promise<void> } = {},
+    options: {
+      requireActive?: boolean;
+      onSuccess?: (observed: Observed) => Promise<void>;
+      /**
+       * Whether this pass knows which downloads are still wanted (it asked the source). A pass without the
+       * network (boot, rollback) keeps every partial download for the next one that does, to resume.
+       */
+      decidesDownloads?: boolean;
+    } = {},
   ): Promise<PassOutcome> {
     const requireActive = options.requireActive ?? true;
     const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name });
@@ -262,6 +272,9 @@ export class Reconciler {
       await this.deps.store.ensure();
       lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
+      for (const member of this.deps.members) {
+        for (const name of await member.link.sweep()) log.info(`removed ${name}, left by a link switch cut short`);
+      }
       for (const path of await this.deps.store.pruneQuarantine()) {
         log.info(`deleted the quarantined image ${path}; its .reason stays, so those bytes are not fetched again`);
       }
@@ -326,7 +339,9 @@ export class Reconciler {
       return { result: "failed", error, observed, unconfirmed };
     } finally {
       // Partial downloads of what this pass still wants stay for resuming; any other is stale.
-      if (lock !== null) await cleanupPartials(this.deps.store.incomingDir, this.wantedFiles).catch(() => undefined);
+      if (lock !== null && options.decidesDownloads !== false) {
+        await cleanupPartials(this.deps.store.incomingDir, this.wantedFiles).catch(() => undefined);
+      }
       await lock?.release();
       this.emit({ kind: "download", progress: null });
     }

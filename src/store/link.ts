@@ -1,6 +1,6 @@
 // The active link /etc/extensions/<name>.raw -> the store. Only ever replaced atomically (replaceSymlink), so
 // systemd-sysext sees the old image or the new one, never a missing link in between.
-import { lstat, mkdir, readlink } from "node:fs/promises";
+import { lstat, mkdir, readdir, readlink, rm } from "node:fs/promises";
 import { basename, dirname, relative, resolve } from "node:path";
 import { removeDurably, replaceSymlink } from "./fsutil.ts";
 
@@ -47,5 +47,17 @@ export class ActiveLink {
 
   async remove(): Promise<void> {
     await removeDurably(this.path);
+  }
+
+  /**
+   * Removes the temporary links a process killed inside replaceSymlink left next to ours (`.<name>.raw.<pid>.new`).
+   * Only under the store lock: then nobody else is between its symlink and its rename. Returns what it removed.
+   */
+  async sweep(): Promise<string[]> {
+    const prefix = `.${basename(this.path)}.`;
+    const names = await readdir(dirname(this.path)).catch(() => [] as string[]);
+    const stale = names.filter((n) => n.startsWith(prefix) && /^\d+\.new$/.test(n.slice(prefix.length)));
+    for (const name of stale) await rm(resolve(dirname(this.path), name), { force: true });
+    return stale;
   }
 }

@@ -12,6 +12,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -152,6 +153,22 @@ describe("kata-sysextd --once --root", () => {
     // The holder is gone (killed, so nothing unlocked it by hand): the kernel dropped its lock.
     const after = await daemonOnce(root);
     expect(after.code, after.stderr).toBe(0);
+  });
+
+  it("removes the temporary link a pass killed inside a link switch left, and nothing else", async () => {
+    const root = sandbox();
+    expect((await daemonOnce(root)).code).toBe(0);
+    const dir = join(root, "etc/extensions");
+    // As a kill between symlink() and rename() leaves it; an operator's own file stays.
+    symlinkSync(
+      "../../var/lib/kata-sysextd/images/kata-containers-3.30.0-x86-64.raw",
+      join(dir, ".kata-containers.raw.4242.new"),
+    );
+    writeFileSync(join(dir, ".kata-containers.raw.bak"), "mine\n");
+    const ran = await daemonOnce(root);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stderr).toContain("removed .kata-containers.raw.4242.new, left by a link switch cut short");
+    expect(readdirSync(dir).sort()).toEqual([".kata-containers.raw.bak", "kata-containers.raw"]);
   });
 
   it("a lock file left by a dead pass, or naming a live process, blocks nothing: only a held flock counts", async () => {
@@ -458,6 +475,19 @@ function killAfter(root: string, delayMs: number): Promise<void> {
 }
 
 describe("kata-sysextd boot (no network)", () => {
+  it("keeps a partial download for the next pass with the network to resume", async () => {
+    const root = sandbox();
+    expect((await daemonOnce(root)).code).toBe(0);
+    const partial = join(root, STORE, ".incoming", ".kata-containers-3.33.0-x86-64.raw.partial");
+    writeFileSync(partial, randomBytes(4096));
+    const booted = await runArgv(inMountNamespace(root, [NODE, DAEMON, "boot", "--root", root]));
+    expect(booted.code, booted.stderr).toBe(0);
+    expect(existsSync(partial)).toBe(true);
+    // A pass that asked the source and does not want that file drops it.
+    expect((await daemonOnce(root)).code).toBe(0);
+    expect(existsSync(partial)).toBe(false);
+  });
+
   it("keeps honouring the publisher's metadata.json it fetched last, after a reboot onto an older release", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kata-pub-meta-"));
     const images = ["3.30.0", "3.32.0"].map((version) => ({
