@@ -248,13 +248,13 @@ function overrun(opts: DownloadOptions, start: Start): FetchError {
  * round to queueing it (measured: serial writes held a 512 MiB download to about 0.85x curl).
  * Every `syncEveryBytes` it also starts writing the file back to disk while the download goes on, so the
  * fdatasync at the end only has the tail left instead of the whole image (the kernel would otherwise hold it all
- * as dirty pages). At most one write-back is in flight; a failing one is left to the final fdatasync to report.
+ * as dirty pages). At most one write-back is in flight; a failing one fails the download.
  *
  * Writes may complete out of order, so a crash can leave a hole before the end of the .partial, no further back
  * than the bytes in flight: dropUnsettledTail() cuts that much off before a resume. A hole that survives anyway
  * (the machine lost power before the data reached the disk) fails the digest and the download starts over.
  */
-class PositionalWriter {
+export class PositionalWriter {
   readonly #file: FileHandle;
   readonly #syncEvery: number;
   #position: number;
@@ -312,7 +312,12 @@ class PositionalWriter {
     const clear = (): void => {
       this.#syncing = null;
     };
-    this.#syncing = this.#file.datasync().then(clear, clear);
+    // A failed write-back must fail the download: Linux reports a writeback error once per open file, so the
+    // final fdatasync would succeed after it, and an image verified from memory would be renamed over lost bytes.
+    this.#syncing = this.#file.datasync().then(clear, (err: unknown) => {
+      this.#failure ??= err instanceof Error ? err : new Error(String(err));
+      clear();
+    });
   }
 
   async #settled(): Promise<void> {

@@ -384,13 +384,14 @@ export function parseHead(text: string): ParsedHead {
   if (statusLine === null) {
     throw new WireError("protocol", `not an HTTP/1.x response: "${(lines[0] ?? "").slice(0, 80)}"`);
   }
-  const headers: Record<string, string> = {};
+  // No prototype: a field named like an Object.prototype member (constructor, __proto__) is a field like any other.
+  const headers: Record<string, string> = Object.create(null);
   for (const line of lines.slice(1)) {
     const field = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/.exec(line);
     if (field === null) throw new WireError("protocol", `malformed response header line "${line.slice(0, 80)}"`);
     const name = (field[1] ?? "").toLowerCase();
     const value = field[2] ?? "";
-    headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    headers[name] = Object.hasOwn(headers, name) ? `${headers[name]}, ${value}` : value;
   }
   return { status: Number(statusLine[1]), statusText: statusLine[2] ?? "", headers };
 }

@@ -2,11 +2,18 @@
 // leaves no final file; only a resumable .partial survives network failures, and cleanupPartials removes it.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { KataError } from "../../../src/errors.ts";
-import { cleanupPartials, type DownloadOptions, downloadImage, partialPath } from "../../../src/fetch/download.ts";
+import {
+  cleanupPartials,
+  type DownloadOptions,
+  downloadImage,
+  PositionalWriter,
+  partialPath,
+} from "../../../src/fetch/download.ts";
 import { FetchError } from "../../../src/fetch/http.ts";
 import { MAX_BYTES_IN_FLIGHT } from "../../../src/fetch/wire.ts";
 import type { DownloadProgress } from "../../../src/status.ts";
@@ -432,4 +439,31 @@ test("cleanupPartials keeps the partials it is told to keep", async () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe("write-behind", () => {
+  test("a failed background fdatasync fails the download, though the final one would succeed", async () => {
+    // Linux reports a writeback error to one fsync per open file: had the background one swallowed it, the final
+    // fdatasync would pass and an image verified from memory would be renamed over bytes that never landed.
+    const dir = tempDir("write-behind");
+    const handle = await open(join(dir, "image.partial"), "w");
+    const realDatasync = handle.datasync.bind(handle);
+    let calls = 0;
+    handle.datasync = () => {
+      calls += 1;
+      return calls === 1
+        ? Promise.reject(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }))
+        : realDatasync();
+    };
+    const writer = new PositionalWriter(handle, 0, 64 << 10);
+    const chunk = randomBytes(32 << 10);
+    try {
+      for (let i = 0; i < 8; i++) await writer.write(chunk).catch(() => undefined);
+      await expect(writer.finish()).rejects.toThrow("EIO");
+      expect(calls).toBe(1); // the final fdatasync was not even tried
+    } finally {
+      await writer.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

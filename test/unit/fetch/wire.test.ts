@@ -15,6 +15,15 @@ describe("parseHead", () => {
     });
   });
 
+  test("fields named like Object.prototype members are fields like any other", () => {
+    const { headers } = parseHead("HTTP/1.1 200 OK\r\nConstructor: x\r\n__proto__: y\r\nToString: z");
+    expect(Object.entries(headers)).toEqual([
+      ["constructor", "x"],
+      ["__proto__", "y"],
+      ["tostring", "z"],
+    ]);
+  });
+
   test("HTTP/1.0 and a status line without a reason", () => {
     expect(parseHead("HTTP/1.0 200")).toMatchObject({ status: 200, statusText: "", headers: {} });
   });
