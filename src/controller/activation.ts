@@ -34,8 +34,6 @@ export interface LinkChange {
 
 export interface SwitchRequest {
   changes: LinkChange[];
-  /** Every member's image after the switch, changed or not: they must not ship the same file. */
-  after: StoredImage[];
   /** The preflight verdict before the switch; a failure after it that was not there before rolls back. */
   preflightBefore: PreflightSummary | null;
 }
@@ -64,17 +62,6 @@ export async function switchImages(deps: ActivationDeps, req: SwitchRequest): Pr
   }));
   const primary = req.changes.find((c) => c.primary);
   const stages: Stage[] = [
-    {
-      name: "no-shared-files",
-      run: async () => {
-        const clashes = sharedFiles(req.after);
-        if (clashes.length > 0) {
-          throw new KataError("activation-failed", `extensions ship the same files: ${clashes.join("; ")}`, {
-            remedy: "two members of the set would overlay each other; pin versions that do not clash in [policy]",
-          });
-        }
-      },
-    },
     ...linkStages,
     { name: "merge", run: () => deps.sysext.refresh() },
     {

@@ -18,7 +18,7 @@ import type { LinkChangeRecord } from "../store/state.ts";
 import { updateState } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
-import { type ActivationDeps, type LinkChange, switchImages } from "./activation.ts";
+import { type ActivationDeps, type LinkChange, sharedFiles, switchImages } from "./activation.ts";
 import { fetchAndAdmit } from "./admit.ts";
 import { type DecideContext, decideOffline, decideRemote, memberNamed, qualifies, readKeptMetadata } from "./decide.ts";
 import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
@@ -529,6 +529,16 @@ export class Reconciler {
       const image = file === null ? null : await this.deps.store.get(file);
       if (image !== null) after.push(image);
     }
+    const clashes = sharedFiles(after);
+    if (clashes.length > 0) {
+      // Refused before anything moved: no rollback to report. Held, so the next pass takes a set that does not
+      // clash (an older one) instead of failing on this one forever.
+      const refused = changes.filter((c) => c.to !== c.from).map((c) => [c.member, [c.to]]);
+      await this.hold(Object.fromEntries(refused), "the refused set");
+      throw new KataError("activation-failed", `extensions ship the same files: ${clashes.join("; ")}`, {
+        remedy: "two members of the set would overlay each other; pin versions that do not clash in [policy]",
+      });
+    }
     const deps: ActivationDeps = {
       paths: this.deps.paths,
       sysext: this.deps.sysext,
@@ -543,7 +553,7 @@ export class Reconciler {
       this.emit({ kind: "preflight", summary: this.lastPreflight });
     }
     try {
-      const result = await switchImages(deps, { changes: linkChanges, after, preflightBefore: this.lastPreflight });
+      const result = await switchImages(deps, { changes: linkChanges, preflightBefore: this.lastPreflight });
       if (result.preflight !== null) {
         this.lastPreflight = result.preflight;
         this.emit({ kind: "preflight", summary: result.preflight });
