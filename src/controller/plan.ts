@@ -88,13 +88,20 @@ function sandboxesBlock(input: PlanInput): Action | null {
       };
 }
 
-/** Newest `keep` images stay, plus the active, previous and staged ones; everything else goes. */
+/**
+ * Newest `keep` images stay, plus the active, previous and staged ones, and any newer than the active one that
+ * does not match this host (made for a coming release: pruned, it would be fetched again by every pass); everything
+ * else goes.
+ */
 export function pruneCandidates(
   input: Pick<PlanInput, "store" | "keep" | "previous" | "staged">,
   active: string | null,
 ): string[] {
   const protectedFiles = new Set([active, input.previous, input.staged].filter((f): f is string => f !== null));
-  const others = input.store.filter((e) => !protectedFiles.has(e.file));
+  const activeVersion = input.store.find((e) => e.file === active)?.version ?? null;
+  const forLater = (e: StoreEntry) =>
+    !e.compatible && (activeVersion === null || compareVersions(e.version, activeVersion) > 0);
+  const others = input.store.filter((e) => !protectedFiles.has(e.file) && !forLater(e));
   const byNewest = [...others].sort((a, b) => compareVersions(b.version, a.version));
   return byNewest.slice(input.keep).map((e) => e.file);
 }

@@ -285,7 +285,6 @@ export class Reconciler {
       const wanted = (targets: Targets): string[] => [...targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
       let decision = await decide(observed);
       this.wantedFiles = wanted(decision.targets);
-      let redecided = 0;
       for (let step = 0; step < MAX_STEPS + 2 * this.deps.members.length; step++) {
         const current = observed;
         const action = nextJointAction(
@@ -305,11 +304,11 @@ export class Reconciler {
         const downloaded = action.kind === "download" ? action.target.file : null;
         const admitted = observed.members.some((m) => m.images.some((i) => i.file === downloaded && i.compatible));
         if (downloaded !== null && !admitted) {
-          // Stored, but made for another release of this OS (admit.ts): decide again, which passes it over. At
-          // most once per member; an image that did not make it into the store ends the pass (quarantined).
+          // Stored, but made for another release of this OS (admit.ts): decide again, which passes it over (each
+          // such download is a step, so the loop's bound holds). An image that did not make it into the store
+          // ends the pass (it was quarantined).
           const stored = observed.members.some((m) => m.images.some((i) => i.file === downloaded));
-          if (!stored || redecided >= this.deps.members.length) break;
-          redecided += 1;
+          if (!stored) break;
           decision = await decide(observed);
           this.wantedFiles = wanted(decision.targets);
         }

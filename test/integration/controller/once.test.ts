@@ -346,6 +346,10 @@ describe("kata-sysextd --once --root", () => {
           version: "3.33.0",
           content: buildImage({ version: "3.33.0", extensionRelease: forNext }, join(pubDir, "b2")),
         },
+        {
+          version: "3.34.0",
+          content: buildImage({ version: "3.34.0", extensionRelease: forRelease("4700.0.0") }, join(pubDir, "b3")),
+        },
       ],
     });
     const pubServer = await startReleaseServer(pubDir);
@@ -353,8 +357,10 @@ describe("kata-sysextd --once --root", () => {
       pubServer.requests.filter((r) => r.path.endsWith(`-${version}-x86-64.raw`)).length;
     try {
       const root = makeSandboxRoot("4593.2.5");
-      writeConfig(root, `[source]\nurl = "${pubServer.url}"\n`);
-      // One pass: 3.33.0 is fetched, found to be for 4650.0.0 and kept; the pass decides again and links 3.32.0.
+      // keep = 1 with two images for coming releases: pruning must spare both, or every pass would fetch one again.
+      writeConfig(root, `[source]\nurl = "${pubServer.url}"\n[policy]\nkeep = 1\n`);
+      // One pass: 3.34.0 and 3.33.0 are fetched, found to be for 4700.0.0 and 4650.0.0 and kept; the pass decides
+      // again after each and links 3.32.0.
       const first = await daemonOnce(root);
       expect(first.code, first.stderr).toBe(0);
       expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
@@ -377,6 +383,7 @@ describe("kata-sysextd --once --root", () => {
       expect(after.code, after.stderr).toBe(0);
       expect(readlinkSync(join(root, LINK))).toContain("3.33.0");
       expect(fetchesOf("3.33.0")).toBe(1);
+      expect(fetchesOf("3.34.0")).toBe(1);
       expect(fetchesOf("3.32.0")).toBe(1);
     } finally {
       await pubServer.close();

@@ -114,6 +114,13 @@ describe("pruneCandidates", () => {
     ).toEqual(["k-3.10.0-x86-64.raw"]);
   });
 
+  it("keeps a newer image made for another release (a coming one), prunes an older one (a past one)", () => {
+    const store = [img("3.31.0", false), img("3.32.0"), img("3.33.0", false), img("3.34.0", false)];
+    expect(pruneCandidates({ store, keep: 0, previous: null, staged: null }, "k-3.32.0-x86-64.raw")).toEqual([
+      "k-3.31.0-x86-64.raw",
+    ]);
+  });
+
   it("keeps the image staged for the next OS release", () => {
     const store = ["3.1.0", "3.2.0", "3.3.0"].map((v) => img(v));
     expect(pruneCandidates({ store, keep: 0, previous: null, staged: "k-3.1.0-x86-64.raw" }, null)).toEqual([
