@@ -51,6 +51,8 @@ export interface Config {
     idleTimeoutSeconds: number;
     maxBytes: number;
     retries: number;
+    /** An image download slower than this over LOW_SPEED_WINDOW_MS fails (and is resumed); 0 turns it off. */
+    minBytesPerSecond: number;
   };
   containerd: { enabled: boolean; restart: boolean; baseConfig: string; configFile: string; unitDropIn: string };
 }
@@ -130,6 +132,11 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
     idleTimeoutSeconds: { toml: "idle_timeout_seconds", expected: "an integer from 1 to 600", check: intIn(1, 600) },
     maxBytes: { toml: "max_bytes", expected: "an integer from 1 to 2^40", check: intIn(1, 2 ** 40) },
     retries: { toml: "retries", expected: "an integer from 0 to 20", check: intIn(0, 20) },
+    minBytesPerSecond: {
+      toml: "min_bytes_per_second",
+      expected: "an integer from 0 (no minimum) to 2^30",
+      check: intIn(0, 2 ** 30),
+    },
   },
   containerd: {
     enabled: { toml: "enabled", expected: "true or false", check: isBool },
@@ -177,7 +184,13 @@ export const DEFAULTS: Config = {
   companions: [],
   api: { listen: "127.0.0.1:8720", enabled: true },
   daemon: { intervalSeconds: 21_600, logLevel: "info" },
-  fetch: { connectTimeoutSeconds: 15, idleTimeoutSeconds: 30, maxBytes: 2 * 1024 ** 3, retries: 4 },
+  fetch: {
+    connectTimeoutSeconds: 15,
+    idleTimeoutSeconds: 30,
+    maxBytes: 2 * 1024 ** 3,
+    retries: 4,
+    minBytesPerSecond: 1024,
+  },
   containerd: {
     enabled: true,
     restart: true,

@@ -98,6 +98,7 @@ export function urlFileSource(
         expectedSha256: sha256,
         maxBytes: config.fetch.maxBytes,
         retries: config.fetch.retries,
+        minBytesPerSecond: config.fetch.minBytesPerSecond,
         ...timeouts,
         clock: deps.clock,
         random: deps.random,

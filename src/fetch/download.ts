@@ -29,6 +29,11 @@ export interface DownloadOptions {
   log: Logger;
   onProgress?: (progress: DownloadProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Fewer bytes than this per second over LOW_SPEED_WINDOW_MS fail the transfer as a (retryable) timeout: a
+   * server trickling a byte now and then never trips the idle timeout. 0 or absent: no minimum.
+   */
+  minBytesPerSecond?: number;
 }
 
 export interface Downloaded {
@@ -38,6 +43,7 @@ export interface Downloaded {
 }
 
 const PROGRESS_INTERVAL_MS = 500;
+export const LOW_SPEED_WINDOW_MS = 60_000;
 const LOG_INTERVAL_MS = 10_000;
 
 export function partialPath(tmpDir: string, file: string): string {
@@ -181,6 +187,7 @@ async function stream(
   // Content-Range ends. Past either, the bytes would grow the .partial without bound.
   const limit = Math.min(opts.maxBytes, start.rangeEnd ?? Number.POSITIVE_INFINITY);
   const report = progressReporter(opts, file, start);
+  const tooSlow = lowSpeedCheck(opts);
   // Where this transfer starts, before its first chunk: a listener counting the difference between reports
   // (the download_bytes metric) then counts every byte, the first chunk's too.
   report(offset, true);
@@ -204,6 +211,7 @@ async function stream(
         const written = writer.write(chunk);
         hash.update(chunk);
         report(offset + received, false);
+        tooSlow(chunk.length);
         return written;
       });
     } catch (err) {
@@ -339,6 +347,34 @@ export class PositionalWriter {
     await this.#settled();
     await this.#file.close();
   }
+}
+
+/**
+ * Counts bytes per LOW_SPEED_WINDOW_MS and throws a retryable timeout when a whole window brought fewer than the
+ * minimum (like curl's --speed-limit/--speed-time). Checked as chunks arrive; no chunk at all is the idle timeout's.
+ */
+function lowSpeedCheck(opts: DownloadOptions): (bytes: number) => void {
+  const min = opts.minBytesPerSecond ?? 0;
+  if (min <= 0) return () => undefined;
+  const needed = (min * LOW_SPEED_WINDOW_MS) / 1000;
+  let windowStart = opts.clock.monotonicMs();
+  let windowBytes = 0;
+  return (bytes) => {
+    windowBytes += bytes;
+    const now = opts.clock.monotonicMs();
+    if (now - windowStart < LOW_SPEED_WINDOW_MS) return;
+    if (windowBytes < needed) {
+      const rate = Math.round((windowBytes * 1000) / (now - windowStart));
+      throw new FetchError(
+        "timeout",
+        opts.url,
+        `slower than ${min} bytes/s for ${LOW_SPEED_WINDOW_MS / 1000} s (${rate} bytes/s)`,
+        { remedy: "the mirror is too slow; the download resumes on the next attempt ([fetch] min_bytes_per_second)" },
+      );
+    }
+    windowStart = now;
+    windowBytes = 0;
+  };
 }
 
 /** Progress to the caller every half second, and to the log every LOG_INTERVAL_MS. */

@@ -467,3 +467,48 @@ describe("write-behind", () => {
     }
   });
 });
+
+describe("minimum speed", () => {
+  /** Time as the download sees it, 1000 times faster than real: LOW_SPEED_WINDOW_MS passes in 60 ms. */
+  const fastClock = () => {
+    const t0 = performance.now();
+    return { ...fakeClock(), monotonicMs: () => (performance.now() - t0) * 1000 };
+  };
+
+  test("a server trickling bytes under the minimum fails as a retryable timeout; the partial stays", async () => {
+    const sockets: Socket[] = [];
+    const trickle = createServer((socket) => {
+      sockets.push(socket);
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\n\r\n`);
+        // 64 bytes every 10 ms: never idle, and (at the clock's pace) about 6 bytes per second.
+        const timer = setInterval(() => socket.write(content.subarray(0, 64)), 10);
+        socket.on("close", () => clearInterval(timer));
+      });
+    });
+    await new Promise<void>((resolve) => trickle.listen(0, "127.0.0.1", () => resolve()));
+    try {
+      const address = trickle.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      const opts = options({
+        url: `http://127.0.0.1:${port}/${image.file}`,
+        retries: 0,
+        minBytesPerSecond: 1024,
+        clock: fastClock(),
+      });
+      const err = await failure(opts);
+      expect(err).toMatchObject({ name: "FetchError", kind: "timeout", retryable: true });
+      expect(err.message).toMatch(/slower than 1024 bytes\/s for 60 s \(\d+ bytes\/s\)/);
+      expect(statSync(partialPath(store, image.file)).size).toBeGreaterThan(0); // kept for the resume
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((r) => trickle.close(() => r(undefined)));
+    }
+  });
+
+  test("a server above the minimum is not disturbed by it", async () => {
+    const got = await downloadImage(options({ minBytesPerSecond: 1024, clock: fastClock() }));
+    expect(got.sha256).toBe(image.sha256);
+  });
+});
