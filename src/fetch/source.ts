@@ -20,6 +20,8 @@ export interface SourceOptions {
   retries?: number;
   random?: Random;
   signal?: AbortSignal;
+  /** Bound on one attempt at a small file; default SMALL_FILE_DEADLINE_MS. */
+  deadlineMs?: number;
 }
 
 export interface ManifestOptions extends SourceOptions {
@@ -123,15 +125,35 @@ export async function verifyDetached(
   }
 }
 
+/**
+ * Longest one attempt at a manifest, signature or metadata file may take: they are small, and a server that
+ * trickles a byte now and then never trips the idle timeout, which would hold the pass (and every request queued
+ * behind it) for as long as it liked. Images have their minimum speed instead (download.ts).
+ */
+export const SMALL_FILE_DEADLINE_MS = 120_000;
+
 function getWithRetries(url: string, maxBytes: number, opts: SourceOptions): Promise<Buffer> {
-  const get: GetOptions = {
-    connectTimeoutMs: opts.connectTimeoutMs,
-    idleTimeoutMs: opts.idleTimeoutMs,
-    maxBytes,
-    signal: opts.signal,
-  };
   const policy = { ...opts, retries: opts.retries ?? 2, random: opts.random ?? systemRandom };
-  return withRetries(`fetch of ${url}`, policy, () => httpGetBuffer(url, get));
+  const deadlineMs = opts.deadlineMs ?? SMALL_FILE_DEADLINE_MS;
+  return withRetries(`fetch of ${url}`, policy, async () => {
+    const deadline = AbortSignal.timeout(deadlineMs);
+    const signal = opts.signal === undefined ? deadline : AbortSignal.any([opts.signal, deadline]);
+    const get: GetOptions = {
+      connectTimeoutMs: opts.connectTimeoutMs,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      maxBytes,
+      signal,
+    };
+    try {
+      return await httpGetBuffer(url, get);
+    } catch (err) {
+      // Our deadline, not the caller's cancellation: a timeout, retried like one.
+      if (deadline.aborted && opts.signal?.aborted !== true) {
+        throw new FetchError("timeout", url, `not complete after ${deadlineMs / 1000} s`, { cause: err });
+      }
+      throw err;
+    }
+  });
 }
 
 function withSlash(url: string): string {

@@ -2,6 +2,7 @@
 // keys generated in the test.
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { KataError } from "../../../src/errors.ts";
@@ -181,5 +182,39 @@ describe("fetchOptional", () => {
       code: "fetch-http-status",
       status: 500,
     });
+  });
+});
+
+describe("a server that trickles a small file", () => {
+  test("one attempt is bounded: a retryable timeout, and the caller's own abort stays an abort", async () => {
+    const sockets: Socket[] = [];
+    const trickle = createServer((socket) => {
+      sockets.push(socket);
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        socket.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        const timer = setInterval(() => socket.write("a"), 20); // never idle, never done
+        socket.on("close", () => clearInterval(timer));
+      });
+    });
+    await new Promise<void>((resolve) => trickle.listen(0, "127.0.0.1", () => resolve()));
+    try {
+      const address = trickle.address();
+      const url = `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}/`;
+      const opts = options({ url, verify: "checksum", retries: 0, deadlineMs: 300 });
+      const started = Date.now();
+      const err = await rejection(opts);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(err).toMatchObject({ name: "FetchError", kind: "timeout", retryable: true });
+      expect(err.message).toContain("not complete after 0.3 s");
+
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 100);
+      const aborted = await rejection({ ...opts, deadlineMs: 60_000, signal: controller.signal });
+      expect(aborted).toMatchObject({ kind: "aborted" });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((r) => trickle.close(() => r(undefined)));
+    }
   });
 });
