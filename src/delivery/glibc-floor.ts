@@ -90,6 +90,7 @@ function buildHostProblems(finding: AbiFinding | undefined): string[] {
     if (p.kind === "library-missing") return `${p.library} (needed by ${p.neededBy}) missing on the build host`;
     if (p.kind === "version-missing")
       return `${p.version} from ${p.library} not defined by ${p.providedBy} on the build host`;
+    if (p.kind === "foreign") return p.message;
     return `unreadable: ${p.message}`;
   });
 }

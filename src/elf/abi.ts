@@ -1,6 +1,6 @@
 // Can these ELF executables run on that host? The question the loader answers at exec time, asked ahead of
-// time: the interpreter exists, every DT_NEEDED library resolves (RPATH/RUNPATH with $ORIGIN, the image's lib
-// dirs, the host's lib dirs), and every symbol version an object needs (GLIBC_2.34, …) is defined by the library
+// time: the object is for this host's machine, the interpreter exists, every DT_NEEDED library resolves
+// (RPATH/RUNPATH with $ORIGIN, then the host's lib dirs, as ld.so searches), and every symbol version an object needs (GLIBC_2.34, …) is defined by the library
 // that provides it. Used by the preflight on the Kata payload and by delivery on the bundled Node binary.
 import { dirname, isAbsolute, join } from "node:path";
 import { type ElfInfo, type ElfRead, readElf } from "./read.ts";
@@ -10,7 +10,9 @@ export type AbiProblem =
   | { kind: "interpreter-missing"; interpreter: string }
   | { kind: "library-missing"; library: string; neededBy: string }
   | { kind: "version-missing"; library: string; version: string; neededBy: string; providedBy: string }
-  | { kind: "unreadable"; message: string };
+  | { kind: "unreadable"; message: string }
+  /** Not for this host's loader at all: another machine, 32-bit, big-endian. */
+  | { kind: "foreign"; message: string };
 
 export interface AbiFinding {
   /** The file as given. */
@@ -31,18 +33,23 @@ export interface AbiHost {
   root: string;
   /** Host library directories (absolute inside root); default: /etc/ld.so.conf plus glibc's defaults. */
   libDirs?: string[];
+  /** The host's ELF e_machine; default this machine's (62 on x86-64, 183 on arm64). */
+  machine?: number;
 }
 
 export interface AbiImage {
   /** Where the image's absolute paths (RUNPATH /opt/kata/lib, …) live on disk; default: the host root. */
   root?: string;
-  /** Image library directories searched before the host's (absolute inside the image root). */
-  libDirs?: string[];
 }
+
+/** ELF e_machine of the architectures Flatcar ships, by Node's process.arch. */
+const MACHINES: Record<string, number> = { x64: 62, arm64: 183 };
+const MACHINE_NAMES: Record<number, string> = { 3: "i386", 40: "arm", 62: "x86-64", 183: "aarch64", 243: "riscv" };
 
 /** One finding per file, in the order given. Never throws for bad files: they become findings. */
 export async function checkAbi(files: string[], host: AbiHost, image: AbiImage = {}): Promise<AbiFinding[]> {
-  const loader = new Loader(host.root, host.libDirs ?? (await hostLibDirs(host.root)), image);
+  const machine = host.machine ?? MACHINES[process.arch] ?? 0;
+  const loader = new Loader(host.root, host.libDirs ?? (await hostLibDirs(host.root)), image, machine);
   return Promise.all(files.map((file) => loader.check(file)));
 }
 
@@ -89,7 +96,7 @@ class Loader {
   private readonly root: string;
   private readonly hostDirs: string[];
   private readonly imageRoot: string;
-  private readonly imageDirs: string[];
+  private readonly machine: number;
   private readonly resolved = memoize((key) => {
     const [root = "/", path = ""] = key.split("\0");
     return resolveInRoot(root, path);
@@ -103,11 +110,11 @@ class Loader {
       })),
   );
 
-  constructor(root: string, hostDirs: string[], image: AbiImage) {
+  constructor(root: string, hostDirs: string[], image: AbiImage, machine: number) {
     this.root = root;
     this.hostDirs = hostDirs;
     this.imageRoot = image.root ?? root;
-    this.imageDirs = image.libDirs ?? [];
+    this.machine = machine;
   }
 
   private resolve(root: string, path: string): Promise<string | null> {
@@ -125,6 +132,11 @@ class Loader {
       glibcProvided: null,
     };
     const read = await this.read(file);
+    if (!read.elf && "foreign" in read) {
+      finding.ok = false;
+      finding.problems.push({ kind: "foreign", message: `${read.reason}, which this host's loader cannot run` });
+      return finding;
+    }
     if (!read.elf) {
       const unreadable = "error" in read;
       finding.linkage = unreadable ? "unreadable" : "not-elf";
@@ -136,6 +148,15 @@ class Loader {
     }
     const exe = read.info;
     finding.interpreter = exe.interpreter;
+    if (this.machine !== 0 && exe.machine !== this.machine) {
+      const name = (m: number) => MACHINE_NAMES[m] ?? `machine ${m}`;
+      finding.ok = false;
+      finding.problems.push({
+        kind: "foreign",
+        message: `built for ${name(exe.machine)}, this host is ${name(this.machine)}`,
+      });
+      return finding;
+    }
     if (exe.interpreter === null && !exe.dynamic) {
       finding.linkage = "static";
       return finding;
@@ -208,7 +229,6 @@ class Loader {
           inRoots(join(dir, name));
         }
       }
-      for (const dir of this.imageDirs) lookups.push({ root: this.imageRoot, path: join(dir, name) });
       for (const dir of this.hostDirs) lookups.push({ root: this.root, path: join(dir, name), host: true });
     }
     for (const lookup of lookups) {

@@ -1,6 +1,7 @@
 // A small ELF64 reader: just what deciding "can this binary run here" needs — the interpreter, the dynamic
 // section (DT_NEEDED, DT_RUNPATH/DT_RPATH, DT_SONAME) and symbol versions (DT_VERNEED needs, DT_VERDEF
 // definitions). It reads only the byte ranges it needs, so a 100 MB binary costs a few small reads.
+import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 
 export interface VersionNeed {
@@ -28,7 +29,8 @@ export interface ElfInfo {
   versionDefs: string[];
 }
 
-export type ElfRead = { elf: true; info: ElfInfo } | { elf: false; reason: string };
+/** `foreign`: an ELF object this reader (and a 64-bit little-endian host's loader) cannot use: 32-bit, big-endian. */
+export type ElfRead = { elf: true; info: ElfInfo } | { elf: false; reason: string; foreign?: true };
 
 const PT_LOAD = 1;
 const PT_DYNAMIC = 2;
@@ -77,15 +79,18 @@ class Reader {
 
 /** Parses the ELF file at `path`. Not-ELF (scripts, data) is a normal answer, not an error. */
 export async function readElf(path: string): Promise<ElfRead> {
-  const fh = await open(path, "r");
+  // O_NONBLOCK: opening a FIFO (or a device) for reading must not wait for a writer; it is no ELF file anyway.
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    const { size } = await fh.stat();
+    const st = await fh.stat();
+    if (!st.isFile()) return { elf: false, reason: "not a regular file" };
+    const { size } = st;
     if (size < 64) return { elf: false, reason: "too short for an ELF header" };
     const r = new Reader(fh, size);
     const ident = await r.bytes(0, 64);
     if (ident.readUInt32BE(0) !== 0x7f454c46) return { elf: false, reason: "no ELF magic" };
-    if (ident[4] !== 2) return { elf: false, reason: "not ELF64 (32-bit objects are not supported)" };
-    if (ident[5] !== 1) return { elf: false, reason: "not little-endian" };
+    if (ident[4] !== 2) return { elf: false, reason: "a 32-bit ELF object", foreign: true };
+    if (ident[5] !== 1) return { elf: false, reason: "a big-endian ELF object", foreign: true };
     return { elf: true, info: await parse(r, ident) };
   } catch (err) {
     if (err instanceof RangeError) return { elf: false, reason: `malformed ELF: ${err.message}` };
@@ -185,14 +190,18 @@ async function readVerneed(
 ): Promise<VersionNeed[]> {
   const needs: VersionNeed[] = [];
   let at = start;
-  for (let i = 0; i < Math.min(count, MAX_VERSION_ENTRIES); i++) {
+  // One budget for every Vernaux of the table: per-level caps alone multiply (4096 needs all pointing at one
+  // 4096-entry chain made a 131 KB file take minutes).
+  let budget = MAX_VERSION_ENTRIES;
+  for (let i = 0; i < Math.min(count, MAX_VERSION_ENTRIES) && budget > 0; i++) {
     const vn = await r.bytes(at, 16);
     const cnt = vn.readUInt16LE(2);
     const need: VersionNeed = { file: str(vn.readUInt32LE(4)), versions: [] };
     let aux = at + vn.readUInt32LE(8);
-    for (let j = 0; j < Math.min(cnt, MAX_VERSION_ENTRIES); j++) {
+    for (let j = 0; j < cnt && budget > 0; j++) {
       const vna = await r.bytes(aux, 16);
       need.versions.push(str(vna.readUInt32LE(8)));
+      budget -= 1;
       const next = vna.readUInt32LE(12);
       if (next === 0) break;
       aux += next;

@@ -10,7 +10,6 @@ import { locate } from "../locate.ts";
 const ID = "abi";
 const KATA_DIR = "/opt/kata";
 /** Library directories the extension itself may ship. */
-const IMAGE_LIB_DIRS = ["/opt/kata/lib", "/opt/kata/lib64"];
 /** A hostile or huge tree must not stall the preflight. */
 const MAX_FILES = 2000;
 export const SHIM = "/opt/kata/bin/containerd-shim-kata-v2";
@@ -39,7 +38,9 @@ export const abi: Check = {
     const findings = await checkAbi(
       [...files],
       { root: ctx.paths.root },
-      { root: ctx.payloadRoot, libDirs: IMAGE_LIB_DIRS },
+      // No image lib dirs: ld.so finds /opt/kata/lib only through an object's RUNPATH/RPATH (a sysext cannot add
+      // to /etc/ld.so.conf), so that is all the check may use too.
+      { root: ctx.payloadRoot },
     );
     const shown = (file: string): string => `/${relative(ctx.payloadRoot, file)}`.replace(/^\/+/, "/");
     const out: PreflightCheck[] = [];
@@ -91,6 +92,8 @@ function describeProblems(f: AbiFinding, shown: (file: string) => string): strin
         return `needs ${p.version} from ${p.library}, which the host's ${shown(p.providedBy)} does not define`;
       case "unreadable":
         return `unreadable: ${p.message}`;
+      case "foreign":
+        return p.message;
     }
   };
   const parts = [...new Set(f.problems.map(one))];

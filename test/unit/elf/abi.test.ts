@@ -1,6 +1,6 @@
 // checkAbi on real binaries: this machine's own, the pinned Node binary (the delivery issue's use), and ones
 // compiled here, against this machine's root and against fixture roots laid out like Flatcar with an old glibc.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -44,6 +44,25 @@ describe("on this machine", () => {
     expect(sh).toMatchObject({ ok: true, linkage: "not-elf" });
     expect(missing).toMatchObject({ ok: false, linkage: "unreadable" });
   });
+
+  it("binaries for another machine, 32-bit or big-endian fail, static ones too", async () => {
+    const staticVmm = fakeVmm("s", { version: "x", static: true });
+    const [ls, vmm] = await checkAbi(["/usr/bin/ls", staticVmm], { root: "/", machine: 183 });
+    for (const finding of [ls, vmm]) {
+      expect(finding).toMatchObject({
+        ok: false,
+        problems: [{ kind: "foreign", message: "built for x86-64, this host is aarch64" }],
+      });
+    }
+    const elf32 = Buffer.from(readFileSync("/usr/bin/ls"));
+    elf32[4] = 1; // ELFCLASS32
+    writeFileSync(join(scratch, "elf32"), elf32);
+    const [old] = await checkAbi([join(scratch, "elf32")], { root: "/" });
+    expect(old).toMatchObject({
+      ok: false,
+      problems: [{ kind: "foreign", message: "a 32-bit ELF object, which this host's loader cannot run" }],
+    });
+  });
 });
 
 describe("against an old Flatcar glibc", () => {
@@ -82,27 +101,24 @@ describe("libraries and the loader", () => {
     ]);
   });
 
-  it("a library the host lacks, unless the image ships it (image lib dir, or RUNPATH $ORIGIN)", async () => {
+  it("a library the host lacks, unless the image ships it where ld.so looks (RUNPATH $ORIGIN)", async () => {
     const root = mkdtempSync(join(scratch, "host-"));
     flatcarLibs(root);
     const plain = fakeVmm("needs-lib", { version: "x", katatest: true });
     const [missing] = await checkAbi([plain], { root });
     expect(missing?.problems).toEqual([{ kind: "library-missing", library: "libkatatest.so.1", neededBy: plain }]);
 
-    // The image ships it in /opt/kata/lib: found through the image's lib dirs.
+    // The image ships it in /opt/kata/lib, but the binary has no RUNPATH: ld.so never looks there (a sysext cannot
+    // add to /etc/ld.so.conf), so neither does the check.
     const image = mkdtempSync(join(scratch, "image-"));
     mkdirSync(join(image, "opt/kata/lib"), { recursive: true });
     mkdirSync(join(image, "opt/kata/bin"), { recursive: true });
     copyFileSync(join(katatestLib(), "libkatatest.so.1"), join(image, "opt/kata/lib/libkatatest.so.1"));
     copyFileSync(plain, join(image, "opt/kata/bin/needs-lib"));
-    const [viaDirs] = await checkAbi(
-      [join(image, "opt/kata/bin/needs-lib")],
-      { root },
-      { root: image, libDirs: ["/opt/kata/lib"] },
-    );
-    expect(viaDirs).toMatchObject({ ok: true, problems: [] });
+    const [noRunpath] = await checkAbi([join(image, "opt/kata/bin/needs-lib")], { root }, { root: image });
+    expect(noRunpath?.problems).toMatchObject([{ kind: "library-missing", library: "libkatatest.so.1" }]);
 
-    // …or through RUNPATH $ORIGIN/../lib, with no lib dirs given.
+    // Found through RUNPATH $ORIGIN/../lib, as ld.so finds it.
     copyFileSync(
       fakeVmm("needs-lib", { version: "x", katatest: true, runpath: "$ORIGIN/../lib" }),
       join(image, "opt/kata/bin/with-runpath"),

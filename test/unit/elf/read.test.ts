@@ -77,14 +77,30 @@ describe("not ELF, or not what we read", () => {
     const elf32 = Buffer.from(header);
     elf32[4] = 1;
     writeFileSync(join(scratch, "elf32"), elf32);
-    expect(await readElf(join(scratch, "elf32"))).toMatchObject({
-      elf: false,
-      reason: expect.stringContaining("ELF64"),
-    });
+    expect(await readElf(join(scratch, "elf32"))).toEqual({ elf: false, reason: "a 32-bit ELF object", foreign: true });
     const big = Buffer.from(header);
     big[5] = 2;
     writeFileSync(join(scratch, "big"), big);
-    expect(await readElf(join(scratch, "big"))).toEqual({ elf: false, reason: "not little-endian" });
+    expect(await readElf(join(scratch, "big"))).toEqual({
+      elf: false,
+      reason: "a big-endian ELF object",
+      foreign: true,
+    });
+  });
+
+  it("a FIFO or a directory is no ELF file, and reading one does not block", async () => {
+    const fifo = join(scratch, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    expect(await readElf(fifo)).toEqual({ elf: false, reason: "not a regular file" });
+    expect(await readElf(scratch)).toEqual({ elf: false, reason: "not a regular file" });
+  });
+
+  it("a version table whose entries all share one long chain is read within one budget", async () => {
+    // 4096 Elf64_Verneed entries, each pointing at the same chain of 4096 Elf64_Vernaux: per-level caps alone
+    // would read 16.7 million entries (minutes; the test's timeout catches that).
+    const read = await readElf(versionBomb(join(scratch, "bomb"), 4096, 4096));
+    expect(read.elf).toBe(true);
+    if (read.elf) expect(read.info.versionNeeds.flatMap((n) => n.versions).length).toBeLessThanOrEqual(4096);
   });
 
   it("a truncated binary is malformed, not a crash", async () => {
@@ -132,4 +148,66 @@ describe("not ELF, or not what we read", () => {
 
 function withRunpathBinary(): string {
   return fakeVmm("rp", { version: "x", katatest: true, runpath: "$ORIGIN/../lib:/opt/kata/lib" });
+}
+
+/**
+ * A minimal ELF64 executable whose version-needs table has `needs` Elf64_Verneed entries that all point at one
+ * chain of `chain` Elf64_Vernaux entries. One PT_LOAD maps the whole file at address 0.
+ */
+function versionBomb(path: string, needs: number, chain: number): string {
+  const dynamicAt = 64 + 2 * 56;
+  const dynamic = [
+    [5n, 0n], // DT_STRTAB, patched below
+    [10n, 0n], // DT_STRSZ
+    [0x6ffffffen, 0n], // DT_VERNEED
+    [0x6fffffffn, BigInt(needs)], // DT_VERNEEDNUM
+    [0n, 0n], // DT_NULL
+  ];
+  const strtabAt = dynamicAt + dynamic.length * 16;
+  const strtab = Buffer.from("\0libc.so.6\0GLIBC_2.2.5\0", "latin1");
+  const verneedAt = strtabAt + strtab.length;
+  const auxAt = verneedAt + needs * 16;
+  const file = Buffer.alloc(auxAt + chain * 16);
+  file.writeUInt32BE(0x7f454c46, 0);
+  file[4] = 2; // ELFCLASS64
+  file[5] = 1; // little-endian
+  file[6] = 1;
+  file.writeUInt16LE(2, 16); // ET_EXEC
+  file.writeUInt16LE(62, 18); // x86-64
+  file.writeUInt32LE(1, 20);
+  file.writeBigUInt64LE(64n, 32); // e_phoff
+  file.writeUInt16LE(64, 52);
+  file.writeUInt16LE(56, 54);
+  file.writeUInt16LE(2, 56);
+  const phdr = (at: number, type: number, offset: number, size: number) => {
+    file.writeUInt32LE(type, at);
+    file.writeBigUInt64LE(BigInt(offset), at + 8);
+    file.writeBigUInt64LE(BigInt(offset), at + 16); // vaddr = offset
+    file.writeBigUInt64LE(BigInt(size), at + 32);
+  };
+  phdr(64, 1, 0, file.length); // PT_LOAD
+  phdr(64 + 56, 2, dynamicAt, dynamic.length * 16); // PT_DYNAMIC
+  dynamic[0] = [5n, BigInt(strtabAt)];
+  dynamic[1] = [10n, BigInt(strtab.length)];
+  dynamic[2] = [0x6ffffffen, BigInt(verneedAt)];
+  dynamic.forEach(([tag, value], i) => {
+    file.writeBigInt64LE(tag ?? 0n, dynamicAt + i * 16);
+    file.writeBigUInt64LE(value ?? 0n, dynamicAt + i * 16 + 8);
+  });
+  strtab.copy(file, strtabAt);
+  for (let i = 0; i < needs; i++) {
+    const at = verneedAt + i * 16;
+    file.writeUInt16LE(1, at); // vn_version
+    file.writeUInt16LE(chain, at + 2); // vn_cnt
+    file.writeUInt32LE(1, at + 4); // vn_file: "libc.so.6"
+    file.writeUInt32LE(auxAt - at, at + 8); // vn_aux: the shared chain
+    file.writeUInt32LE(i === needs - 1 ? 0 : 16, at + 12); // vn_next
+  }
+  for (let j = 0; j < chain; j++) {
+    const at = auxAt + j * 16;
+    file.writeUInt32LE(11, at + 8); // vna_name: "GLIBC_2.2.5"
+    file.writeUInt32LE(j === chain - 1 ? 0 : 16, at + 12); // vna_next
+  }
+  writeFileSync(path, file);
+  return path;
 }
