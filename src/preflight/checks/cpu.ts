@@ -3,7 +3,7 @@
 import type { PreflightCheck } from "../../status.ts";
 import { type Check, result } from "../check.ts";
 import { kvmProviders } from "../modules.ts";
-import { kvmWorks } from "./kvm-usable.ts";
+import { kvmUntested, kvmWorks } from "./kvm-usable.ts";
 
 const VENDOR = { intel: "Intel", amd: "AMD", other: "unknown vendor" } as const;
 
@@ -34,6 +34,13 @@ export const cpu: Check = {
     if (flag !== null) {
       const tech = flag === "vmx" ? "Intel VT-x (vmx)" : "AMD-V (svm)";
       out.push(result("cpu-virtualization", "pass", `${tech}${nested}`));
+    } else if (kvmUntested(await ctx.kvm())) {
+      // Whether KVM works is kvm-usable's question, and it could not be answered: no verdict here either.
+      out.push(
+        result("cpu-virtualization", "warn", `no vmx/svm flag, and whether KVM works could not be tested${nested}`, {
+          remedy: "see kvm-usable: it says why /dev/kvm could not be probed",
+        }),
+      );
     } else if (kvmWorks(await ctx.kvm())) {
       const providers = kvmProviders(await ctx.modules());
       out.push(

@@ -17,6 +17,15 @@ export const kvmUsable: Check = {
   },
 };
 
+/**
+ * True when the probe could not answer: its helper is missing or failed, or we may not open /dev/kvm (not root).
+ * Then nothing is known about KVM either way.
+ */
+export function kvmUntested(probe: KvmProbe): boolean {
+  if (probe.kind === "helper-missing" || probe.kind === "helper-failed") return true;
+  return probe.kind === "probed" && (probe.output.open === "EACCES" || probe.output.open === "EPERM");
+}
+
 /** True when the probe proved a VM can be created. */
 export function kvmWorks(probe: KvmProbe): boolean {
   return (

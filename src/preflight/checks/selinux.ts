@@ -73,12 +73,15 @@ export const selinux: Check = {
     located.forEach(({ path, owners }, i) => {
       const label = labels[i];
       const text = label === undefined ? "unknown" : "error" in label ? label.error : label.label;
-      const unlabeled = text === null || text.includes(":unlabeled_t:");
+      // A label that cannot be read (ENOTSUP on a file system without xattrs) is no label under enforcing either.
+      const unreadable = label !== undefined && "error" in label;
+      const unlabeled = text === null || unreadable || text.includes(":unlabeled_t:");
       if (!unlabeled) {
         good.push(`${path} ${text}`);
         return;
       }
-      const detail = `${path} is unlabeled${text === null ? "" : ` (${text})`} under SELinux ${mode}`;
+      const why = unreadable ? ` (its label cannot be read: ${text})` : text === null ? "" : ` (${text})`;
+      const detail = `${path} is unlabeled${why} under SELinux ${mode}`;
       if (owners === null) out.push(result("selinux-labels", status, detail, { remedy }));
       else for (const hypervisor of owners) out.push(result("selinux-labels", status, detail, { remedy, hypervisor }));
     });

@@ -1,7 +1,7 @@
 // The preflight against fixture host trees: each tree is a kind of host the issue names, with a merged payload
 // of real ELF executables (compiled here) that really run with --version, and real xattrs for SELinux labels.
 import { execFileSync, spawnSync } from "node:child_process";
-import { rmSync } from "node:fs";
+import { chmodSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostPaths } from "../../../src/paths.ts";
@@ -288,6 +288,24 @@ describe("SELinux", () => {
     const relabeled = await runPreflight({ paths: hostPaths(root) });
     expect(find(relabeled, "selinux-labels").map((c) => c.status)).toEqual(["pass"]);
     expect(one(relabeled, "selinux-labels").detail).toContain(`${PATHS.qemu} system_u:object_r:bin_t:s0`);
+  });
+
+  it("a label that cannot be read (ENOTSUP: no xattrs on that file system) counts as none under enforcing", async () => {
+    // A helper speaking xattr-get's protocol: one "err ERRNO" line per file.
+    const helper = join(scratch(), "xattr-get-enotsup");
+    writeFileSync(helper, '#!/bin/sh\nshift\nfor f in "$@"; do echo "err ENOTSUP"; done\n');
+    chmodSync(helper, 0o755);
+    process.env.KATA_SYSEXTD_XATTR_GET = helper;
+    try {
+      const r = await preflight({ selinux: "enforcing" });
+      const labels = find(r, "selinux-labels");
+      expect(labels.map((c) => c.status)).not.toContain("pass");
+      expect(labels.find((c) => c.detail.startsWith(PATHS.shim))?.detail).toBe(
+        `${PATHS.shim} is unlabeled (its label cannot be read: ENOTSUP) under SELinux enforcing`,
+      );
+    } finally {
+      delete process.env.KATA_SYSEXTD_XATTR_GET;
+    }
   });
 
   it("without the xattr-get helper, enforcing gives a warning that says how to build it, not a guess", async () => {
