@@ -75,8 +75,12 @@ export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, o
         );
     }
   } catch (err) {
-    if (!(err instanceof ApiConnectError)) throw err;
-    io.stderr.write(`kata-sysextctl: ${unreachable(err, opts.socketPath)}\n`);
+    if (err instanceof ApiConnectError) {
+      io.stderr.write(`kata-sysextctl: ${unreachable(err, opts.socketPath)}\n`);
+    } else {
+      // Anything else is our own bug or a daemon we do not understand: one clear line, not a stack trace.
+      io.stderr.write(`kata-sysextctl ${verb}: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
     return EXIT.failed;
   }
 }
@@ -133,12 +137,14 @@ async function refresh(
     failure: null,
     answer: null,
   };
-  await streamLines(
+  let streaming = false; // the daemon took the request: from here a lost connection does not mean it is down
+  const streamed = streamLines(
     socket,
     "POST",
     `/v1/refresh?stream=1${releaseHolds ? "&releaseHolds=1" : ""}`,
     {
       onLine: (raw) => {
+        streaming = true;
         if (!isObject(raw)) return;
         if (raw.type === "progress" && typeof raw.state === "string") {
           view.update(raw.state, isDownload(raw.download) ? raw.download : null);
@@ -154,6 +160,16 @@ async function refresh(
     },
     { timeoutMs: opts.timeoutMs ?? 60_000 },
   );
+  try {
+    await streamed;
+  } catch (err) {
+    view.finish(); // the progress bar's line ends before any message
+    if (!(err instanceof ApiConnectError) || !streaming) throw err;
+    io.stderr.write(
+      `kata-sysextctl: the connection to kata-sysextd was lost during the refresh (${err.message}); it may still be running: kata-sysextctl status\n`,
+    );
+    return EXIT.failed;
+  }
   view.finish();
   if (seen.answer !== null) return action(io, seen.answer, json);
   if (seen.outcome !== null) return printOutcome(io, seen.outcome, json);
@@ -207,6 +223,7 @@ async function versions(io: CommandIo, res: ApiResponse, json: boolean): Promise
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
 
+/** Everything formatStatus reads: another program on the port, or a daemon of another version, fails here. */
 function isStatusDocument(v: unknown): v is StatusDocument {
   return (
     isObject(v) &&
@@ -215,7 +232,12 @@ function isStatusDocument(v: unknown): v is StatusDocument {
     isObject(v.extension) &&
     typeof v.extension.name === "string" &&
     typeof v.extension.merged === "boolean" &&
-    typeof v.state === "string"
+    typeof v.state === "string" &&
+    (v.nextBoot === null || isObject(v.nextBoot)) &&
+    (v.lastReconcile === null || isObject(v.lastReconcile)) &&
+    (v.download === null || isObject(v.download)) &&
+    (v.preflight === null ||
+      (isObject(v.preflight) && Array.isArray(v.preflight.checks) && Array.isArray(v.preflight.hypervisors)))
   );
 }
 

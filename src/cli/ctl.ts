@@ -24,6 +24,7 @@ with --root (its socket is DIR/run/kata-sysextd/api.sock, its TCP address the co
 `;
 
 const DAEMON_VERBS = new Set(["status", "refresh", "rollback", "versions"]);
+const DEFAULT_LISTEN = "127.0.0.1:8720";
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
   const [verb, ...rest] = argv;
@@ -44,14 +45,22 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     return preflightCommand(rest, io);
   }
   if (DAEMON_VERBS.has(verb)) {
-    const { root, config, remaining } = takeLocation(rest);
+    const location = takeLocation(rest);
+    if ("error" in location) {
+      io.stderr.write(`kata-sysextctl: ${location.error}\n`);
+      return EXIT.usage;
+    }
+    const { root, config, remaining } = location;
     const paths = hostPaths(root ?? "/");
-    let listen = "127.0.0.1:8720";
+    // The configuration only says where the TCP fallback listens; the socket comes first and needs none. A
+    // configuration the daemon would reject must not keep an operator from asking the daemon what is wrong.
+    let listen = DEFAULT_LISTEN;
     try {
       listen = (await loadConfig(config ?? paths.configFile)).api.listen;
     } catch (err) {
-      io.stderr.write(`kata-sysextctl: ${asKataError(err).message}\n`);
-      return EXIT.usage;
+      io.stderr.write(
+        `kata-sysextctl: warning: ${asKataError(err).message}; the TCP fallback uses ${DEFAULT_LISTEN}\n`,
+      );
     }
     const { ctlCommand } = await import("./ctl-client.ts");
     return ctlCommand(verb as "status" | "refresh" | "rollback" | "versions", remaining, io, {
@@ -63,17 +72,23 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
   return EXIT.usage;
 }
 
-/** Pulls --root and --config out of a daemon verb's arguments; the verb parses the rest. */
-function takeLocation(args: string[]): { root?: string; config?: string; remaining: string[] } {
+/** Pulls --root and --config (`--root DIR` or `--root=DIR`) out of a daemon verb's arguments; the verb parses the rest. */
+function takeLocation(args: string[]): { root?: string; config?: string; remaining: string[] } | { error: string } {
   const out: { root?: string; config?: string; remaining: string[] } = { remaining: [] };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? "";
-    const [flag, inline] = arg.split("=", 2) as [string, string | undefined];
-    if (flag === "--root" || flag === "--config") {
-      const value = inline ?? args[++i];
-      if (flag === "--root") out.root = value;
-      else out.config = value;
-    } else out.remaining.push(arg);
+    const eq = arg.indexOf("=");
+    const flag = eq < 0 ? arg : arg.slice(0, eq);
+    if (flag !== "--root" && flag !== "--config") {
+      out.remaining.push(arg);
+      continue;
+    }
+    const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
+    if (value === undefined || value === "" || (eq < 0 && value.startsWith("-"))) {
+      return { error: `${flag} needs a value: ${flag === "--root" ? "--root DIR" : "--config FILE"}` };
+    }
+    if (flag === "--root") out.root = value;
+    else out.config = value;
   }
   return out;
 }

@@ -1,6 +1,10 @@
 // kata-sysextctl's daemon verbs against the real API on a temporary socket and a free loopback port.
 import { spawn, spawnSync } from "node:child_process";
-import { chmod } from "node:fs/promises";
+import { writeFileSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
@@ -10,6 +14,7 @@ import { type CtlOptions, type CtlVerb, ctlCommand } from "../../../src/cli/ctl-
 import type { CommandIo } from "../../../src/cli/io.ts";
 import { memoryLogger, StatusHolder, scriptedActions, statusDoc, tempRunDir, VERSIONS } from "./fixtures.ts";
 
+const CTL_BIN = fileURLToPath(new URL("../../../bin/kata-sysextctl.js", import.meta.url));
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -297,5 +302,77 @@ describe("as an unprivileged user", () => {
     const refresh = await asNobody("refresh");
     expect(refresh.status).toBe(1);
     expect(refresh.stderr).toContain(`permission denied on ${opts.socketPath}: this command needs root`);
+  });
+});
+
+describe("answers kata-sysextctl does not expect", () => {
+  /** A raw HTTP server on a unix socket that answers every request with `reply` (written as is). */
+  async function oddDaemon(reply: (socket: Socket) => void): Promise<CtlOptions> {
+    const run = await tempRunDir();
+    cleanups.push(run.cleanup);
+    await mkdir(dirname(run.socketPath), { recursive: true });
+    const server = createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", () => reply(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(run.socketPath, () => resolve()));
+    cleanups.push(() => new Promise((resolve) => server.close(() => resolve())));
+    return { socketPath: run.socketPath, tcpUrl: "http://127.0.0.1:1" };
+  }
+
+  it("status: a document it cannot show is one clear line and exit 1, not a stack trace", async () => {
+    const body = JSON.stringify({ daemon: {}, host: {}, extension: { name: "k", merged: true }, state: "idle" });
+    const opts = await oddDaemon((socket) =>
+      socket.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`),
+    );
+    const r = await ctl("status", [], opts);
+    expect(r.code).toBe(1);
+    expect(r.err.trim().split("\n")).toHaveLength(1);
+    expect(r.err).not.toContain("TypeError");
+  });
+
+  it("refresh: a connection lost mid-stream says the refresh may still run, and ends the progress line", async () => {
+    const opts = await oddDaemon((socket) => {
+      socket.write("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n");
+      const line = `${JSON.stringify({ type: "progress", state: "fetching", download: null })}\n`;
+      socket.write(`${Buffer.byteLength(line).toString(16)}\r\n${line}\r\n`);
+      setTimeout(() => socket.destroy(), 50); // cut, no last chunk
+    });
+    const r = await ctl("refresh", [], opts, true);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("the connection to kata-sysextd was lost during the refresh");
+    expect(r.err).toContain("it may still be running: kata-sysextctl status");
+    expect(r.err).not.toContain("is kata-sysextd running?");
+    expect(r.out).toContain("fetching");
+    expect(r.out.endsWith("\r\x1b[2K")).toBe(true); // the bar was cleared before the message
+  });
+});
+
+describe("kata-sysextctl --root and --config", () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [CTL_BIN, ...args], { encoding: "utf8" });
+
+  it("a flag without its value is a usage error, not the next flag taken as one", () => {
+    for (const args of [
+      ["status", "--root"],
+      ["status", "--root", "--json"],
+      ["status", "--config="],
+    ]) {
+      const r = run(args);
+      expect(r.status, args.join(" ")).toBe(2);
+      expect(r.stderr).toMatch(/--(root|config) needs a value/);
+    }
+  });
+
+  it("a configuration the daemon would reject does not stop status: a warning, then the daemon is asked", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kata-ctl-config-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const config = join(dir, "a=b.toml"); // an "=" in the path: --config=PATH keeps all of it
+    writeFileSync(config, "[daemon]\ninterval_second = 300\n");
+    const r = run(["status", `--config=${config}`, "--root", dir]);
+    expect(r.stderr).toContain(`${config}`);
+    expect(r.stderr).toContain('unknown key "daemon.interval_second"');
+    expect(r.stderr).toContain("the TCP fallback uses 127.0.0.1:8720");
+    expect(r.status).toBe(1); // nobody answers on this root's socket: unreachable, not a usage error
+    expect(r.stderr).toContain("is kata-sysextd running?");
   });
 });
