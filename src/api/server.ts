@@ -43,6 +43,15 @@ const TCP_READ_ONLY: ErrorBody = {
   remedy: "send mutations to the unix socket as root: kata-sysextctl refresh | rollback",
 };
 
+/**
+ * The host a request names: its Host header, unless the target is in absolute form (GET http://host/path), whose
+ * authority wins over Host (RFC 9112 section 3.2.2) and so must pass the same check.
+ */
+function requestAuthority(target: string, host: string | undefined): string {
+  if (target.startsWith("/")) return host ?? "";
+  return /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(target)?.[1] ?? "";
+}
+
 const FOREIGN_HOST: ErrorBody = {
   code: "forbidden-host",
   message: "requests must name localhost, 127.0.0.1 or [::1] in the Host header",
@@ -104,8 +113,9 @@ function buildApp(
   if (transport === "tcp") {
     // A callback hook, not an async one: it runs on every request and a promise per request shows in req/s.
     app.addHook("onRequest", (request, reply, done) => {
-      if (!LOOPBACK_HOST.test(request.headers.host ?? "")) sendError(reply, 403, FOREIGN_HOST);
-      else if (request.method !== "GET" && request.method !== "HEAD") {
+      if (!LOOPBACK_HOST.test(requestAuthority(request.raw.url ?? "", request.headers.host))) {
+        sendError(reply, 403, FOREIGN_HOST);
+      } else if (request.method !== "GET" && request.method !== "HEAD") {
         sendError(reply.header("allow", "GET, HEAD"), 405, TCP_READ_ONLY);
       } else done();
     });

@@ -3,6 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { chmod, lstat, mkdir, stat, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
 import { dirname } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Endpoint, request, streamLines } from "../../../src/api/client.ts";
@@ -254,6 +255,26 @@ describe("TCP guards", () => {
       const res = await request(s.tcp, "GET", "/status", { headers: { host } });
       expect(res.status, host).toBe(200);
     }
+  });
+
+  it("checks the authority of an absolute-form target too, which wins over the Host header", async () => {
+    const s = await start();
+    const { hostname, port } = new URL(s.base);
+    const raw = (target: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(Number(port), hostname);
+        let answer = "";
+        socket.on("data", (d: Buffer) => {
+          answer += d.toString("latin1");
+        });
+        socket.on("error", reject);
+        socket.on("end", () => resolve(answer.split("\r\n")[0] ?? ""));
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      });
+    expect(await raw("http://evil.example/status")).toBe("HTTP/1.1 403 Forbidden");
+    expect(await raw(`http://evil.example:${port}/status`)).toBe("HTTP/1.1 403 Forbidden");
+    expect(await raw(`http://127.0.0.1:${port}/status`)).toBe("HTTP/1.1 200 OK");
+    expect(await raw("/status")).toBe("HTTP/1.1 200 OK");
   });
 
   it("answers unknown paths with a JSON 404", async () => {
