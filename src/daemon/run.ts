@@ -19,6 +19,9 @@ import { DAEMON_VERSION } from "../version.ts";
 import type { Daemon } from "./daemon.ts";
 
 export async function runDaemon(given: CommandContext): Promise<number> {
+  // Signals first: systemd may send SIGHUP (reload) or SIGTERM as soon as READY=1 is out, long before the rest is
+  // wired up, and their default action would end the process (SIGHUP even as a "clean" exit Restart= ignores).
+  const signals = earlySignals();
   const ctx = await withHostFields(given);
   const { log, paths } = ctx;
   const notifier = createNotifier({ log });
@@ -84,6 +87,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   });
   // Stopping aborts downloads and retry waits, so a stop is not held up past TimeoutStopSec by a slow mirror.
   const stopping = new AbortController();
+  signals.onStop((signal) => stopping.abort(new Error(`kata-sysextd is stopping (${signal})`)));
   const configure = (config: CommandContext["config"]) => {
     const deps = buildReconcilerDeps({ ...ctx, config, systemd: systemd?.manager ?? null, signal: stopping.signal });
     return { ...deps, reconciler: new Reconciler({ ...deps, onProgress: (e) => daemon?.onEvent(e) }) };
@@ -135,16 +139,10 @@ export async function runDaemon(given: CommandContext): Promise<number> {
     },
     log,
   );
-  process.on("SIGHUP", () => void reload("SIGHUP"));
+  signals.onReload(() => void reload("SIGHUP"));
 
-  await new Promise<void>((resolveStop) => {
-    const stop = (signal: string) => {
-      log.info(`${signal}: stopping`);
-      resolveStop();
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  const signal = await signals.stopped;
+  log.info(`${signal}: stopping`);
   stopWatchdog();
   await notifier.stopping("stopping");
   stopping.abort(new Error("kata-sysextd is stopping"));
@@ -154,4 +152,45 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   await api.close();
   await systemd?.close();
   return 0;
+}
+
+/**
+ * SIGTERM/SIGINT and SIGHUP caught from the very start. A reload that comes before the daemon can reload waits for
+ * it; a stop is remembered (later ones are ignored: a second SIGTERM must not cut a stop short).
+ */
+function earlySignals() {
+  let stopSignal: string | null = null;
+  let reloadWaiting = false;
+  let reloadHandler: (() => void) | null = null;
+  const stopHandlers: Array<(signal: string) => void> = [];
+  let resolveStopped: (signal: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
+    resolveStopped = resolve;
+  });
+  const stop = (signal: string): void => {
+    if (stopSignal !== null) return;
+    stopSignal = signal;
+    for (const handler of stopHandlers) handler(signal);
+    resolveStopped(signal);
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGHUP", () => {
+    if (reloadHandler === null) reloadWaiting = true;
+    else reloadHandler();
+  });
+  return {
+    stopped,
+    onStop(handler: (signal: string) => void): void {
+      if (stopSignal !== null) handler(stopSignal);
+      else stopHandlers.push(handler);
+    },
+    onReload(handler: () => void): void {
+      reloadHandler = handler;
+      if (reloadWaiting) {
+        reloadWaiting = false;
+        handler();
+      }
+    },
+  };
 }

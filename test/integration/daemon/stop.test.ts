@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
@@ -58,3 +58,54 @@ it("SIGTERM during a hung download stops within seconds and keeps the partial", 
     daemon.child.kill("SIGKILL");
   }
 }, 60_000);
+
+describe("signals from the very start", () => {
+  /** A daemon on a fresh root, signalled the moment its API first answers (READY=1 is out by then). */
+  async function signalledAtFirstAnswer(signal: NodeJS.Signals) {
+    const root = makeSandboxRoot();
+    const port = await freePort();
+    writeConfig(
+      root,
+      // A source that refuses at once: the first pass ends quickly, so a reload does not wait behind a download.
+      `[source]\nurl = "http://127.0.0.1:9/"\n[fetch]\nretries = 0\n[api]\nlisten = "127.0.0.1:${port}"\n[containerd]\nenabled = false\n`,
+    );
+    const daemon = startDaemon(root);
+    const answers = () =>
+      fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+    // Polled tightly: the window between READY and the handlers being installed was about a tenth of a second.
+    const deadline = Date.now() + 20_000;
+    while (!(await answers()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    daemon.child.kill(signal);
+    return daemon;
+  }
+
+  it("a reload (SIGHUP) right after start-up is done once the daemon can, and never ends it", async () => {
+    const daemon = await signalledAtFirstAnswer("SIGHUP");
+    try {
+      await until(
+        "the queued reload",
+        () => daemon.stderr().includes("configuration reloaded (unchanged)"),
+        daemon.stderr,
+      );
+      expect(daemon.child.exitCode).toBeNull();
+      expect(daemon.child.signalCode).toBeNull();
+      expect(await daemon.stop()).toBe(0);
+    } finally {
+      daemon.child.kill("SIGKILL");
+    }
+  }, 60_000);
+
+  it("a stop (SIGTERM) right after start-up exits 0", async () => {
+    const daemon = await signalledAtFirstAnswer("SIGTERM");
+    try {
+      expect(await daemon.exited).toBe(0);
+      expect(daemon.child.signalCode).toBeNull();
+      expect(daemon.stderr()).toContain("SIGTERM: stopping");
+    } finally {
+      daemon.child.kill("SIGKILL");
+    }
+  }, 60_000);
+});
