@@ -55,6 +55,8 @@ export class Daemon implements ApiActions {
   private doc: StatusDocument;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
+  /** A timer tick's pass is queued and has not started yet. */
+  private timerPassQueued = false;
   /** While a pass waits for Kata sandboxes to end (policy.activation = "wait"): the look for them. */
   private sandboxWatch: NodeJS.Timeout | null = null;
 
@@ -91,8 +93,18 @@ export class Daemon implements ApiActions {
       return fn();
     };
     const next = this.queue.then(run, run);
-    this.queue = next.catch(() => undefined);
+    // The queue goes on after a failure. Callers that await get the error; for those that do not (timer ticks,
+    // update_engine signals, file events) it is logged here, or it would vanish.
+    this.queue = next.catch((err: unknown) => {
+      const error = asKataError(err);
+      this.deps.log.error(`queued work failed: ${error.message}`, { ERROR_CODE: error.code });
+    });
     return next;
+  }
+
+  /** For work nobody awaits: the error is logged by serial(), not thrown at the process as unhandled. */
+  private background(work: Promise<unknown>): void {
+    work.catch(() => undefined);
   }
 
   private async finishPass(outcome: PassOutcome, startedMs: number): Promise<ActionResult> {
@@ -134,8 +146,9 @@ export class Daemon implements ApiActions {
       if (outcome.result === "deferred" && this.deps.config.policy.activation === "wait") this.awaitSandboxesEnd();
       return this.finishPass(outcome, started);
     });
-    // A pending OS update whose image could not be staged yet (network, no release) is retried with every pass.
-    void result.then(() => this.stageNextBoot());
+    // A pending OS update whose image could not be staged yet (network, no release) is retried with every pass,
+    // also after a failed one.
+    this.background(result.finally(() => this.background(this.stageNextBoot())));
     return result;
   }
 
@@ -175,14 +188,25 @@ export class Daemon implements ApiActions {
 
   /** update_engine reported a status: stage for an update waiting for its reboot, forget one that went away. */
   onUpdateStatus(status: UpdateStatus): void {
-    const waiting = status.operation === "UPDATE_STATUS_UPDATED_NEED_REBOOT" && status.newVersion !== "";
-    this.pendingUpdate = waiting ? status.newVersion : null;
-    if (waiting) void this.stageNextBoot();
-    else if (status.operation === "UPDATE_STATUS_IDLE" && this.doc.nextBoot !== null) {
-      void this.serial(async () => {
-        await clearNextBoot(this.deps.stateFile);
-        this.update({ ...this.doc, nextBoot: null });
-      });
+    const needReboot = status.operation === "UPDATE_STATUS_UPDATED_NEED_REBOOT";
+    if (needReboot && !knownVersion(status.newVersion)) {
+      // update_engine says "0.0.0" (its placeholder) when it restarted after an update it no longer knows the
+      // version of: the update is still waiting, and what was staged for it still holds.
+      this.deps.log.info(`update_engine reports an update without its version (${status.newVersion || "empty"})`);
+      return;
+    }
+    this.pendingUpdate = needReboot ? status.newVersion : null;
+    if (needReboot) this.background(this.stageNextBoot());
+    else if (status.operation === "UPDATE_STATUS_IDLE") {
+      // Queued whatever /status shows now: a staging still running behind us would otherwise record its result
+      // after this, for an update that went away.
+      this.background(
+        this.serial(async () => {
+          if (this.pendingUpdate !== null || this.doc.nextBoot === null) return;
+          await clearNextBoot(this.deps.stateFile);
+          this.update({ ...this.doc, nextBoot: null });
+        }),
+      );
     }
   }
 
@@ -197,15 +221,18 @@ export class Daemon implements ApiActions {
       // degraded host stays degraded).
       const settled = this.doc.state;
       this.update({ ...this.doc, state: "fetching" });
-      const next = await stageNextBoot(
-        { reconciler: this.deps.reconciler, stateFile: this.deps.stateFile, log: this.deps.log },
-        observed.host,
-        version,
-      );
+      let next: Awaited<ReturnType<typeof stageNextBoot>>;
+      try {
+        next = await stageNextBoot(
+          { reconciler: this.deps.reconciler, stateFile: this.deps.stateFile, log: this.deps.log },
+          observed.host,
+          version,
+        );
+      } finally {
+        this.update({ ...this.doc, state: settled, download: null });
+      }
       this.update({
         ...this.doc,
-        state: settled,
-        download: null,
         nextBoot: { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
       });
     });
@@ -366,7 +393,13 @@ export class Daemon implements ApiActions {
 
   startTimer(): void {
     const everyMs = this.deps.config.daemon.intervalSeconds * 1000;
-    this.timer = setInterval(() => void this.refresh(), everyMs);
+    this.timer = setInterval(() => {
+      // One timer pass waiting is enough: behind a pass slower than the interval, ticks would otherwise pile
+      // up without bound, and a stop or a refresh would wait for all of them.
+      if (this.timerPassQueued) return;
+      this.timerPassQueued = true;
+      this.background(this.serial(async () => (this.timerPassQueued = false)).then(() => this.refresh()));
+    }, everyMs);
     this.timer.unref();
   }
 
@@ -398,4 +431,9 @@ export class Daemon implements ApiActions {
   patch(update: (doc: StatusDocument) => StatusDocument): void {
     this.update(update(this.doc));
   }
+}
+
+/** A Flatcar version update_engine really knows: not empty, not its "0.0.0" placeholder. */
+function knownVersion(version: string): boolean {
+  return /^\d+(\.\d+)+$/.test(version) && !/^[0.]+$/.test(version);
 }
