@@ -651,7 +651,11 @@ class Refusal extends Error {
   }
 }
 
-/** Identifies a configuration by content: the same settings give the same digest, whatever the file's layout. */
+/**
+ * Identifies what in a configuration decides which images may be taken (source, policy, companions), by content:
+ * an edit elsewhere (log level, API address, intervals) says nothing about a rollback and leaves its holds.
+ */
 function configDigest(config: Config): string {
-  return createHash("sha256").update(JSON.stringify(config)).digest("hex");
+  const deciding = { source: config.source, policy: config.policy, companions: config.companions };
+  return createHash("sha256").update(JSON.stringify(deciding)).digest("hex");
 }

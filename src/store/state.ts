@@ -32,8 +32,9 @@ export interface PersistedState {
    */
   held: Record<string, string[]>;
   /**
-   * SHA-256 of the configuration the holds were made under. A pass running with another one lifts them (the
-   * operator has decided anew), whether the daemon saw the edit or not (`--once`, or an edit while stopped).
+   * SHA-256 of what decides versions in the configuration the holds were made under (source, policy, companions).
+   * A pass running with other such settings lifts them (the operator has decided anew), whether the daemon saw
+   * the edit or not (`--once`, or an edit while stopped).
    */
   heldUnder: string | null;
   lastReconcile: {

@@ -61,13 +61,13 @@ function host(withCompanion: boolean) {
     refresh: async () => {},
     merged: async () => [],
   };
-  const configure = async (kata: string, companion = ">=51.0") => {
+  const configure = async (kata: string, companion = ">=51.0", extra = "") => {
     const ch = withCompanion
       ? `[[companion]]\nname = "${CH}"\nurl = "${chServer.url}"\nversions = "${companion}"\n`
       : "";
     writeConfig(
       root,
-      `[source]\nurl = "${kataServer.url}"\n[policy]\nversions = "${kata}"\n${ch}[containerd]\nenabled = false\n`,
+      `[source]\nurl = "${kataServer.url}"\n[policy]\nversions = "${kata}"\n${ch}[containerd]\nenabled = false\n${extra}`,
     );
     const log = createLogger(() => undefined);
     const deps = buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log });
@@ -130,6 +130,10 @@ describe("rollback on request", () => {
     rmSync(h.linkPath);
     expect((await r.boot()).result).toBe("ok");
     expect(h.active()).toBe(K32);
+    // An edit that decides nothing about versions (the log level) leaves the holds alone.
+    const louder = await h.configure(">=3.30", undefined, '[daemon]\nlog_level = "debug"\n');
+    expect((await louder.reconcile()).result).toBe("ok");
+    expect([h.active(), h.held()]).toEqual([K32, { "kata-containers": [K33] }]);
     // Edited while no daemon ran (or on a host that only runs --once): the next pass sees another configuration.
     const edited = await h.configure(">=3.31");
     expect((await edited.reconcile()).result).toBe("ok");
