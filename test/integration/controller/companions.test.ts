@@ -206,12 +206,15 @@ describe("Kata with a cloud-hypervisor companion", () => {
       expect(link(root, "kata-containers")).toContain("3.33.0");
       expect(link(root, CH)).toContain("v51.0");
       expect(JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8")).held).toEqual({});
-      // …or changes the configuration (the watcher reloads it and runs a pass).
+      // …or changes what decides versions (the watcher reloads it and runs a pass; a log level would not do).
       expect((await runArgv([NODE, CTL, "rollback", "--root", root, "--json"])).code).toBe(0);
       expect(link(root, "kata-containers")).toContain("3.32.0");
       expect((await runArgv([NODE, CTL, "refresh", "--root", root, "--json"])).code).toBe(0);
       expect(link(root, "kata-containers")).toContain("3.32.0");
-      writeConfig(root, `${pinned}\n[api]\nlisten = "127.0.0.1:${port}"\n[daemon]\nlog_level = "debug"\n`);
+      const repinned = config(
+        'requires = [{ kata = "3.33.x", companion = "cloud-hypervisor", versions = "<52", reason = "pin" }]\nkeep = 2',
+      );
+      writeConfig(root, `${repinned}\n[api]\nlisten = "127.0.0.1:${port}"\n`);
       for (let i = 0; i < 100 && !link(root, "kata-containers").includes("3.33.0"); i++) {
         await new Promise((r) => setTimeout(r, 100));
       }
