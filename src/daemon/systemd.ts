@@ -36,9 +36,13 @@ export async function connectSystemd(opts: {
   try {
     await bus.nameHasOwner("org.freedesktop.DBus", { timeoutMs: PROBE_TIMEOUT_MS });
   } catch (err) {
-    opts.log.notice(`no system bus (${(err as Error).message}); running without systemd and update_engine`);
-    await bus.close().catch(() => undefined);
-    return null;
+    // There is a bus, it just does not answer yet (dbus-daemon restarting, a slow boot). The client goes on
+    // reconnecting, and the update_engine watcher starts following as soon as it connects; only the unit
+    // management, chosen once at start, does without systemd until the daemon restarts.
+    opts.log.warning(
+      `the system bus does not answer yet (${(err as Error).message}); update_engine is followed once it does, units are not managed through systemd until kata-sysextd restarts`,
+    );
+    return { bus, manager: null, close: () => bus.close() };
   }
   let manager: SystemdManager | null = null;
   if (opts.manageUnits) {
