@@ -446,7 +446,7 @@ export class Reconciler {
             else previousCompanions[change.member] = change.from;
           }
           // What a rollback undoes: this switch's members only (a remerge moves nobody).
-          const lastSwitch = action.changes.filter((c) => c.to !== c.from).map((c) => c.member);
+          const lastSwitch = moving(action.changes).map((c) => c.member);
           return { previous, previousCompanions, switching: null, lastSwitch };
         });
         for (const change of action.changes) {
@@ -485,6 +485,11 @@ export class Reconciler {
     }
   }
 
+  /** Holds the images a switch that did not happen was moving to; a re-merge says nothing against its image. */
+  private holdTargets(changes: { member: string; to: string; from: string | null }[], why: string) {
+    return this.hold(Object.fromEntries(moving(changes).map((c) => [c.member, [c.to]])), why);
+  }
+
   /** Holds made under another configuration than this pass runs with no longer apply (state.ts, heldUnder). */
   private async liftHoldsOfAnotherConfig(observed: Observed): Promise<Observed> {
     const { held, heldUnder } = observed.state;
@@ -502,8 +507,7 @@ export class Reconciler {
   private async ensureRegistration(observed: Observed): Promise<void> {
     const runtime = this.deps.runtime;
     if (runtime === undefined) return;
-    const view = observed.members.find((m) => this.member(m.name).primary);
-    const active = view?.link.kind === "store" ? await this.deps.store.get(view.link.file) : null;
+    const active = observed.link.kind === "store" ? await this.deps.store.get(observed.link.file) : null;
     if (await runtime.ensure(active)) {
       this.deps.log.notice(
         `containerd's Kata runtime registration did not match ${active?.file ?? "the absence of an active Kata image"} and the base configuration; rewrote it`,
@@ -532,8 +536,7 @@ export class Reconciler {
     if (clashes.length > 0) {
       // Refused before anything moved: no rollback to report. Held, so the next pass takes a set that does not
       // clash (an older one) instead of failing on this one forever.
-      const refused = changes.filter((c) => c.to !== c.from).map((c) => [c.member, [c.to]]);
-      await this.hold(Object.fromEntries(refused), "the refused set");
+      await this.holdTargets(changes, "the refused set");
       throw new KataError("activation-failed", `extensions ship the same files: ${clashes.join("; ")}`, {
         remedy: "two members of the set would overlay each other; pin versions that do not clash in [policy]",
       });
@@ -567,9 +570,8 @@ export class Reconciler {
         ERROR_CODE: error.code,
       });
       // Held, or the next pass would switch to the same images and roll back again, restarting containerd
-      // and re-merging each time. A re-merge of the image already active says nothing against that image.
-      const failed = changes.filter((c) => c.to !== c.from).map((c) => [c.member, [c.to]]);
-      await this.hold(Object.fromEntries(failed), "the rollback after a failed activation");
+      // and re-merging each time.
+      await this.holdTargets(changes, "the rollback after a failed activation");
       this.emit({ kind: "rolled-back" });
       throw error;
     }
@@ -658,4 +660,9 @@ class Refusal extends Error {
 function configDigest(config: Config): string {
   const deciding = { source: config.source, policy: config.policy, companions: config.companions };
   return createHash("sha256").update(JSON.stringify(deciding)).digest("hex");
+}
+
+/** The changes of a switch that move a link (a re-merge of the active image has `to` equal to `from`). */
+function moving<T extends { to: string; from: string | null }>(changes: T[]): T[] {
+  return changes.filter((c) => c.to !== c.from);
 }

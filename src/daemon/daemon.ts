@@ -93,8 +93,8 @@ export class Daemon implements ApiActions {
       return fn();
     };
     const next = this.queue.then(run, run);
-    // The queue goes on after a failure. Callers that await get the error; for those that do not (timer ticks,
-    // update_engine signals, file events) it is logged here, or it would vanish.
+    // The queue goes on after a failure, which is logged here: callers that await get the error too, but for work
+    // nobody awaits (timer ticks, update_engine signals, file events) this line is all there is.
     this.queue = next.catch((err: unknown) => {
       const error = asKataError(err);
       this.deps.log.error(`queued work failed: ${error.message}`, { ERROR_CODE: error.code });
