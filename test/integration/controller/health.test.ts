@@ -7,14 +7,12 @@ import { mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../../src/config/load.ts";
-import { buildReconcilerDeps } from "../../../src/controller/commands.ts";
-import { Reconciler } from "../../../src/controller/reconciler.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import type { PreflightSummary } from "../../../src/status.ts";
 import type { Sysext } from "../../../src/sysext/sysext.ts";
 import { buildImage } from "../../helpers/images.ts";
+import { unobservedSysext, reconcilerOn as wiredReconciler } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
 
@@ -67,10 +65,10 @@ async function reconcilerOn(
   const records: LoggedRecord[] = [];
   const events: string[] = [];
   const log = createLogger((_level, message, fields) => void records.push({ message, fields }), "debug");
-  const reconciler = new Reconciler({
-    ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
+  const reconciler = await wiredReconciler(root, {
     sysext,
     preflight,
+    log,
     onProgress: (event) => void events.push(event.kind),
   });
   return { root, paths, records, events, reconciler };
@@ -136,7 +134,7 @@ describe("health stage and the events it logs", () => {
     const own = await startReleaseServer(dir);
     try {
       let kvmGone = false; // the host's own trouble, whatever image is linked
-      const sysext: Sysext = { limitation: "not observable here", refresh: async () => {}, merged: async () => [] };
+      const sysext = unobservedSysext();
       const preflight = async () => summary(kvmGone ? "/dev/kvm went away (a host problem)" : null);
       const { root, reconciler } = await reconcilerOn(own.url, sysext, preflight);
       expect((await reconciler.reconcile()).result).toBe("ok");
@@ -159,7 +157,7 @@ describe("health stage and the events it logs", () => {
     await publishRelease(dir, { images: [build("3.32.0")] });
     const ids = await startReleaseServer(dir);
     try {
-      const sysext: Sysext = { limitation: "not observable here", refresh: async () => {}, merged: async () => [] };
+      const sysext = unobservedSysext();
       const { records, reconciler } = await reconcilerOn(ids.url, sysext, async () => summary(null));
       const withId = (id: string) => records.filter((r) => r.fields.MESSAGE_ID === id);
       expect((await reconciler.reconcile()).result).toBe("ok");

@@ -4,14 +4,11 @@ import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../../src/config/load.ts";
-import { buildReconcilerDeps } from "../../../src/controller/commands.ts";
-import { Reconciler } from "../../../src/controller/reconciler.ts";
-import { createLogger } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { ActiveLink } from "../../../src/store/link.ts";
 import type { Sysext } from "../../../src/sysext/sysext.ts";
 import { buildImage } from "../../helpers/images.ts";
+import { reconcilerOn } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
 
@@ -54,9 +51,7 @@ async function hostInsideSwitch() {
   writeFileSync(join(root, "usr/share/containerd/config.toml"), "version = 2\n");
   const reconciler = async (policy: string, url = server.url) => {
     writeConfig(root, `[source]\nurl = "${url}"\n${policy}`);
-    const log = createLogger(() => undefined);
-    const deps = buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log });
-    return new Reconciler({ ...deps, sysext, preflight: undefined });
+    return reconcilerOn(root, { sysext, preflight: null });
   };
   expect((await (await reconciler('[policy]\nversions = "<3.33"\n')).reconcile()).result).toBe("ok");
   expect((await (await reconciler("")).reconcile()).result).toBe("ok");

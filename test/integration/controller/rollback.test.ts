@@ -5,13 +5,9 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../../src/config/load.ts";
-import { buildReconcilerDeps } from "../../../src/controller/commands.ts";
-import { Reconciler } from "../../../src/controller/reconciler.ts";
-import { createLogger } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
-import type { Sysext } from "../../../src/sysext/sysext.ts";
 import { buildImage } from "../../helpers/images.ts";
+import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
 
@@ -56,11 +52,7 @@ afterAll(async () => {
 function host(withCompanion: boolean) {
   const root = makeSandboxRoot();
   const paths = hostPaths(root);
-  const sysext: Sysext = {
-    limitation: "merge not observable under --root",
-    refresh: async () => {},
-    merged: async () => [],
-  };
+  const sysext = unobservedSysext();
   const configure = async (kata: string, companion = ">=51.0", extra = "") => {
     const ch = withCompanion
       ? `[[companion]]\nname = "${CH}"\nurl = "${chServer.url}"\nversions = "${companion}"\n`
@@ -69,9 +61,7 @@ function host(withCompanion: boolean) {
       root,
       `[source]\nurl = "${kataServer.url}"\n[policy]\nversions = "${kata}"\n${ch}[containerd]\nenabled = false\n${extra}`,
     );
-    const log = createLogger(() => undefined);
-    const deps = buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log });
-    return new Reconciler({ ...deps, sysext, preflight: undefined });
+    return reconcilerOn(root, { sysext, preflight: null });
   };
   const active = (name = "kata-containers") =>
     readlinkSync(join(root, `etc/extensions/${name}.raw`))

@@ -5,14 +5,11 @@ import { mkdtempSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../../src/config/load.ts";
-import { buildReconcilerDeps } from "../../../src/controller/commands.ts";
-import { Reconciler } from "../../../src/controller/reconciler.ts";
-import { createLogger } from "../../../src/log/logger.ts";
+import type { Reconciler } from "../../../src/controller/reconciler.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { hostAfterUpdate, readHostReleaseUnder } from "../../../src/release/os-release.ts";
-import type { Sysext } from "../../../src/sysext/sysext.ts";
 import { buildImage } from "../../helpers/images.ts";
+import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
 
@@ -33,19 +30,9 @@ beforeAll(async () => {
 });
 afterAll(async () => server?.close());
 
-async function reconcilerFor(root: string): Promise<Reconciler> {
+function reconcilerFor(root: string): Promise<Reconciler> {
   writeConfig(root, `[source]\nurl = "${server.url}"\n[containerd]\nenabled = false\n`);
-  const paths = hostPaths(root);
-  const sysext: Sysext = {
-    limitation: "merge not observable in this test",
-    refresh: async () => {},
-    merged: async () => [],
-  };
-  const log = createLogger(() => undefined);
-  return new Reconciler({
-    ...buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log }),
-    sysext,
-  });
+  return reconcilerOn(root, { sysext: unobservedSysext() });
 }
 
 describe("staging for the next release", () => {

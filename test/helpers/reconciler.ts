@@ -1,0 +1,36 @@
+// A Reconciler wired as the daemon wires it (buildReconcilerDeps) on a sandbox root, with the configuration the
+// test wrote there: the real store, links, sources and containerd files. systemd-sysext, the preflight and the
+// log are what the test gives; under --root the real systemd-sysext cannot merge a symlinked image
+// (ENVIRONMENT.md), so tests pass a Sysext whose merge is reported unobservable, as the daemon does there.
+import { loadConfig } from "../../src/config/load.ts";
+import { buildReconcilerDeps } from "../../src/controller/commands.ts";
+import { type ReconcileEvent, Reconciler } from "../../src/controller/reconciler.ts";
+import { createLogger, type Logger } from "../../src/log/logger.ts";
+import { hostPaths } from "../../src/paths.ts";
+import type { PreflightSummary } from "../../src/status.ts";
+import type { Sysext } from "../../src/sysext/sysext.ts";
+
+export interface ReconcilerOptions {
+  sysext: Sysext;
+  /** The preflight: absent keeps the daemon's own; `null` runs none (no health stage). */
+  preflight?: (() => Promise<PreflightSummary>) | null;
+  log?: Logger;
+  onProgress?: (event: ReconcileEvent) => void;
+}
+
+export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promise<Reconciler> {
+  const paths = hostPaths(root);
+  const log = opts.log ?? createLogger(() => undefined);
+  const deps = buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log });
+  return new Reconciler({
+    ...deps,
+    sysext: opts.sysext,
+    ...(opts.preflight === undefined ? {} : { preflight: opts.preflight ?? undefined }),
+    ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+  });
+}
+
+/** systemd-sysext under --root: refreshes do nothing and the merge of the active link cannot be observed. */
+export function unobservedSysext(): Sysext {
+  return { limitation: "merge not observable under --root", refresh: async () => {}, merged: async () => [] };
+}
