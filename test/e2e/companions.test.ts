@@ -13,7 +13,7 @@ import {
   statusIn,
   unmountUsr,
 } from "../helpers/e2e-daemon.ts";
-import { buildImage } from "../helpers/images.ts";
+import { buildImage, cloudHypervisorImage } from "../helpers/images.ts";
 import { freePort } from "../helpers/net.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../helpers/release-server.ts";
@@ -136,15 +136,7 @@ describe.skipIf(skipReason !== null)("Kata with a companion extension under real
       name: CH,
       images: ["v51.0", "v52.0", "v53.0"].map((version) => ({
         version,
-        content: buildImage(
-          {
-            name: CH,
-            version,
-            extensionRelease: "ID=_any\nARCHITECTURE=x86-64\n",
-            files: { "usr/bin/cloud-hypervisor": { content: `#!/bin/sh\necho "${CH} ${version}"\n`, mode: 0o755 } },
-          },
-          join(host, "build", `${CH}-${version}.raw`),
-        ),
+        content: cloudHypervisorImage(version, join(host, "build", `${CH}-${version}.raw`)),
       })),
     });
     server = await startReleaseServer(release);

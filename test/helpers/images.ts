@@ -18,6 +18,29 @@ export interface ImageSpec {
 
 export const DEFAULT_RELEASE = "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n";
 
+/**
+ * A cloud-hypervisor companion image as the sysext-bakery publishes one: its own extension-release (any host) and
+ * an executable /usr/bin/cloud-hypervisor that prints its version.
+ */
+export function cloudHypervisorImage(version: string, out: string): string {
+  return buildImage(
+    {
+      name: "cloud-hypervisor",
+      version,
+      extensionRelease: "ID=_any\nARCHITECTURE=x86-64\n",
+      files: {
+        "usr/bin/cloud-hypervisor": { content: `#!/bin/sh\necho "cloud-hypervisor ${version}"\n`, mode: 0o755 },
+      },
+    },
+    out,
+  );
+}
+
+/** An extension-release for one Flatcar release, as Flatcar's own extensions are (VERSION_ID, no SYSEXT_LEVEL). */
+export function flatcarRelease(versionId: string): string {
+  return `ID=flatcar\nVERSION_ID=${versionId}\nARCHITECTURE=x86-64\n`;
+}
+
 /** Lays the tree out in a new directory and returns it. */
 export function buildTree(spec: ImageSpec, into?: string): string {
   const name = spec.name ?? "kata-containers";

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildImage } from "../../helpers/images.ts";
+import { buildImage, cloudHypervisorImage } from "../../helpers/images.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { CTL, daemonOnce, makeSandboxRoot, NODE, runArgv, startDaemon, writeConfig } from "../../helpers/sandbox.ts";
 
@@ -31,15 +31,7 @@ beforeAll(async () => {
   });
   const ch = (version: string) => ({
     version,
-    content: buildImage(
-      {
-        name: CH,
-        version,
-        extensionRelease: "ID=_any\nARCHITECTURE=x86-64\n",
-        files: { "usr/bin/cloud-hypervisor": `#!/bin/sh\necho cloud-hypervisor ${version}\n` },
-      },
-      join(chDir, "build", `${version}.raw`),
-    ),
+    content: cloudHypervisorImage(version, join(chDir, "build", `${version}.raw`)),
   });
   await publishRelease(chDir, { name: CH, images: [ch("v51.0"), ch("v52.0"), ch("v53.0")] });
   kataServer = await startReleaseServer(kataDir);

@@ -18,7 +18,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildImage, writeOsRelease } from "../../helpers/images.ts";
+import { buildImage, flatcarRelease, writeOsRelease } from "../../helpers/images.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import {
   DAEMON,
@@ -334,13 +334,12 @@ describe("kata-sysextd --once --root", () => {
   it("stores an image made for the next Flatcar release without linking it, and boots into it offline", async () => {
     const pubDir = mkdtempSync(join(tmpdir(), "kata-pub-next-"));
     // As Flatcar's own extensions are: each image made for one release (VERSION_ID, no SYSEXT_LEVEL).
-    const forRelease = (v: string) => `ID=flatcar\nVERSION_ID=${v}\nARCHITECTURE=x86-64\n`;
-    const forNext = forRelease("4650.0.0");
+    const forNext = flatcarRelease("4650.0.0");
     await publishRelease(pubDir, {
       images: [
         {
           version: "3.32.0",
-          content: buildImage({ version: "3.32.0", extensionRelease: forRelease("4593.2.5") }, join(pubDir, "b1")),
+          content: buildImage({ version: "3.32.0", extensionRelease: flatcarRelease("4593.2.5") }, join(pubDir, "b1")),
         },
         {
           version: "3.33.0",
@@ -348,7 +347,7 @@ describe("kata-sysextd --once --root", () => {
         },
         {
           version: "3.34.0",
-          content: buildImage({ version: "3.34.0", extensionRelease: forRelease("4700.0.0") }, join(pubDir, "b3")),
+          content: buildImage({ version: "3.34.0", extensionRelease: flatcarRelease("4700.0.0") }, join(pubDir, "b3")),
         },
       ],
     });

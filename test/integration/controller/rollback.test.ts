@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostPaths } from "../../../src/paths.ts";
-import { buildImage } from "../../helpers/images.ts";
+import { buildImage, cloudHypervisorImage } from "../../helpers/images.ts";
 import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
@@ -28,15 +28,7 @@ beforeAll(async () => {
   });
   const ch = (version: string) => ({
     version,
-    content: buildImage(
-      {
-        name: CH,
-        version,
-        extensionRelease: "ID=_any\nARCHITECTURE=x86-64\n",
-        files: { "usr/bin/cloud-hypervisor": version },
-      },
-      join(chDir, "build", `${version}.raw`),
-    ),
+    content: cloudHypervisorImage(version, join(chDir, "build", `${version}.raw`)),
   });
   await publishRelease(kataDir, { images: [kata("3.32.0"), kata("3.33.0")] });
   await publishRelease(chDir, { name: CH, images: [ch("v51.0"), ch("v52.0")] });

@@ -8,14 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Reconciler } from "../../../src/controller/reconciler.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { hostAfterUpdate, readHostReleaseUnder } from "../../../src/release/os-release.ts";
-import { buildImage } from "../../helpers/images.ts";
+import { buildImage, flatcarRelease } from "../../helpers/images.ts";
 import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
 
 const LINK = "etc/extensions/kata-containers.raw";
-/** As Flatcar's own extensions are: each image made for one release (VERSION_ID, no SYSEXT_LEVEL). */
-const forRelease = (v: string) => `ID=flatcar\nVERSION_ID=${v}\nARCHITECTURE=x86-64\n`;
 
 let server: ReleaseServer;
 
@@ -23,7 +21,7 @@ beforeAll(async () => {
   const pub = mkdtempSync(join(tmpdir(), "kata-pub-staging-"));
   const image = (version: string, release: string) => ({
     version,
-    content: buildImage({ version, extensionRelease: forRelease(release) }, join(pub, "build", `${version}.raw`)),
+    content: buildImage({ version, extensionRelease: flatcarRelease(release) }, join(pub, "build", `${version}.raw`)),
   });
   await publishRelease(pub, { images: [image("3.32.0", "4593.2.5"), image("3.33.0", "4650.0.0")] });
   server = await startReleaseServer(pub);

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { startTestBus, type TestBus } from "../../helpers/dbus.ts";
 import { type FakeUpdateEngine, startFakeUpdateEngine } from "../../helpers/fake-update-engine.ts";
-import { buildImage } from "../../helpers/images.ts";
+import { buildImage, flatcarRelease } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, type RunningDaemon, startDaemon, until, writeConfig } from "../../helpers/sandbox.ts";
@@ -21,19 +21,18 @@ let daemon: RunningDaemon | null = null;
 
 beforeAll(async () => {
   const pub = mkdtempSync(join(tmpdir(), "kata-pub-ue-"));
-  const forRelease = (v: string) => `ID=flatcar\nVERSION_ID=${v}\nARCHITECTURE=x86-64\n`;
   await publishRelease(pub, {
     images: [
       {
         version: "3.32.0",
-        content: buildImage({ version: "3.32.0", extensionRelease: forRelease("4593.2.5") }, join(pub, "a.raw")),
+        content: buildImage({ version: "3.32.0", extensionRelease: flatcarRelease("4593.2.5") }, join(pub, "a.raw")),
       },
       {
         version: "3.31.0",
         content: buildImage(
           {
             version: "3.31.0",
-            extensionRelease: forRelease("4650.0.0"),
+            extensionRelease: flatcarRelease("4650.0.0"),
             // Large enough that a stall after 64 KiB holds the staging download.
             files: { "opt/kata/share/blob": { content: randomBytes(512 << 10), mode: 0o644 } },
           },
