@@ -1,7 +1,7 @@
 // A sandbox root for running the real daemon with --root, and a private mount namespace to run it in, so
 // the real systemd-sysext can merge under the root without touching this machine's /usr (ENVIRONMENT.md).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { writeOsRelease } from "./images.ts";
@@ -129,4 +129,17 @@ export async function until(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}\n${context()}`);
+}
+
+/**
+ * state.json as a kill -9 inside a switch of Kata from `from` to `to` leaves it, on top of what a finished pass
+ * wrote: the switch recorded, `previous` not yet.
+ */
+export function recordInterruptedSwitch(root: string, from: string, to: string): void {
+  const stateFile = join(root, "var/lib/kata-sysextd/state.json");
+  const state = JSON.parse(readFileSync(stateFile, "utf8"));
+  writeFileSync(
+    stateFile,
+    JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from, to }] }),
+  );
 }

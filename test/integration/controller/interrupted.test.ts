@@ -10,7 +10,7 @@ import type { Sysext } from "../../../src/sysext/sysext.ts";
 import { buildImage } from "../../helpers/images.ts";
 import { reconcilerOn } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
-import { makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
+import { makeSandboxRoot, recordInterruptedSwitch, writeConfig } from "../../helpers/sandbox.ts";
 
 const A = "kata-containers-3.32.0-x86-64.raw";
 const B = "kata-containers-3.33.0-x86-64.raw";
@@ -56,11 +56,7 @@ async function hostInsideSwitch() {
   expect((await (await reconciler('[policy]\nversions = "<3.33"\n')).reconcile()).result).toBe("ok");
   expect((await (await reconciler("")).reconcile()).result).toBe("ok");
   expect(merge.image).toBe(B);
-  const state = JSON.parse(readFileSync(paths.stateFile, "utf8"));
-  writeFileSync(
-    paths.stateFile,
-    JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from: A, to: B }] }),
-  );
+  recordInterruptedSwitch(root, A, B);
   const registered = () => readFileSync(join(root, "etc/kata-sysextd/containerd.toml"), "utf8");
   expect(registered()).toContain("kata-qemu");
   return { root, paths, link, linked, merge, reconciler, registered };

@@ -26,6 +26,7 @@ import {
   inMountNamespace,
   makeSandboxRoot,
   NODE,
+  recordInterruptedSwitch,
   runArgv,
   until,
   writeConfig,
@@ -301,14 +302,8 @@ describe("kata-sysextd --once --root", () => {
 
       // Killed inside the switch after containerd was registered for 3.32.0, and pinned back meanwhile: the pass
       // puts the 3.30.0 link back and wants nothing else, so only the pass's last step can fix containerd.
-      const stateFile = join(root, "var/lib/kata-sysextd/state.json");
-      const state = JSON.parse(readFileSync(stateFile, "utf8"));
       const from = "kata-containers-3.30.0-x86-64.raw";
-      const to = "kata-containers-3.32.0-x86-64.raw";
-      writeFileSync(
-        stateFile,
-        JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from, to }] }),
-      );
+      recordInterruptedSwitch(root, from, "kata-containers-3.32.0-x86-64.raw");
       writeConfig(root, pinned);
       const ran = await daemonOnce(root);
       expect(ran.code, ran.stderr).toBe(0);
@@ -397,13 +392,9 @@ describe("kata-sysextd --once --root", () => {
     expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
     // As a kill -9 right after the link moved leaves it: the switch recorded, `previous` not yet.
     const stateFile = join(root, "var/lib/kata-sysextd/state.json");
-    const state = JSON.parse(readFileSync(stateFile, "utf8"));
     const from = "kata-containers-3.30.0-x86-64.raw";
     const to = "kata-containers-3.32.0-x86-64.raw";
-    writeFileSync(
-      stateFile,
-      JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from, to }] }),
-    );
+    recordInterruptedSwitch(root, from, to);
     const ran = await daemonOnce(root);
     expect(ran.code).toBe(0);
     expect(ran.stderr).toContain(`a switch was interrupted (the daemon stopped inside it): ${to} back to ${from}`);
