@@ -24,7 +24,7 @@ import {
   sha256Hex,
   startReleaseServer,
 } from "../../helpers/release-server.ts";
-import { type FakeClock, fakeClock, listDir, memoryLogger, tempDir } from "./support.ts";
+import { type FakeClock, fakeClock, listDir, memoryLogger, tempDir, trickleServer } from "./support.ts";
 
 const SIZE = 256 * 1024;
 const content = randomBytes(SIZE);
@@ -476,23 +476,15 @@ describe("minimum speed", () => {
   };
 
   test("a server trickling bytes under the minimum fails as a retryable timeout; the partial stays", async () => {
-    const sockets: Socket[] = [];
-    const trickle = createServer((socket) => {
-      sockets.push(socket);
-      socket.on("error", () => undefined);
-      socket.once("data", () => {
-        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\n\r\n`);
-        // 64 bytes every 10 ms: never idle, and (at the clock's pace) about 6 bytes per second.
-        const timer = setInterval(() => socket.write(content.subarray(0, 64)), 10);
-        socket.on("close", () => clearInterval(timer));
-      });
-    });
-    await new Promise<void>((resolve) => trickle.listen(0, "127.0.0.1", () => resolve()));
+    // 64 bytes every 10 ms: never idle, and (at the clock's pace) about 6 bytes per second.
+    const trickle = await trickleServer(
+      `HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\n\r\n`,
+      content.subarray(0, 64),
+      10,
+    );
     try {
-      const address = trickle.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
       const opts = options({
-        url: `http://127.0.0.1:${port}/${image.file}`,
+        url: `${trickle.url}${image.file}`,
         retries: 0,
         minBytesPerSecond: 1024,
         clock: fastClock(),
@@ -502,8 +494,7 @@ describe("minimum speed", () => {
       expect(err.message).toMatch(/slower than 1024 bytes\/s for 60 s \(\d+ bytes\/s\)/);
       expect(statSync(partialPath(store, image.file)).size).toBeGreaterThan(0); // kept for the resume
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((r) => trickle.close(() => r(undefined)));
+      await trickle.close();
     }
   });
 

@@ -2,7 +2,6 @@
 // keys generated in the test.
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { KataError } from "../../../src/errors.ts";
@@ -16,7 +15,7 @@ import {
   startReleaseServer,
   testSigningKey,
 } from "../../helpers/release-server.ts";
-import { fakeClock, memoryLogger, tempDir } from "./support.ts";
+import { fakeClock, memoryLogger, tempDir, trickleServer } from "./support.ts";
 
 const SUMS_PATH = "/kata-containers/SHA256SUMS";
 let dir: string;
@@ -187,21 +186,9 @@ describe("fetchOptional", () => {
 
 describe("a server that trickles a small file", () => {
   test("one attempt is bounded: a retryable timeout, and the caller's own abort stays an abort", async () => {
-    const sockets: Socket[] = [];
-    const trickle = createServer((socket) => {
-      sockets.push(socket);
-      socket.on("error", () => undefined);
-      socket.once("data", () => {
-        socket.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
-        const timer = setInterval(() => socket.write("a"), 20); // never idle, never done
-        socket.on("close", () => clearInterval(timer));
-      });
-    });
-    await new Promise<void>((resolve) => trickle.listen(0, "127.0.0.1", () => resolve()));
+    const trickle = await trickleServer("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", "a", 20);
     try {
-      const address = trickle.address();
-      const url = `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}/`;
-      const opts = options({ url, verify: "checksum", retries: 0, deadlineMs: 300 });
+      const opts = options({ url: trickle.url, verify: "checksum", retries: 0, deadlineMs: 300 });
       const started = Date.now();
       const err = await rejection(opts);
       expect(Date.now() - started).toBeLessThan(5_000);
@@ -213,8 +200,7 @@ describe("a server that trickles a small file", () => {
       const aborted = await rejection({ ...opts, deadlineMs: 60_000, signal: controller.signal });
       expect(aborted).toMatchObject({ kind: "aborted" });
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((r) => trickle.close(() => r(undefined)));
+      await trickle.close();
     }
   });
 });

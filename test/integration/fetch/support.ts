@@ -1,7 +1,8 @@
 // Shared pieces of the fetch tests: a fake clock that records sleeps instead of waiting, a logger that keeps
-// its records, throw-away directories and a throw-away CA for TLS servers.
+// its records, throw-away directories, a throw-away CA for TLS servers and a server that trickles.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Clock } from "../../../src/clock.ts";
@@ -78,5 +79,36 @@ export function makeCertificate(dir: string): TestCertificate {
     ca: readFileSync(join(dir, "ca.pem")),
     key: readFileSync(join(dir, "server.key")),
     cert: readFileSync(join(dir, "server.pem")),
+  };
+}
+
+/**
+ * A server on 127.0.0.1 that answers every request with `head`, then writes `piece` every `everyMs` for as long
+ * as the client stays: never idle, never done. `close` ends its connections too.
+ */
+export async function trickleServer(
+  head: string,
+  piece: string | Buffer,
+  everyMs: number,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on("error", () => undefined);
+    socket.once("data", () => {
+      socket.write(head);
+      const timer = setInterval(() => socket.write(piece), everyMs);
+      socket.on("close", () => clearInterval(timer));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(() => resolve(undefined)));
+    },
   };
 }
