@@ -28,11 +28,16 @@ beforeAll(async () => {
 afterAll(async () => server?.close());
 
 async function publish(versions: string[]): Promise<void> {
+  await publishTo(pub, versions);
+}
+
+/** Default Kata images of these versions, published in `dir` (the release server's folder). */
+function publishTo(dir: string, versions: string[]) {
   const images = versions.map((version) => ({
     version,
-    content: buildImage({ version }, join(pub, "build", `${version}.raw`)),
+    content: buildImage({ version }, join(dir, "build", `${version}.raw`)),
   }));
-  await publishRelease(pub, { images });
+  return publishRelease(dir, { images });
 }
 
 function summary(failing: string | null): PreflightSummary {
@@ -126,11 +131,7 @@ describe("health stage and the events it logs", () => {
 
   it("does not blame an upgrade for a failure the host already had before it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kata-pub-before-"));
-    const build = (version: string) => ({
-      version,
-      content: buildImage({ version }, join(dir, "b", `${version}.raw`)),
-    });
-    await publishRelease(dir, { images: [build("3.32.0")] });
+    await publishTo(dir, ["3.32.0"]);
     const own = await startReleaseServer(dir);
     try {
       let kvmGone = false; // the host's own trouble, whatever image is linked
@@ -139,7 +140,7 @@ describe("health stage and the events it logs", () => {
       const { root, reconciler } = await reconcilerOn(own.url, sysext, preflight);
       expect((await reconciler.reconcile()).result).toBe("ok");
       kvmGone = true; // long after the last switch, so the verdict from then is stale
-      await publishRelease(dir, { images: [build("3.32.0"), build("3.33.0")] });
+      await publishTo(dir, ["3.32.0", "3.33.0"]);
       const upgrade = await reconciler.reconcile();
       expect(upgrade.result, upgrade.error?.message).toBe("ok");
       expect(readlinkSync(join(root, LINK))).toContain("kata-containers-3.33.0-x86-64.raw");
@@ -150,18 +151,14 @@ describe("health stage and the events it logs", () => {
 
   it("logs an operator's rollback and a failed verification with their MESSAGE_IDs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kata-pub-ids-"));
-    const build = (version: string) => ({
-      version,
-      content: buildImage({ version }, join(dir, "b", `${version}.raw`)),
-    });
-    await publishRelease(dir, { images: [build("3.32.0")] });
+    await publishTo(dir, ["3.32.0"]);
     const ids = await startReleaseServer(dir);
     try {
       const sysext = unobservedSysext();
       const { records, reconciler } = await reconcilerOn(ids.url, sysext, async () => summary(null));
       const withId = (id: string) => records.filter((r) => r.fields.MESSAGE_ID === id);
       expect((await reconciler.reconcile()).result).toBe("ok");
-      await publishRelease(dir, { images: [build("3.32.0"), build("3.33.0")] });
+      await publishTo(dir, ["3.32.0", "3.33.0"]);
       expect((await reconciler.reconcile()).result).toBe("ok");
 
       expect((await reconciler.rollback()).result).toBe("ok");
@@ -170,7 +167,7 @@ describe("health stage and the events it logs", () => {
       ]);
 
       // 3.34.0 is published with a SHA256SUMS line that does not match the file.
-      const { sumsPath, images } = await publishRelease(dir, { images: [build("3.32.0"), build("3.34.0")] });
+      const { sumsPath, images } = await publishTo(dir, ["3.32.0", "3.34.0"]);
       const wrong = images[1]?.sha256 ?? "";
       writeFileSync(sumsPath, readFileSync(sumsPath, "utf8").replace(wrong, "0".repeat(64)));
       const failed = await reconciler.reconcile();
