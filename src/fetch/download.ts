@@ -72,12 +72,13 @@ async function download(opts: DownloadOptions): Promise<Downloaded> {
 
   const policy = { ...opts, log };
   const got = await withRetries(`download of ${file}`, policy, async () => {
-    const first = await transfer(opts, file, partial, log);
+    const first = await rangesToEnd(opts, file, partial, log);
     if (first.sha256 === expected || !first.resumed) return first;
-    // The bytes kept from an earlier run belonged to other content (republished file, torn write): start over.
+    // The bytes kept from an earlier run belonged to other content (republished file, torn write), or a server
+    // kept answering ranges too short to finish: start over, without a Range.
     log.warning("resumed download does not match its digest, downloading again from the start");
     await rm(partial, { force: true });
-    return transfer(opts, file, partial, log);
+    return digested(await transfer(opts, file, partial, log));
   });
   if (got.sha256 !== expected) {
     await rm(partial, { force: true });
@@ -97,18 +98,56 @@ async function download(opts: DownloadOptions): Promise<Downloaded> {
 }
 
 interface Transferred {
-  sha256: string;
+  /** The digest of the .partial so far, not finalised: a further range may still be added to it. */
+  hash: Hash;
   bytes: number;
+  /** The whole file's length when the server said it, so a range that ended short of it can be continued. */
+  total: number | null;
   /** Some bytes came from a .partial left by an earlier attempt. */
   resumed: boolean;
 }
 
-/** One HTTP exchange into the .partial. Network errors leave the .partial for the next attempt. */
-async function transfer(opts: DownloadOptions, file: string, partial: string, log: Logger): Promise<Transferred> {
+interface Digested {
+  sha256: string;
+  bytes: number;
+  resumed: boolean;
+}
+
+/**
+ * Continuations after a 206 that ended before the file did. Servers may answer `bytes=N-` with less than the rest
+ * (RFC 9110 allows it; some CDNs cap ranges); past this many, downloading from the start is the better bet.
+ */
+export const MAX_RANGE_CONTINUATIONS = 1000;
+
+/** Transfers into the .partial, asking for the next range while a 206 left the file short of its end. */
+async function rangesToEnd(opts: DownloadOptions, file: string, partial: string, log: Logger): Promise<Digested> {
+  let got = await transfer(opts, file, partial, log);
+  for (let n = 0; n < MAX_RANGE_CONTINUATIONS && got.total !== null && got.bytes < got.total; n++) {
+    got = await transfer(opts, file, partial, log, got);
+  }
+  return digested(got);
+}
+
+function digested(got: Transferred): Digested {
+  return { sha256: got.hash.digest("hex"), bytes: got.bytes, resumed: got.resumed };
+}
+
+/**
+ * One HTTP exchange into the .partial. Network errors leave the .partial for the next attempt. `before` is the
+ * exchange this one continues in the same attempt: its digest goes on, instead of reading the .partial again.
+ */
+async function transfer(
+  opts: DownloadOptions,
+  file: string,
+  partial: string,
+  log: Logger,
+  before?: Transferred,
+): Promise<Transferred> {
   let offset = await sizeOf(partial);
   if (offset > opts.maxBytes) offset = await restart(partial);
-  const hash = createHash("sha256");
-  if (offset > 0) await hashPrefix(partial, offset, hash);
+  const continued = before !== undefined && before.bytes === offset;
+  const hash = continued ? before.hash : createHash("sha256");
+  if (offset > 0 && !continued) await hashPrefix(partial, offset, hash);
 
   let res: Response;
   try {
@@ -160,7 +199,8 @@ async function transfer(opts: DownloadOptions, file: string, partial: string, lo
     await rm(partial, { force: true });
     throw new FetchError("too-large", opts.url, `image of ${total} bytes exceeds the cap of ${opts.maxBytes}`);
   }
-  log.info("resuming download", { OFFSET: offset, BYTES_TOTAL: total ?? undefined });
+  if (continued) log.debug("continuing with the next range", { OFFSET: offset, BYTES_TOTAL: total ?? undefined });
+  else log.info("resuming download", { OFFSET: offset, BYTES_TOTAL: total ?? undefined });
   return stream(opts, file, partial, res, { hash, offset, total, rangeEnd: range.end + 1, resumed: true });
 }
 
@@ -234,7 +274,7 @@ async function stream(
   }
   await writer.close();
   report(offset + received, true);
-  return { sha256: hash.digest("hex"), bytes: offset + received, resumed };
+  return { hash, bytes: offset + received, total: start.total, resumed };
 }
 
 /** Why a body ran past the cap or the end of its Content-Range. */

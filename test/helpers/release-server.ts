@@ -48,7 +48,9 @@ export type Fault =
   /** The whole file with one byte flipped. */
   | { kind: "corrupt" }
   /** Ignores Range: always 200 with the whole file. */
-  | { kind: "no-range" };
+  | { kind: "no-range" }
+  /** Answers a Range with at most `bytes` of it (a 206 ending short of the file, as range-capping CDNs do). */
+  | { kind: "short-ranges"; bytes: number };
 
 export interface LoggedRequest {
   path: string;
@@ -206,7 +208,8 @@ function serve(root: string, path: string, req: IncomingMessage, res: ServerResp
     return;
   }
   const acceptRanges = fault?.kind === "no-range" ? {} : { "Accept-Ranges": "bytes" };
-  const [start, end] = range ?? [0, size - 1];
+  const [start, whole] = range ?? [0, size - 1];
+  const end = fault?.kind === "short-ranges" && range !== null ? Math.min(whole, start + fault.bytes - 1) : whole;
   res.writeHead(range === null ? 200 : 206, {
     "Content-Type": "application/octet-stream",
     "Content-Length": size === 0 ? 0 : end - start + 1,

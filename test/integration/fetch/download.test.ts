@@ -11,6 +11,7 @@ import {
   cleanupPartials,
   type DownloadOptions,
   downloadImage,
+  MAX_RANGE_CONTINUATIONS,
   PositionalWriter,
   partialPath,
 } from "../../../src/fetch/download.ts";
@@ -126,6 +127,8 @@ async function failure(opts: DownloadOptions): Promise<KataError> {
   return err as KataError;
 }
 
+/** Bytes after a kept prefix that a resume cuts off as possibly unwritten (see dropUnsettledTail). */
+const unsettledTail = (): Buffer => randomBytes(MAX_BYTES_IN_FLIGHT);
 const fileRequests = (): { path: string; range: string | null }[] => server.requests.filter((r) => r.path === path);
 
 test("downloads, verifies and renames into place, reporting progress", async () => {
@@ -198,6 +201,53 @@ describe("resume", () => {
     const ranges = server.requests.filter((r) => r.path === `/${large.file}`).map((r) => r.range);
     expect(ranges).toEqual([`bytes=${(20 << 20) - MAX_BYTES_IN_FLIGHT}-`]);
     expect(listDir(store)).toEqual([large.file]);
+  });
+
+  test("a server answering ranges short of the end is asked for the next one until the image is whole", async () => {
+    const base = options({ url: `${server.url}${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
+    const opts = { ...base, dest: join(store, large.file) };
+    writeFileSync(partialPath(store, large.file), largeContent.subarray(0, 20 << 20));
+    server.setFault(`/${large.file}`, { kind: "short-ranges", bytes: 1 << 20 });
+    const got = await downloadImage(opts);
+    expect(got).toEqual({ path: opts.dest, sha256: large.sha256, bytes: LARGE_SIZE });
+    expect(readFileSync(opts.dest).equals(largeContent)).toBe(true);
+    // From the kept prefix to the end in 1 MiB steps, never from the start again.
+    const from = (20 << 20) - MAX_BYTES_IN_FLIGHT;
+    const steps = Array.from({ length: (LARGE_SIZE - from) >> 20 }, (_, i) => `bytes=${from + (i << 20)}-`);
+    expect(server.requests.filter((r) => r.path === `/${large.file}`).map((r) => r.range)).toEqual(steps);
+    const log = (opts.log as ReturnType<typeof memoryLogger>).records;
+    expect(log.filter((r) => r.message === "resuming download")).toHaveLength(1);
+    expect(log.filter((r) => r.message === "continuing with the next range")).toHaveLength(steps.length - 1);
+  });
+
+  test("ranges that stay short past the bound end in a download from the start", async () => {
+    const opts = options({ maxBytes: SIZE });
+    // 5000 bytes of the image are kept, then 1 byte comes per range; the tail after them is cut off first
+    // (what a crash may have left unwritten, cut off before the resume).
+    writeFileSync(partialPath(store, image.file), Buffer.concat([content.subarray(0, 5000), unsettledTail()]));
+    server.setFault(path, { kind: "short-ranges", bytes: 1 });
+    await downloadImage(opts);
+    expect(sha256Hex(readFileSync(opts.dest))).toBe(image.sha256);
+    const ranges = fileRequests().map((r) => r.range);
+    expect(ranges).toHaveLength(1 + MAX_RANGE_CONTINUATIONS + 1);
+    expect(ranges.at(-2)).toBe(`bytes=${5000 + MAX_RANGE_CONTINUATIONS}-`);
+    expect(ranges.at(-1)).toBeNull();
+    expect(listDir(store)).toEqual([image.file]);
+  });
+
+  test("short ranges to the end over a prefix of other content fail the digest once, then start over", async () => {
+    const again = options();
+    const wrong = Buffer.from(content.subarray(0, 200_000));
+    wrong[10] = (wrong[10] ?? 0) ^ 0xff;
+    writeFileSync(partialPath(store, image.file), Buffer.concat([wrong, unsettledTail()]));
+    server.setFault(path, { kind: "short-ranges", bytes: 16 << 10 });
+    await downloadImage(again);
+    expect(sha256Hex(readFileSync(again.dest))).toBe(image.sha256);
+    const second = fileRequests().map((r) => r.range);
+    expect(second.slice(0, -1)).toEqual(
+      Array.from({ length: Math.ceil((SIZE - 200_000) / (16 << 10)) }, (_, i) => `bytes=${200_000 + i * (16 << 10)}-`),
+    );
+    expect(second.at(-1)).toBeNull();
   });
 
   test("a 206 body longer than its Content-Range fails too-large before the .partial passes the cap", async () => {
