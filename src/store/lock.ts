@@ -1,5 +1,6 @@
 // One pass at a time per host: `kata-sysextd --once` started by hand while the daemon runs must not download
-// into the same partial file or switch links under it.
+// into the same partial file or switch links under it. state.json updates take a lock of their own the same way,
+// waiting for it (state.ts).
 //
 // The lock is the kernel's: flock(2) on the store's .lock file, taken through util-linux `flock` on a descriptor
 // we pass it (Node has no flock). A flock belongs to the open file description, so it stays ours after that
@@ -17,17 +18,28 @@ export interface Lock {
 /** flock's exit status when another process holds the lock (its --conflict-exit-code). */
 const HELD = 75;
 
-export async function acquireLock(path: string): Promise<Lock> {
+export interface LockOptions {
+  /**
+   * Wait up to this long for another holder to let go. Unset, fail at once: a second pass must not queue for an
+   * hour behind a download, while a state update is held up only for the milliseconds of another's write.
+   */
+  waitMs?: number;
+  /** The error when another process holds it, given the pid its file names (null when it names none). */
+  held?: (owner: number | null) => KataError;
+}
+
+const passRunning = (owner: number | null) =>
+  new KataError("store-failed", `another kata-sysextd pass is running${owner !== null ? ` (pid ${owner})` : ""}`, {
+    remedy: "wait for it to finish, or use `kata-sysextctl refresh` to ask the running daemon",
+  });
+
+export async function acquireLock(path: string, options: LockOptions = {}): Promise<Lock> {
   const handle = await open(path, "a+", 0o600); // created if missing; nothing truncated before we hold it
   try {
-    const result = await flockNonblocking(handle);
+    const result = await flock(handle, options.waitMs);
     if (result.code === HELD) {
       const owner = Number.parseInt(await handle.readFile("utf8").catch(() => ""), 10);
-      throw new KataError(
-        "store-failed",
-        `another kata-sysextd pass is running${Number.isInteger(owner) && owner > 0 ? ` (pid ${owner})` : ""}`,
-        { remedy: "wait for it to finish, or use `kata-sysextctl refresh` to ask the running daemon" },
-      );
+      throw (options.held ?? passRunning)(Number.isInteger(owner) && owner > 0 ? owner : null);
     }
     if (result.code !== 0) {
       throw new KataError("store-failed", `cannot lock ${path}: flock ${result.why}`, {
@@ -50,10 +62,11 @@ export async function acquireLock(path: string): Promise<Lock> {
   };
 }
 
-/** `flock --nonblock --exclusive 3` with our descriptor as the child's fd 3. */
-function flockNonblocking(handle: FileHandle): Promise<{ code: number; why: string }> {
+/** `flock --nonblock --exclusive 3` (or `--timeout` seconds) with our descriptor as the child's fd 3. */
+function flock(handle: FileHandle, waitMs: number | undefined): Promise<{ code: number; why: string }> {
+  const wait = waitMs === undefined ? ["--nonblock"] : ["--timeout", String(waitMs / 1000)];
   return new Promise((resolve) => {
-    const child = spawn("flock", ["--nonblock", "--exclusive", "--conflict-exit-code", String(HELD), "3"], {
+    const child = spawn("flock", [...wait, "--exclusive", "--conflict-exit-code", String(HELD), "3"], {
       stdio: ["ignore", "ignore", "pipe", handle.fd],
     });
     let stderr = "";
