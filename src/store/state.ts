@@ -1,9 +1,15 @@
 // The daemon's persisted state (/var/lib/kata-sysextd/state.json), written atomically. The file system (the
 // active link, the store) is the truth about images; this file only remembers what cannot be read off it:
 // which image was active before, what the next boot should merge, how the last pass ended.
+//
+// Every write is a read-modify-write through updateState, one writer at a time: a pass writes it under the store
+// lock while the daemon records a next boot or lifts holds outside any pass, and a `kata-sysextd --once` may run
+// beside the daemon. Two overlapping updates would each write what they read, and one change would be lost.
 import { mkdir, readFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
+import { KataError } from "../errors.ts";
 import { writeFileAtomic } from "./fsutil.ts";
+import { acquireLock } from "./lock.ts";
 
 export interface NextBoot {
   flatcarVersion: string;
@@ -94,20 +100,69 @@ export async function readState(file: string): Promise<PersistedState> {
   }
 }
 
-export async function writeState(file: string, state: PersistedState): Promise<void> {
+async function writeState(file: string, state: PersistedState): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
 }
 
-/** Read-modify-write of state.json: `change` gets the current state and returns the fields to replace. */
-export async function updateState(
+/** How long an update waits for another process's; each holds the lock only to read and write the file. */
+const LOCK_WAIT_MS = 10_000;
+
+/** The last update of each file queued in this process, settled either way; the next one runs after it. */
+const queued = new Map<string, Promise<void>>();
+
+/**
+ * Read-modify-write of state.json: `change` gets the current state and returns the fields to replace. Updates of one file run one at a time, in this process and across processes (flock on `<file>.lock`).
+ * `change` is synchronous, so nothing waits for the store lock while holding this one: a pass holds the store
+ * lock across its updates, so the order is always store, then state.
+ */
+export function updateState(
   file: string,
   change: (state: PersistedState) => Partial<PersistedState>,
+  options: { lockWaitMs?: number } = {},
 ): Promise<PersistedState> {
-  const state = await readState(file);
-  const next = { ...state, ...change(state) };
-  await writeState(file, next);
-  return next;
+  const key = resolve(file);
+  const update = (queued.get(key) ?? Promise.resolve()).then(() =>
+    updateLocked(file, change, options.lockWaitMs ?? LOCK_WAIT_MS),
+  );
+  const settled = update.then(
+    () => undefined,
+    () => undefined,
+  );
+  queued.set(key, settled);
+  // Forgotten when nothing is queued behind it, so the map does not keep every file ever updated.
+  void settled.then(() => {
+    if (queued.get(key) === settled) queued.delete(key);
+  });
+  return update;
+}
+
+async function updateLocked(
+  file: string,
+  change: (state: PersistedState) => Partial<PersistedState>,
+  waitMs: number,
+): Promise<PersistedState> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+  const lockFile = `${file}.lock`;
+  const lock = await acquireLock(lockFile, {
+    waitMs,
+    held: (owner) =>
+      new KataError(
+        "store-failed",
+        `the state file ${file} is locked by another process${owner !== null ? ` (pid ${owner})` : ""} for more than ${waitMs / 1000} s`,
+        {
+          remedy: `kata-sysextd holds it only while it writes: if it stays locked, find what holds ${lockFile} with \`lslocks\`, stop it, and try again`,
+        },
+      ),
+  });
+  try {
+    const state = await readState(file);
+    const next = { ...state, ...change(state) };
+    await writeState(file, next);
+    return next;
+  } finally {
+    await lock.release();
+  }
 }
 
 /** Forgets a pending next boot (the update was booted, or update_engine no longer has one pending). */
