@@ -101,7 +101,6 @@ export async function readState(file: string): Promise<PersistedState> {
 }
 
 async function writeState(file: string, state: PersistedState): Promise<void> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
 }
 
@@ -112,7 +111,8 @@ const LOCK_WAIT_MS = 10_000;
 const queued = new Map<string, Promise<void>>();
 
 /**
- * Read-modify-write of state.json: `change` gets the current state and returns the fields to replace. Updates of one file run one at a time, in this process and across processes (flock on `<file>.lock`).
+ * Read-modify-write of state.json: `change` gets the current state and returns the fields to replace (none: no
+ * write). Updates of one file run one at a time, in this process and across processes (flock on `<file>.lock`).
  * `change` is synchronous, so nothing waits for the store lock while holding this one: a pass holds the store
  * lock across its updates, so the order is always store, then state.
  */
@@ -157,7 +157,9 @@ async function updateLocked(
   });
   try {
     const state = await readState(file);
-    const next = { ...state, ...change(state) };
+    const changed = change(state);
+    if (Object.keys(changed).length === 0) return state;
+    const next = { ...state, ...changed };
     await writeState(file, next);
     return next;
   } finally {
@@ -167,12 +169,10 @@ async function updateLocked(
 
 /** Forgets a pending next boot (the update was booted, or update_engine no longer has one pending). */
 export async function clearNextBoot(file: string): Promise<void> {
-  const state = await readState(file);
-  if (state.nextBoot !== null) await writeState(file, { ...state, nextBoot: null });
+  await updateState(file, (state) => (state.nextBoot !== null ? { nextBoot: null } : {}));
 }
 
 /** Lifts the holds of earlier rollbacks (the configuration changed: the operator decided anew). */
 export async function releaseHolds(file: string): Promise<void> {
-  const state = await readState(file);
-  if (Object.keys(state.held).length > 0) await writeState(file, { ...state, held: {}, heldUnder: null });
+  await updateState(file, (state) => (Object.keys(state.held).length > 0 ? { held: {}, heldUnder: null } : {}));
 }

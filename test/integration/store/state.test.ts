@@ -2,13 +2,13 @@
 // holding the state lock (the daemon and a `kata-sysextd --once` write the same file).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, assert, beforeEach, describe, expect, it } from "vitest";
 import { KataError } from "../../../src/errors.ts";
-import { updateState } from "../../../src/store/state.ts";
+import { clearNextBoot, releaseHolds, updateState } from "../../../src/store/state.ts";
 
 const LOCK_MODULE = join(import.meta.dirname, "../../../src/store/lock.ts");
 let dir: string;
@@ -48,6 +48,29 @@ describe("state.json updates", () => {
       updateState(file, () => ({ lastSwitch: ["kata-containers"] })),
     ]);
     expect(onDisk()).toMatchObject({ heldUnder: "digest", lastSwitch: ["kata-containers"] });
+  });
+
+  it("clearNextBoot and releaseHolds keep a concurrent update, and write nothing when there is nothing to do", async () => {
+    const next = {
+      flatcarVersion: "4230.2.0",
+      kata: "3.30.0",
+      file: "kata-containers-3.30.0-x86-64.raw",
+      staged: true,
+      reason: null,
+      companions: {},
+      stagedOn: "4152.2.0",
+    };
+    await updateState(file, () => ({ nextBoot: next, held: { "kata-containers": ["x.raw"] }, heldUnder: "d" }));
+    await Promise.all([
+      clearNextBoot(file),
+      releaseHolds(file),
+      updateState(file, () => ({ lastSwitch: ["kata-containers"] })),
+    ]);
+    expect(onDisk()).toMatchObject({ nextBoot: null, held: {}, heldUnder: null, lastSwitch: ["kata-containers"] });
+    const other = join(dir, "other", "state.json");
+    await clearNextBoot(other);
+    await releaseHolds(other);
+    expect(existsSync(other)).toBe(false);
   });
 
   it("waits while another process holds the state lock, and writes once it lets go", async () => {
