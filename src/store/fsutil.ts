@@ -13,9 +13,14 @@ export async function fsyncDir(path: string): Promise<void> {
   }
 }
 
+/** Tells apart the temp files of this process's writes that overlap in time. */
+let writes = 0;
+
 /** Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  // Named per write, not per process: two overlapping writes of one path would otherwise share (and truncate,
+  // and rename away) one temp file, and one of them fail with ENOENT.
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${++writes}.tmp`);
   const handle = await open(tmp, "w", mode);
   try {
     await handle.writeFile(data);
