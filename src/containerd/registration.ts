@@ -5,44 +5,14 @@
 // Instead we write one complete file: the base configuration with the Kata runtimes merged in, and a unit
 // drop-in pointing CONTAINERD_CONFIG at it. Unregistering removes both, so containerd falls back to its base.
 import { mkdir, readFile, rm } from "node:fs/promises";
-import { basename, dirname } from "node:path";
+import { dirname } from "node:path";
 import { parse, stringify } from "smol-toml";
 import { KataError } from "../errors.ts";
 import type { HostPaths } from "../paths.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
+import type { RuntimeHandler } from "./handlers.ts";
 
-export const KATA_DEFAULTS_DIR = "opt/kata/share/defaults/kata-containers";
 const CRI = "io.containerd.grpc.v1.cri";
-
-export interface RuntimeHandler {
-  /** The runtime class name pods ask for: kata, kata-clh, kata-qemu, … */
-  name: string;
-  /** The Kata configuration this handler uses, an absolute path inside the merged tree. */
-  configPath: string;
-}
-
-/**
- * Handlers for the Kata configurations an image ships, the way kata-deploy names them: configuration-clh.toml
- * becomes kata-clh; "kata" is configuration.toml when shipped, else the Cloud Hypervisor or QEMU one.
- */
-export function kataHandlers(imageFiles: readonly string[]): RuntimeHandler[] {
-  const configs = imageFiles
-    .filter((f) => dirname(f) === KATA_DEFAULTS_DIR && /^configuration(-[a-z0-9-]+)?\.toml$/.test(basename(f)))
-    .map((f) => basename(f))
-    .sort();
-  const handlers = configs
-    .filter((c) => c !== "configuration.toml")
-    .map((c) => ({
-      name: `kata-${c.slice("configuration-".length, -".toml".length)}`,
-      configPath: `/${KATA_DEFAULTS_DIR}/${c}`,
-    }));
-  const fallback =
-    configs.find((c) => c === "configuration.toml") ??
-    configs.find((c) => c === "configuration-clh.toml") ??
-    configs.find((c) => c === "configuration-qemu.toml") ??
-    configs[0];
-  return fallback === undefined ? [] : [{ name: "kata", configPath: `/${KATA_DEFAULTS_DIR}/${fallback}` }, ...handlers];
-}
 
 type Table = Record<string, unknown>;
 const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -6,15 +6,8 @@ import { pathExists } from "../files.ts";
 import type { Logger } from "../log/logger.ts";
 import type { StoredImage } from "../store/store.ts";
 import type { SystemdManager } from "../systemd/manager.ts";
-import {
-  type ContainerdFiles,
-  kataHandlers,
-  register,
-  restore,
-  type Snapshot,
-  snapshot,
-  unregister,
-} from "./registration.ts";
+import { runtimeHandlers } from "./handlers.ts";
+import { type ContainerdFiles, register, restore, type Snapshot, snapshot, unregister } from "./registration.ts";
 
 export const CONTAINERD_UNIT = "containerd.service";
 
@@ -25,14 +18,17 @@ export interface RuntimeRegistration {
   unregister(): Promise<void>;
   /**
    * Makes the registration match the active image (null: none is active), restarting containerd only when that
-   * changed something. A pass ends with it: a switch the daemon died inside, or an edit of the base configuration,
-   * leaves containerd pointing at handlers the merged image does not have. Returns whether it changed anything.
+   * changed something. A pass ends with it: a switch the daemon died inside, an edit of the base configuration, or
+   * an /etc/kata-containers/configuration.toml added or removed leaves containerd with handlers or configuration
+   * paths the host no longer has. Returns whether it changed anything.
    */
   ensure(image: StoredImage | null): Promise<boolean>;
 }
 
 export interface RegistrationDeps {
   files: ContainerdFiles;
+  /** Resolves host paths under --root: where the operator's Kata configuration is looked for. */
+  host: (path: string) => string;
   /** Absent where there is no systemd to talk to (--root): files are written, containerd is not restarted. */
   systemd: SystemdManager | null;
   restart: boolean;
@@ -70,7 +66,7 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
             return;
           }
           before = await snapshot(deps.files);
-          changed = await register(deps.files, kataHandlers(image.kataConfigs));
+          changed = await register(deps.files, await runtimeHandlers(image.kataConfigs, deps.host));
           if (changed) await apply();
         },
         undo: async () => {
@@ -87,7 +83,9 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
       // Without a base configuration there is nothing to merge into; the stage above says so at each switch.
       if (image !== null && !(await pathExists(deps.files.base))) return false;
       const changed =
-        image === null ? await unregister(deps.files) : await register(deps.files, kataHandlers(image.kataConfigs));
+        image === null
+          ? await unregister(deps.files)
+          : await register(deps.files, await runtimeHandlers(image.kataConfigs, deps.host));
       if (changed) await apply();
       return changed;
     },

@@ -2,7 +2,7 @@
 // own extension-release and payload, and admit it, or keep it aside in quarantine. Nothing here is linked. An image
 // for another release of this OS is admitted too: the passes decide per host which stored images may be linked.
 import type { Clock } from "../clock.ts";
-import { KATA_DEFAULTS_DIR } from "../containerd/registration.ts";
+import { KATA_DEFAULTS_DIR } from "../containerd/handlers.ts";
 import { KataError } from "../errors.ts";
 import { type Logger, MessageId } from "../log/logger.ts";
 import { compatible } from "../release/compat.ts";

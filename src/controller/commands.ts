@@ -69,7 +69,7 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
         companions: await activeCompanions(paths, config),
       }),
     runtime: config.containerd.enabled
-      ? containerdRegistration({ files, systemd, restart: config.containerd.restart, log })
+      ? containerdRegistration({ files, host: paths.host, systemd, restart: config.containerd.restart, log })
       : undefined,
   };
 }

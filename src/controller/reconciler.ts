@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
+import { KATA_ETC_CONFIG } from "../containerd/handlers.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { asKataError, KataError } from "../errors.ts";
 import { cleanupPartials } from "../fetch/download.ts";
@@ -510,7 +511,7 @@ export class Reconciler {
     const active = observed.link.kind === "store" ? await this.deps.store.get(observed.link.file) : null;
     if (await runtime.ensure(active)) {
       this.deps.log.notice(
-        `containerd's Kata runtime registration did not match ${active?.file ?? "the absence of an active Kata image"} and the base configuration; rewrote it`,
+        `containerd's Kata runtime registration did not match ${active?.file ?? "the absence of an active Kata image"}, the base configuration or the presence of ${KATA_ETC_CONFIG}; rewrote it`,
       );
     }
   }

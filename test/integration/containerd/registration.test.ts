@@ -5,14 +5,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  containerdFiles,
-  kataHandlers,
-  register,
-  restore,
-  snapshot,
-  unregister,
-} from "../../../src/containerd/registration.ts";
+import { kataHandlers } from "../../../src/containerd/handlers.ts";
+import { containerdFiles, register, restore, snapshot, unregister } from "../../../src/containerd/registration.ts";
 import { hostPaths } from "../../../src/paths.ts";
 
 const hasContainerd = (() => {
@@ -62,7 +56,9 @@ describe.skipIf(!hasContainerd)("containerd registration (real containerd config
   it("adds every Kata handler and keeps the base's CRI settings", async () => {
     const root = rootWithBase();
     const files = containerdFiles(hostPaths(root), CONFIG);
-    const handlers = kataHandlers([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`]);
+    const handlers = kataHandlers([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`], {
+      etcConfig: false,
+    });
     expect(await register(files, handlers)).toBe(true);
 
     const dumped = dump(files.config);
@@ -83,7 +79,7 @@ describe.skipIf(!hasContainerd)("containerd registration (real containerd config
     const root = rootWithBase();
     const files = containerdFiles(hostPaths(root), CONFIG);
     const empty = await snapshot(files);
-    await register(files, kataHandlers([`${D}/configuration-clh.toml`]));
+    await register(files, kataHandlers([`${D}/configuration-clh.toml`], { etcConfig: false }));
     const registered = await snapshot(files);
     expect(await unregister(files)).toBe(true);
     expect(existsSync(files.unitDropIn) || existsSync(files.config)).toBe(false);

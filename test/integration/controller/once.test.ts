@@ -309,7 +309,7 @@ describe("kata-sysextd --once --root", () => {
       expect(ran.code, ran.stderr).toBe(0);
       expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
       expect(ran.stderr).toContain(
-        `containerd's Kata runtime registration did not match ${from} and the base configuration; rewrote it`,
+        `containerd's Kata runtime registration did not match ${from}, the base configuration or the presence of /etc/kata-containers/configuration.toml; rewrote it`,
       );
       expect(registered()).not.toContain("kata-qemu");
       expect(registered()).toContain("kata-clh");
