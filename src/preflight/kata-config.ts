@@ -1,12 +1,12 @@
 // The Kata configuration that decides what the preflight must check: which hypervisors, their binaries, guest
-// kernel and image, virtiofsd, memory. Read from the operator's /etc/kata-containers/configuration.toml and the
-// configuration*.toml files the extension ships under /opt/kata/share/defaults/kata-containers.
+// kernel and image, virtiofsd, memory. Read from exactly the files the runtime handlers registered with containerd
+// run with (src/containerd/handlers.ts decides which, for both): the operator's
+// /etc/kata-containers/configuration.toml for "kata" when it exists, the shipped configuration*.toml otherwise.
 import { readdir, readFile } from "node:fs/promises";
-import { basename } from "node:path";
 import { parse, TomlError } from "smol-toml";
+import { KATA_DEFAULTS_DIR, KATA_ETC_CONFIG, type RuntimeHandler, runtimeHandlers } from "../containerd/handlers.ts";
 
-export const ETC_CONFIG = "/etc/kata-containers/configuration.toml";
-export const DEFAULTS_DIR = "/opt/kata/share/defaults/kata-containers";
+export const DEFAULTS_DIR = `/${KATA_DEFAULTS_DIR}`;
 
 export interface HypervisorConfig {
   /** The [hypervisor.<name>] section: qemu, clh, firecracker, dragonball, stratovirt, … */
@@ -26,6 +26,8 @@ export interface HypervisorConfig {
 export interface KataConfigs {
   /** One entry per hypervisor name, from the most authoritative file that configures it. */
   hypervisors: HypervisorConfig[];
+  /** The runtime handlers containerd gets, each with the file it runs with. */
+  handlers: RuntimeHandler[];
   /** Every file read, as paths inside the tree. */
   files: string[];
   /** Files that exist but could not be read or parsed: "file:line: message". */
@@ -62,8 +64,8 @@ export function parseKataConfig(text: string, configFile: string): HypervisorCon
 
 /**
  * Reads the configurations. `etc` resolves host paths (the operator's /etc), `payload` paths inside the merged
- * tree. Precedence per hypervisor: /etc/kata-containers/configuration.toml, the shipped configuration.toml, the
- * shipped configuration-<name>.toml, then variants (configuration-qemu-tdx.toml, …) in name order.
+ * tree. Precedence per hypervisor: the file the default handler "kata" runs with, then the file of the handler
+ * named after the hypervisor (kata-qemu; kata-fc for firecracker), then variants (kata-qemu-tdx, …) in name order.
  */
 export async function loadKataConfigs(
   etc: (p: string) => string,
@@ -71,20 +73,15 @@ export async function loadKataConfigs(
 ): Promise<KataConfigs> {
   let shipped: string[] = [];
   try {
-    shipped = (await readdir(payload(DEFAULTS_DIR)))
-      .filter((f) => /^configuration.*\.toml$/.test(f))
-      .sort()
-      .map((f) => `${DEFAULTS_DIR}/${f}`);
+    shipped = (await readdir(payload(DEFAULTS_DIR))).map((f) => `${KATA_DEFAULTS_DIR}/${f}`);
   } catch {
     // the extension is not merged (or ships no configuration)
   }
-  const candidates: Array<{ inTree: string; onDisk: string }> = [
-    { inTree: ETC_CONFIG, onDisk: etc(ETC_CONFIG) },
-    ...shipped.map((f) => ({ inTree: f, onDisk: payload(f) })),
-  ];
-  const result: KataConfigs = { hypervisors: [], files: [], errors: [] };
+  const handlers = await runtimeHandlers(shipped, etc);
+  const result: KataConfigs = { hypervisors: [], handlers, files: [], errors: [] };
   const best = new Map<string, { rank: number; config: HypervisorConfig }>();
-  for (const { inTree, onDisk } of candidates) {
+  for (const inTree of new Set(handlers.map((h) => h.configPath))) {
+    const onDisk = inTree === KATA_ETC_CONFIG ? etc(inTree) : payload(inTree);
     let text: string;
     try {
       text = await readFile(onDisk, "utf8");
@@ -102,7 +99,7 @@ export async function loadKataConfigs(
       continue;
     }
     for (const config of configs) {
-      const rank = precedence(inTree, config.name);
+      const rank = precedence(handlers, inTree, config.name);
       const current = best.get(config.name);
       if (current === undefined || rank < current.rank) best.set(config.name, { rank, config });
     }
@@ -113,12 +110,11 @@ export async function loadKataConfigs(
 
 const SHORT_NAMES: Record<string, string> = { firecracker: "fc" };
 
-function precedence(file: string, hypervisor: string): number {
-  if (file === ETC_CONFIG) return 0;
-  const name = basename(file, ".toml");
-  if (name === "configuration") return 1;
-  if (name === `configuration-${hypervisor}` || name === `configuration-${SHORT_NAMES[hypervisor] ?? ""}`) return 2;
-  return 3;
+function precedence(handlers: readonly RuntimeHandler[], file: string, hypervisor: string): number {
+  const using = new Set(handlers.filter((h) => h.configPath === file).map((h) => h.name));
+  if (using.has("kata")) return 0;
+  if (using.has(`kata-${hypervisor}`) || using.has(`kata-${SHORT_NAMES[hypervisor] ?? hypervisor}`)) return 1;
+  return 2;
 }
 
 /** Whether this hypervisor shares the host filesystem through virtio-fs (and so needs virtiofsd). */

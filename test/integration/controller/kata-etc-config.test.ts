@@ -1,10 +1,14 @@
 // The operator's /etc/kata-containers/configuration.toml across real passes (release server, squashfs images, the
-// store, the containerd files under a sandbox root): the default "kata" handler runs with it while it exists.
+// store, the containerd files under a sandbox root): the default "kata" handler runs with it while it exists, and
+// the preflight judges the file the handler runs with.
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../../src/log/logger.ts";
+import { hostPaths } from "../../../src/paths.ts";
+import { runPreflight } from "../../../src/preflight/run.ts";
 import { registeredConfigPaths } from "../../helpers/containerd.ts";
 import { buildImage } from "../../helpers/images.ts";
 import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
@@ -65,5 +69,40 @@ describe("the kata handler and /etc/kata-containers/configuration.toml", () => {
     logs.length = 0;
     await pass();
     expect(logs.filter((m) => m.includes("registration did not match"))).toEqual([]);
+  });
+
+  it("the preflight judges the file the registration gives the kata handler, with and without /etc", async () => {
+    const { root, pass } = host();
+    await pass();
+    // What systemd-sysext would merge: the active image's own files (under --root nothing is merged).
+    const payloadRoot = join(mkdtempSync(join(tmpdir(), "kata-payload-")), "tree");
+    const image = join(root, "var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw");
+    execFileSync("unsquashfs", ["-q", "-n", "-no-xattrs", "-d", payloadRoot, image]);
+    /** The file the registration gives "kata", and what the preflight says it judged. */
+    const both = async () => {
+      const report = await runPreflight({ paths: hostPaths(root), payloadRoot });
+      const detail = (id: string, hypervisor?: string) =>
+        report.checks.find((c) => c.id === id && (c.hypervisor ?? undefined) === hypervisor)?.detail ?? "";
+      return {
+        registered: registeredConfigPaths(root).kata,
+        config: detail("kata-config"),
+        clhBinary: detail("hypervisor-binary", "clh"),
+      };
+    };
+
+    const shipped = await both();
+    expect(shipped.registered).toBe(`${D}/configuration-clh.toml`);
+    expect(shipped.config).toContain(`handler kata runs with ${shipped.registered}`);
+    expect(shipped.clhBinary).toContain("/opt/kata/bin/cloud-hypervisor");
+
+    mkdirSync(join(root, "etc/kata-containers"), { recursive: true });
+    writeFileSync(join(root, ETC), '[hypervisor.clh]\npath = "/usr/local/bin/cloud-hypervisor"\n');
+    await pass();
+    const etc = await both();
+    expect(etc.registered).toBe("/etc/kata-containers/configuration.toml");
+    expect(etc.config).toContain(`handler kata runs with ${etc.registered}`);
+    // The hypervisor is judged from that file: its path, not the shipped one.
+    expect(etc.config).toContain(`clh (${etc.registered})`);
+    expect(etc.clhBinary).toContain("/usr/local/bin/cloud-hypervisor");
   });
 });

@@ -157,7 +157,7 @@ describe("Kata payload", () => {
     expect(one(r, "guest-kernel", "qemu")).toMatchObject({ status: "pass", detail: `${PATHS.kernel} (4096 bytes)` });
     expect(one(r, "guest-image", "clh")).toMatchObject({ status: "pass", detail: `${PATHS.image} (8192 bytes)` });
     expect(one(r, "kata-config").detail).toBe(
-      "hypervisors: clh (configuration-clh.toml), qemu (configuration-qemu.toml)",
+      "hypervisors: clh (configuration-clh.toml), qemu (configuration-qemu.toml); handler kata runs with /opt/kata/share/defaults/kata-containers/configuration-clh.toml",
     );
     expect(one(r, "shm-size", "qemu").status).toBe("pass");
     expect(one(r, "shm-size", "clh").status).toBe("skip");

@@ -114,7 +114,7 @@ describe("Kata configuration", () => {
     expect(parseKataConfig(remote, "x")).toEqual([]);
   });
 
-  it("per hypervisor, /etc wins over shipped files, and configuration-<name>.toml over variants", async () => {
+  it("per hypervisor, the file of handler kata (/etc when there) wins, then kata-<name>'s, then variants", async () => {
     const defaults = "/p/opt/kata/share/defaults/kata-containers";
     put(`${defaults}/configuration-qemu-tdx.toml`, '[hypervisor.qemu]\npath = "/opt/kata/bin/qemu-tdx"\n');
     put(`${defaults}/configuration-qemu.toml`, '[hypervisor.qemu]\npath = "/opt/kata/bin/qemu-system-x86_64"\n');
@@ -134,10 +134,34 @@ describe("Kata configuration", () => {
       /^\/opt\/kata\/share\/defaults\/kata-containers\/configuration-broken\.toml:1: not valid TOML/,
     );
     expect(configs.files).toContain("/etc/kata-containers/configuration.toml");
+    expect(configs.handlers[0]).toEqual({ name: "kata", configPath: "/etc/kata-containers/configuration.toml" });
+  });
+
+  it("reads only files a handler runs with: a shipped configuration.toml gives way to /etc", async () => {
+    const defaults = "/q/opt/kata/share/defaults/kata-containers";
+    put(`${defaults}/configuration.toml`, '[hypervisor.qemu]\npath = "/opt/kata/bin/qemu-system-x86_64"\n');
+    put(`${defaults}/configuration-clh.toml`, '[hypervisor.clh]\npath = "/opt/kata/bin/cloud-hypervisor"\n');
+    const under = (p: string): string => join(scratch, "q", p);
+    const shipped = await loadKataConfigs(under, under);
+    expect(shipped.handlers.find((h) => h.name === "kata")?.configPath).toBe(
+      "/opt/kata/share/defaults/kata-containers/configuration.toml",
+    );
+    expect(shipped.hypervisors.map((h) => h.name)).toEqual(["clh", "qemu"]);
+
+    put("/q/etc/kata-containers/configuration.toml", '[hypervisor.clh]\npath = "/usr/local/bin/clh"\n');
+    const etc = await loadKataConfigs(under, under);
+    expect(etc.files).toEqual([
+      "/etc/kata-containers/configuration.toml",
+      "/opt/kata/share/defaults/kata-containers/configuration-clh.toml",
+    ]);
+    // No handler runs with the shipped configuration.toml any more, so nothing runs QEMU: nothing to judge.
+    expect(etc.hypervisors.map((h) => [h.name, h.configFile])).toEqual([
+      ["clh", "/etc/kata-containers/configuration.toml"],
+    ]);
   });
 
   it("no configuration anywhere is an empty answer", async () => {
     const none = (p: string): string => join(scratch, "none", p);
-    expect(await loadKataConfigs(none, none)).toEqual({ hypervisors: [], files: [], errors: [] });
+    expect(await loadKataConfigs(none, none)).toEqual({ hypervisors: [], handlers: [], files: [], errors: [] });
   });
 });
