@@ -6,7 +6,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { interface as dbusInterface, MessageBus } from "dbus-next";
+import { systemClock } from "../../src/clock.ts";
 import { KataError } from "../../src/errors.ts";
+import { createLogger, type Logger } from "../../src/log/logger.ts";
+import { type Bus, createBus } from "../../src/systemd/bus.ts";
 import { openDBusNext } from "../../src/systemd/wire.ts";
 
 export interface TestBus {
@@ -18,6 +21,8 @@ export interface TestBus {
   restart(): Promise<void>;
   /** Stop the daemon for good and remove its directory. */
   stop(): Promise<void>;
+  /** Our bus client on it, with short timeouts and reconnect backoff so a failure shows in test time. */
+  client(options?: { log?: Logger; defaultTimeoutMs?: number }): Bus;
 }
 
 const READY_TIMEOUT_MS = 10_000;
@@ -111,6 +116,15 @@ export async function startTestBus(): Promise<TestBus> {
       await kill();
       await rm(dir, { recursive: true, force: true });
     },
+    client: (options = {}) =>
+      createBus({
+        address,
+        clock: systemClock,
+        random: () => 0.5,
+        log: options.log ?? createLogger(() => undefined),
+        defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
+        backoff: { initialMs: 20, maxMs: 200 },
+      }),
   };
 }
 

@@ -11,7 +11,7 @@ import { containerdRegistration } from "../../../src/containerd/stage.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import type { StoredImage } from "../../../src/store/store.ts";
-import { type Bus, createBus } from "../../../src/systemd/bus.ts";
+import type { Bus } from "../../../src/systemd/bus.ts";
 import { createSystemdManager, type SystemdManager } from "../../../src/systemd/manager.ts";
 import { registeredConfigPaths } from "../../helpers/containerd.ts";
 import { startTestBus, type TestBus } from "../../helpers/dbus.ts";
@@ -49,14 +49,7 @@ let manager: SystemdManager;
 beforeEach(async () => {
   testBus = await startTestBus();
   systemd = await startFakeSystemd({ address: testBus.address });
-  bus = createBus({
-    address: testBus.address,
-    clock: systemClock,
-    random: () => 0.5,
-    log: quiet,
-    defaultTimeoutMs: 5_000,
-    backoff: { initialMs: 20, maxMs: 200 },
-  });
+  bus = testBus.client();
   manager = await createSystemdManager(bus, quiet, systemClock, { confirmIntervalMs: 50 });
 });
 

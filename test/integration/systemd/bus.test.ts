@@ -10,7 +10,6 @@ import { inbox, rejection, startTestBus, type TestBus } from "../../helpers/dbus
 
 const DBUS = "org.freedesktop.DBus";
 const DBUS_PATH = "/org/freedesktop/DBus";
-const quiet = createLogger(() => undefined);
 
 let testBus: TestBus;
 const buses: Bus[] = [];
@@ -25,14 +24,7 @@ afterEach(async () => {
 });
 
 function open(defaultTimeoutMs = 5_000): Bus {
-  const bus = createBus({
-    address: testBus.address,
-    clock: systemClock,
-    random: () => 0.5,
-    log: quiet,
-    defaultTimeoutMs,
-    backoff: { initialMs: 20, maxMs: 200 },
-  });
+  const bus = testBus.client({ defaultTimeoutMs });
   buses.push(bus);
   return bus;
 }

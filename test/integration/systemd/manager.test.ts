@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { systemClock } from "../../../src/clock.ts";
 import { createLogger } from "../../../src/log/logger.ts";
-import { type Bus, createBus } from "../../../src/systemd/bus.ts";
+import type { Bus } from "../../../src/systemd/bus.ts";
 import {
   createSystemdManager,
   JOB_RESULTS,
@@ -22,14 +22,7 @@ let manager: SystemdManager | undefined;
 beforeEach(async () => {
   testBus = await startTestBus();
   systemd = await startFakeSystemd({ address: testBus.address });
-  bus = createBus({
-    address: testBus.address,
-    clock: systemClock,
-    random: () => 0.5,
-    log: quiet,
-    defaultTimeoutMs: 5_000,
-    backoff: { initialMs: 20, maxMs: 200 },
-  });
+  bus = testBus.client();
 });
 
 afterEach(async () => {

@@ -1,8 +1,7 @@
 // update_engine following on a real dbus-daemon, with a fake update_engine that speaks com.coreos.update1.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { systemClock } from "../../../src/clock.ts";
 import { createLogger, type Fields, type Level } from "../../../src/log/logger.ts";
-import { type Bus, createBus } from "../../../src/systemd/bus.ts";
+import type { Bus } from "../../../src/systemd/bus.ts";
 import { type UpdateStatus, watchUpdateEngine } from "../../../src/systemd/update-engine.ts";
 import { inbox, startTestBus, type TestBus } from "../../helpers/dbus.ts";
 import { type FakeUpdateEngine, startFakeUpdateEngine } from "../../helpers/fake-update-engine.ts";
@@ -21,13 +20,8 @@ const engines: FakeUpdateEngine[] = [];
 beforeEach(async () => {
   testBus = await startTestBus();
   logs = [];
-  bus = createBus({
-    address: testBus.address,
-    clock: systemClock,
-    random: () => 0.5,
+  bus = testBus.client({
     log: createLogger((level, message, fields) => logs.push({ level, message, fields }), "debug"),
-    defaultTimeoutMs: 5_000,
-    backoff: { initialMs: 20, maxMs: 200 },
   });
 });
 
