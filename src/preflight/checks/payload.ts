@@ -1,5 +1,6 @@
 // The files the Kata configuration names, per hypervisor: the hypervisor binary and virtiofsd (regular,
 // executable, and they run: `--version`), the guest kernel and the guest image or initrd (regular, readable).
+import { KATA_ETC_CONFIG } from "../../containerd/handlers.ts";
 import type { PreflightCheck } from "../../status.ts";
 import { type Check, result } from "../check.ts";
 import type { PreflightContext } from "../context.ts";
@@ -49,11 +50,20 @@ async function hypervisorBinary(
     "hypervisor-binary",
     "fail",
     `${path} is not in the Kata image; companion ${companion.name} ships ${shipped}${theirs.version ? ` (${theirs.version})` : ""}`,
-    {
-      remedy: `set path = "${shipped}" under [hypervisor.${h.name}] in /etc/kata-containers/configuration.toml`,
-      hypervisor: h.name,
-    },
+    { remedy: configure(h, `path = "${shipped}"`), hypervisor: h.name },
   );
+}
+
+/**
+ * How to set a key for `h`. The shipped files are read-only inside the extension; the kata runtime handler runs
+ * with /etc/kata-containers/configuration.toml whenever it exists, in place of the shipped defaults rather than on
+ * top of them, so it starts as a whole copy.
+ */
+function configure(h: HypervisorConfig, setting: string): string {
+  const section = `[hypervisor.${h.name}]`;
+  return h.configFile === KATA_ETC_CONFIG
+    ? `set ${setting} under ${section} in ${KATA_ETC_CONFIG}`
+    : `put a copy of ${h.configFile} at ${KATA_ETC_CONFIG} with ${setting} under ${section}: the kata runtime handler runs with that file whenever it exists`;
 }
 
 async function checkHypervisor(
@@ -63,8 +73,8 @@ async function checkHypervisor(
 ): Promise<PreflightCheck[]> {
   const hypervisor = h.name;
   const from = `(${h.configFile})`;
-  const fixRemedy = (what: string): string =>
-    `reinstall the kata-containers extension, or point ${what} in ${h.configFile} at an existing file`;
+  const fixRemedy = (key: string): string =>
+    `reinstall the kata-containers extension, or ${configure(h, `${key} = <an existing file>`)}`;
   const report = (id: string, label: string, key: string, verdict: FileVerdict): PreflightCheck =>
     verdict.ok
       ? result(id, "pass", `${label}${verdict.version ? `: ${verdict.version}` : ` (${verdict.size} bytes)`}`, {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { hostPaths } from "../../../src/paths.ts";
 import { runPreflight } from "../../../src/preflight/run.ts";
-import { buildHost, buildPayload, PATHS } from "../../fixtures/preflight/hosts.ts";
+import { buildHost, buildPayload, CONFIGS, PATHS } from "../../fixtures/preflight/hosts.ts";
 import { ensureHelpers, fakeVmm } from "../../fixtures/preflight/toolchain.ts";
 import { CTL, NODE, runArgv } from "../../helpers/sandbox.ts";
 
@@ -43,8 +43,22 @@ describe("preflight with a companion hypervisor extension", () => {
       status: "fail",
       detail: `${PATHS.clh} is not in the Kata image; companion cloud-hypervisor ships /usr/bin/cloud-hypervisor (cloud-hypervisor v53.0)`,
       remedy:
-        'set path = "/usr/bin/cloud-hypervisor" under [hypervisor.clh] in /etc/kata-containers/configuration.toml',
+        'put a copy of /opt/kata/share/defaults/kata-containers/configuration-clh.toml at /etc/kata-containers/configuration.toml with path = "/usr/bin/cloud-hypervisor" under [hypervisor.clh]: the kata runtime handler runs with that file whenever it exists',
     });
+  });
+
+  it("once the kata handler runs with /etc/kata-containers/configuration.toml, the remedy edits that file", async () => {
+    const root = hostWithCompanionClh();
+    mkdirSync(join(root, "etc/kata-containers"), { recursive: true });
+    copyFileSync(join(root, CONFIGS.clh.file), join(root, "etc/kata-containers/configuration.toml"));
+    const r = await runPreflight({
+      paths: hostPaths(root),
+      companions: [{ name: "cloud-hypervisor", files: ["usr/bin/cloud-hypervisor"] }],
+    });
+    const check = r.checks.find((c) => c.id === "hypervisor-binary" && c.hypervisor === "clh");
+    expect(check?.remedy).toBe(
+      'set path = "/usr/bin/cloud-hypervisor" under [hypervisor.clh] in /etc/kata-containers/configuration.toml',
+    );
   });
 
   it("kata-sysextctl preflight finds the active companion from the configuration and the store, as the daemon does", async () => {
