@@ -75,7 +75,7 @@ export async function fetchManifest(opts: ManifestOptions): Promise<Manifest> {
     }
     throw err;
   }
-  await verifyDetached(bytes, signature, opts.keyring, url);
+  await verifyDetached(bytes, signature, opts.keyring, url, opts.clock.now());
   opts.log.info("SHA256SUMS signature verified", { URL: url });
   return { text: bytes.toString("utf8"), trust: "signature" };
 }
@@ -90,16 +90,27 @@ export async function fetchOptional(url: string, opts: SourceOptions & { maxByte
   }
 }
 
+/**
+ * How far a signature may be dated after this host's clock. A publisher that signs and publishes at once, seen by
+ * a host whose clock is a little behind, is no attack; a signature from further ahead points at the clock.
+ */
+export const SIGNATURE_CLOCK_SKEW_MS = 60 * 60 * 1000;
+
+const KEY_BLOCK = /-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]*?-----END PGP PUBLIC KEY BLOCK-----/g;
+
 /** Throws signature-invalid unless `signature` (binary or armored) is a good signature over `data` by the keyring. */
 export async function verifyDetached(
   data: Buffer,
   signature: Buffer,
   keyringPath: string,
   what: string,
+  now: Date,
 ): Promise<void> {
   const invalid = (why: string, cause?: unknown): KataError =>
     new KataError("signature-invalid", `${what}: ${why}; nothing from this manifest is used`, {
-      remedy: "check that [source] keyring holds the release signing key and that the release is not tampered with",
+      remedy: /in the future/i.test(why)
+        ? `the signature is dated more than ${SIGNATURE_CLOCK_SKEW_MS / 60_000} minutes after this host's clock (${now.toISOString()}): check time synchronisation (timedatectl status)`
+        : "check that [source] keyring holds the release signing key and that the release is not tampered with",
       cause,
     });
   let armoredKeys: string;
@@ -111,12 +122,16 @@ export async function verifyDetached(
   try {
     // Loaded on first use: only signature verification needs it, and it is the largest module we have.
     const { createMessage, readKeys, readSignature, verify } = await import("openpgp");
-    const verificationKeys = await readKeys({ armoredKeys });
+    // A keyring file is often several exports appended one after another (key rotation): read every block.
+    const blocks = armoredKeys.match(KEY_BLOCK) ?? [];
+    if (blocks.length === 0) throw new Error(`${keyringPath} holds no ASCII-armored public key block`);
+    const verificationKeys = (await Promise.all(blocks.map((block) => readKeys({ armoredKeys: block })))).flat();
     const sig: Signature = signature.toString("latin1").trimStart().startsWith("-----BEGIN PGP SIGNATURE-----")
       ? await readSignature({ armoredSignature: signature.toString("utf8") })
       : await readSignature({ binarySignature: new Uint8Array(signature) });
     const message = await createMessage({ binary: new Uint8Array(data) });
-    const result = await verify({ message, signature: sig, verificationKeys, expectSigned: true });
+    const date = new Date(now.getTime() + SIGNATURE_CLOCK_SKEW_MS);
+    const result = await verify({ message, signature: sig, verificationKeys, expectSigned: true, date });
     // expectSigned already throws on a bad signature; this also covers a signature list without a good entry.
     const checks = await Promise.all(result.signatures.map((s) => s.verified.catch(() => false)));
     if (!checks.includes(true)) throw new Error("no valid signature by a key in the keyring");

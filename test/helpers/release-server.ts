@@ -337,14 +337,18 @@ export function testSigningKey(): Promise<TestKey> {
   return processKey;
 }
 
-/** A detached signature over `data`, by `key` (default: the process's test key). */
-export async function signDetached(data: Buffer, format: "binary" | "armored", key?: TestKey): Promise<Buffer> {
+/** A detached signature over `data`, by `key` (default: the process's test key), made at `date` (default: now). */
+export async function signDetached(
+  data: Buffer,
+  format: "binary" | "armored",
+  key?: TestKey,
+  date?: Date,
+): Promise<Buffer> {
   const signer = key ?? (await testSigningKey());
   const message = await openpgp.createMessage({ binary: new Uint8Array(data) });
+  const signingKeys = signer.privateKey;
   if (format === "armored") {
-    const armored = await openpgp.sign({ message, signingKeys: signer.privateKey, detached: true, format: "armored" });
-    return Buffer.from(armored);
+    return Buffer.from(await openpgp.sign({ message, signingKeys, detached: true, format: "armored", date }));
   }
-  const binary = await openpgp.sign({ message, signingKeys: signer.privateKey, detached: true, format: "binary" });
-  return Buffer.from(binary);
+  return Buffer.from(await openpgp.sign({ message, signingKeys, detached: true, format: "binary", date }));
 }

@@ -6,7 +6,12 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { FetchError } from "../../../src/fetch/http.ts";
-import { fetchManifest, fetchOptional, type ManifestOptions } from "../../../src/fetch/source.ts";
+import {
+  fetchManifest,
+  fetchOptional,
+  type ManifestOptions,
+  SIGNATURE_CLOCK_SKEW_MS,
+} from "../../../src/fetch/source.ts";
 import {
   generateKeyPair,
   publishRelease,
@@ -57,7 +62,8 @@ function options(overrides: Partial<ManifestOptions> = {}): ManifestOptions {
     keyring,
     connectTimeoutMs: 2000,
     idleTimeoutMs: 2000,
-    clock: fakeClock(),
+    // The signatures are made now, by the real clock: a fake one from another day would date them in the future.
+    clock: fakeClock(Date.now()),
     log: memoryLogger(),
     retries: 1,
     random: () => 0.5,
@@ -157,6 +163,35 @@ describe("signature", () => {
   test("a garbage signature is signature-invalid", async () => {
     server.setFault(`${SUMS_PATH}.gpg`, { kind: "oversize", bytes: 500, contentLength: true });
     expect((await rejection(options())).code).toBe("signature-invalid");
+  });
+
+  test("a keyring of several armored exports appended to each other trusts every key in it", async () => {
+    const before = await generateKeyPair("older <older@example.invalid>");
+    const after = await generateKeyPair("newer <newer@example.invalid>");
+    const appended = join(dir, "appended.asc");
+    const signer = (await testSigningKey()).publicKeyArmored;
+    writeFileSync(appended, [before.publicKeyArmored, signer, after.publicKeyArmored].join("\n"));
+    expect(await fetchManifest(options({ keyring: appended }))).toEqual({ text: sums, trust: "signature" });
+    // Without the signer's block, the same file is refused.
+    writeFileSync(appended, [before.publicKeyArmored, after.publicKeyArmored].join("\n"));
+    expect((await rejection(options({ keyring: appended }))).code).toBe("signature-invalid");
+  });
+
+  test("a signature dated a little after this host's clock is accepted; further ahead, the clock is blamed", async () => {
+    const gpg = join(dir, "kata-containers", "SHA256SUMS.gpg");
+    const published = readFileSync(gpg);
+    try {
+      const key = await testSigningKey();
+      // The test key was made when this process started: a clock behind that would make it newer than its use.
+      const at = (ms: number) => options({ clock: fakeClock(Date.now() - ms) });
+      writeFileSync(gpg, await signDetached(Buffer.from(sums), "binary", key));
+      expect(await fetchManifest(at(SIGNATURE_CLOCK_SKEW_MS - 60_000))).toEqual({ text: sums, trust: "signature" });
+      const err = await rejection(at(SIGNATURE_CLOCK_SKEW_MS + 60_000));
+      expect(err.code).toBe("signature-invalid");
+      expect(err.remedy).toMatch(/after this host's clock .*check time synchronisation/);
+    } finally {
+      writeFileSync(gpg, published);
+    }
   });
 
   test("an unreadable or empty keyring is signature-invalid", async () => {
