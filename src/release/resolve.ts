@@ -12,7 +12,7 @@ import type { ManifestEntry } from "./manifest.ts";
 import type { ReleaseMetadata } from "./metadata.ts";
 import { formatImageFileName, splitImageFileName } from "./names.ts";
 import type { ExtensionRelease, HostRelease } from "./os-release.ts";
-import { compareVersions, toRange, toSemver } from "./version.ts";
+import { compareVersions, toRange, toRestrictingRange, toSemver } from "./version.ts";
 
 export interface Policy {
   /** Semver range of acceptable Kata versions (policy.versions). */
@@ -180,8 +180,8 @@ function policyRules(
   ];
   for (const [origin, list] of sources) {
     for (const c of list) {
-      const kata = toRange(c.kata);
-      const needs = toRange(c.flatcar);
+      const kata = toRestrictingRange(c.kata);
+      const needs = toRestrictingRange(c.flatcar);
       if (kata === null || needs === null) {
         return { ok: false, reason: `${origin}: constraint {kata: "${c.kata}", flatcar: "${c.flatcar}"} is not valid` };
       }
@@ -193,7 +193,7 @@ function policyRules(
     }
   }
   const withdrawn = (metadata?.withdrawn ?? []).flatMap((w) => {
-    const r = toRange(w.kata);
+    const r = toRestrictingRange(w.kata);
     return r === null ? [] : [{ range: r, reason: w.reason }];
   });
 

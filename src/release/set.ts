@@ -5,7 +5,7 @@
 import type { ManifestEntry } from "./manifest.ts";
 import { splitImageFileName } from "./names.ts";
 import { type ResolveInput, resolve } from "./resolve.ts";
-import { satisfies, toRange, toSemver } from "./version.ts";
+import { satisfies, toRange, toRestrictingRange, toSemver } from "./version.ts";
 
 /** "kata releases in `kata` need `companion` versions in `versions`", from the config or the publisher. */
 export interface Requirement {
@@ -131,7 +131,7 @@ export function resolveSet(input: SetInput): SetResolution {
     const why: string[] = [];
     if (kernelRange !== null) {
       const shipped = input.kernel.shipped.find((k) =>
-        satisfies(kata.version, toRange(k.kata) ?? neverRange()),
+        satisfies(kata.version, toRestrictingRange(k.kata) ?? neverRange()),
       )?.kernel;
       if (shipped === undefined)
         why.push(`its guest kernel is not published, and policy.kernel is "${input.kernel.range}"`);
@@ -144,12 +144,12 @@ export function resolveSet(input: SetInput): SetResolution {
     ];
     for (const companion of companions) {
       const rules = input.requires.filter(
-        (r) => r.companion === companion.name && satisfies(kata.version, toRange(r.kata) ?? neverRange()),
+        (r) => r.companion === companion.name && satisfies(kata.version, toRestrictingRange(r.kata) ?? neverRange()),
       );
       const pick = companion.offers.find(
         (offer) =>
           (companion.range === null || satisfies(offer.version, companion.range)) &&
-          rules.every((r) => satisfies(offer.version, toRange(r.versions) ?? neverRange())),
+          rules.every((r) => satisfies(offer.version, toRestrictingRange(r.versions) ?? neverRange())),
       );
       if (pick === undefined) {
         const wanted = [

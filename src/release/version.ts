@@ -92,16 +92,32 @@ export function toSemver(version: string): SemVer | null {
   return semver.parse(`${Number(m[1])}.${Number(m[2] ?? 0)}.${Number(m[3] ?? 0)}`);
 }
 
-/** A parsed semver range, or null when `range` is not one. */
+/**
+ * A range that selects (policy.versions, a companion's versions, policy.kernel), or null when `range` is not one.
+ * Pre-releases follow semver: they match only when the range names one on the same major.minor.patch, so the
+ * operator opts into them.
+ */
 export function toRange(range: string): semver.Range | null {
+  return parseRange(range, false);
+}
+
+/**
+ * A range that restricts (constraints, withdrawals, requirements), or null. It matches pre-releases too:
+ * `kata = ">=4.0.0"` withdraws or constrains 4.1.0-rc1 as well, or an opted-in pre-release would escape it.
+ */
+export function toRestrictingRange(range: string): semver.Range | null {
+  return parseRange(range, true);
+}
+
+function parseRange(range: string, includePrerelease: boolean): semver.Range | null {
   try {
-    return range.trim() === "" ? null : new semver.Range(range);
+    return range.trim() === "" ? null : new semver.Range(range, { includePrerelease });
   } catch {
     return null;
   }
 }
 
-/** Whether `version` (read as semver) lies in `range`; false when it does not parse. Pre-releases follow semver. */
+/** Whether `version` (read as semver) lies in `range`; false when it does not parse. Pre-releases as the range says. */
 export function satisfies(version: string, range: semver.Range): boolean {
   const v = toSemver(version);
   return v !== null && range.test(v);

@@ -98,6 +98,27 @@ describe("resolve", () => {
     ]);
   });
 
+  it("applies constraints and withdrawals to pre-releases the policy opted into", () => {
+    // semver's opt-in rule is for selecting: ">=4.0.0" alone would not match 4.1.0-rc1.
+    const m = manifest(kata("4.1.0-rc1"), kata("3.32.0"));
+    const versions = ">=3.21.0 || >=4.1.0-rc0";
+    const constrained = resolve(
+      base({ manifest: m, host: host("4081.3.10"), policy: { versions, constraints: [KATA4] } }),
+    );
+    expect(constrained).toMatchObject({ ok: true, version: "3.32.0" });
+    expect(constrained.ok && constrained.passedOver[0]).toContain("4.1.0-rc1: policy.constraints: kata >=4.0.0");
+    const metadata: ReleaseMetadata = {
+      constraints: [],
+      withdrawn: [{ kata: ">=4.0.0", reason: "4.x shim crashes" }],
+      requires: [],
+      kernels: [],
+      problems: [],
+    };
+    const withdrawn = resolve(base({ manifest: m, metadata, policy: { versions, constraints: [] } }));
+    expect(withdrawn).toMatchObject({ ok: true, version: "3.32.0" });
+    expect(withdrawn.ok && withdrawn.passedOver).toEqual(["4.1.0-rc1: withdrawn by the publisher (4.x shim crashes)"]);
+  });
+
   it("refuses constrained versions when the host VERSION_ID is not a version", () => {
     const weird = parseHostRelease("ID=flatcar\nVERSION_ID=rolling\n");
     const r = resolve(

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseHostRelease } from "../../../src/release/os-release.ts";
 import { type CompanionInput, type Requirement, resolveSet, type SetInput } from "../../../src/release/set.ts";
-import { satisfies, toRange } from "../../../src/release/version.ts";
+import { satisfies, toRange, toRestrictingRange } from "../../../src/release/version.ts";
 
 const host = parseHostRelease("ID=flatcar\nVERSION_ID=4593.2.5\nSYSEXT_LEVEL=1.0\n");
 const sha = "a".repeat(64);
@@ -80,6 +80,27 @@ describe("resolveSet", () => {
     expect(pinnedUnknown.ok ? [] : pinnedUnknown.reasons[1]).toContain("its guest kernel is not published");
   });
 
+  it("applies requirements and shipped kernels to pre-releases the policy opted into", () => {
+    const rc = (extra: Partial<SetInput> = {}, requires: Requirement[] = []) => {
+      const base = input(["3.32.0", "4.1.0-rc1"], ["v50.0", "v51.0.0-rc1"], requires, extra);
+      const policy = { versions: ">=3.0.0 || >=4.1.0-rc0", constraints: [] };
+      return resolveSet({
+        ...base,
+        primary: { ...base.primary, policy },
+        companions: base.companions.map((c) => ({ ...c, versions: ">=50.0.0 || >=51.0.0-rc0" })),
+      });
+    };
+    // The requirement on 4.x reaches 4.1.0-rc1, and ">=50.1.0" admits the RC the companion's own range opted into.
+    const required = rc({}, [req(">=4.0.0", ">=50.1.0")]);
+    expect(required.ok && required.members.map((m) => m.version)).toEqual(["4.1.0-rc1", "v51.0.0-rc1"]);
+    const unmet = rc({}, [req(">=4.0.0", ">=52.0.0")]);
+    expect(unmet.ok && unmet.members.map((m) => m.version)).toEqual(["3.32.0", "v51.0.0-rc1"]);
+    // What the metadata says 4.x ships is what 4.1.0-rc1 ships, not "unpublished".
+    const kernel = { range: "6.12.x", shipped: [{ kata: ">=4.0.0", kernel: "6.12.9" }] };
+    const byKernel = rc({ kernel });
+    expect(byKernel.ok && byKernel.members[0]?.version).toBe("4.1.0-rc1");
+  });
+
   it("keeps the single-extension answer and explanation when there are no companions", () => {
     const r = resolveSet({ ...input(["3.32.0"], []), companions: [] });
     expect(r.ok && r.members).toEqual([
@@ -114,12 +135,13 @@ describe("resolveSet", () => {
           );
           const set = { ...base, companions: base.companions.map((c) => ({ ...c, versions: chRange })) };
           const r = resolveSet(set);
-          const sat = (v: string, rg: string) => {
-            const parsed = toRange(rg);
+          const sat = (v: string, rg: string, parse = toRange) => {
+            const parsed = parse(rg);
             return parsed !== null && satisfies(v, parsed);
           };
+          const restricts = toRestrictingRange;
           const fits = (k: string, c: string) =>
-            sat(c, chRange) && requires.every((q) => !sat(k, q.kata) || sat(c, q.versions));
+            sat(c, chRange) && requires.every((q) => !sat(k, q.kata, restricts) || sat(c, q.versions, restricts));
           // Complete as well as sound: a valid pair exists exactly when it answers ok.
           const exists = set.primary.manifest.some((k) =>
             set.companions[0]?.manifest.some((c) => fits(k.file.split("-")[2] ?? "", c.file.split("-")[2] ?? "")),
