@@ -137,7 +137,9 @@ function parseTables<K extends string>(
 
 function checked(leaf: Leaf, raw: unknown, key: string, where: string): unknown {
   if (!leaf.check(raw)) {
-    throw invalid(`${where}: key "${key}" must be ${leaf.expected}, got ${JSON.stringify(toJson(raw))}`);
+    const why = leaf.why?.(raw) ?? null;
+    const detail = why === null ? "" : ` (${why})`;
+    throw invalid(`${where}: key "${key}" must be ${leaf.expected}, got ${JSON.stringify(toJson(raw))}${detail}`);
   }
   return typeof raw === "bigint" ? Number(raw) : raw;
 }

@@ -1,6 +1,8 @@
 // The configuration's shape, declared once: defaults, types and expectations come from this table, and so do
 // the error messages ("key "policy.versions" must be a semver range, got "latest"").
 import semver from "semver";
+import { extensionNameProblem } from "../release/names.ts";
+import { hostArchitecture, SYSTEMD_ARCHITECTURES } from "../release/os-release.ts";
 
 export type Verify = "checksum" | "signature";
 export type ActivationPolicy = "wait" | "next-boot" | "force";
@@ -62,6 +64,8 @@ export interface Leaf {
   toml: string;
   expected: string;
   check: (value: unknown) => boolean;
+  /** What exactly is wrong with a value that fails `check`, when there is more to say than `expected`. */
+  why?: (value: unknown) => string | null;
 }
 
 const isString = (v: unknown): v is string => typeof v === "string";
@@ -88,7 +92,19 @@ const isHttpUrl = (v: unknown): boolean => {
     return false;
   }
 };
-const isName = (v: unknown): boolean => isString(v) && /^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(v);
+// The rule `kata-sysextctl compat --name` and the image store use, so a name that loads makes safe file names.
+const isName = (v: unknown): boolean => isString(v) && extensionNameProblem(v) === null;
+const nameProblem = (v: unknown): string | null => {
+  const problem = isString(v) ? extensionNameProblem(v) : null;
+  return problem === null ? null : `it ${problem}`;
+};
+const isArch = (v: unknown): boolean => isString(v) && SYSTEMD_ARCHITECTURES.includes(v);
+/** A uname or Debian name ("x86_64", "amd64") where systemd's is expected: say which one was meant. */
+const archProblem = (v: unknown): string | null => {
+  if (!isString(v)) return null;
+  const meant = hostArchitecture(v, "");
+  return SYSTEMD_ARCHITECTURES.includes(meant) ? `systemd calls it "${meant}"` : null;
+};
 export const isLoopbackListen = (v: unknown): boolean =>
   isString(v) && /^(127\.0\.0\.1|\[::1\]|localhost):([0-9]{1,5})$/.test(v) && Number(v.split(":").pop()) <= 65535;
 const isAbsPath = (v: unknown): boolean => isString(v) && v.startsWith("/");
@@ -96,10 +112,15 @@ const isAbsPath = (v: unknown): boolean => isString(v) && v.startsWith("/");
 export const SECTIONS: Record<string, Record<string, Leaf>> = {
   source: {
     url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl },
-    name: { toml: "name", expected: "an extension name like kata-containers", check: isName },
+    name: { toml: "name", expected: "an extension name like kata-containers", check: isName, why: nameProblem },
     verify: { toml: "verify", expected: '"checksum" or "signature"', check: oneOf("checksum", "signature") },
     keyring: { toml: "keyring", expected: "an absolute path to an ASCII-armored keyring", check: isAbsPath },
-    arch: { toml: "arch", expected: "a systemd architecture name like x86-64 or arm64", check: nonEmpty },
+    arch: {
+      toml: "arch",
+      expected: "a systemd architecture name like x86-64 or arm64",
+      check: isArch,
+      why: archProblem,
+    },
   },
   policy: {
     versions: { toml: "versions", expected: 'a semver range like ">=3.21.0"', check: isRange },
@@ -152,7 +173,7 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
 };
 
 export const COMPANION_KEYS: Record<keyof Companion, Leaf> = {
-  name: { toml: "name", expected: "an extension name like cloud-hypervisor", check: isName },
+  name: { toml: "name", expected: "an extension name like cloud-hypervisor", check: isName, why: nameProblem },
   url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl },
   verify: { toml: "verify", expected: '"checksum" or "signature"', check: oneOf("checksum", "signature") },
   keyring: { toml: "keyring", expected: "an absolute path to an ASCII-armored keyring", check: isAbsPath },
@@ -161,7 +182,7 @@ export const COMPANION_KEYS: Record<keyof Companion, Leaf> = {
 
 export const REQUIREMENT_KEYS: Record<keyof CompanionRequirement, Leaf> = {
   kata: { toml: "kata", expected: "a semver range of Kata versions", check: isRange },
-  companion: { toml: "companion", expected: "the name of a [[companion]]", check: isName },
+  companion: { toml: "companion", expected: "the name of a [[companion]]", check: isName, why: nameProblem },
   versions: { toml: "versions", expected: "a semver range of the companion's versions", check: isRange },
   reason: { toml: "reason", expected: "a non-empty string", check: nonEmpty },
 };

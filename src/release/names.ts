@@ -31,12 +31,15 @@ export function validateFileName(file: string): Result<string> {
   return problem === null ? ok(file) : fail(nameInvalid(`file name ${quote(file)} ${problem}`));
 }
 
+/** Why `name` is not an extension name (see validateExtensionName), or null when it is one. */
+export function extensionNameProblem(name: string): string | null {
+  return fileNameProblem(name) ?? (name.endsWith(".raw") ? 'must not end in ".raw"' : null);
+}
+
 /** An extension name (kata-containers): a safe file name that also works as a systemd image name. */
 export function validateExtensionName(name: string): Result<string> {
-  const problem = fileNameProblem(name);
-  if (problem !== null) return fail(nameInvalid(`extension name ${quote(name)} ${problem}`));
-  if (name.endsWith(".raw")) return fail(nameInvalid(`extension name ${quote(name)} must not end in ".raw"`));
-  return ok(name);
+  const problem = extensionNameProblem(name);
+  return problem === null ? ok(name) : fail(nameInvalid(`extension name ${quote(name)} ${problem}`));
 }
 
 /**

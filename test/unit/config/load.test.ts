@@ -53,6 +53,17 @@ describe("configuration", () => {
     ['[policy]\nconstraints = [{ kata = ">=4" }]\n', 'policy.constraints[0] is missing "flatcar"', "semver"],
     ["source = 3\n", '"source" must be a table', "[source]"],
     ["[source\nurl=", "not valid TOML", FILE],
+    ['[source]\narch = "x86_64"\n', ':2: key "source.arch" must be a systemd architecture name', 'calls it "x86-64"'],
+    ['[source]\narch = "../x"\n', ':2: key "source.arch" must be a systemd architecture name', '"../x"'],
+    ['[source]\nname = "a..b"\n', ':2: key "source.name" must be an extension name', 'contains ".."'],
+    ['[source]\nname = "kata.raw"\n', ':2: key "source.name" must be an extension name', 'not end in ".raw"'],
+    [`[source]\nname = "${"a".repeat(300)}"\n`, ':2: key "source.name" must be an extension', "longer than 255"],
+    ['[[companion]]\nname = "ch..x"\nversions = ">=1"\n', 'key "companion[0].name" must be an extension name', ".."],
+    [
+      '[policy]\nrequires = [{ kata = "3.x", companion = "-ch", versions = ">=1", reason = "r" }]\n',
+      ':2: key "policy.requires[0].companion" must be the name of a [[companion]]',
+      'starts with "-"',
+    ],
   ])("rejects %j naming file, key and expectation", (text, message, detail) => {
     const err = errorOf(text);
     expect(err.code).toBe("config-invalid");
