@@ -4,8 +4,9 @@ import { readFile, rm } from "node:fs/promises";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { parseManifest } from "../release/manifest.ts";
+import { parseManifest, summarizeRejected } from "../release/manifest.ts";
 import { METADATA_FILE, type PublishedRequirement, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
+import { splitImageFileName } from "../release/names.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
 import { resolveOffline } from "../release/resolve.ts";
 import { resolveSet } from "../release/set.ts";
@@ -58,6 +59,8 @@ export async function decideRemote(
       return {
         member,
         manifest,
+        rejected: parsed.rejected,
+        offersAny: parsed.entries.some((e) => typeof splitImageFileName(e.file, member.name, arch) !== "string"),
         entries: parsed.entries.filter((e, i) => !bad[i] && !held.has(e.file) && !elsewhere.has(e.file)),
         installed: stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version),
       };
@@ -75,6 +78,7 @@ export async function decideRemote(
       arch,
       name: primary.member.name,
       manifest: primary.entries,
+      rejected: primary.rejected,
       installed: primary.installed,
       policy: { versions: config.policy.versions, constraints: config.policy.constraints },
       metadata,
@@ -92,8 +96,15 @@ export async function decideRemote(
     kernel: { range: config.policy.kernel, shipped: metadata?.kernels ?? [] },
   });
   if (!resolution.ok) {
+    // A manifest that offers nothing because its lines were refused is the publisher's to fix, not the policy's.
+    const unreadable = published
+      .map((p) => ({ name: p.member.name, why: p.offersAny ? null : summarizeRejected(p.rejected) }))
+      .find((p) => p.why !== null);
     throw new KataError("no-compatible-version", `no acceptable Kata version: ${resolution.reasons.join("; ")}`, {
-      remedy: "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)",
+      remedy:
+        unreadable === undefined
+          ? "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)"
+          : `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`,
     });
   }
   const targets: Targets = new Map();

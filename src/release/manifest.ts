@@ -72,8 +72,20 @@ export function parseManifest(text: string): Manifest {
   return { entries: [...byFile.values()], rejected };
 }
 
+/**
+ * How many lines were rejected and the first one's reason, for a failure they may have caused (a manifest whose
+ * every line was refused offers nothing): "2 lines rejected, first line 1: …". Null when none was.
+ */
+export function summarizeRejected(rejected: readonly RejectedLine[]): string | null {
+  const [first] = rejected;
+  if (first === undefined) return null;
+  if (first.line === 0) return first.message;
+  const count = rejected.length === 1 ? "1 line rejected," : `${rejected.length} lines rejected, first`;
+  return `${count} line ${first.line}: ${first.message}`;
+}
+
 function describe(raw: string): string {
-  if (raw.endsWith("\r")) return "line ends in a carriage return (CRLF line endings are not accepted)";
+  if (raw.endsWith("\r")) return "ends in CRLF, but SHA256SUMS must use LF line ends";
   const first = raw.split(/\s/, 1)[0] ?? "";
   if (!/^[0-9A-Fa-f]{64}$/.test(first)) return `expected 64 hex digits, got ${JSON.stringify(clip(first))}`;
   return 'expected "<sha256>  <file>" or "<sha256> *<file>"';

@@ -8,7 +8,7 @@
 import type { Range, SemVer } from "semver";
 import type { Constraint } from "../config/schema.ts";
 import { type CompatOptions, compatible } from "./compat.ts";
-import type { ManifestEntry } from "./manifest.ts";
+import { type ManifestEntry, type RejectedLine, summarizeRejected } from "./manifest.ts";
 import type { ReleaseMetadata } from "./metadata.ts";
 import { formatImageFileName, splitImageFileName } from "./names.ts";
 import type { ExtensionRelease, HostRelease } from "./os-release.ts";
@@ -25,6 +25,8 @@ export interface ResolveInput {
   arch: string;
   name: string;
   manifest: ManifestEntry[];
+  /** SHA256SUMS lines parseManifest refused: when nothing is on offer, they are likely why. */
+  rejected?: readonly RejectedLine[];
   /** Versions already in the local store. */
   installed: string[];
   policy: Policy;
@@ -94,9 +96,13 @@ export function resolve(input: ResolveInput): Resolution {
   const versions = new Set([...remote.keys(), ...installed.keys()]);
   if (versions.size === 0) {
     const elsewhere = otherArches.size > 0 ? ` (it has images for ${[...otherArches].sort().join(", ")})` : "";
+    const rejected = summarizeRejected(input.rejected ?? []);
     return {
       ok: false,
-      reasons: [`SHA256SUMS lists no ${name} image for ${arch}${elsewhere}, and none is installed`],
+      reasons: [
+        `SHA256SUMS lists no ${name} image for ${arch}${elsewhere}, and none is installed`,
+        ...(rejected === null ? [] : [`SHA256SUMS: ${rejected}`]),
+      ],
     };
   }
 

@@ -120,6 +120,22 @@ describe("kata-sysextd --once --root", () => {
     expect(isSymlink(join(root, LINK))).toBe(false);
   });
 
+  it("names the first rejected SHA256SUMS line and the count when every line was rejected", async () => {
+    // The same catalogue with CRLF line ends, under its own url; its images are never fetched.
+    const sums = readFileSync(join(pub, "kata-containers/SHA256SUMS"), "utf8").trimEnd().split("\n");
+    mkdirSync(join(pub, "crlf/kata-containers"), { recursive: true });
+    writeFileSync(join(pub, "crlf/kata-containers/SHA256SUMS"), sums.map((l) => `${l}\r\n`).join(""));
+    const root = makeSandboxRoot();
+    writeConfig(root, `[source]\nurl = "${server.url}crlf/"\n`);
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    const cause = `${sums.length} lines rejected, first line 1: ends in CRLF, but SHA256SUMS must use LF line ends`;
+    expect(ran.stderr).toContain(`SHA256SUMS: ${cause}`);
+    const state = JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8"));
+    expect(state.lastReconcile.error).toContain(cause);
+    expect(ran.stderr).toContain(`REMEDY=the publisher must fix kata-containers's SHA256SUMS (${cause})`);
+  });
+
   it("leaves the store and state.json alone when another pass holds the lock", async () => {
     const root = sandbox();
     expect((await daemonOnce(root)).code).toBe(0);

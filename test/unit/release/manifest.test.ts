@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseManifest } from "../../../src/release/manifest.ts";
+import { MAX_MANIFEST_CHARS, parseManifest, summarizeRejected } from "../../../src/release/manifest.ts";
 
 const A = "a".repeat(64);
 const B = "B".repeat(64);
@@ -25,7 +25,7 @@ describe("parseManifest", () => {
     [`${A}  ..`, 'contains ".."'],
     [`${A}  kata raw`, "characters outside"],
     [`${A}   kata.raw`, "characters outside"],
-    [`${A}  kata.raw\r`, "carriage return"],
+    [`${A}  kata.raw\r`, "ends in CRLF, but SHA256SUMS must use LF line ends"],
     [`${A}  .hidden.raw`, 'starts with "."'],
     [`${A}  -x.raw`, 'starts with "-"'],
     ["# a comment", "expected 64 hex digits"],
@@ -54,6 +54,17 @@ describe("parseManifest", () => {
     const m = parseManifest(`${A}  x.raw\n`.repeat(300_000));
     expect(m.entries).toEqual([]);
     expect(m.rejected[0]?.message).toContain("larger than");
+  });
+
+  it("summarizes rejections by count and the first one's reason", () => {
+    expect(summarizeRejected([])).toBeNull();
+    expect(summarizeRejected(parseManifest("# one\n").rejected)).toBe(
+      '1 line rejected, line 1: expected 64 hex digits, got "#"',
+    );
+    expect(summarizeRejected(parseManifest(`x\n${A}  ok.raw\ny\n`).rejected)).toBe(
+      '2 lines rejected, first line 1: expected 64 hex digits, got "x"',
+    );
+    expect(summarizeRejected(parseManifest("x".repeat(MAX_MANIFEST_CHARS + 1)).rejected)).toContain("larger than");
   });
 
   it("never throws; every line is either an entry or rejected, never both", () => {

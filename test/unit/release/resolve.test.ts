@@ -152,6 +152,18 @@ describe("resolve", () => {
     });
   });
 
+  it("says which SHA256SUMS line was rejected, and how many, when the manifest offers nothing", () => {
+    const parsed = parseManifest(`${sha(1)}  ${kata("3.32.0")}\r\n${sha(2)}  ${kata("3.31.0")}\r\n`);
+    const r = resolve(base({ manifest: parsed.entries, rejected: parsed.rejected }));
+    expect(r).toEqual({
+      ok: false,
+      reasons: [
+        "SHA256SUMS lists no kata-containers image for x86-64, and none is installed",
+        "SHA256SUMS: 2 lines rejected, first line 1: ends in CRLF, but SHA256SUMS must use LF line ends",
+      ],
+    });
+  });
+
   it("reports a policy range that does not parse instead of guessing", () => {
     expect(resolve(base({ policy: { versions: "latest", constraints: [] } }))).toEqual({
       ok: false,
