@@ -2,8 +2,8 @@
 import { execFile } from "node:child_process";
 import { KataError } from "./errors.ts";
 
-export interface ExecResult {
-  stdout: string;
+export interface ExecResult<Stdout extends string | Buffer = string> {
+  stdout: Stdout;
   stderr: string;
   exitCode: number;
 }
@@ -15,16 +15,35 @@ export interface ExecOptions {
   maxBufferBytes?: number;
   /** When false (default), a non-zero exit is returned, not thrown. */
   check?: boolean;
+  /**
+   * "bytes" returns stdout undecoded, for output whose encoding must be judged, not repaired (a release file
+   * read out of an image). Default "text": UTF-8, invalid bytes replaced.
+   */
+  stdout?: "text" | "bytes";
 }
 
-export function run(file: string, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+export function run(
+  file: string,
+  args: readonly string[],
+  options: ExecOptions & { stdout: "bytes" },
+): Promise<ExecResult<Buffer>>;
+export function run(
+  file: string,
+  args: readonly string[],
+  options?: ExecOptions & { stdout?: "text" },
+): Promise<ExecResult>;
+export function run(
+  file: string,
+  args: readonly string[],
+  options: ExecOptions = {},
+): Promise<ExecResult<string | Buffer>> {
   const { timeoutMs = 60_000, env, cwd, maxBufferBytes = 16 * 1024 * 1024, check = false } = options;
   return new Promise((resolve, reject) => {
     execFile(
       file,
       args,
-      { timeout: timeoutMs, env, cwd, maxBuffer: maxBufferBytes, encoding: "utf8", killSignal: "SIGKILL" },
-      (error, stdout, stderr) => {
+      { timeout: timeoutMs, env, cwd, maxBuffer: maxBufferBytes, encoding: "buffer", killSignal: "SIGKILL" },
+      (error, stdoutBytes, stderrBytes) => {
         if (error && typeof error.code !== "number") {
           const why = error.killed ? `timed out after ${timeoutMs} ms` : error.message;
           reject(
@@ -35,16 +54,18 @@ export function run(file: string, args: readonly string[], options: ExecOptions 
           );
           return;
         }
+        const stderr = stderrBytes.toString("utf8");
         const exitCode = error && typeof error.code === "number" ? error.code : 0;
         if (check && exitCode !== 0) {
           reject(
             new KataError(
               "subprocess-failed",
-              `${file} ${args.join(" ")} exited ${exitCode}: ${stderr.trim() || stdout.trim()}`,
+              `${file} ${args.join(" ")} exited ${exitCode}: ${stderr.trim() || stdoutBytes.toString("utf8").trim()}`,
             ),
           );
           return;
         }
+        const stdout = options.stdout === "bytes" ? stdoutBytes : stdoutBytes.toString("utf8");
         resolve({ stdout, stderr, exitCode });
       },
     );

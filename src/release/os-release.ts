@@ -123,6 +123,14 @@ async function readReleaseText(path: string, kind: string): Promise<string> {
       cause: err,
     });
   }
+  return releaseText(bytes, path, kind);
+}
+
+/**
+ * The one decoder for release-file bytes, wherever they come from (a file, an image): refuses what
+ * systemd-sysext refuses. `path` names the file in messages.
+ */
+export function releaseText(bytes: Buffer, path: string, kind: string): string {
   if (bytes.length > MAX_RELEASE_BYTES) {
     throw new KataError("release-invalid", `${path}: ${kind} is larger than ${MAX_RELEASE_BYTES} bytes`, {
       remedy: `${path} should hold a few KEY=value lines`,

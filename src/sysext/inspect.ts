@@ -4,6 +4,7 @@
 import { open } from "node:fs/promises";
 import { KataError } from "../errors.ts";
 import { run } from "../exec.ts";
+import { releaseText } from "../release/os-release.ts";
 
 export interface ImageContents {
   format: "squashfs" | "erofs";
@@ -39,8 +40,9 @@ async function listSquashfs(path: string): Promise<string[]> {
     .filter((l) => l !== "");
 }
 
-async function catSquashfs(path: string, file: string): Promise<string | null> {
-  const result = await run("unsquashfs", ["-cat", path, file], { timeoutMs: 30_000 });
+// The cat helpers return bytes: the release file is judged by releaseText(), as systemd judges it, not repaired.
+async function catSquashfs(path: string, file: string): Promise<Buffer | null> {
+  const result = await run("unsquashfs", ["-cat", path, file], { timeoutMs: 30_000, stdout: "bytes" });
   return result.exitCode === 0 ? result.stdout : null;
 }
 
@@ -52,8 +54,11 @@ async function listDissect(path: string): Promise<string[]> {
     .filter((l) => l !== "" && !l.endsWith("/"));
 }
 
-async function catDissect(path: string, file: string): Promise<string | null> {
-  const result = await run("systemd-dissect", ["--copy-from", path, `/${file}`, "-"], { timeoutMs: 30_000 });
+async function catDissect(path: string, file: string): Promise<Buffer | null> {
+  const result = await run("systemd-dissect", ["--copy-from", path, `/${file}`, "-"], {
+    timeoutMs: 30_000,
+    stdout: "bytes",
+  });
   return result.exitCode === 0 ? result.stdout : null;
 }
 
@@ -80,8 +85,22 @@ export async function inspectImage(path: string, name: string): Promise<ImageCon
   const files = await list(path);
   const releaseFile = `${RELEASE_DIR}extension-release.${name}`;
   const otherReleaseFiles = files.filter((f) => f.startsWith(RELEASE_DIR) && f !== releaseFile);
-  const extensionRelease = files.includes(releaseFile) ? await cat(path, releaseFile) : null;
+  const bytes = files.includes(releaseFile) ? await cat(path, releaseFile) : null;
+  const extensionRelease = bytes === null ? null : imageReleaseText(bytes, `${path}:/${releaseFile}`);
   return { format, files, extensionRelease, otherReleaseFiles };
+}
+
+/** A release file systemd-sysext would refuse makes the image unmergeable: the image's fault, so inspect-failed. */
+function imageReleaseText(bytes: Buffer, where: string): string {
+  try {
+    return releaseText(bytes, where, "extension-release");
+  } catch (err) {
+    if (!(err instanceof KataError)) throw err;
+    throw new KataError("inspect-failed", `${err.message}; systemd-sysext would not merge the image`, {
+      remedy: "the image's extension-release must be plain UTF-8 KEY=value lines; republish the image",
+      cause: err,
+    });
+  }
 }
 
 /** Problems with the payload's shape, each a sentence; empty when the image may be linked. */

@@ -12,9 +12,11 @@ import {
   type ExtensionRelease,
   extensionReleasePath,
   hostArchitecture,
+  parseExtensionRelease,
   readExtensionRelease,
   readHostReleaseUnder,
 } from "../../../src/release/os-release.ts";
+import { inspectImage } from "../../../src/sysext/inspect.ts";
 import { buildImage, buildTree } from "../../helpers/images.ts";
 
 const FLATCAR = "ID=flatcar\nID_LIKE=coreos\nVERSION_ID=4593.2.5\nSYSEXT_LEVEL=1.0\n";
@@ -277,6 +279,10 @@ describe.skipIf(!isRoot || !haveSysext)("compatible() against the real systemd-s
     const decision = compatible(host, ext, { name: image, arch: hostArchitecture() });
     expect(decision.reasons.length).toBeGreaterThan(0);
     expect(decision.compatible, decision.reasons.join("; ")).toBe(c.expect);
+    // Admission reads the .raw itself (inspectImage): it must judge the image as the file reader does.
+    const inImage = await inspectedReleaseOrNull(join(b.rawRoot, "etc/extensions", `${image}.raw`), image);
+    const fromImage = compatible(host, inImage, { name: image, arch: hostArchitecture() });
+    expect(fromImage.compatible, `image: ${fromImage.reasons.join("; ")}`).toBe(decision.compatible);
 
     for (const root of [b.dirRoot, b.rawRoot]) {
       const seen = systemd.get(root);
@@ -294,6 +300,17 @@ function writeHost(root: string, c: Case): void {
   if (c.etcHost !== undefined) {
     mkdirSync(join(root, "etc"), { recursive: true });
     writeFileSync(join(root, "etc/os-release"), c.etcHost);
+  }
+}
+
+/** The release file as admission reads it out of the image; one it refuses counts as none, as above. */
+async function inspectedReleaseOrNull(raw: string, name: string): Promise<ExtensionRelease | null> {
+  try {
+    const { extensionRelease } = await inspectImage(raw, name);
+    return extensionRelease === null ? null : parseExtensionRelease(extensionRelease);
+  } catch (err) {
+    if (err instanceof KataError && err.code === "inspect-failed") return null;
+    throw err;
   }
 }
 
