@@ -54,7 +54,8 @@ export function parseEnvFile(text: string): EnvFile {
   const push = (): void => {
     const k = keyWhitespace >= 0 ? key.slice(0, keyWhitespace) : key;
     if (!VALID_NAME.test(k)) {
-      problems.push({ line: startLine, message: `key ${JSON.stringify(k)} is not a valid variable name` });
+      const bom = k.startsWith("\uFEFF") ? " (it starts with a UTF-8 byte-order mark)" : "";
+      problems.push({ line: startLine, message: `key ${JSON.stringify(k)} is not a valid variable name${bom}` });
     }
     values[k] = value;
     key = "";
@@ -64,14 +65,14 @@ export function parseEnvFile(text: string): EnvFile {
     if (valueWhitespace >= 0) value = value.slice(0, valueWhitespace);
   };
 
-  let end = text.indexOf("\0");
-  if (end >= 0) {
-    problems.push({ line: countLines(text, end), message: "NUL character; the rest of the file is ignored" });
-  } else {
-    end = text.length;
+  // systemd refuses a file with a NUL anywhere, so none of its assignments count (readers refuse it earlier).
+  const nul = text.indexOf("\0");
+  if (nul >= 0) {
+    problems.push({ line: countLines(text, nul), message: "NUL character; systemd ignores the whole file" });
+    return { values, problems };
   }
 
-  for (let i = 0; i < end; i++) {
+  for (let i = 0; i < text.length; i++) {
     const c = text.charAt(i);
     const isNewline = NEWLINE.includes(c);
     switch (state) {

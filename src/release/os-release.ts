@@ -141,10 +141,18 @@ export function releaseText(bytes: Buffer, path: string, kind: string): string {
       remedy: `write at least ID= into ${path}`,
     });
   }
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    // systemd reads env files as C strings and refuses one with a NUL anywhere ("Bad message").
+    throw new KataError("release-invalid", `${path}: ${kind} holds a NUL byte at offset ${nul}`, {
+      remedy: `remove the NUL byte from ${path}; systemd-sysext refuses the whole file`,
+    });
+  }
   try {
     // systemd refuses keys and values that are not UTF-8; we refuse the whole file, which is stricter only
-    // when the invalid bytes sit in a comment.
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    // when the invalid bytes sit in a comment. ignoreBOM: systemd keeps a byte-order mark as part of the first
+    // key ("\uFEFFID" is not ID), so we must not strip it.
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch (err) {
     throw new KataError("release-invalid", `${path}: ${kind} is not valid UTF-8`, {
       remedy: `rewrite ${path} as UTF-8 text`,

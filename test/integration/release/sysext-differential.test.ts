@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { run } from "../../../src/exec.ts";
-import { compatible } from "../../../src/release/compat.ts";
+import { type CompatDecision, compatible } from "../../../src/release/compat.ts";
 import {
   type ExtensionRelease,
   extensionReleasePath,
@@ -29,6 +29,8 @@ interface Case {
   title: string;
   /** Host os-release text (usr/lib/os-release). */
   host?: string;
+  /** Raw bytes for the host os-release instead of `host`. */
+  hostBytes?: Buffer;
   /** Also an /etc/os-release, which systemd reads first. */
   etcHost?: string;
   /** extension-release text; null leaves the file out. */
@@ -124,6 +126,11 @@ const CASES: Case[] = [
     expect: false,
     differs252: "systemd only refuses invalid UTF-8 in keys and values; we refuse the whole file (stricter)",
   },
+  // bytes systemd does not skip: a byte-order mark is part of the first key, a NUL voids the file
+  { title: "byte-order mark before ID", ext: "\uFEFFID=_any\n", expect: false },
+  { title: "byte-order mark before a comment line", ext: "\uFEFF# c\nID=_any\n", expect: true },
+  { title: "NUL after the last line", ext: null, extBytes: Buffer.from("ID=_any\n\0"), expect: false },
+  { title: "NUL in a comment", ext: null, extBytes: Buffer.from("ID=_any\n# a\0b\n"), expect: false },
   // release file presence and names
   { title: "missing release file", ext: null, expect: false },
   { title: "release file for another name", ext: any, releaseFile: "extension-release.kata", expect: false },
@@ -187,6 +194,8 @@ const CASES: Case[] = [
     ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
     expect: false,
   },
+  { title: "host byte-order mark before ID", host: `\uFEFF${FLATCAR}`, ext: any, expect: false },
+  { title: "host NUL after the last line", hostBytes: Buffer.from(`${FLATCAR}\0`), ext: any, expect: false },
   {
     title: "host VERSION_ID= empty, level set",
     host: "ID=flatcar\nVERSION_ID=\nSYSEXT_LEVEL=1.0\n",
@@ -274,14 +283,19 @@ describe.skipIf(!isRoot || !haveSysext)("compatible() against the real systemd-s
     const { c } = b;
     const image = c.image ?? "kata-containers";
     // Our side reads what systemd reads: the host release under the root, the release file for the image name.
-    const host = await readHostReleaseUnder((p) => join(b.dirRoot, p));
+    // A host os-release we refuse to read merges nothing, as systemd-sysext merges nothing.
+    const host = await readHostReleaseUnder((p) => join(b.dirRoot, p)).catch(refused);
     const ext = await readReleaseOrNull(join(b.dirRoot, "var/lib/extensions", image, extensionReleasePath(image)));
-    const decision = compatible(host, ext, { name: image, arch: hostArchitecture() });
+    const decide = (e: ExtensionRelease | null): CompatDecision =>
+      host instanceof KataError
+        ? { compatible: false, reasons: [host.message] }
+        : compatible(host, e, { name: image, arch: hostArchitecture() });
+    const decision = decide(ext);
     expect(decision.reasons.length).toBeGreaterThan(0);
     expect(decision.compatible, decision.reasons.join("; ")).toBe(c.expect);
     // Admission reads the .raw itself (inspectImage): it must judge the image as the file reader does.
     const inImage = await inspectedReleaseOrNull(join(b.rawRoot, "etc/extensions", `${image}.raw`), image);
-    const fromImage = compatible(host, inImage, { name: image, arch: hostArchitecture() });
+    const fromImage = decide(inImage);
     expect(fromImage.compatible, `image: ${fromImage.reasons.join("; ")}`).toBe(decision.compatible);
 
     for (const root of [b.dirRoot, b.rawRoot]) {
@@ -296,7 +310,7 @@ describe.skipIf(!isRoot || !haveSysext)("compatible() against the real systemd-s
 function writeHost(root: string, c: Case): void {
   mkdirSync(join(root, "usr/lib"), { recursive: true });
   mkdirSync(join(root, "opt"), { recursive: true });
-  writeFileSync(join(root, "usr/lib/os-release"), c.host ?? FLATCAR);
+  writeFileSync(join(root, "usr/lib/os-release"), c.hostBytes ?? c.host ?? FLATCAR);
   if (c.etcHost !== undefined) {
     mkdirSync(join(root, "etc"), { recursive: true });
     writeFileSync(join(root, "etc/os-release"), c.etcHost);
@@ -316,10 +330,12 @@ async function inspectedReleaseOrNull(raw: string, name: string): Promise<Extens
 
 /** A missing, empty or undecodable release file is "no usable extension-release" to systemd-sysext. */
 async function readReleaseOrNull(path: string): Promise<ExtensionRelease | null> {
-  try {
-    return await readExtensionRelease(path);
-  } catch (err) {
-    if (err instanceof KataError && (err.code === "release-unreadable" || err.code === "release-invalid")) return null;
-    throw err;
-  }
+  const ext = await readExtensionRelease(path).catch(refused);
+  return ext instanceof KataError ? null : ext;
+}
+
+/** The reader's refusal of a release file, as a value; any other error is the test's. */
+function refused(err: unknown): KataError {
+  if (err instanceof KataError && (err.code === "release-unreadable" || err.code === "release-invalid")) return err;
+  throw err;
 }

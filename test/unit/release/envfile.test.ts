@@ -30,7 +30,8 @@ describe("parseEnvFile", () => {
     ["no shell expansion", "A=$HOME\n", { A: "$HOME" }],
     ["CRLF", "A=b\r\nC=d\r\n", { A: "b", C: "d" }],
     ["comment ending in backslash ends at the newline (systemd >= 254)", "# x \\\nA=b\n", { A: "b" }],
-    ["NUL stops parsing", "A=b\n\0C=d\n", { A: "b" }],
+    ["a NUL anywhere voids the whole file, as in systemd", "A=b\n\0C=d\n", {}],
+    ["a byte-order mark stays part of the first key", "\uFEFFA=b\nC=d\n", { "\uFEFFA": "b", C: "d" }],
     ["unterminated quote keeps the rest", 'A="b\nc', { A: "b\nc" }],
   ])("%s", (_title, text, expected) => {
     expect(values(text)).toEqual(expected);

@@ -64,6 +64,7 @@ describe("os-release and extension-release", () => {
     ["empty", file("empty", ""), "release-unreadable", "os-release file is empty"],
     ["a directory", dir, "release-unreadable", "EISDIR"],
     ["not UTF-8", file("latin1", Buffer.from([0x49, 0x44, 0x3d, 0xe9, 0x0a])), "release-invalid", "not valid UTF-8"],
+    ["NUL-holding", file("nul", "ID=flatcar\n\0"), "release-invalid", "NUL byte at offset 11"],
   ])("a %s file is a KataError naming the path", async (_title, path, code, message) => {
     const err = await readHostRelease(path).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KataError);
@@ -71,6 +72,13 @@ describe("os-release and extension-release", () => {
     expect((err as KataError).message).toContain(path);
     expect((err as KataError).message).toContain(message);
     expect((err as KataError).remedy).toBeTruthy();
+  });
+
+  it("keeps a leading byte-order mark, so the first key is not ID (systemd 252: 'ID' field not found)", async () => {
+    const host = await readHostRelease(file("bom", "\uFEFFID=flatcar\nVERSION_ID=4593.2.5\n"));
+    expect(host.id).toBeNull();
+    expect(host.versionId).toBe("4593.2.5");
+    expect(host.problems[0]?.message).toContain("byte-order mark");
   });
 
   it("reads an extension-release file", async () => {
