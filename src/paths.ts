@@ -1,4 +1,5 @@
 // Every host path the daemon touches, resolved under --root the way `systemd-sysext --root=DIR` does.
+import { lstat, readlink, realpath } from "node:fs/promises";
 import { join, resolve } from "node:path";
 
 export interface HostPaths {
@@ -31,4 +32,38 @@ export function hostPaths(root = "/"): HostPaths {
     apiSocket: host("/run/kata-sysextd/api.sock"),
     activeLink: (name) => host(`/etc/extensions/${name}.raw`),
   };
+}
+
+/** systemd's CHASE_MAX: symlinks one lookup may follow. */
+const MAX_LINKS = 32;
+
+/**
+ * The on-disk path of `path` (absolute, as seen inside `root`) with every symlink followed inside the root, as
+ * systemd's chase_symlinks() with CHASE_PREFIX_ROOT does for --root: an absolute target restarts at the root and
+ * ".." stops at it, so /etc/os-release -> /usr/lib/os-release reads the root's file, not this machine's.
+ * Rejects with the failing step's errno (ENOENT for a missing component, ELOOP after MAX_LINKS links).
+ */
+export async function resolveUnderRoot(root: string, path: string): Promise<string> {
+  if (resolve(root) === "/") return realpath(path);
+  const pending = path.split("/").filter((c) => c !== "" && c !== ".");
+  const done: string[] = [];
+  let links = 0;
+  for (let part = pending.shift(); part !== undefined; part = pending.shift()) {
+    if (part === "..") {
+      done.pop();
+      continue;
+    }
+    const candidate = join(root, ...done, part);
+    if (!(await lstat(candidate)).isSymbolicLink()) {
+      done.push(part);
+      continue;
+    }
+    if (++links > MAX_LINKS) {
+      throw Object.assign(new Error(`${join(root, path)}: more than ${MAX_LINKS} symbolic links`), { code: "ELOOP" });
+    }
+    const target = await readlink(candidate);
+    if (target.startsWith("/")) done.length = 0;
+    pending.unshift(...target.split("/").filter((c) => c !== "" && c !== "."));
+  }
+  return join(root, ...done);
 }

@@ -9,6 +9,6 @@ import { readHostReleaseUnder } from "../release/os-release.ts";
  * cannot be read). The booted release cannot change under a running command or daemon: it changes by rebooting.
  */
 export async function withHostFields<T extends { paths: HostPaths; log: Logger }>(ctx: T): Promise<T> {
-  const host = await readHostReleaseUnder(ctx.paths.host).catch(() => null);
+  const host = await readHostReleaseUnder(ctx.paths.root).catch(() => null);
   return host?.versionId ? { ...ctx, log: ctx.log.with({ FLATCAR_VERSION_ID: host.versionId }) } : ctx;
 }

@@ -54,7 +54,7 @@ export function judge(images: StoredImage[], host: HostRelease, name: string, ar
 }
 
 export async function observe(deps: ObserveDeps): Promise<Observed> {
-  const host = await readHostReleaseUnder(deps.paths.host);
+  const host = await readHostReleaseUnder(deps.paths.root);
   const [links, stored, merged, sandboxesRunning, state] = await Promise.all([
     Promise.all(deps.members.map((m) => m.link.read())),
     deps.store.list(),

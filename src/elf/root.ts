@@ -1,45 +1,12 @@
 // Path resolution inside another root, the way the dynamic loader would see it after a chroot: absolute symlinks
 // (Flatcar's /lib64 -> /usr/lib64) are followed relative to the root, never out of it into this machine's files.
-import { lstat, readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-
-const MAX_LINKS = 40;
+import { resolveUnderRoot } from "../paths.ts";
 
 /** The on-disk path of `path` (absolute, as seen inside `root`), with every symlink resolved; null if absent. */
-export async function resolveInRoot(root: string, path: string): Promise<string | null> {
-  if (root === "/") {
-    try {
-      return await realpath(path);
-    } catch {
-      return null;
-    }
-  }
-  const pending = path.split("/").filter((c) => c !== "" && c !== ".");
-  const done: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const part = pending.shift() as string;
-    if (part === "..") {
-      done.pop();
-      continue;
-    }
-    const candidate = join(root, ...done, part);
-    let isLink: boolean;
-    try {
-      isLink = (await lstat(candidate)).isSymbolicLink();
-    } catch {
-      return null;
-    }
-    if (!isLink) {
-      done.push(part);
-      continue;
-    }
-    if (++links > MAX_LINKS) return null;
-    const target = await readlink(candidate);
-    if (target.startsWith("/")) done.length = 0;
-    pending.unshift(...target.split("/").filter((c) => c !== "" && c !== "."));
-  }
-  return join(root, ...done);
+export function resolveInRoot(root: string, path: string): Promise<string | null> {
+  return resolveUnderRoot(root, path).catch(() => null);
 }
 
 /** Whether `path` inside `root` resolves to an existing regular file. */

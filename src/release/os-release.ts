@@ -3,7 +3,9 @@
 // SYSEXT_SCOPE at all decide differently.
 import { open } from "node:fs/promises";
 import { machine } from "node:os";
+import { join } from "node:path";
 import { KataError } from "../errors.ts";
+import { resolveUnderRoot } from "../paths.ts";
 import { type EnvFileProblem, parseEnvFile } from "./envfile.ts";
 
 export interface HostRelease {
@@ -95,18 +97,27 @@ export async function readExtensionRelease(path: string): Promise<ExtensionRelea
 }
 
 /**
- * Reads the host's os-release under a root the way systemd-sysext --root does: /etc/os-release first, then
- * /usr/lib/os-release. `host` maps an absolute host path under the root (HostPaths.host).
+ * Reads the host's os-release under `root` the way systemd-sysext --root does: /etc/os-release first, then
+ * /usr/lib/os-release, symlinks followed inside the root (Flatcar's /etc/os-release -> ../usr/lib/os-release).
  */
-export async function readHostReleaseUnder(host: (path: string) => string): Promise<HostRelease> {
-  const etc = host(HOST_RELEASE_PATHS[0]);
+export async function readHostReleaseUnder(root: string): Promise<HostRelease> {
   try {
-    return await readHostRelease(etc);
+    return await readHostReleaseAt(root, HOST_RELEASE_PATHS[0]);
   } catch (err) {
     const cause = err instanceof KataError ? err.cause : undefined;
     if ((cause as NodeJS.ErrnoException | undefined)?.code !== "ENOENT") throw err;
   }
-  return readHostRelease(host(HOST_RELEASE_PATHS[1]));
+  return readHostReleaseAt(root, HOST_RELEASE_PATHS[1]);
+}
+
+async function readHostReleaseAt(root: string, path: string): Promise<HostRelease> {
+  let onDisk: string;
+  try {
+    onDisk = await resolveUnderRoot(root, path);
+  } catch (err) {
+    throw unreadable(join(root, path), "os-release", err);
+  }
+  return readHostRelease(onDisk);
 }
 
 /** Far above any real release file; an image or a pipe cannot make us read more. */
@@ -117,13 +128,17 @@ async function readReleaseText(path: string, kind: string): Promise<string> {
   try {
     bytes = await readAtMost(path, MAX_RELEASE_BYTES + 1);
   } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new KataError("release-unreadable", `${path}: cannot read ${kind} (${why})`, {
-      remedy: `check that ${path} exists and is readable by root`,
-      cause: err,
-    });
+    throw unreadable(path, kind, err);
   }
   return releaseText(bytes, path, kind);
+}
+
+function unreadable(path: string, kind: string, err: unknown): KataError {
+  const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  return new KataError("release-unreadable", `${path}: cannot read ${kind} (${why})`, {
+    remedy: `check that ${path} exists and is readable by root`,
+    cause: err,
+  });
 }
 
 /**

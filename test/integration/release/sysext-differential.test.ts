@@ -1,7 +1,7 @@
 // Differential test: for every case, the real systemd-sysext (252 on these machines) merges the extension under
 // --root in a private mount namespace, once as a directory (var/lib/extensions/<name>) and once as a squashfs
 // image (etc/extensions/<name>.raw); compatible() must say exactly what systemd did.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,6 +33,8 @@ interface Case {
   hostBytes?: Buffer;
   /** Also an /etc/os-release, which systemd reads first. */
   etcHost?: string;
+  /** /etc/os-release as a symlink to this target instead (systemd follows it inside the --root). */
+  etcLink?: string;
   /** extension-release text; null leaves the file out. */
   ext: string | null;
   /** Raw bytes for the release file instead of `ext` (for encodings a string cannot carry). */
@@ -196,6 +198,25 @@ const CASES: Case[] = [
   },
   { title: "host byte-order mark before ID", host: `\uFEFF${FLATCAR}`, ext: any, expect: false },
   { title: "host NUL after the last line", hostBytes: Buffer.from(`${FLATCAR}\0`), ext: any, expect: false },
+  // Debian's own /usr/lib/os-release (this machine's) says ID=debian: a link followed out of the root would find it.
+  {
+    title: "host /etc/os-release absolute symlink resolves inside the root",
+    etcLink: "/usr/lib/os-release",
+    ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
+    expect: true,
+  },
+  {
+    title: "host /etc/os-release symlink with '..' stops at the root",
+    etcLink: "../../../../../usr/lib/os-release",
+    ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
+    expect: true,
+  },
+  {
+    title: "host /etc/os-release dangling symlink falls back to /usr/lib",
+    etcLink: "/usr/lib/os-release.missing",
+    ext: "ID=flatcar\nSYSEXT_LEVEL=1.0\n",
+    expect: true,
+  },
   {
     title: "host VERSION_ID= empty, level set",
     host: "ID=flatcar\nVERSION_ID=\nSYSEXT_LEVEL=1.0\n",
@@ -284,7 +305,7 @@ describe.skipIf(!isRoot || !haveSysext)("compatible() against the real systemd-s
     const image = c.image ?? "kata-containers";
     // Our side reads what systemd reads: the host release under the root, the release file for the image name.
     // A host os-release we refuse to read merges nothing, as systemd-sysext merges nothing.
-    const host = await readHostReleaseUnder((p) => join(b.dirRoot, p)).catch(refused);
+    const host = await readHostReleaseUnder(b.dirRoot).catch(refused);
     const ext = await readReleaseOrNull(join(b.dirRoot, "var/lib/extensions", image, extensionReleasePath(image)));
     const decide = (e: ExtensionRelease | null): CompatDecision =>
       host instanceof KataError
@@ -311,10 +332,9 @@ function writeHost(root: string, c: Case): void {
   mkdirSync(join(root, "usr/lib"), { recursive: true });
   mkdirSync(join(root, "opt"), { recursive: true });
   writeFileSync(join(root, "usr/lib/os-release"), c.hostBytes ?? c.host ?? FLATCAR);
-  if (c.etcHost !== undefined) {
-    mkdirSync(join(root, "etc"), { recursive: true });
-    writeFileSync(join(root, "etc/os-release"), c.etcHost);
-  }
+  if (c.etcHost !== undefined || c.etcLink !== undefined) mkdirSync(join(root, "etc"), { recursive: true });
+  if (c.etcHost !== undefined) writeFileSync(join(root, "etc/os-release"), c.etcHost);
+  if (c.etcLink !== undefined) symlinkSync(c.etcLink, join(root, "etc/os-release"));
 }
 
 /** The release file as admission reads it out of the image; one it refuses counts as none, as above. */

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -89,12 +89,19 @@ describe("os-release and extension-release", () => {
   it("reads the host release under a root: /etc/os-release first, then /usr/lib/os-release", async () => {
     const root = join(dir, "root");
     file("root/usr/lib/os-release", "ID=flatcar\nVERSION_ID=4593.2.5\n");
-    const at = (p: string): string => join(root, p);
-    expect((await readHostReleaseUnder(at)).id).toBe("flatcar");
+    expect((await readHostReleaseUnder(root)).id).toBe("flatcar");
     file("root/etc/os-release", "ID=debian\n");
-    expect((await readHostReleaseUnder(at)).id).toBe("debian");
-    const none = await readHostReleaseUnder((p) => join(dir, "no-root", p)).catch((e: unknown) => e);
+    expect((await readHostReleaseUnder(root)).id).toBe("debian");
+    const none = await readHostReleaseUnder(join(dir, "no-root")).catch((e: unknown) => e);
     expect((none as KataError).code).toBe("release-unreadable");
+  });
+
+  it("follows an absolute /etc/os-release symlink inside the root, not to this machine's file", async () => {
+    const root = join(dir, "abslink");
+    file("abslink/usr/lib/os-release", "ID=flatcar-under-root\n");
+    mkdirSync(join(root, "etc"));
+    symlinkSync("/usr/lib/os-release", join(root, "etc/os-release"));
+    expect((await readHostReleaseUnder(root)).id).toBe("flatcar-under-root");
   });
 });
 
