@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { acquireLock } from "../../../src/store/lock.ts";
+import { holdLock } from "../../helpers/lock-holder.ts";
 
 const LOCK_MODULE = join(import.meta.dirname, "../../../src/store/lock.ts");
 let dir: string;
@@ -62,14 +63,9 @@ for (let i = 0; i < Number(rounds); i++) {
 
   it("an owner killed with SIGKILL leaves the lock free; the message names a live owner's pid", async () => {
     const path = join(dir, ".lock");
-    const owner = child(`await acquireLock(process.argv[1]); console.log("held"); setInterval(() => {}, 1000);`, [
-      path,
-    ]);
-    await once(owner.stdout, "data");
+    const owner = await holdLock(path);
     await expect(acquireLock(path)).rejects.toThrow(`another kata-sysextd pass is running (pid ${owner.pid})`);
-    const exited = once(owner, "exit");
-    owner.kill("SIGKILL");
-    await exited;
+    await owner.kill();
     const lock = await acquireLock(path);
     expect(readFileSync(path, "utf8")).toBe(`${process.pid}\n`);
     await lock.release();

@@ -1,7 +1,5 @@
 // state.json updates with real files and processes: concurrent updates in one process, and another process
 // holding the state lock (the daemon and a `kata-sysextd --once` write the same file).
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,8 +7,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, assert, beforeEach, describe, expect, it } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { clearNextBoot, releaseHolds, updateState } from "../../../src/store/state.ts";
+import { holdLock } from "../../helpers/lock-holder.ts";
 
-const LOCK_MODULE = join(import.meta.dirname, "../../../src/store/lock.ts");
 let dir: string;
 let file: string;
 
@@ -21,25 +19,6 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const onDisk = () => JSON.parse(readFileSync(file, "utf8"));
-
-/** Another process holding the state lock as an update does, until it is killed; resolves once it holds it. */
-async function holdStateLock() {
-  const script = `import { acquireLock } from ${JSON.stringify(LOCK_MODULE)};
-await acquireLock(process.argv[1]); console.log("held"); setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script, `${file}.lock`], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await once(child.stdout, "data");
-  const exited = once(child, "exit");
-  return {
-    pid: child.pid,
-    /** SIGKILL: nothing unlocks by hand, the kernel drops the lock with the process. */
-    kill: async () => {
-      child.kill("SIGKILL");
-      await exited;
-    },
-  };
-}
 
 describe("state.json updates", () => {
   it("concurrent updates of different fields in one process all land", async () => {
@@ -75,7 +54,7 @@ describe("state.json updates", () => {
 
   it("waits while another process holds the state lock, and writes once it lets go", async () => {
     await updateState(file, () => ({ heldUnder: "before" }));
-    const other = await holdStateLock();
+    const other = await holdLock(`${file}.lock`);
     try {
       let settled = false;
       const update = updateState(file, () => ({ lastSwitch: ["kata-containers"] })).finally(() => (settled = true));
@@ -92,7 +71,7 @@ describe("state.json updates", () => {
 
   it("gives up after the wait with an error that names the holder, and the next update still runs", async () => {
     await updateState(file, () => ({ heldUnder: "before" }));
-    const other = await holdStateLock();
+    const other = await holdLock(`${file}.lock`);
     try {
       const started = Date.now();
       const error = await updateState(file, () => ({ heldUnder: "after" }), { lockWaitMs: 300 }).then(
