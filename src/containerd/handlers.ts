@@ -12,6 +12,8 @@ export interface RuntimeHandler {
   name: string;
   /** The Kata configuration this handler uses: KATA_ETC_CONFIG, or a shipped file inside the merged tree. */
   configPath: string;
+  /** The snapshotter containerd must use for this handler's containers (kata-fc: devmapper), when not the default. */
+  snapshotter?: string;
 }
 
 /**

@@ -11,47 +11,38 @@ import { KataError } from "../errors.ts";
 import type { HostPaths } from "../paths.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
 import type { RuntimeHandler } from "./handlers.ts";
+import { ensureTable, schemaOf, type Table } from "./schema.ts";
 
-const CRI = "io.containerd.grpc.v1.cri";
-
-type Table = Record<string, unknown>;
-const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
-
-function table(parent: Table, key: string): Table {
-  const existing = parent[key];
-  if (isTable(existing)) return existing;
-  const created: Table = {};
-  parent[key] = created;
-  return created;
-}
-
-/** The base containerd configuration with the Kata runtimes merged in, key by key. */
+/** The base containerd configuration with the Kata runtimes merged in, key by key, in the base's own schema. */
 export function renderContainerdConfig(baseText: string, handlers: readonly RuntimeHandler[], origin: string): string {
   let base: Table;
   try {
     base = parse(baseText) as Table;
   } catch (err) {
     throw new KataError("containerd-failed", `${origin} is not valid TOML: ${(err as Error).message.split("\n")[0]}`, {
-      remedy: "fix the base containerd configuration, or set [containerd] base_config to the file containerd uses",
+      remedy: "fix the containerd configuration containerd.service starts with (systemctl cat containerd)",
     });
   }
-  const version = base.version ?? 2;
-  if (version !== 2 && version !== 2n) {
-    throw new KataError(
-      "containerd-failed",
-      `${origin} is containerd config version ${String(version)}; only 2 is supported`,
-      {
-        remedy: "kata-sysextd merges into version 2 configurations (containerd 1.x as shipped by Flatcar)",
-      },
-    );
+  const schema = schemaOf(base);
+  if (typeof schema === "string") {
+    throw new KataError("containerd-failed", `${origin}: ${schema}`, {
+      remedy: "containerd itself refuses this file; fix its version line (3 for containerd 2.x, 2 for 1.x)",
+    });
   }
-  base.version = 2;
-  const runtimes = table(table(table(table(base, "plugins"), CRI), "containerd"), "runtimes");
+  let runtimes: Table;
+  try {
+    runtimes = ensureTable(base, schema.runtimes);
+  } catch (err) {
+    throw new KataError("containerd-failed", `${origin}: ${(err as Error).message}`, {
+      remedy: `fix ${origin}: containerd reads ${schema.runtimes.join(".")} as the table of runtimes`,
+    });
+  }
   for (const handler of handlers) {
     runtimes[handler.name] = {
       runtime_type: "io.containerd.kata.v2",
       privileged_without_host_devices: true,
       pod_annotations: ["io.katacontainers.*"],
+      ...(handler.snapshotter === undefined ? {} : { snapshotter: handler.snapshotter }),
       options: { ConfigPath: handler.configPath },
     };
   }

@@ -49,7 +49,10 @@ function rootWithBase(): string {
 }
 
 function dump(configFile: string): string {
-  return execFileSync("containerd", ["--config", configFile, "config", "dump"], { encoding: "utf8" });
+  return execFileSync("containerd", ["--config", configFile, "config", "dump"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
 }
 
 describe.skipIf(!hasContainerd)("containerd registration (real containerd config dump)", () => {
@@ -90,13 +93,26 @@ describe.skipIf(!hasContainerd)("containerd registration (real containerd config
     expect(await snapshot(files)).toEqual(empty);
   });
 
-  it("refuses a base that is not TOML or not version 2, naming the file", async () => {
+  it("merges a version 1 file (no version line) where containerd 1.x reads it: plugins.cri", async () => {
     const root = rootWithBase();
     const files = containerdFiles(hostPaths(root), CONFIG);
-    writeFileSync(files.base, "version = 3\n");
+    writeFileSync(files.base, readFileSync(join(import.meta.dirname, "../../fixtures/containerd/v1-noversion.toml")));
+    await register(files, kataHandlers([`${D}/configuration-qemu.toml`], { etcConfig: false }));
+    const dumped = dump(files.config);
+    // containerd shows it as version 2 after its own migration: the runtimes and the base's settings arrived.
+    expect(dumped).toContain(`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata-qemu]`);
+    expect(dumped).toContain(`ConfigPath = "/${D}/configuration-qemu.toml"`);
+    expect(dumped).toContain(`sandbox_image = "registry.k8s.io/pause:3.6"`);
+    expect(dumped).toMatch(/enable_selinux = true/);
+  });
+
+  it("refuses a base that is not TOML or of an unknown version, naming the file", async () => {
+    const root = rootWithBase();
+    const files = containerdFiles(hostPaths(root), CONFIG);
+    writeFileSync(files.base, "version = 4\n");
     await expect(register(files, [])).rejects.toMatchObject({
       code: "containerd-failed",
-      message: expect.stringContaining("version 3"),
+      message: expect.stringContaining("version 4"),
     });
     writeFileSync(files.base, "[plugins\n");
     await expect(register(files, [])).rejects.toMatchObject({ message: expect.stringContaining(files.base) });
