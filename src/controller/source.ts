@@ -5,10 +5,10 @@ import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import { type Downloaded, downloadImage } from "../fetch/download.ts";
-import { fetchManifest, fetchOptional, imageUrl, type Trust } from "../fetch/source.ts";
+import { fetchManifest, fetchOptional, fileUrl, sourceDirectory, type Trust } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
 import { type Manifest, parseManifest } from "../release/manifest.ts";
-import { METADATA_FILE, metadataUrl } from "../release/metadata.ts";
+import { METADATA_FILE } from "../release/metadata.ts";
 import type { DownloadProgress } from "../status.ts";
 
 export interface PublishedManifest {
@@ -59,7 +59,7 @@ function vouchedMetadata(served: string | null, manifest: Manifest, verify: Trus
 /** A url-file source for one member: its own url, name and verification; the [fetch] limits are shared. */
 export function urlFileSource(
   config: Config,
-  source: Pick<Config["source"], "url" | "name" | "verify" | "keyring">,
+  source: Pick<Config["source"], "url" | "name" | "verify" | "keyring"> & { path?: string | null },
   deps: {
     clock: Clock;
     random: Random;
@@ -72,7 +72,8 @@ export function urlFileSource(
     connectTimeoutMs: config.fetch.connectTimeoutSeconds * 1000,
     idleTimeoutMs: config.fetch.idleTimeoutSeconds * 1000,
   };
-  const { url, name, verify, keyring } = source;
+  const { verify, keyring } = source;
+  const dir = sourceDirectory(source);
   return {
     trust: verify,
     async manifest() {
@@ -84,15 +85,15 @@ export function urlFileSource(
         retries: config.fetch.retries,
         signal: deps.signal,
       };
-      const manifest = await fetchManifest({ ...common, url, name, verify, keyring });
-      const served = await fetchOptional(metadataUrl(url, name), common);
+      const manifest = await fetchManifest({ ...common, dir, verify, keyring });
+      const served = await fetchOptional(fileUrl(dir, METADATA_FILE), common);
       const metadata = vouchedMetadata(served, parseManifest(manifest.text), verify, deps.log);
       return { text: manifest.text, trust: manifest.trust, metadata };
     },
-    imageUrl: (file) => imageUrl(url, file),
+    imageUrl: (file) => fileUrl(dir, file),
     download: (file, sha256, into, onProgress) =>
       downloadImage({
-        url: imageUrl(url, file),
+        url: fileUrl(dir, file),
         dest: `${into}/${file}`,
         tmpDir: into,
         expectedSha256: sha256,

@@ -1,6 +1,7 @@
-// The sysupdate-style url-file source (CONTRACT.md [source]): `<url><name>/SHA256SUMS`, its detached
-// OpenPGP signature `SHA256SUMS.gpg`, and images at `<url><file>`. This file only fetches and authenticates;
-// parsing the manifest lines belongs to src/release/manifest.ts.
+// The sysupdate-style url-file source (CONTRACT.md [source]): one directory, `<url><name>/` (or a transfer file's
+// [Source] Path=), holds every file: SHA256SUMS, its detached OpenPGP signature SHA256SUMS.gpg, metadata.json and
+// the images, as systemd-sysupdate fetches them. This file only fetches and authenticates; parsing the manifest
+// lines belongs to src/release/manifest.ts.
 import { readFile } from "node:fs/promises";
 import type { Signature } from "openpgp";
 import { type Clock, type Random, systemRandom } from "../clock.ts";
@@ -25,9 +26,8 @@ export interface SourceOptions {
 }
 
 export interface ManifestOptions extends SourceOptions {
-  /** The [source] url, ending in "/". */
-  url: string;
-  name: string;
+  /** The source directory's URL (sourceDirectory()), ending in "/". */
+  dir: string;
   verify: Trust;
   /** Path of the ASCII-armored keyring; read only when verify = "signature". */
   keyring: string;
@@ -43,23 +43,29 @@ const MANIFEST_MAX_BYTES = 1 << 20;
 const SIGNATURE_MAX_BYTES = 256 << 10;
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+~-]*$/;
 
+/** The directory every file of a source is fetched from: `<url><name>/`, or the transfer file's Path=. */
+export function sourceDirectory(source: { url: string; name: string; path?: string | null }): string {
+  if (source.path !== undefined && source.path !== null) return withSlash(source.path);
+  return new URL(`${encodeURIComponent(source.name)}/`, withSlash(source.url)).toString();
+}
+
 /** URL of a file published next to the manifest; refuses names that could leave the source directory. */
-export function imageUrl(url: string, file: string): string {
+export function fileUrl(dir: string, file: string): string {
   if (!FILE_NAME.test(file) || file.includes("..")) {
     throw new KataError("name-invalid", `refusing image file name "${file}": only a plain file name is allowed`, {
       remedy: "the release's SHA256SUMS lists a name with a path or odd characters; it is not fetched",
     });
   }
-  return new URL(file, withSlash(url)).toString();
+  return new URL(file, withSlash(dir)).toString();
 }
 
-export function manifestUrl(url: string, name: string): string {
-  return new URL(`${encodeURIComponent(name)}/SHA256SUMS`, withSlash(url)).toString();
+export function manifestUrl(dir: string): string {
+  return new URL("SHA256SUMS", withSlash(dir)).toString();
 }
 
 /** Fetches SHA256SUMS and, when asked to, checks its detached signature; any doubt means no manifest. */
 export async function fetchManifest(opts: ManifestOptions): Promise<Manifest> {
-  const url = manifestUrl(opts.url, opts.name);
+  const url = manifestUrl(opts.dir);
   const bytes = await getWithRetries(url, MANIFEST_MAX_BYTES, opts);
   if (opts.verify === "checksum") return { text: bytes.toString("utf8"), trust: "checksum" };
 

@@ -50,11 +50,6 @@ export interface ReleaseMetadata {
   problems: string[];
 }
 
-/** The metadata URL for a source: next to SHA256SUMS. */
-export function metadataUrl(sourceUrl: string, name: string): string {
-  return `${sourceUrl}${name}/${METADATA_FILE}`;
-}
-
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 

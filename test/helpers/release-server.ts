@@ -4,14 +4,15 @@
 //   const dir = mkdtempSync(...);
 //   const { images } = await publishRelease(dir, { images: [{ version: "3.2.0", content: buf }], sign: "binary" });
 //   const server = await startReleaseServer(dir);
-//   server.setFault("/kata-containers-3.2.0-x86-64.raw", { kind: "reset", afterBytes: 4096 }, 1); // first GET only
+//   server.setFault("/kata-containers/kata-containers-3.2.0-x86-64.raw", { kind: "reset", afterBytes: 4096 }, 1); // first GET only
 //   ... fetch from server.url ...
 //   server.requests  // [{ path, range }] of every request, faulted or not
 //   await server.refuse(); await server.accept();  // connection refused in between, same URL
 //   writeFileSync(keyring, (await testSigningKey()).publicKeyArmored);  // trusts sign: "binary" | "armored"
 //   await server.close();
 //
-// Faults are matched by URL path: "/<name>/SHA256SUMS", "/<name>/SHA256SUMS.gpg", "/<file>.raw".
+// Faults are matched by URL path: "/<name>/SHA256SUMS", "/<name>/SHA256SUMS.gpg", "/<name>/<file>.raw"
+// (releasePath() spells one).
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -288,16 +289,25 @@ export interface PublishOptions {
   extraLines?: string[];
 }
 
-/** Writes the images as `<dir>/<name>-<version>-<arch>.raw` and `<dir>/<name>/SHA256SUMS` (+ .gpg). */
+/** The URL path of a published file, as the server logs it and setFault matches it. */
+export function releasePath(file: string, name = "kata-containers"): string {
+  return `/${name}/${file}`;
+}
+
+/**
+ * Writes the sysupdate url-file layout, every file in one directory: `<dir>/<name>/SHA256SUMS` (+ .gpg) and
+ * `<dir>/<name>/<name>-<version>-<arch>.raw`, as the sysext-bakery's per-extension release holds them.
+ */
 export async function publishRelease(
   dir: string,
   opts: PublishOptions,
 ): Promise<{ images: PublishedImage[]; sums: string; sumsPath: string }> {
   const name = opts.name ?? "kata-containers";
+  mkdirSync(join(dir, name), { recursive: true });
   const images = opts.images.map((image) => {
     const file = `${name}-${image.version}-${image.arch ?? "x86-64"}.raw`;
     const bytes = typeof image.content === "string" ? readFileSync(image.content) : image.content;
-    const path = join(dir, file);
+    const path = join(dir, name, file);
     writeFileSync(path, bytes);
     return { file, path, sha256: sha256Hex(bytes), bytes: bytes.length };
   });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
-import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import { publishRelease, type ReleaseServer, releasePath, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, startDaemon, until, writeConfig } from "../../helpers/sandbox.ts";
 
 let server: ReleaseServer;
@@ -29,7 +29,7 @@ beforeAll(async () => {
   });
   server = await startReleaseServer(pub);
   // Headers and the first 64 KiB, then silence: the download hangs until the idle timeout.
-  server.setFault("/kata-containers-3.32.0-x86-64.raw", { kind: "stall", afterBytes: 65_536 });
+  server.setFault(releasePath("kata-containers-3.32.0-x86-64.raw"), { kind: "stall", afterBytes: 65_536 });
 });
 afterAll(async () => server?.close());
 

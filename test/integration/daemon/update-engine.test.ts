@@ -10,7 +10,7 @@ import { startTestBus, type TestBus } from "../../helpers/dbus.ts";
 import { type FakeUpdateEngine, startFakeUpdateEngine } from "../../helpers/fake-update-engine.ts";
 import { buildImage, flatcarRelease } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
-import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
+import { publishRelease, type ReleaseServer, releasePath, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, type RunningDaemon, startDaemon, until, writeConfig } from "../../helpers/sandbox.ts";
 
 const NEXT = "kata-containers-3.31.0-x86-64.raw";
@@ -104,7 +104,7 @@ it("keeps what was staged when a restarted update_engine reports the update with
 
 it("forgets the next boot when the update goes away while its image is still being fetched", async () => {
   const { root, status } = await start();
-  server.setFault(`/${NEXT}`, { kind: "stall", afterBytes: 65_536 });
+  server.setFault(releasePath(NEXT), { kind: "stall", afterBytes: 65_536 });
   engine?.emit({ operation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", newVersion: "4650.0.0", progress: 1 });
   await until("the staging download", async () => (await status()).download !== null, daemon?.stderr);
   engine?.emit({ operation: "UPDATE_STATUS_IDLE", newVersion: "", progress: 0 });

@@ -14,6 +14,7 @@ import {
   type PublishedImage,
   publishRelease,
   type ReleaseServer,
+  releasePath,
   sha256Hex,
   startReleaseServer,
 } from "../../helpers/release-server.ts";
@@ -41,7 +42,7 @@ afterAll(async () => {
 
 function options(store: string): DownloadOptions {
   return {
-    url: `${server.url}${image.file}`,
+    url: `${server.url}kata-containers/${image.file}`,
     dest: join(store, image.file),
     tmpDir: store,
     expectedSha256: image.sha256,
@@ -69,10 +70,10 @@ test("a download killed with SIGKILL is resumed with Range by a fresh process", 
     const partial = partialPath(store, image.file);
     // The server sends 10 MiB and then stalls: the child is surely mid-download when it is killed.
     const sent = 10 << 20;
-    server.setFault(`/${image.file}`, { kind: "stall", afterBytes: sent }, 1);
+    server.setFault(releasePath(image.file), { kind: "stall", afterBytes: sent }, 1);
     const child = spawn(
       process.execPath,
-      [CHILD, `${server.url}${image.file}`, join(store, image.file), store, image.sha256],
+      [CHILD, `${server.url}kata-containers/${image.file}`, join(store, image.file), store, image.sha256],
       {
         stdio: ["ignore", "ignore", "pipe"],
       },
@@ -89,7 +90,7 @@ test("a download killed with SIGKILL is resumed with Range by a fresh process", 
     expect(got.sha256).toBe(image.sha256);
     expect(sha256Hex(readFileSync(join(store, image.file)))).toBe(image.sha256);
     // The resume starts before the writes that may not have completed when the child died.
-    expect(server.requests.filter((r) => r.path === `/${image.file}`).map((r) => r.range)).toEqual([
+    expect(server.requests.filter((r) => r.path === releasePath(image.file)).map((r) => r.range)).toEqual([
       null,
       `bytes=${sent - MAX_BYTES_IN_FLIGHT}-`,
     ]);

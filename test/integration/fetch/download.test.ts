@@ -22,6 +22,7 @@ import {
   type PublishedImage,
   publishRelease,
   type ReleaseServer,
+  releasePath,
   sha256Hex,
   startReleaseServer,
 } from "../../helpers/release-server.ts";
@@ -50,7 +51,7 @@ beforeAll(async () => {
   });
   image = published.images[0] as PublishedImage;
   large = published.images[1] as PublishedImage;
-  path = `/${image.file}`;
+  path = releasePath(image.file);
   server = await startReleaseServer(releaseDir);
 });
 
@@ -102,7 +103,7 @@ function options(overrides: Partial<DownloadOptions> = {}): DownloadOptions {
   store = tempDir("store");
   clock = fakeClock();
   return {
-    url: `${server.url}${image.file}`,
+    url: `${server.url}kata-containers/${image.file}`,
     dest: join(store, image.file),
     tmpDir: store,
     expectedSha256: image.sha256,
@@ -189,7 +190,7 @@ describe("resume", () => {
   });
 
   test("a leftover .partial with a hole in its tail (writes cut short by a crash) resumes before the hole", async () => {
-    const base = options({ url: `${server.url}${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
+    const base = options({ url: `${server.url}kata-containers/${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
     const opts = { ...base, dest: join(store, large.file) };
     // The true first 20 MiB, except that the writes of 17-20 MiB never completed: zeros, as a crash leaves them.
     const kept = Buffer.from(largeContent.subarray(0, 20 << 20));
@@ -198,23 +199,23 @@ describe("resume", () => {
     const got = await downloadImage(opts);
     expect(got).toEqual({ path: opts.dest, sha256: large.sha256, bytes: LARGE_SIZE });
     expect(readFileSync(opts.dest).equals(largeContent)).toBe(true);
-    const ranges = server.requests.filter((r) => r.path === `/${large.file}`).map((r) => r.range);
+    const ranges = server.requests.filter((r) => r.path === releasePath(large.file)).map((r) => r.range);
     expect(ranges).toEqual([`bytes=${(20 << 20) - MAX_BYTES_IN_FLIGHT}-`]);
     expect(listDir(store)).toEqual([large.file]);
   });
 
   test("a server answering ranges short of the end is asked for the next one until the image is whole", async () => {
-    const base = options({ url: `${server.url}${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
+    const base = options({ url: `${server.url}kata-containers/${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
     const opts = { ...base, dest: join(store, large.file) };
     writeFileSync(partialPath(store, large.file), largeContent.subarray(0, 20 << 20));
-    server.setFault(`/${large.file}`, { kind: "short-ranges", bytes: 1 << 20 });
+    server.setFault(releasePath(large.file), { kind: "short-ranges", bytes: 1 << 20 });
     const got = await downloadImage(opts);
     expect(got).toEqual({ path: opts.dest, sha256: large.sha256, bytes: LARGE_SIZE });
     expect(readFileSync(opts.dest).equals(largeContent)).toBe(true);
     // From the kept prefix to the end in 1 MiB steps, never from the start again.
     const from = (20 << 20) - MAX_BYTES_IN_FLIGHT;
     const steps = Array.from({ length: (LARGE_SIZE - from) >> 20 }, (_, i) => `bytes=${from + (i << 20)}-`);
-    expect(server.requests.filter((r) => r.path === `/${large.file}`).map((r) => r.range)).toEqual(steps);
+    expect(server.requests.filter((r) => r.path === releasePath(large.file)).map((r) => r.range)).toEqual(steps);
     const log = (opts.log as ReturnType<typeof memoryLogger>).records;
     expect(log.filter((r) => r.message === "resuming download")).toHaveLength(1);
     expect(log.filter((r) => r.message === "continuing with the next range")).toHaveLength(steps.length - 1);

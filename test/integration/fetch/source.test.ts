@@ -56,8 +56,7 @@ afterEach(() => {
 
 function options(overrides: Partial<ManifestOptions> = {}): ManifestOptions {
   return {
-    url: server.url,
-    name: "kata-containers",
+    dir: `${server.url}kata-containers/`,
     verify: "signature",
     keyring,
     connectTimeoutMs: 2000,
@@ -87,7 +86,7 @@ describe("checksum", () => {
   });
 
   test("a missing manifest is a typed 404", async () => {
-    const err = await rejection(options({ verify: "checksum", name: "other" }));
+    const err = await rejection(options({ verify: "checksum", dir: `${server.url}other/` }));
     expect(err).toBeInstanceOf(FetchError);
     expect((err as FetchError).status).toBe(404);
     expect(server.requests.map((r) => r.path)).toEqual(["/other/SHA256SUMS"]);
@@ -116,7 +115,7 @@ describe("signature", () => {
       });
       const armored = await startReleaseServer(armoredDir);
       try {
-        expect(await fetchManifest(options({ url: armored.url }))).toEqual({
+        expect(await fetchManifest(options({ dir: `${armored.url}kata-containers/` }))).toEqual({
           text: published.sums,
           trust: "signature",
         });
@@ -144,7 +143,7 @@ describe("signature", () => {
       writeFileSync(`${sumsPath}.gpg`, await signDetached(readFileSync(sumsPath), "binary", stranger));
       const other = await startReleaseServer(otherDir);
       try {
-        expect((await rejection(options({ url: other.url }))).code).toBe("signature-invalid");
+        expect((await rejection(options({ dir: `${other.url}kata-containers/` }))).code).toBe("signature-invalid");
       } finally {
         await other.close();
       }
@@ -223,7 +222,7 @@ describe("a server that trickles a small file", () => {
   test("one attempt is bounded: a retryable timeout, and the caller's own abort stays an abort", async () => {
     const trickle = await trickleServer("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", "a", 20);
     try {
-      const opts = options({ url: trickle.url, verify: "checksum", retries: 0, deadlineMs: 300 });
+      const opts = options({ dir: trickle.url, verify: "checksum", retries: 0, deadlineMs: 300 });
       const started = Date.now();
       const err = await rejection(opts);
       expect(Date.now() - started).toBeLessThan(5_000);

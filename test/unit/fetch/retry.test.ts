@@ -3,7 +3,7 @@ import { describe, expect, test } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { FetchError, parseContentRange, parseRetryAfter } from "../../../src/fetch/http.ts";
 import { backoffDelay, type RetryPolicy, retryDelay, withRetries } from "../../../src/fetch/retry.ts";
-import { imageUrl, manifestUrl } from "../../../src/fetch/source.ts";
+import { fileUrl, manifestUrl, sourceDirectory } from "../../../src/fetch/source.ts";
 import { fakeClock, memoryLogger } from "../../integration/fetch/support.ts";
 
 const policy = (random = 0.5): RetryPolicy => ({
@@ -130,24 +130,30 @@ describe("parsers", () => {
 });
 
 describe("source URLs", () => {
-  test("manifest and image URLs follow the url-file layout", () => {
-    expect(manifestUrl("https://example.org/extensions/", "kata-containers")).toBe(
-      "https://example.org/extensions/kata-containers/SHA256SUMS",
+  const dir = sourceDirectory({ url: "https://example.org/extensions/", name: "kata-containers" });
+
+  test("every file comes from <url><name>/, as systemd-sysupdate's url-file source fetches it", () => {
+    expect(dir).toBe("https://example.org/extensions/kata-containers/");
+    expect(sourceDirectory({ url: "https://example.org/extensions", name: "kata-containers" })).toBe(dir);
+    expect(manifestUrl(dir)).toBe("https://example.org/extensions/kata-containers/SHA256SUMS");
+    expect(fileUrl(dir, "kata-containers-3.2.0-x86-64.raw")).toBe(
+      "https://example.org/extensions/kata-containers/kata-containers-3.2.0-x86-64.raw",
     );
-    expect(manifestUrl("https://example.org/extensions", "kata-containers")).toBe(
-      "https://example.org/extensions/kata-containers/SHA256SUMS",
-    );
-    expect(imageUrl("https://example.org/extensions/", "kata-containers-3.2.0-x86-64.raw")).toBe(
-      "https://example.org/extensions/kata-containers-3.2.0-x86-64.raw",
+    expect(fileUrl(dir, "metadata.json")).toBe("https://example.org/extensions/kata-containers/metadata.json");
+  });
+
+  test("a transfer file's Path= is the directory itself", () => {
+    const path = "https://mirror.example/bakery/kata/";
+    expect(sourceDirectory({ url: "https://example.org/extensions/", name: "kata-containers", path })).toBe(path);
+    expect(sourceDirectory({ url: "https://example.org/", name: "kata-containers", path: path.slice(0, -1) })).toBe(
+      path,
     );
   });
 
   test.each(["../etc/passwd", "a/b.raw", "/abs.raw", ".hidden.raw", "x..raw", "a b.raw", "https://evil/x.raw", ""])(
     "refuses the file name %j",
     (file) => {
-      expect(() => imageUrl("https://example.org/extensions/", file)).toThrow(
-        expect.objectContaining({ code: "name-invalid" }),
-      );
+      expect(() => fileUrl(dir, file)).toThrow(expect.objectContaining({ code: "name-invalid" }));
     },
   );
 });

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { metadataUrl, parseMetadata } from "../../../src/release/metadata.ts";
+import { parseMetadata } from "../../../src/release/metadata.ts";
 
 describe("parseMetadata", () => {
   it("reads constraints and withdrawals", () => {
@@ -70,12 +70,6 @@ describe("parseMetadata", () => {
       expect(r.error.message).toContain("https://example.org/kata-containers/metadata.json");
       expect(r.error.message).toContain(why);
     }
-  });
-
-  it("lives next to SHA256SUMS", () => {
-    expect(metadataUrl("https://example.org/extensions/", "kata-containers")).toBe(
-      "https://example.org/extensions/kata-containers/metadata.json",
-    );
   });
 
   it("never throws on arbitrary text or JSON", () => {
