@@ -190,7 +190,11 @@ describe("resume", () => {
   });
 
   test("a leftover .partial with a hole in its tail (writes cut short by a crash) resumes before the hole", async () => {
-    const base = options({ url: `${server.url}kata-containers/${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
+    const base = options({
+      url: `${server.url}kata-containers/${large.file}`,
+      expectedSha256: large.sha256,
+      maxBytes: 64 << 20,
+    });
     const opts = { ...base, dest: join(store, large.file) };
     // The true first 20 MiB, except that the writes of 17-20 MiB never completed: zeros, as a crash leaves them.
     const kept = Buffer.from(largeContent.subarray(0, 20 << 20));
@@ -205,7 +209,11 @@ describe("resume", () => {
   });
 
   test("a server answering ranges short of the end is asked for the next one until the image is whole", async () => {
-    const base = options({ url: `${server.url}kata-containers/${large.file}`, expectedSha256: large.sha256, maxBytes: 64 << 20 });
+    const base = options({
+      url: `${server.url}kata-containers/${large.file}`,
+      expectedSha256: large.sha256,
+      maxBytes: 64 << 20,
+    });
     const opts = { ...base, dest: join(store, large.file) };
     writeFileSync(partialPath(store, large.file), largeContent.subarray(0, 20 << 20));
     server.setFault(releasePath(large.file), { kind: "short-ranges", bytes: 1 << 20 });
