@@ -1,4 +1,4 @@
-// The status document (CONTRACT.md "HTTP API"). The reconciler owns one in memory and replaces it on every
+// The status document (docs/interface.md "HTTP API"). The reconciler owns one in memory and replaces it on every
 // change; the API serves it as is, so a request never touches disk, D-Bus or the network.
 
 export type DaemonState = "idle" | "resolving" | "fetching" | "verifying" | "activating" | "degraded" | "error";

@@ -1,5 +1,5 @@
 // kata-sysextctl compat: would systemd-sysext merge this extension on this host? A pure decision over two
-// files; exit 0 compatible, 1 not compatible, 2 usage or unreadable input (CONTRACT.md).
+// files; exit 0 compatible, 1 not compatible, 2 usage or unreadable input (docs/interface.md).
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { KataError } from "../errors.ts";

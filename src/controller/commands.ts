@@ -74,7 +74,7 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
   };
 }
 
-/** Exit status per CONTRACT.md: 0 active and verified, 1 failed (deferred counts: the target is not active). */
+/** Exit status per docs/interface.md: 0 active and verified, 1 failed (deferred counts: the target is not active). */
 export function exitCode(outcome: PassOutcome): number {
   return outcome.result === "ok" ? 0 : 1;
 }

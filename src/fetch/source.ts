@@ -1,4 +1,4 @@
-// The sysupdate-style url-file source (CONTRACT.md [source]): one directory, `<url><name>/` (or a transfer file's
+// The sysupdate-style url-file source (docs/interface.md, [source]): one directory, `<url><name>/` (or a transfer file's
 // [Source] Path=), holds every file: SHA256SUMS, its detached OpenPGP signature SHA256SUMS.gpg, metadata.json and
 // the images, as systemd-sysupdate fetches them. This file only fetches and authenticates; parsing the manifest
 // lines belongs to src/release/manifest.ts.

@@ -205,7 +205,7 @@ describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-n
     expect(await sh(["grep", "^ID=", "/usr/lib/os-release"])).toBe("ID=flatcar\n");
   });
 
-  it("answers /status per CONTRACT.md", async () => {
+  it("answers /status per docs/interface.md", async () => {
     const doc = await status();
     expect(doc.daemon.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(new Date(doc.daemon.startedAt).toISOString()).toBe(doc.daemon.startedAt);

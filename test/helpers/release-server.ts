@@ -1,5 +1,5 @@
 // A real HTTP release server on 127.0.0.1 for tests, the demo and the benchmark. It serves a directory in the
-// sysupdate url-file layout (CONTRACT.md [source]) and misbehaves on purpose when told to:
+// sysupdate url-file layout (docs/interface.md, [source]) and misbehaves on purpose when told to:
 //
 //   const dir = mkdtempSync(...);
 //   const { images } = await publishRelease(dir, { images: [{ version: "3.2.0", content: buf }], sign: "binary" });

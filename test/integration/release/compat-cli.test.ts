@@ -1,4 +1,4 @@
-// kata-sysextctl compat over real files: exit codes, JSON shape and human output as CONTRACT.md states them.
+// kata-sysextctl compat over real files: exit codes, JSON shape and human output as docs/interface.md states them.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";

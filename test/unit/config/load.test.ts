@@ -28,7 +28,7 @@ describe("configuration", () => {
     expect(await loadConfig(join(import.meta.dirname, "../../../config/config.toml"))).toEqual(DEFAULTS);
   });
 
-  it("reads the CONTRACT's keys", () => {
+  it("reads the keys docs/interface.md lists", () => {
     const config = parseConfig(
       `[source]\nurl = "http://127.0.0.1:9/x/"\nname = "kata-containers"\nverify = "signature"\nkeyring = "/etc/k.asc"\n` +
         `[policy]\nversions = ">=3.30.0 <4"\nconstraints = [{ kata = ">=4.0.0", flatcar = ">=4459.0.0", reason = "cgroup fix" }]\n` +
