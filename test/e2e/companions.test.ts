@@ -14,12 +14,12 @@ import {
   unmountUsr,
 } from "../helpers/e2e-daemon.ts";
 import { buildImage, cloudHypervisorImage } from "../helpers/images.ts";
+import { skipWithout } from "../helpers/needs.ts";
 import { freePort } from "../helpers/net.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../helpers/release-server.ts";
 
-const skipReason = nspawnUnavailableReason();
-if (skipReason) console.log(`skipping e2e companions test: ${skipReason}`);
+const skip = skipWithout(nspawnUnavailableReason(), "the e2e companions test");
 
 const REPO = resolve(import.meta.dirname, "../..");
 const NODE = CONTAINER_NODE;
@@ -33,7 +33,7 @@ const DAEMON_UNIT = "kata-sysextd.service";
 const BOOT_TIMEOUT_MS = 240_000;
 const STEP_TIMEOUT_MS = 60_000;
 
-describe.skipIf(skipReason !== null)("Kata with a companion extension under real systemd (systemd-nspawn)", () => {
+describe.skipIf(skip)("Kata with a companion extension under real systemd (systemd-nspawn)", () => {
   const started = Date.now();
   const timings: Record<string, number> = {};
   let host = "";

@@ -15,6 +15,7 @@ import {
   unmountUsr,
 } from "../helpers/e2e-daemon.ts";
 import { buildImage } from "../helpers/images.ts";
+import { skipWithout, unless } from "../helpers/needs.ts";
 import { freePort } from "../helpers/net.ts";
 import {
   allowBusName,
@@ -26,11 +27,12 @@ import {
 } from "../helpers/nspawn.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../helpers/release-server.ts";
 
-const skipReason = nspawnUnavailableReason();
-if (skipReason) console.log(`skipping e2e daemon test: ${skipReason}`);
+const skip = skipWithout(nspawnUnavailableReason(), "the e2e daemon test");
 // The container's /usr is this machine's: containerd runs in it only where the machine has it (Debian's package).
-const HAS_CONTAINERD = existsSync("/usr/bin/containerd");
-if (!HAS_CONTAINERD) console.log("e2e daemon test: no /usr/bin/containerd here; the containerd checks are skipped");
+const HAS_CONTAINERD = !skipWithout(
+  unless(existsSync("/usr/bin/containerd"), "no /usr/bin/containerd (Debian package containerd)"),
+  "the e2e daemon test's containerd checks",
+);
 
 const REPO = resolve(import.meta.dirname, "../..");
 const NODE = CONTAINER_NODE;
@@ -48,7 +50,7 @@ const BOOT_UNIT = "kata-sysextd-boot.service";
 const BOOT_TIMEOUT_MS = 240_000;
 const STEP_TIMEOUT_MS = 60_000;
 
-describe.skipIf(skipReason !== null)("kata-sysextd under real systemd (systemd-nspawn)", () => {
+describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => {
   const started = Date.now();
   const timings: Record<string, number> = {};
   const mounts: string[] = [];

@@ -11,14 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { imageFileName, PATHS, SYSEXT_NAME } from "../../src/delivery/layout.ts";
 import { MessageId } from "../../src/log/logger.ts";
 import { writeOsRelease } from "../helpers/images.ts";
+import { skipWithout } from "../helpers/needs.ts";
 import { freePort } from "../helpers/net.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { PROJECT } from "../helpers/sandbox.ts";
 import { sharedBuild, VERSION } from "../integration/delivery/build.ts";
 import { decodeDataUrl, etcFilesOf, type IgnitionConfig } from "../integration/delivery/ignition.ts";
 
-const skipReason = nspawnUnavailableReason();
-if (skipReason) console.log(`skipping e2e delivery test: ${skipReason}`);
+const skip = skipWithout(nspawnUnavailableReason(), "the e2e delivery test");
 
 const DAEMON_UNIT = "kata-sysextd.service";
 const BOOTSTRAP_UNIT = "kata-sysextd-bootstrap.service";
@@ -32,7 +32,7 @@ interface StatusDoc {
   state: string;
 }
 
-describe.skipIf(skipReason !== null)("the daemon's own sysext, provisioned by Ignition, under real systemd", () => {
+describe.skipIf(skip)("the daemon's own sysext, provisioned by Ignition, under real systemd", () => {
   let host = "";
   let usr = "";
   let port = 0;

@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage, writeOsRelease } from "../helpers/images.ts";
+import { skipWithout } from "../helpers/needs.ts";
 import { allowBusName, bootContainer, type Container, isRunning, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { processes, readProc } from "../helpers/proc.ts";
 
-const skipReason = nspawnUnavailableReason();
-if (skipReason) console.log(`skipping e2e harness test: ${skipReason}`);
+const skip = skipWithout(nspawnUnavailableReason(), "the e2e harness test");
 
 const REPO = resolve(import.meta.dirname, "../..");
 const STORE = "/var/lib/kata-sysextd/images";
@@ -22,7 +22,7 @@ const MESSAGE_ID = "5d1b6f0e8c2a4b7f9e3d2c1b0a998877";
 // Generous: a boot waits while another test file's container runs (one container at a time).
 const BOOT_TIMEOUT_MS = 240_000;
 
-describe.skipIf(skipReason !== null)("nspawn harness: real systemd as PID 1", () => {
+describe.skipIf(skip)("nspawn harness: real systemd as PID 1", () => {
   const started = Date.now();
   const timings: Record<string, number> = {};
   let host = "";
@@ -188,7 +188,7 @@ bus.disconnect();
   );
 });
 
-describe.skipIf(skipReason !== null)("nspawn harness: failures and leftovers", () => {
+describe.skipIf(skip)("nspawn harness: failures and leftovers", () => {
   it(
     "a container that cannot start fails boot with its console log and leaves nothing running",
     async () => {

@@ -12,6 +12,7 @@ import { createMetrics } from "../../../src/api/metrics.ts";
 import { type ApiOptions, startApi } from "../../../src/api/server.ts";
 import { type CtlOptions, type CtlVerb, ctlCommand } from "../../../src/cli/ctl-client.ts";
 import type { CommandIo } from "../../../src/cli/io.ts";
+import { skipWithout, unless } from "../../helpers/needs.ts";
 import { memoryLogger, StatusHolder, scriptedActions, statusDoc, tempRunDir, VERSIONS } from "./fixtures.ts";
 
 const CTL_BIN = fileURLToPath(new URL("../../../bin/kata-sysextctl.js", import.meta.url));
@@ -268,9 +269,12 @@ describe("kata-sysextctl rollback and versions", () => {
 });
 
 describe("as an unprivileged user", () => {
-  const nobody = spawnSync("setpriv", ["--version"]).status === 0;
+  const noSetpriv = skipWithout(
+    unless(spawnSync("setpriv", ["--version"]).status === 0, "setpriv is not installed (Debian package util-linux)"),
+    "the unprivileged ctl test",
+  );
 
-  it.runIf(nobody)("status works over TCP, refresh is refused by the socket's permissions", async () => {
+  it.skipIf(noSetpriv)("status works over TCP, refresh is refused by the socket's permissions", async () => {
     const { opts } = await daemon();
     // Let nobody reach the checkout's code, but not the 0700 socket folder.
     const ctlModule = fileURLToPath(new URL("../../../src/cli/ctl-client.ts", import.meta.url));

@@ -8,15 +8,19 @@ import { describe, expect, it } from "vitest";
 import { kataHandlers } from "../../../src/containerd/handlers.ts";
 import { containerdFiles, register, restore, snapshot, unregister } from "../../../src/containerd/registration.ts";
 import { hostPaths } from "../../../src/paths.ts";
+import { skipWithout } from "../../helpers/needs.ts";
 
-const hasContainerd = (() => {
-  try {
-    execFileSync("containerd", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const noContainerd = skipWithout(
+  (() => {
+    try {
+      execFileSync("containerd", ["--version"], { stdio: "ignore" });
+      return null;
+    } catch {
+      return "containerd is not installed (Debian package containerd)";
+    }
+  })(),
+  "the containerd registration test",
+);
 
 // Flatcar's shipped /usr/share/containerd/config.toml, in substance: CRI with SELinux and the systemd cgroup driver.
 const FLATCAR_BASE = `version = 2
@@ -55,7 +59,7 @@ function dump(configFile: string): string {
   });
 }
 
-describe.skipIf(!hasContainerd)("containerd registration (real containerd config dump)", () => {
+describe.skipIf(noContainerd)("containerd registration (real containerd config dump)", () => {
   it("adds every Kata handler and keeps the base's CRI settings", async () => {
     const root = rootWithBase();
     const files = containerdFiles(hostPaths(root), CONFIG);

@@ -13,6 +13,7 @@ import { hostPaths } from "../../../src/paths.ts";
 import { runPreflight } from "../../../src/preflight/run.ts";
 import { buildHost, buildPayload, PATHS } from "../../fixtures/preflight/hosts.ts";
 import { ensureHelpers, flatcarLibs, oldLibc } from "../../fixtures/preflight/toolchain.ts";
+import { skipWithout } from "../../helpers/needs.ts";
 
 const CACHE = "/var/tmp/kata-sysextd-test-debs";
 const scratch = mkdtempSync(join(tmpdir(), "kata-debian-qemu-"));
@@ -55,7 +56,7 @@ const needGlibcFromDepends = (): string => {
 
 describe("QEMU from Debian's qemu-system-x86", () => {
   it("on this machine: exactly the libraries the loader cache lacks are missing", async (ctx) => {
-    if (deb === null) ctx.skip(whyNot);
+    if (deb === null && skipWithout(whyNot, "the Debian qemu payload test")) ctx.skip(whyNot);
     const read = await readElf(qemu);
     if (!read.elf) throw new Error(read.reason);
     const cache = execFileSync("ldconfig", ["-p"], { encoding: "utf8" });
@@ -76,7 +77,7 @@ describe("QEMU from Debian's qemu-system-x86", () => {
   });
 
   it("needs the glibc its package Depends line says, and an old Flatcar glibc lacks it", async (ctx) => {
-    if (deb === null) ctx.skip(whyNot);
+    if (deb === null && skipWithout(whyNot, "the Debian qemu payload test")) ctx.skip(whyNot);
     const [here] = await checkAbi([qemu], { root: "/" });
     expect(here?.glibcNeeded).toBe(needGlibcFromDepends());
 
@@ -96,7 +97,7 @@ describe("QEMU from Debian's qemu-system-x86", () => {
   });
 
   it("as the payload's QEMU: the preflight fails qemu on ABI and on running it, and leaves clh ready", async (ctx) => {
-    if (deb === null) ctx.skip(whyNot);
+    if (deb === null && skipWithout(whyNot, "the Debian qemu payload test")) ctx.skip(whyNot);
     const root = buildPayload(buildHost({}), { hypervisors: ["qemu", "clh"], replace: { [PATHS.qemu]: qemu } });
     // The fixture host has only the loader and libc: QEMU's other 30 libraries are all missing there.
     const r = await runPreflight({ paths: hostPaths(root) });

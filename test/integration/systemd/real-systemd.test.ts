@@ -3,10 +3,10 @@
 // fakes honest: every behaviour the fast tests assume of systemd is checked here once.
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { skipWithout } from "../../helpers/needs.ts";
 import { allowBusName, bootContainer, type Container, nspawnUnavailableReason } from "../../helpers/nspawn.ts";
 
-const skipReason = nspawnUnavailableReason();
-if (skipReason) console.log(`skipping real-systemd adapter test: ${skipReason}`);
+const skip = skipWithout(nspawnUnavailableReason(), "the real-systemd adapter test");
 
 const REPO = resolve(import.meta.dirname, "../../..");
 
@@ -100,7 +100,7 @@ await bus.close();
 
 const unit = (body: string): string => `[Service]\n${body}\n`;
 
-describe.skipIf(skipReason !== null)("systemd adapters under real systemd (nspawn)", () => {
+describe.skipIf(skip)("systemd adapters under real systemd (nspawn)", () => {
   let c: Container;
 
   beforeAll(async () => {
