@@ -1,5 +1,6 @@
 // Small file-system questions every module asks. Writes that must survive a crash live in src/store/fsutil.ts.
-import { access } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, open } from "node:fs/promises";
 
 /** Whether `path` exists (following symlinks); any error reads as "no". */
 export function pathExists(path: string): Promise<boolean> {
@@ -7,4 +8,64 @@ export function pathExists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+export type SmallFile =
+  | { kind: "ok"; text: string }
+  | { kind: "missing" }
+  /** A FIFO, a device, a directory, a socket: reading it could hang or never end. */
+  | { kind: "not-regular"; what: string }
+  | { kind: "too-large"; maxBytes: number }
+  | { kind: "unreadable"; message: string };
+
+/**
+ * Reads a small text file the daemon is told to trust (configuration, state) without letting it hang or fill
+ * memory: only a regular file (opened non-blocking, so a FIFO cannot block the open), at most `maxBytes`.
+ */
+export async function readSmallFile(path: string, maxBytes: number): Promise<SmallFile> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // A dangling symlink is missing too: what it names is not there.
+    if (code === "ENOENT") return { kind: "missing" };
+    return { kind: "unreadable", message: (err as Error).message };
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return { kind: "not-regular", what: fileKind(st) };
+    if (st.size > maxBytes) return { kind: "too-large", maxBytes };
+    // The size may change while it is read: read until the end or one byte past the cap, and judge what came.
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(64 * 1024, maxBytes + 1 - length));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > maxBytes) return { kind: "too-large", maxBytes };
+    }
+    return { kind: "ok", text: Buffer.concat(chunks).toString("utf8") };
+  } catch (err) {
+    return { kind: "unreadable", message: (err as Error).message };
+  } finally {
+    await handle.close();
+  }
+}
+
+function fileKind(st: {
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+}): string {
+  if (st.isDirectory()) return "a directory";
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isSocket()) return "a socket";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  return "not a regular file";
 }

@@ -71,5 +71,10 @@ export interface StatusDocument {
     remedy: string | null;
   };
   download: DownloadProgress | null;
+  /**
+   * state.json and its last good copy were unusable and were moved aside (`movedTo`): the rollback target, holds
+   * and next boot were forgotten. Null when not; while set, `state` is "degraded".
+   */
+  stateDamage: null | { movedTo: string; remedy: string };
   state: DaemonState;
 }

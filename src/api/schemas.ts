@@ -146,6 +146,7 @@ export const statusDocumentSchema = object({
     }),
   ),
   download: nullable(downloadProgressSchema),
+  stateDamage: nullable(object({ movedTo: str, remedy: str })),
   state: { type: "string", enum: DAEMON_STATES },
 });
 

@@ -352,6 +352,8 @@ export function formatStatus(doc: StatusDocument): string {
     row("last error", last.error);
     if (last.remedy) row("remedy", last.remedy);
   }
+  // Absent from a daemon older than the field.
+  if (doc.stateDamage) row("state file", `LOST, moved aside to ${doc.stateDamage.movedTo}: ${doc.stateDamage.remedy}`);
   return `${lines.join("\n")}\n`;
 }
 

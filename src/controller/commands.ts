@@ -104,7 +104,7 @@ export async function runBoot(given: CommandContext): Promise<number> {
   // Booted into the release the image was staged for: the next boot is now this boot.
   const observed = outcome.observed;
   if (outcome.result === "ok" && observed?.state.nextBoot?.flatcarVersion === observed?.host.versionId) {
-    await clearNextBoot(ctx.paths.stateFile);
+    await clearNextBoot(ctx.paths.stateFile, { log: ctx.log });
   }
   return exitCode(outcome);
 }

@@ -5,7 +5,7 @@ import type { HostPaths } from "../paths.ts";
 import { compatible } from "../release/compat.ts";
 import { type HostRelease, parseExtensionRelease, readHostReleaseUnder } from "../release/os-release.ts";
 import type { ActiveLink, LinkState } from "../store/link.ts";
-import { type PersistedState, readState } from "../store/state.ts";
+import { type PersistedState, readState, type StateOptions, stateDamage } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 
@@ -34,6 +34,8 @@ export interface Observed {
   members: MemberView[];
   sandboxesRunning: number;
   state: PersistedState;
+  /** A state file moved aside as unusable (state.ts), which the operator has not looked at yet; null when none. */
+  stateDamage: { movedTo: string; remedy: string } | null;
 }
 
 export interface ObserveDeps {
@@ -43,6 +45,8 @@ export interface ObserveDeps {
   /** The primary first. */
   members: readonly { name: string; link: ActiveLink }[];
   sysext: Sysext;
+  /** How state.json's recoveries are reported. */
+  state: StateOptions;
 }
 
 /** Judges stored images against a host (the booted one, or an update's next release). */
@@ -55,12 +59,15 @@ export function judge(images: StoredImage[], host: HostRelease, name: string, ar
 
 export async function observe(deps: ObserveDeps): Promise<Observed> {
   const host = await readHostReleaseUnder(deps.paths.root);
-  const [links, stored, merged, sandboxesRunning, state] = await Promise.all([
+  const [links, stored, merged, sandboxesRunning, [state, damage]] = await Promise.all([
     Promise.all(deps.members.map((m) => m.link.read())),
     deps.store.list(),
     deps.sysext.merged(),
     countKataSandboxes(),
-    readState(deps.paths.stateFile),
+    // In this order: reading may move an unusable file aside.
+    readState(deps.paths.stateFile, deps.state).then(
+      async (read) => [read, await stateDamage(deps.paths.stateFile)] as const,
+    ),
   ]);
   const members = deps.members.map((m, i) => ({
     name: m.name,
@@ -84,6 +91,7 @@ export async function observe(deps: ObserveDeps): Promise<Observed> {
     members,
     sandboxesRunning,
     state,
+    stateDamage: damage,
   };
 }
 

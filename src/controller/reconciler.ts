@@ -16,7 +16,7 @@ import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.
 import type { ActiveLink } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import type { LinkChangeRecord } from "../store/state.ts";
-import { updateState } from "../store/state.ts";
+import { type PersistedState, sweepState, updateState } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { type ActivationDeps, type LinkChange, sharedFiles, switchImages } from "./activation.ts";
@@ -106,8 +106,13 @@ export class Reconciler {
   }
 
   async observe(): Promise<Observed> {
-    const { paths, arch, store, members, sysext } = this.deps;
-    return observe({ paths, arch, store, members, sysext });
+    const { paths, arch, store, members, sysext, log, clock } = this.deps;
+    return observe({ paths, arch, store, members, sysext, state: { log, clock } });
+  }
+
+  /** state.json's read-modify-write, its recoveries reported in this pass's journal. */
+  private updateState(change: (state: PersistedState) => Partial<PersistedState>): Promise<PersistedState> {
+    return updateState(this.deps.paths.stateFile, change, { log: this.deps.log, clock: this.deps.clock });
   }
 
   /** One full pass: resolve against the source, fetch and verify what is missing, activate, prune. */
@@ -208,7 +213,7 @@ export class Reconciler {
    * runs `kata-sysextctl refresh --release-holds`), and lifts the holds on `release`.
    */
   private async hold(files: Record<string, string[]>, why: string, release: Record<string, string[]> = {}) {
-    const { held } = await updateState(this.deps.paths.stateFile, (state) => {
+    const { held } = await this.updateState((state) => {
       const merged: Record<string, string[]> = {};
       for (const member of new Set([...Object.keys(state.held), ...Object.keys(files)])) {
         const lifted = new Set(release[member] ?? []);
@@ -273,6 +278,7 @@ export class Reconciler {
       await this.deps.store.ensure();
       lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
+      await sweepState(this.deps.paths.stateFile, { log, clock: this.deps.clock });
       for (const member of this.deps.members) {
         for (const name of await member.link.sweep()) log.info(`removed ${name}, left by a link switch cut short`);
       }
@@ -370,7 +376,7 @@ export class Reconciler {
     await this.deps.sysext.refresh();
     const observed = await this.observe();
     await this.ensureRegistration(observed);
-    await updateState(this.deps.paths.stateFile, () => ({ switching: null }));
+    await this.updateState(() => ({ switching: null }));
     return observed;
   }
 
@@ -430,16 +436,16 @@ export class Reconciler {
       case "switch": {
         this.emit({ kind: "state", state: "activating" });
         // Recorded before the first link moves: if the daemon dies inside the switch, the next pass finds it.
-        await updateState(this.deps.paths.stateFile, () => ({ switching: action.changes }));
+        await this.updateState(() => ({ switching: action.changes }));
         let result: Awaited<ReturnType<Reconciler["switch"]>>;
         try {
           result = await this.switch(action.changes, observed);
         } catch (err) {
           // Undone by its own stages: nothing is left half-way.
-          await updateState(this.deps.paths.stateFile, () => ({ switching: null }));
+          await this.updateState(() => ({ switching: null }));
           throw err;
         }
-        await updateState(this.deps.paths.stateFile, (state) => {
+        await this.updateState((state) => {
           const previousCompanions = { ...state.previousCompanions };
           let previous = state.previous;
           for (const change of action.changes) {
@@ -497,7 +503,7 @@ export class Reconciler {
     if (Object.keys(held).length === 0 || heldUnder === null || heldUnder === configDigest(this.deps.config)) {
       return observed;
     }
-    const state = await updateState(this.deps.paths.stateFile, () => ({ held: {}, heldUnder: null }));
+    const state = await this.updateState(() => ({ held: {}, heldUnder: null }));
     this.deps.log.notice(
       `the configuration changed since ${Object.values(held).flat().join(", ")} were held; the holds are lifted`,
     );
@@ -623,12 +629,12 @@ export class Reconciler {
         deferred[view.name] = target.file;
       }
     }
-    await updateState(this.deps.paths.stateFile, () => ({ deferred }));
+    await this.updateState(() => ({ deferred }));
   }
 
   /** Records how the pass ended; read-modify-write, because a switch in this pass updated `previous`. */
   private async remember(last: { result: "ok" | "failed"; error: KataError | null }): Promise<void> {
-    await updateState(this.deps.paths.stateFile, (state) => ({
+    await this.updateState((state) => ({
       // A pass that reached its goal has done (or superseded) what an earlier one deferred to the next boot.
       deferred: last.result === "ok" ? {} : state.deferred,
       lastReconcile: {

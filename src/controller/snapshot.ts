@@ -33,6 +33,7 @@ export function initialStatus(opts: {
     preflight: null,
     lastReconcile: null,
     download: null,
+    stateDamage: null,
     // A daemon that has not concluded its first pass is still finding out.
     state: "resolving",
   };
@@ -94,7 +95,14 @@ export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput)
       remedy: outcome.error?.remedy ?? null,
     },
     download: null,
+    stateDamage: observed === null ? base.stateDamage : observed.stateDamage,
     state:
-      outcome.result === "failed" ? (active === null ? "error" : "degraded") : failedPreflight ? "degraded" : "idle",
+      outcome.result === "failed"
+        ? active === null
+          ? "error"
+          : "degraded"
+        : failedPreflight || observed?.stateDamage
+          ? "degraded"
+          : "idle",
   };
 }

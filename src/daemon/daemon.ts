@@ -139,7 +139,7 @@ export class Daemon implements ApiActions {
     const result = this.serial(async () => {
       const started = this.deps.clock.monotonicMs();
       if (options.releaseHolds === true) {
-        await releaseHolds(this.deps.stateFile);
+        await releaseHolds(this.deps.stateFile, { log: this.deps.log, clock: this.deps.clock });
         this.deps.log.notice("holds of earlier rollbacks lifted on request");
       }
       const outcome = await this.deps.reconciler.reconcile();
@@ -203,7 +203,7 @@ export class Daemon implements ApiActions {
       this.background(
         this.serial(async () => {
           if (this.pendingUpdate !== null || this.doc.nextBoot === null) return;
-          await clearNextBoot(this.deps.stateFile);
+          await clearNextBoot(this.deps.stateFile, { log: this.deps.log, clock: this.deps.clock });
           this.update({ ...this.doc, nextBoot: null });
         }),
       );

@@ -51,6 +51,6 @@ export async function stageNextBoot(deps: StageDeps, current: HostRelease, versi
       ERROR_CODE: error.code,
     });
   }
-  await updateState(deps.stateFile, () => ({ nextBoot: next }));
+  await updateState(deps.stateFile, () => ({ nextBoot: next }), { log: deps.log });
   return next;
 }

@@ -82,4 +82,6 @@ export const MessageId = {
   verificationFailed: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f004",
   preflightFailed: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f005",
   nextBootStaged: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f006",
+  stateRestored: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f007",
+  stateLost: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f008",
 } as const;

@@ -23,18 +23,25 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode 
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${++writes}.tmp`);
   const handle = await open(tmp, "w", mode);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(tmp, path);
   } catch (err) {
+    // A full disk fails the write or the sync: the partial temp file must not stay behind.
     await rm(tmp, { force: true });
     throw err;
   }
   await fsyncDir(dirname(path));
+}
+
+/** Whether `name` is a temp file of writeFileAtomic for a file named `base` (left behind only by a crash). */
+export function isTempOf(name: string, base: string): boolean {
+  const prefix = `.${base}.`;
+  return name.startsWith(prefix) && /^\d+\.\d+\.tmp$/.test(name.slice(prefix.length));
 }
 
 /** Points the symlink `link` at `target` atomically: a new symlink beside it, renamed over the old one. */

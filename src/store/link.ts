@@ -2,6 +2,8 @@
 // systemd-sysext sees the old image or the new one, never a missing link in between.
 import { lstat, mkdir, readdir, readlink, rm } from "node:fs/promises";
 import { basename, dirname, relative, resolve } from "node:path";
+import { KataError } from "../errors.ts";
+import { fileNameProblem } from "../release/names.ts";
 import { removeDurably, replaceSymlink } from "./fsutil.ts";
 
 export type LinkState =
@@ -41,6 +43,14 @@ export class ActiveLink {
    * the host and under --root.
    */
   async point(file: string): Promise<void> {
+    // The name may come from state.json: whatever it says, the link never leaves the store.
+    const problem = fileNameProblem(file);
+    if (problem !== null) {
+      throw new KataError("store-failed", `refusing to point ${this.path} at ${JSON.stringify(file)}: it ${problem}`, {
+        remedy:
+          "the name did not come from the store; run `kata-sysextctl refresh` to decide again from what is stored",
+      });
+    }
     await mkdir(dirname(this.path), { recursive: true });
     await replaceSymlink(this.path, relative(dirname(this.path), resolve(this.storeDir, file)));
   }

@@ -5,10 +5,14 @@
 // Every write is a read-modify-write through updateState, one writer at a time: a pass writes it under the store
 // lock while the daemon records a next boot or lifts holds outside any pass, and a `kata-sysextd --once` may run
 // beside the daemon. Two overlapping updates would each write what they read, and one change would be lost.
-import { mkdir, readFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
-import { KataError } from "../errors.ts";
-import { writeFileAtomic } from "./fsutil.ts";
+import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { type Clock, systemClock } from "../clock.ts";
+import { fail, KataError, ok, type Result } from "../errors.ts";
+import { readSmallFile } from "../files.ts";
+import { type Logger, MessageId } from "../log/logger.ts";
+import { extensionNameProblem, fileNameProblem } from "../release/names.ts";
+import { fsyncDir, isTempOf, writeFileAtomic } from "./fsutil.ts";
 import { acquireLock } from "./lock.ts";
 
 export interface NextBoot {
@@ -80,29 +84,233 @@ export const EMPTY_STATE: PersistedState = {
   lastSwitch: null,
 };
 
-export async function readState(file: string): Promise<PersistedState> {
+// The schema, checked on every read. Store file names and member names are checked as names, so no path that
+// comes from this file can point outside the store (a switch record with from: "../../x" would otherwise move
+// the live link there). Fields added after schema 1 was first written may be absent and read as empty.
+
+type Check<T> = (value: unknown, at: string) => T;
+
+class StateInvalid extends Error {}
+
+const problem = (at: string, expected: string, value: unknown): never => {
+  const shown = JSON.stringify(value) ?? String(value);
+  throw new StateInvalid(`${at} must be ${expected}, got ${shown.length > 80 ? `${shown.slice(0, 80)}…` : shown}`);
+};
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+const text: Check<string> = (v, at) => (typeof v === "string" ? v : problem(at, "a string", v));
+const flag: Check<boolean> = (v, at) => (typeof v === "boolean" ? v : problem(at, "true or false", v));
+const instant: Check<string> = (v, at) =>
+  typeof v === "string" && !Number.isNaN(Date.parse(v)) ? v : problem(at, "an ISO-8601 time", v);
+const storeFile: Check<string> = (v, at) => {
+  if (typeof v !== "string") return problem(at, "a store file name", v);
+  const why = fileNameProblem(v);
+  return why === null ? v : problem(at, `a store file name (this one ${why})`, v);
+};
+const memberName = (key: string, at: string): string => {
+  const why = extensionNameProblem(key);
+  return why === null ? key : problem(`${at} key`, `an extension name (this one ${why})`, key);
+};
+const orNull =
+  <T>(check: Check<T>): Check<T | null> =>
+  (v, at) =>
+    v === null ? null : check(v, at);
+const listOf =
+  <T>(check: Check<T>): Check<T[]> =>
+  (v, at) =>
+    Array.isArray(v) ? v.map((item, i) => check(item, `${at}[${i}]`)) : problem(at, "a list", v);
+/** A record by member name; built with fromEntries, so a key such as "__proto__" stays a plain key. */
+const byMember =
+  <T>(check: Check<T>): Check<Record<string, T>> =>
+  (v, at) =>
+    isObject(v)
+      ? Object.fromEntries(Object.entries(v).map(([k, item]) => [memberName(k, at), check(item, `${at}.${k}`)]))
+      : problem(at, "an object by member name", v);
+/** A field of `obj`; an absent one reads as `empty` (written by an older version). */
+const field = <T>(obj: Record<string, unknown>, key: string, check: Check<T>, empty: T, at = ""): T =>
+  Object.hasOwn(obj, key) ? check(obj[key], `${at}${key}`) : empty;
+
+const nextBoot: Check<NextBoot> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object", v);
+  return {
+    flatcarVersion: text(v.flatcarVersion, `${at}.flatcarVersion`),
+    kata: orNull(text)(v.kata, `${at}.kata`),
+    file: orNull(storeFile)(v.file, `${at}.file`),
+    staged: flag(v.staged, `${at}.staged`),
+    reason: orNull(text)(v.reason, `${at}.reason`),
+    companions: field(v, "companions", byMember(storeFile), {}, `${at}.`),
+    stagedOn: field(v, "stagedOn", orNull(text), null, `${at}.`),
+  };
+};
+
+const RESULTS = ["ok", "failed", "deferred"] as const;
+const lastReconcile: Check<NonNullable<PersistedState["lastReconcile"]>> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object", v);
+  const result = v.result;
+  if (!RESULTS.includes(result as (typeof RESULTS)[number])) problem(`${at}.result`, RESULTS.join(" or "), result);
+  return {
+    at: instant(v.at, `${at}.at`),
+    result: result as (typeof RESULTS)[number],
+    error: orNull(text)(v.error ?? null, `${at}.error`),
+    remedy: orNull(text)(v.remedy ?? null, `${at}.remedy`),
+  };
+};
+
+const linkChange: Check<LinkChangeRecord> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object {member, from, to}", v);
+  return {
+    member: memberName(text(v.member, `${at}.member`), `${at}.member`),
+    from: orNull(storeFile)(v.from, `${at}.from`),
+    to: storeFile(v.to, `${at}.to`),
+  };
+};
+
+/** state.json's text as a checked PersistedState, or what is wrong with it (field path and what was expected). */
+export function parseState(json: string): Result<PersistedState, string> {
+  let doc: unknown;
   try {
-    const parsed = JSON.parse(await readFile(file, "utf8")) as Partial<PersistedState>;
-    if (parsed.schema !== 1) return { ...EMPTY_STATE };
-    const nextBoot = parsed.nextBoot ? { ...parsed.nextBoot, companions: parsed.nextBoot.companions ?? {} } : null;
-    // Fields added later default to empty, so a state file from an older version reads cleanly.
-    return {
-      ...EMPTY_STATE,
-      ...parsed,
-      previousCompanions: parsed.previousCompanions ?? {},
-      deferred: parsed.deferred ?? {},
-      held: parsed.held ?? {},
-      nextBoot,
-    };
-  } catch {
-    // Missing or unreadable state is not fatal: everything important can be re-observed from disk.
-    return { ...EMPTY_STATE };
+    doc = JSON.parse(json);
+  } catch (err) {
+    return fail(`is not JSON (${(err as Error).message})`);
+  }
+  try {
+    if (!isObject(doc)) return problem("the file", "a JSON object", doc);
+    if (doc.schema !== 1) return problem("schema", "1", doc.schema);
+    return ok({
+      schema: 1,
+      previous: field(doc, "previous", orNull(storeFile), null),
+      previousCompanions: field(doc, "previousCompanions", byMember(orNull(storeFile)), {}),
+      nextBoot: field(doc, "nextBoot", orNull(nextBoot), null),
+      deferred: field(doc, "deferred", byMember(storeFile), {}),
+      held: field(doc, "held", byMember(listOf(storeFile)), {}),
+      heldUnder: field(doc, "heldUnder", orNull(text), null),
+      lastReconcile: field(doc, "lastReconcile", orNull(lastReconcile), null),
+      switching: field(doc, "switching", orNull(listOf(linkChange)), null),
+      lastSwitch: field(doc, "lastSwitch", orNull(listOf((v, at) => memberName(text(v, at), at))), null),
+    });
+  } catch (err) {
+    if (err instanceof StateInvalid) return fail(`is not valid: ${err.message}`);
+    throw err;
   }
 }
 
-async function writeState(file: string, state: PersistedState): Promise<void> {
-  await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
+/** state.json is a few KiB; anything near this is not ours. */
+export const STATE_MAX_BYTES = 4 * 1024 * 1024;
+
+export interface StateOptions {
+  /** Where recoveries are reported (the journal); without it they are silent. */
+  log?: Logger;
+  clock?: Clock;
+  /** How long recovering or updating waits for another process's update of the file. */
+  lockWaitMs?: number;
 }
+
+/** The last good copy, written before each replace of the file. */
+export const backupOf = (file: string): string => `${file}.bak`;
+/** Where an unusable state file is moved: `state.json.corrupt-<time>` (its backup: `…-<time>.bak`). */
+const CORRUPT_INFIX = ".corrupt-";
+
+type Loaded = { kind: "ok"; state: PersistedState } | { kind: "missing" } | { kind: "bad"; problem: string };
+
+async function load(path: string): Promise<Loaded> {
+  const read = await readSmallFile(path, STATE_MAX_BYTES);
+  switch (read.kind) {
+    case "ok": {
+      const parsed = parseState(read.text);
+      return parsed.ok ? { kind: "ok", state: parsed.value } : { kind: "bad", problem: parsed.error };
+    }
+    case "missing":
+      return read;
+    case "not-regular":
+      return { kind: "bad", problem: `is ${read.what}` };
+    case "too-large":
+      return { kind: "bad", problem: `is larger than ${read.maxBytes} bytes` };
+    case "unreadable":
+      return { kind: "bad", problem: read.message };
+  }
+}
+
+/**
+ * The persisted state, checked against its schema on every read. An unusable file is never trusted: the last
+ * good copy (state.json.bak) is used instead, and when that is unusable too both are moved aside and the state
+ * starts empty, loudly (recover()). A missing file (first start) is the empty state.
+ */
+export async function readState(file: string, options: StateOptions = {}): Promise<PersistedState> {
+  const primary = await load(file);
+  if (primary.kind === "ok") return primary.state;
+  if (primary.kind === "missing" && (await load(backupOf(file))).kind === "missing") return { ...EMPTY_STATE };
+  // Judged again under the lock: another process may be replacing the file right now.
+  return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, () => recover(file, options));
+}
+
+/** Under the state lock: the file's state, or its last good copy's, or (both unusable) an empty one. */
+async function recover(file: string, options: StateOptions): Promise<PersistedState> {
+  const primary = await load(file);
+  if (primary.kind === "ok") return primary.state;
+  const backup = await load(backupOf(file));
+  if (primary.kind === "missing" && backup.kind === "missing") return { ...EMPTY_STATE };
+  const why = primary.kind === "bad" ? primary.problem : "is missing";
+  if (backup.kind === "ok") {
+    // Put back at once, so the damage is reported once and not by every read until the next update.
+    await writeFileAtomic(file, serialize(backup.state));
+    options.log?.warning(`${file} ${why}; replaced by its last good copy ${backupOf(file)}`, {
+      MESSAGE_ID: MessageId.stateRestored,
+      STATE_FILE: file,
+    });
+    return backup.state;
+  }
+  const stamp = (options.clock ?? systemClock).now().toISOString().replace(/[:.]/g, "");
+  const movedTo = `${file}${CORRUPT_INFIX}${stamp}`;
+  if (primary.kind === "bad") await rename(file, movedTo);
+  if (backup.kind === "bad") await rename(backupOf(file), `${movedTo}.bak`);
+  await fsyncDir(dirname(file));
+  const backupWhy = backup.kind === "bad" ? backup.problem : "is missing";
+  options.log?.error(
+    `${file} ${why} and its last good copy ${backupWhy}; moved aside to ${movedTo}, starting with an empty state: the rollback target, holds and the image staged for the next boot are forgotten`,
+    { MESSAGE_ID: MessageId.stateLost, STATE_FILE: file, REMEDY: stateLostRemedy(movedTo) },
+  );
+  return { ...EMPTY_STATE };
+}
+
+const stateLostRemedy = (movedTo: string): string =>
+  `the next passes rebuild what they can (the active image, the next boot's image); look at ${movedTo} for what was lost (a rollback target, holds), then remove it: /status says "degraded" while it is there`;
+
+/** The newest state file moved aside as unusable, or null: while one is there /status says "degraded". */
+export async function stateDamage(file: string): Promise<{ movedTo: string; remedy: string } | null> {
+  const prefix = `${basename(file)}${CORRUPT_INFIX}`;
+  const names = await readdir(dirname(file)).catch(() => [] as string[]);
+  const moved = names.filter((n) => n.startsWith(prefix) && !n.endsWith(".bak")).sort();
+  const newest = moved.at(-1);
+  if (newest === undefined) return null;
+  const movedTo = join(dirname(file), newest);
+  return { movedTo, remedy: stateLostRemedy(movedTo) };
+}
+
+/**
+ * Removes the temp files of state writes that a crash (kill -9, power loss) left behind. Under the state lock,
+ * so no write of another process is between its temp file and its rename. Run at start; returns what it removed.
+ */
+export async function sweepState(file: string, options: StateOptions = {}): Promise<string[]> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+  return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, async () => {
+    const names = await readdir(dirname(file)).catch(() => [] as string[]);
+    const stale = names.filter((n) => isTempOf(n, basename(file)) || isTempOf(n, basename(backupOf(file))));
+    for (const name of stale) await rm(join(dirname(file), name), { force: true });
+    if (stale.length > 0)
+      options.log?.info(`removed ${stale.length} leftover temp file(s) of ${file}: ${stale.join(", ")}`);
+    return stale;
+  });
+}
+
+async function writeState(file: string, previous: PersistedState | null, state: PersistedState): Promise<void> {
+  // The state being replaced was read and checked a moment ago: it is the last good copy. A file that did not
+  // check out is never copied over a good backup.
+  if (previous !== null) await writeFileAtomic(backupOf(file), serialize(previous));
+  await writeFileAtomic(file, serialize(state));
+}
+
+const serialize = (state: PersistedState): string => `${JSON.stringify(state, null, 2)}\n`;
 
 /** How long an update waits for another process's; each holds the lock only to read and write the file. */
 const LOCK_WAIT_MS = 10_000;
@@ -119,12 +327,20 @@ const queued = new Map<string, Promise<void>>();
 export function updateState(
   file: string,
   change: (state: PersistedState) => Partial<PersistedState>,
-  options: { lockWaitMs?: number } = {},
+  options: StateOptions = {},
 ): Promise<PersistedState> {
   const key = resolve(file);
-  const update = (queued.get(key) ?? Promise.resolve()).then(() =>
-    updateLocked(file, change, options.lockWaitMs ?? LOCK_WAIT_MS),
-  );
+  const update = (queued.get(key) ?? Promise.resolve()).then(async () => {
+    await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+    return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, async () => {
+      const state = await recover(file, options);
+      const changed = change(state);
+      if (Object.keys(changed).length === 0) return state;
+      const next = { ...state, ...changed };
+      await writeState(file, state, next);
+      return next;
+    });
+  });
   const settled = update.then(
     () => undefined,
     () => undefined,
@@ -137,12 +353,8 @@ export function updateState(
   return update;
 }
 
-async function updateLocked(
-  file: string,
-  change: (state: PersistedState) => Partial<PersistedState>,
-  waitMs: number,
-): Promise<PersistedState> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+/** Runs `fn` holding the flock on `<file>.lock`: one reader-that-repairs or writer of the file at a time. */
+async function withStateLock<T>(file: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
   const lockFile = `${file}.lock`;
   const lock = await acquireLock(lockFile, {
     waitMs,
@@ -156,23 +368,22 @@ async function updateLocked(
       ),
   });
   try {
-    const state = await readState(file);
-    const changed = change(state);
-    if (Object.keys(changed).length === 0) return state;
-    const next = { ...state, ...changed };
-    await writeState(file, next);
-    return next;
+    return await fn();
   } finally {
     await lock.release();
   }
 }
 
 /** Forgets a pending next boot (the update was booted, or update_engine no longer has one pending). */
-export async function clearNextBoot(file: string): Promise<void> {
-  await updateState(file, (state) => (state.nextBoot !== null ? { nextBoot: null } : {}));
+export async function clearNextBoot(file: string, options: StateOptions = {}): Promise<void> {
+  await updateState(file, (state) => (state.nextBoot !== null ? { nextBoot: null } : {}), options);
 }
 
 /** Lifts the holds of earlier rollbacks (the configuration changed: the operator decided anew). */
-export async function releaseHolds(file: string): Promise<void> {
-  await updateState(file, (state) => (Object.keys(state.held).length > 0 ? { held: {}, heldUnder: null } : {}));
+export async function releaseHolds(file: string, options: StateOptions = {}): Promise<void> {
+  await updateState(
+    file,
+    (state) => (Object.keys(state.held).length > 0 ? { held: {}, heldUnder: null } : {}),
+    options,
+  );
 }

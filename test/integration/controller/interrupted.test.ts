@@ -1,9 +1,11 @@
 // A switch the daemon died inside, found by the next pass, with a model of systemd-sysext whose refresh merges
 // whatever the link names at that moment (under --root the real one cannot follow the symlink, ENVIRONMENT.md).
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { statusAfterPass } from "../../../src/controller/snapshot.ts";
+import { createLogger, type Fields, MessageId } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { ActiveLink } from "../../../src/store/link.ts";
 import type { Sysext } from "../../../src/sysext/sysext.ts";
@@ -11,6 +13,7 @@ import { buildImage } from "../../helpers/images.ts";
 import { reconcilerOn } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, recordInterruptedSwitch, writeConfig } from "../../helpers/sandbox.ts";
+import { statusDoc } from "../api/documents.ts";
 
 const A = "kata-containers-3.32.0-x86-64.raw";
 const B = "kata-containers-3.33.0-x86-64.raw";
@@ -49,9 +52,11 @@ async function hostInsideSwitch() {
   writeFileSync(join(root, "usr/lib/extension-release.d/extension-release.kata-containers"), "ID=_any\n");
   mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
   writeFileSync(join(root, "usr/share/containerd/config.toml"), "version = 2\n");
+  const log = createLogger((level, message, fields) => journal.push({ level, message, fields }));
+  const journal: { level: string; message: string; fields: Fields }[] = [];
   const reconciler = async (policy: string, url = server.url) => {
     writeConfig(root, `[source]\nurl = "${url}"\n${policy}`);
-    return reconcilerOn(root, { sysext, preflight: null });
+    return reconcilerOn(root, { sysext, preflight: null, log });
   };
   expect((await (await reconciler('[policy]\nversions = "<3.33"\n')).reconcile()).result).toBe("ok");
   expect((await (await reconciler("")).reconcile()).result).toBe("ok");
@@ -59,7 +64,7 @@ async function hostInsideSwitch() {
   recordInterruptedSwitch(root, A, B);
   const registered = () => readFileSync(join(root, "etc/kata-sysextd/containerd.toml"), "utf8");
   expect(registered()).toContain("kata-qemu");
-  return { root, paths, link, linked, merge, reconciler, registered };
+  return { root, paths, link, linked, merge, reconciler, registered, journal };
 }
 
 describe("a switch the daemon died inside", () => {
@@ -84,5 +89,48 @@ describe("a switch the daemon died inside", () => {
     expect(host.linked()).toBe(A);
     expect(host.registered()).not.toContain("kata-qemu");
     expect(host.registered()).toContain("kata-clh");
+  });
+
+  it("a switch record naming a file outside the store is refused: the link never leaves the store", async () => {
+    const host = await hostInsideSwitch();
+    recordInterruptedSwitch(host.root, "../../../../../tmp/elsewhere.raw", B);
+    const seen: string[] = [];
+    const watch = setInterval(() => seen.push(readlinkSync(host.link.path)), 1);
+    try {
+      const pass = await (await host.reconciler("")).reconcile();
+      expect(pass.result, pass.error?.message).toBe("ok");
+    } finally {
+      clearInterval(watch);
+    }
+    expect(host.linked()).toBe(B);
+    expect(seen.every((target) => target.startsWith("../../var/lib/kata-sysextd/images/"))).toBe(true);
+    const restored = host.journal.filter((r) => r.fields.MESSAGE_ID === MessageId.stateRestored);
+    expect(restored).toHaveLength(1);
+    expect(restored[0]?.message).toContain(
+      'switching[0].from must be a store file name (this one contains a path separator), got "../../../../../tmp/elsewhere.raw"',
+    );
+  });
+
+  it("with state.json and its backup unusable, the pass starts empty and /status says degraded until the moved file is gone", async () => {
+    const host = await hostInsideSwitch();
+    writeFileSync(host.paths.stateFile, '{"schema":1,"switching":"yes"}');
+    writeFileSync(`${host.paths.stateFile}.bak`, "");
+    const pass = await (await host.reconciler("")).reconcile();
+    expect(pass.result, pass.error?.message).toBe("ok");
+    expect(host.linked()).toBe(B);
+    expect(host.journal.filter((r) => r.fields.MESSAGE_ID === MessageId.stateLost)).toHaveLength(1);
+    const status = statusAfterPass({
+      base: statusDoc(),
+      outcome: pass,
+      at: "2026-12-02T08:00:00.000Z",
+      preflight: null,
+    });
+    expect(status.state).toBe("degraded");
+    expect(status.stateDamage?.movedTo).toMatch(/state\.json\.corrupt-/);
+    rmSync(status.stateDamage?.movedTo ?? "");
+    const after = await (await host.reconciler("")).reconcile();
+    const healthy = statusAfterPass({ base: status, outcome: after, at: "2026-12-02T08:01:00.000Z", preflight: null });
+    expect(healthy).toMatchObject({ state: "idle", stateDamage: null });
+    expect(host.journal.filter((r) => r.fields.MESSAGE_ID === MessageId.stateLost)).toHaveLength(1);
   });
 });

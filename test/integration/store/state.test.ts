@@ -1,12 +1,25 @@
 // state.json updates with real files and processes: concurrent updates in one process, and another process
 // holding the state lock (the daemon and a `kata-sysextd --once` write the same file).
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, assert, beforeEach, describe, expect, it } from "vitest";
+import type { Clock } from "../../../src/clock.ts";
 import { KataError } from "../../../src/errors.ts";
-import { clearNextBoot, releaseHolds, updateState } from "../../../src/store/state.ts";
+import { run } from "../../../src/exec.ts";
+import { createLogger, type Fields, type Level, MessageId } from "../../../src/log/logger.ts";
+import {
+  backupOf,
+  clearNextBoot,
+  EMPTY_STATE,
+  readState,
+  releaseHolds,
+  stateDamage,
+  sweepState,
+  updateState,
+} from "../../../src/store/state.ts";
 import { holdLock } from "../../helpers/lock-holder.ts";
 
 let dir: string;
@@ -92,5 +105,134 @@ describe("state.json updates", () => {
       await other.kill();
     }
     expect((await updateState(file, () => ({ heldUnder: "after" }))).heldUnder).toBe("after");
+  });
+});
+
+const IMAGE = "kata-containers-3.32.0-x86-64.raw";
+const OLD = "kata-containers-3.31.0-x86-64.raw";
+
+/** A logger that keeps what it is told, and a clock fixed at one instant. */
+function journal() {
+  const records: { level: Level; message: string; fields: Fields }[] = [];
+  const log = createLogger((level, message, fields) => records.push({ level, message, fields }), "debug");
+  const clock: Clock = {
+    now: () => new Date("2026-12-02T07:45:00.123Z"),
+    monotonicMs: () => 0,
+    sleep: async () => {},
+  };
+  const ids = () => records.map((r) => r.fields.MESSAGE_ID).filter((id) => id !== undefined);
+  return { records, log, clock, ids };
+}
+
+describe("a damaged state.json", () => {
+  it("writes the state being replaced to state.json.bak before each replace", async () => {
+    await updateState(file, () => ({ previous: OLD }));
+    await updateState(file, () => ({ previous: IMAGE }));
+    expect(onDisk().previous).toBe(IMAGE);
+    expect(JSON.parse(readFileSync(backupOf(file), "utf8")).previous).toBe(OLD);
+  });
+
+  it.each([
+    ["truncated", (good: string) => good.slice(0, good.length / 2)],
+    ["garbage", () => "\u0000garbage"],
+    ["a list", () => "[]"],
+    ["another schema", () => '{"schema":2,"members":{}}'],
+    ["wrong types", (good: string) => good.replace('"switching": null', '"switching": "yes"')],
+    [
+      "a switch from outside the store",
+      () => `{"schema":1,"switching":[{"member":"kata-containers","from":"../../../x","to":"${IMAGE}"}]}`,
+    ],
+  ])("%s: the last good copy is used and the journal says so", async (_, damage) => {
+    const { log, clock, records, ids } = journal();
+    await updateState(file, () => ({ previous: OLD, held: { "kata-containers": [IMAGE] } }));
+    await updateState(file, () => ({ heldUnder: "digest" }));
+    writeFileSync(file, damage(readFileSync(file, "utf8")));
+    const state = await readState(file, { log, clock });
+    expect(state).toMatchObject({ previous: OLD, held: { "kata-containers": [IMAGE] }, heldUnder: null });
+    expect(ids()).toEqual([MessageId.stateRestored]);
+    expect(records[0]?.message).toContain(`replaced by its last good copy ${file}.bak`);
+    expect(onDisk()).toMatchObject({ previous: OLD, heldUnder: null });
+    // The next update repairs the file from the good copy, and never copies the damaged one over the backup.
+    await updateState(file, () => ({ lastSwitch: ["kata-containers"] }), { log, clock });
+    expect(onDisk()).toMatchObject({ previous: OLD, lastSwitch: ["kata-containers"] });
+    expect(JSON.parse(readFileSync(backupOf(file), "utf8")).previous).toBe(OLD);
+    expect(await stateDamage(file)).toBeNull();
+  });
+
+  it("when the backup is bad too: both are moved aside, the state starts empty, loudly, once", async () => {
+    const { log, clock, records, ids } = journal();
+    writeFileSync(file, '{"schema":1,"switching":"yes"}');
+    writeFileSync(backupOf(file), "{");
+    expect(await readState(file, { log, clock })).toEqual(EMPTY_STATE);
+    const movedTo = `${file}.corrupt-2026-12-02T074500123Z`;
+    expect(readdirSync(dir).sort()).toEqual(
+      [
+        "state.json.corrupt-2026-12-02T074500123Z",
+        "state.json.corrupt-2026-12-02T074500123Z.bak",
+        "state.json.lock",
+      ].sort(),
+    );
+    expect(readFileSync(movedTo, "utf8")).toBe('{"schema":1,"switching":"yes"}');
+    expect(ids()).toEqual([MessageId.stateLost]);
+    expect(records[0]).toMatchObject({ level: "error" });
+    expect(records[0]?.message).toContain(`moved aside to ${movedTo}`);
+    expect(records[0]?.message).toContain('switching must be a list, got "yes"');
+    expect(await stateDamage(file)).toMatchObject({ movedTo });
+    // Said once: the next read finds nothing and starts empty without another record.
+    expect(await readState(file, { log, clock })).toEqual(EMPTY_STATE);
+    expect(records).toHaveLength(1);
+    rmSync(movedTo);
+    expect(await stateDamage(file)).toBeNull();
+  });
+
+  it("a FIFO in its place is judged, not read until something writes to it", async () => {
+    const { log, clock, ids } = journal();
+    execFileSync("mkfifo", [file]);
+    expect(await readState(file, { log, clock })).toEqual(EMPTY_STATE);
+    expect(ids()).toEqual([MessageId.stateLost]);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it("a missing file with no backup is the first start: empty, and nothing said", async () => {
+    const { log, clock, records } = journal();
+    expect(await readState(file, { log, clock })).toEqual(EMPTY_STATE);
+    expect(records).toEqual([]);
+  });
+});
+
+describe("temp files of state writes", () => {
+  it("a write that fails on a full disk leaves no temp file behind", async () => {
+    const mountPoint = join(dir, "full");
+    mkdirSync(mountPoint);
+    await run("mount", ["-t", "tmpfs", "-o", "size=64k", "kata-state-test", mountPoint], { check: true });
+    try {
+      const small = join(mountPoint, "state.json");
+      await updateState(small, () => ({ heldUnder: "before" }));
+      const before = readdirSync(mountPoint).sort();
+      const huge = "x".repeat(256 * 1024);
+      const error = await updateState(small, () => ({ heldUnder: huge })).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect((error as NodeJS.ErrnoException | null)?.code).toBe("ENOSPC");
+      expect(readdirSync(mountPoint).sort()).toEqual(before);
+      expect(JSON.parse(readFileSync(small, "utf8")).heldUnder).toBe("before");
+    } finally {
+      await run("umount", [mountPoint], { check: true });
+    }
+  });
+
+  it("leftovers of a crash are swept at start, and nothing else", async () => {
+    const { log, records } = journal();
+    await updateState(file, () => ({ heldUnder: "kept" }));
+    const leftovers = [".state.json.4242.1.tmp", ".state.json.bak.4242.2.tmp"];
+    for (const name of leftovers) writeFileSync(join(dir, name), "half");
+    writeFileSync(join(dir, ".state.json.notes"), "not ours");
+    expect((await sweepState(file, { log })).sort()).toEqual(leftovers.sort());
+    expect(readdirSync(dir).sort()).toEqual([".state.json.notes", "state.json", "state.json.bak", "state.json.lock"]);
+    expect(records.map((r) => r.message)).toEqual([
+      `removed 2 leftover temp file(s) of ${file}: ${leftovers.join(", ")}`,
+    ]);
+    expect(onDisk().heldUnder).toBe("kept");
   });
 });
