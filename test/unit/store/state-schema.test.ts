@@ -50,7 +50,14 @@ describe("parseState refuses what kata-sysextd never writes, naming the field", 
     [
       "a next boot companion outside the store",
       state({
-        nextBoot: { flatcarVersion: "1", kata: null, file: null, staged: false, reason: null, companions: { ch: ".." } },
+        nextBoot: {
+          flatcarVersion: "1",
+          kata: null,
+          file: null,
+          staged: false,
+          reason: null,
+          companions: { ch: ".." },
+        },
       }),
       "nextBoot.companions.ch must be a store file name",
     ],
