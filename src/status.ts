@@ -76,5 +76,19 @@ export interface StatusDocument {
    * and next boot were forgotten. Null when not; while set, `state` is "degraded".
    */
   stateDamage: null | { movedTo: string; remedy: string };
+  /**
+   * Published releases the last pass left out because they failed verification or inspection before, newest
+   * first; the node may run an older release than the newest published one because of them.
+   */
+  skipped: SkippedRelease[];
   state: DaemonState;
+}
+
+export interface SkippedRelease {
+  member: string;
+  version: string;
+  file: string;
+  reason: string;
+  /** When a pass tries it again; null: never (the same bytes failed inspection). */
+  retryAt: string | null;
 }

@@ -1,7 +1,7 @@
 // JSON schemas of every API response. fastify compiles them into fast-json-stringify serializers, the OpenAPI
 // document is assembled from the same objects, and tests validate responses against them. Nullable fields use
 // type arrays rather than anyOf: fast-json-stringify picks an anyOf branch by running a validator per call.
-import type { DaemonState, DownloadProgress } from "../status.ts";
+import type { DaemonState, DownloadProgress, SkippedRelease } from "../status.ts";
 
 export type JsonSchema = { [key: string]: unknown };
 
@@ -48,6 +48,8 @@ export interface VersionsResult {
   remote: RemoteVersion[];
   /** Set when the source could not be listed; local versions are still reported. */
   remoteError: ErrorBody | null;
+  /** Releases the last pass skipped because they failed verification or inspection (see StatusDocument). */
+  skipped: SkippedRelease[];
 }
 
 export interface HealthBody {
@@ -119,6 +121,14 @@ export const downloadProgressSchema = object({
   bytesPerSecond: { type: "number", minimum: 0 },
 });
 
+export const skippedReleaseSchema = object({
+  member: str,
+  version: str,
+  file: str,
+  reason: str,
+  retryAt: { type: ["string", "null"], format: "date-time" },
+});
+
 export const statusDocumentSchema = object({
   daemon: object({ version: str, startedAt: { type: "string", format: "date-time" }, root: str }),
   host: object({ id: nullableStr, versionId: nullableStr, sysextLevel: nullableStr, arch: str }),
@@ -147,6 +157,7 @@ export const statusDocumentSchema = object({
   ),
   download: nullable(downloadProgressSchema),
   stateDamage: nullable(object({ movedTo: str, remedy: str })),
+  skipped: { type: "array", items: skippedReleaseSchema },
   state: { type: "string", enum: DAEMON_STATES },
 });
 
@@ -171,6 +182,7 @@ export const versionsSchema = object({
   local: { type: "array", items: object({ version: str, image: str, active: bool }) },
   remote: { type: "array", items: object({ version: str, compatible: bool, reason: nullableStr }) },
   remoteError: nullable(errorBodySchema),
+  skipped: { type: "array", items: skippedReleaseSchema },
 });
 
 /** Every line of the refresh stream; `type` says which of the optional members is set. */

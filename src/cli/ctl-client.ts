@@ -3,7 +3,7 @@
 import { parseArgs } from "node:util";
 import { ApiConnectError, type ApiResponse, type Endpoint, request, streamLines } from "../api/client.ts";
 import type { ActionResult, ErrorBody, VersionsResult } from "../api/schemas.ts";
-import type { DownloadProgress, StatusDocument } from "../status.ts";
+import type { DownloadProgress, SkippedRelease, StatusDocument } from "../status.ts";
 import { type CommandIo, EXIT } from "./io.ts";
 
 export type CtlVerb = "status" | "refresh" | "rollback" | "versions";
@@ -209,6 +209,7 @@ async function versions(io: CommandIo, res: ApiResponse, json: boolean): Promise
     for (const v of list.remote) {
       lines.push(`    ${v.version.padEnd(12)} ${v.compatible ? "compatible" : `not compatible: ${v.reason ?? "?"}`}`);
     }
+    for (const s of list.skipped ?? []) lines.push(`  skipped ${describeSkipped(s)}`);
     io.stdout.write(`${lines.join("\n")}\n`);
   }
   if (list.remoteError !== null) {
@@ -217,6 +218,11 @@ async function versions(io: CommandIo, res: ApiResponse, json: boolean): Promise
     return EXIT.failed;
   }
   return EXIT.ok;
+}
+
+function describeSkipped(s: SkippedRelease): string {
+  const again = s.retryAt === null ? "not tried again" : `tried again after ${s.retryAt}`;
+  return `${s.member} ${s.version}: ${s.reason} (${again})`;
 }
 
 // ---- answers from the daemon, checked before use ----
@@ -346,6 +352,7 @@ export function formatStatus(doc: StatusDocument): string {
     for (const hypervisor of pf.hypervisors) lines.push(`    ${hypervisor.verdict}`);
   }
   if (doc.download !== null) row("download", `${doc.download.file}: ${describeDownload(doc.download)}`);
+  for (const s of doc.skipped ?? []) row("skipped", describeSkipped(s));
   const last = doc.lastReconcile;
   row("state", `${doc.state}${last ? `; last reconcile ${last.result} at ${last.at}` : "; no reconcile yet"}`);
   if (last?.error) {

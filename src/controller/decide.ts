@@ -12,8 +12,10 @@ import { resolveOffline } from "../release/resolve.ts";
 import { resolveSet } from "../release/set.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
 import type { ImageStore } from "../store/store.ts";
+import { type CandidateChoice, candidateKey, chooseCandidates, type PublishedCandidate } from "./candidates.ts";
 import { type JudgedImage, judge, type Observed } from "./observe.ts";
 import type { Member, Targets } from "./reconciler.ts";
+import type { PublishedManifest } from "./source.ts";
 
 export interface DecideContext {
   config: Config;
@@ -22,7 +24,12 @@ export interface DecideContext {
   /** Kata first, then its companions. */
   members: Member[];
   log: Logger;
+  /** When a remembered failure's retry is due is judged against this. */
+  now: Date;
 }
+
+/** Per member: the candidates left out because they failed before, and the failures still worth keeping. */
+export type CandidateRecords = Map<string, Pick<CandidateChoice<PublishedCandidate>, "skipped" | "failures">>;
 
 export function memberNamed(ctx: Pick<DecideContext, "members">, name: string): Member {
   const found = ctx.members.find((m) => m.name === name);
@@ -38,7 +45,7 @@ export async function decideRemote(
   ctx: DecideContext,
   host: HostRelease,
   observed: Observed,
-): Promise<{ targets: Targets; metadata: ReleaseMetadata | undefined }> {
+): Promise<{ targets: Targets; metadata: ReleaseMetadata | undefined; candidates: CandidateRecords }> {
   const { config, arch } = ctx;
   const published = await Promise.all(
     ctx.members.map(async (member) => {
@@ -48,30 +55,38 @@ export async function decideRemote(
         ctx.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
       }
       const view = observed.members.find((m) => m.name === member.name);
-      // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
-      const held = new Set(observed.state.held[member.name] ?? []);
       // Quarantined: these very bytes failed inspection before (a republished file gets a fresh look).
       const bad = await Promise.all(parsed.entries.map((e) => ctx.store.isQuarantined(e.file, e.sha256)));
       // Stored images judged against the host this decision is for (the booted one, or an update's next
       // release): one made for another release is no candidate here, and is not fetched again either.
       const stored = judge(view?.images ?? [], host, member.name, arch);
-      const elsewhere = new Set(stored.filter((i) => !i.compatible).map((i) => i.file));
+      // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
+      const held = new Set(observed.state.held[member.name] ?? []);
+      const choice = chooseCandidates({
+        published: parsed.entries.map((e) => {
+          const name = splitImageFileName(e.file, member.name, arch);
+          return { ...e, version: typeof name === "string" ? e.file : name.version };
+        }),
+        failures: observed.state.failedCandidates[member.name] ?? [],
+        quarantined: new Set(parsed.entries.filter((_, i) => bad[i]).map((e) => candidateKey(e.file, e.sha256))),
+        held,
+        elsewhere: new Set(stored.filter((i) => !i.compatible).map((i) => i.file)),
+        now: ctx.now,
+      });
       return {
         member,
         manifest,
         rejected: parsed.rejected,
         offersAny: parsed.entries.some((e) => typeof splitImageFileName(e.file, member.name, arch) !== "string"),
-        entries: parsed.entries.filter((e, i) => !bad[i] && !held.has(e.file) && !elsewhere.has(e.file)),
+        entries: choice.tryable.map(({ version: _, ...entry }) => entry),
         installed: stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version),
+        choice,
       };
     }),
   );
   const [primary, ...companions] = published;
   if (primary === undefined) throw new KataError("internal", "no primary member");
-  const metadata = parsePublishedMetadata(primary.manifest.metadata, ctx.log);
-  // Remember it for the decisions taken offline (boot, rollback); forget it when the publisher dropped it.
-  if (primary.manifest.metadata === null) await rm(ctx.store.metadataFile, { force: true });
-  else await writeFileAtomic(ctx.store.metadataFile, primary.manifest.metadata);
+  const metadata = await publishedOrKeptMetadata(ctx, primary.manifest);
   const resolution = resolveSet({
     primary: {
       host,
@@ -100,12 +115,18 @@ export async function decideRemote(
     const unreadable = published
       .map((p) => ({ name: p.member.name, why: p.offersAny ? null : summarizeRejected(p.rejected) }))
       .find((p) => p.why !== null);
-    throw new KataError("no-compatible-version", `no acceptable Kata version: ${resolution.reasons.join("; ")}`, {
-      remedy:
-        unreadable === undefined
-          ? "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)"
-          : `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`,
-    });
+    const skipped = published.flatMap((p) => p.choice.skipped.map((c) => `${c.file}: ${c.reason}`));
+    const failedBefore = skipped.length === 0 ? "" : `; skipped after failing before: ${skipped.join("; ")}`;
+    throw new KataError(
+      "no-compatible-version",
+      `no acceptable Kata version: ${resolution.reasons.join("; ")}${failedBefore}`,
+      {
+        remedy:
+          unreadable === undefined
+            ? "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)"
+            : `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`,
+      },
+    );
   }
   const targets: Targets = new Map();
   for (const chosen of resolution.members) {
@@ -122,7 +143,36 @@ export async function decideRemote(
         stored || chosen.sha256 === null ? null : { url: member.source.imageUrl(chosen.file), sha256: chosen.sha256 },
     });
   }
-  return { targets, metadata };
+  const candidates: CandidateRecords = new Map(
+    published.map((p) => [p.member.name, { skipped: p.choice.skipped, failures: p.choice.failures }]),
+  );
+  return { targets, metadata, candidates };
+}
+
+/**
+ * The publisher's metadata.json, kept in the store for the decisions taken offline (boot, rollback) and forgotten
+ * when the publisher dropped it. When it could not be fetched, the pass goes on with the copy kept from last time
+ * (or none), with a warning, unless policy.kernel needs it: only the metadata says which kernel a release ships.
+ */
+async function publishedOrKeptMetadata(ctx: DecideContext, manifest: PublishedManifest) {
+  if (manifest.metadataUnavailable !== null) {
+    if (ctx.config.policy.kernel !== null) {
+      throw new KataError(
+        "fetch-failed",
+        `policy.kernel = "${ctx.config.policy.kernel}" needs ${METADATA_FILE}, which could not be fetched: ${manifest.metadataUnavailable}`,
+        { remedy: `the pass is retried; ${METADATA_FILE} says which guest kernel each release ships` },
+      );
+    }
+    const kept = await readKeptMetadata(ctx.store);
+    ctx.log.warning(
+      `${METADATA_FILE} could not be fetched (${manifest.metadataUnavailable}); going on with ${kept === undefined ? "none" : "the copy fetched last time"}`,
+    );
+    return kept;
+  }
+  const metadata = parsePublishedMetadata(manifest.metadata, ctx.log);
+  if (manifest.metadata === null) await rm(ctx.store.metadataFile, { force: true });
+  else await writeFileAtomic(ctx.store.metadataFile, manifest.metadata);
+  return metadata;
 }
 
 /**

@@ -7,11 +7,13 @@ import { KATA_ETC_CONFIG } from "../containerd/handlers.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { asKataError, KataError } from "../errors.ts";
 import { cleanupPartials } from "../fetch/download.ts";
+import { FetchError } from "../fetch/http.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
 import type { ReleaseMetadata } from "../release/metadata.ts";
 import type { HostRelease } from "../release/os-release.ts";
+import { compareVersions } from "../release/version.ts";
 import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
 import type { ActiveLink } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
@@ -21,7 +23,16 @@ import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { type ActivationDeps, type LinkChange, sharedFiles, switchImages } from "./activation.ts";
 import { fetchAndAdmit } from "./admit.ts";
-import { type DecideContext, decideOffline, decideRemote, memberNamed, qualifies, readKeptMetadata } from "./decide.ts";
+import { blamesCandidate, rememberFailure, type SkippedCandidate } from "./candidates.ts";
+import {
+  type CandidateRecords,
+  type DecideContext,
+  decideOffline,
+  decideRemote,
+  memberNamed,
+  qualifies,
+  readKeptMetadata,
+} from "./decide.ts";
 import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction, type Target } from "./plan.ts";
 import type { ReleaseSource } from "./source.ts";
@@ -258,7 +269,7 @@ export class Reconciler {
   }
 
   private async pass(
-    decide: (observed: Observed) => Promise<{ targets: Targets }>,
+    decide: (observed: Observed) => Promise<{ targets: Targets; candidates?: CandidateRecords }>,
     options: {
       requireActive?: boolean;
       onSuccess?: (observed: Observed) => Promise<void>;
@@ -291,6 +302,7 @@ export class Reconciler {
       this.offlineMetadata = await readKeptMetadata(this.deps.store);
       const wanted = (targets: Targets): string[] => [...targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
       let decision = await decide(observed);
+      await this.recordCandidates(decision.candidates);
       this.wantedFiles = wanted(decision.targets);
       for (let step = 0; step < MAX_STEPS + 2 * this.deps.members.length; step++) {
         const current = observed;
@@ -306,7 +318,17 @@ export class Reconciler {
           if (this.deps.config.policy.activation === "next-boot") await this.deferToNextBoot(current, decision.targets);
           return { result: "deferred", error: null, observed, unconfirmed };
         }
-        unconfirmed = (await this.carryOut(action, current)) ?? unconfirmed;
+        const failed = await this.carryOutOrBlame(action, current);
+        if (failed !== null) {
+          // The candidate failed verification or inspection: remembered, and the same pass falls back to the
+          // next newest in policy (each such download is a step, so the loop's bound holds).
+          observed = await this.observe();
+          decision = await decide(observed);
+          await this.recordCandidates(decision.candidates);
+          this.wantedFiles = wanted(decision.targets);
+          continue;
+        }
+        unconfirmed = this.lastUnconfirmed ?? unconfirmed;
         observed = await this.observe();
         const downloaded = action.kind === "download" ? action.target.file : null;
         const admitted = observed.members.some((m) => m.images.some((i) => i.file === downloaded && i.compatible));
@@ -322,6 +344,7 @@ export class Reconciler {
       }
       const verdict = await this.verdict(observed, decision.targets, requireActive);
       if (verdict !== null) throw verdict;
+      this.reportSkipped(observed, decision.candidates);
       await this.ensureRegistration(observed);
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
@@ -378,6 +401,82 @@ export class Reconciler {
     await this.ensureRegistration(observed);
     await this.updateState(() => ({ switching: null }));
     return observed;
+  }
+
+  /** The --root limitation note of the last step carried out by carryOutOrBlame. */
+  private lastUnconfirmed: string | null = null;
+
+  /**
+   * Carries out one step. A download whose image fails verification or inspection is not the end of the pass:
+   * the failure is remembered against the candidate (candidates.ts) and returned, so the pass can fall back.
+   */
+  private async carryOutOrBlame(action: Exclude<JointAction, { kind: "defer" }>, observed: Observed) {
+    this.lastUnconfirmed = null;
+    try {
+      this.lastUnconfirmed = await this.carryOut(action, observed);
+      return null;
+    } catch (err) {
+      const error = asKataError(err);
+      const status = err instanceof FetchError ? err.status : null;
+      const remote = action.kind === "download" ? action.target.remote : null;
+      if (action.kind !== "download" || remote === null || !blamesCandidate({ ...error, status })) throw err;
+      const { member, target } = action;
+      const failure = {
+        file: target.file,
+        version: target.version,
+        sha256: remote.sha256,
+        code: error.code,
+        reason: error.message,
+      };
+      const now = this.deps.clock.now();
+      const state = await updateState(this.deps.paths.stateFile, (s) => ({
+        failedCandidates: {
+          ...s.failedCandidates,
+          [member]: rememberFailure(s.failedCandidates[member] ?? [], failure, now),
+        },
+      }));
+      const record = state.failedCandidates[member]?.find((f) => f.file === target.file);
+      this.deps.log.warning(
+        `skipping ${target.file}: ${error.message}; ${record?.retryAt ? `tried again after ${record.retryAt}` : "those bytes are not tried again"}, and this pass falls back to the next newest release in policy`,
+        {
+          KATA_SYSEXT_NAME: member,
+          KATA_SYSEXT_VERSION: target.version,
+          ERROR_CODE: error.code,
+          ...(error.code === "digest-mismatch" ? { MESSAGE_ID: MessageId.verificationFailed } : {}),
+        },
+      );
+      return failure;
+    }
+  }
+
+  /** Keeps the failures still worth remembering and what this decision left out (shown on /status). */
+  private async recordCandidates(records: CandidateRecords | undefined): Promise<void> {
+    if (records === undefined) return;
+    await updateState(this.deps.paths.stateFile, (s) => {
+      const failedCandidates = { ...s.failedCandidates };
+      const skipped: Record<string, SkippedCandidate[]> = {};
+      for (const [member, record] of records) {
+        if (record.failures.length > 0) failedCandidates[member] = record.failures;
+        else delete failedCandidates[member];
+        if (record.skipped.length > 0) skipped[member] = record.skipped;
+      }
+      return { failedCandidates, skipped };
+    });
+  }
+
+  /** A pass that ends on an image older than a skipped release says so, so nobody mistakes it for the newest. */
+  private reportSkipped(observed: Observed, records: CandidateRecords | undefined): void {
+    for (const view of observed.members) {
+      const active = view.images.find((i) => view.link.kind === "store" && i.file === view.link.file);
+      const newer = (records?.get(view.name)?.skipped ?? [])
+        .filter((s) => active === undefined || compareVersions(s.version, active.version) > 0)
+        .sort((a, b) => compareVersions(b.version, a.version));
+      if (newer.length === 0) continue;
+      this.deps.log.warning(
+        `${view.name} ${active?.version ?? "none"} is active; newer releases were skipped: ${newer.map((s) => `${s.version} (${s.reason})`).join("; ")}`,
+        { KATA_SYSEXT_NAME: view.name },
+      );
+    }
   }
 
   /** Null when the pass reached its goal; else the error that says what is missing. */
@@ -586,7 +685,7 @@ export class Reconciler {
 
   private get decideContext(): DecideContext {
     const { config, arch, store, members, log } = this.deps;
-    return { config, arch, store, members, log };
+    return { config, arch, store, members, log, now: this.deps.clock.now() };
   }
 
   /** Reads every member's manifest and picks the set (decide.ts); keeps the metadata for offline decisions. */

@@ -1,5 +1,7 @@
 // Builds the /status document from what a pass observed. Pure: the daemon keeps the result in memory.
-import type { PreflightSummary, StatusDocument } from "../status.ts";
+import { compareVersions } from "../release/version.ts";
+import type { PreflightSummary, SkippedRelease, StatusDocument } from "../status.ts";
+import type { SkippedCandidate } from "./candidates.ts";
 import type { PassOutcome } from "./reconciler.ts";
 
 export interface SnapshotInput {
@@ -34,6 +36,7 @@ export function initialStatus(opts: {
     lastReconcile: null,
     download: null,
     stateDamage: null,
+    skipped: [],
     // A daemon that has not concluded its first pass is still finding out.
     state: "resolving",
   };
@@ -96,6 +99,7 @@ export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput)
     },
     download: null,
     stateDamage: observed === null ? base.stateDamage : observed.stateDamage,
+    skipped: observed === null ? base.skipped : skippedReleases(observed.state.skipped),
     state:
       outcome.result === "failed"
         ? active === null
@@ -105,4 +109,11 @@ export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput)
           ? "degraded"
           : "idle",
   };
+}
+
+/** The skipped candidates state.json keeps by member, as /status and `versions` list them: newest first. */
+export function skippedReleases(byMember: Record<string, SkippedCandidate[]>): SkippedRelease[] {
+  return Object.entries(byMember)
+    .flatMap(([member, list]) => list.map((c) => ({ member, ...c })))
+    .sort((a, b) => compareVersions(b.version, a.version));
 }

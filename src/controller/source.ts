@@ -5,6 +5,7 @@ import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import { type Downloaded, downloadImage } from "../fetch/download.ts";
+import { FetchError } from "../fetch/http.ts";
 import { fetchManifest, fetchOptional, fileUrl, sourceDirectory, type Trust } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
 import { type Manifest, parseManifest } from "../release/manifest.ts";
@@ -16,6 +17,8 @@ export interface PublishedManifest {
   trust: Trust;
   /** The optional per-release metadata file's text, or null when the source publishes none. */
   metadata: string | null;
+  /** Why metadata.json could not be fetched (network trouble after the retries), or null. */
+  metadataUnavailable: string | null;
 }
 
 export interface ReleaseSource {
@@ -31,9 +34,26 @@ export interface ReleaseSource {
  * then stripping or altering it fails the pass. Not listed, it is used with verify = "checksum" (nothing is
  * authenticated then anyway), and ignored with verify = "signature", where only signed content may decide.
  */
-function vouchedMetadata(served: string | null, manifest: Manifest, verify: Trust, log: Logger): string | null {
+function vouchedMetadata(
+  served: string | null,
+  unavailable: string | null,
+  manifest: Manifest,
+  verify: Trust,
+  log: Logger,
+): string | null {
   const line = manifest.entries.find((e) => e.file === METADATA_FILE);
   if (line !== undefined) {
+    // Listed, the publisher vouches for it: going on without it would let whoever blocks one request strip
+    // the withdrawals it carries.
+    if (unavailable !== null) {
+      throw new KataError(
+        "fetch-failed",
+        `SHA256SUMS lists ${METADATA_FILE}, but it could not be fetched: ${unavailable}`,
+        {
+          remedy: "the pass is retried; check the network path to the source",
+        },
+      );
+    }
     if (served === null) {
       throw new KataError("manifest-invalid", `SHA256SUMS lists ${METADATA_FILE}, but the source does not serve it`, {
         remedy: `publish ${METADATA_FILE} next to SHA256SUMS, or drop its line from SHA256SUMS`,
@@ -86,9 +106,17 @@ export function urlFileSource(
         signal: deps.signal,
       };
       const manifest = await fetchManifest({ ...common, dir, verify, keyring });
-      const served = await fetchOptional(fileUrl(dir, METADATA_FILE), common);
-      const metadata = vouchedMetadata(served, parseManifest(manifest.text), verify, deps.log);
-      return { text: manifest.text, trust: manifest.trust, metadata };
+      // Optional: 404 means none; network trouble after the retries is the caller's to judge (decide.ts).
+      let served: string | null = null;
+      let unavailable: string | null = null;
+      try {
+        served = await fetchOptional(fileUrl(dir, METADATA_FILE), common);
+      } catch (err) {
+        if (!(err instanceof FetchError) || err.kind === "aborted") throw err;
+        unavailable = err.message;
+      }
+      const metadata = vouchedMetadata(served, unavailable, parseManifest(manifest.text), verify, deps.log);
+      return { text: manifest.text, trust: manifest.trust, metadata, metadataUnavailable: unavailable };
     },
     imageUrl: (file) => fileUrl(dir, file),
     download: (file, sha256, into, onProgress) =>

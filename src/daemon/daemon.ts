@@ -8,7 +8,7 @@ import type { Config } from "../config/schema.ts";
 import { parsePublishedMetadata } from "../controller/decide.ts";
 import { countKataSandboxes, type Observed } from "../controller/observe.ts";
 import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
-import { statusAfterPass } from "../controller/snapshot.ts";
+import { skippedReleases, statusAfterPass } from "../controller/snapshot.ts";
 import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
@@ -336,6 +336,7 @@ export class Daemon implements ApiActions {
       local: observed.images.map((i) => ({ version: i.version, image: i.path, active: i.file === active })),
       remote: [],
       remoteError: null,
+      skipped: skippedReleases(observed.state.skipped),
     };
     try {
       const primary = this.deps.members[0];

@@ -8,6 +8,7 @@
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.ts";
+import type { CandidateFailure, SkippedCandidate } from "../controller/candidates.ts";
 import { fail, KataError, ok, type Result } from "../errors.ts";
 import { readSmallFile } from "../files.ts";
 import { type Logger, MessageId } from "../log/logger.ts";
@@ -63,6 +64,13 @@ export interface PersistedState {
    * written before it was kept (then a rollback considers every member).
    */
   lastSwitch: string[] | null;
+  /**
+   * Published candidates that failed verification or inspection, by member, keyed by the digest SHA256SUMS gave
+   * them (controller/candidates.ts): skipped until their retry is due, so a bad newest release costs one download.
+   */
+  failedCandidates: Record<string, CandidateFailure[]>;
+  /** What the last pass with the network left out and why, by member: /status and `versions` show it. */
+  skipped: Record<string, SkippedCandidate[]>;
 }
 
 export interface LinkChangeRecord {
@@ -82,6 +90,8 @@ export const EMPTY_STATE: PersistedState = {
   lastReconcile: null,
   switching: null,
   lastSwitch: null,
+  failedCandidates: {},
+  skipped: {},
 };
 
 // The schema, checked on every read. Store file names and member names are checked as names, so no path that
@@ -166,6 +176,34 @@ const linkChange: Check<LinkChangeRecord> = (v, at) => {
   };
 };
 
+const sha256: Check<string> = (v, at) =>
+  typeof v === "string" && /^[0-9a-f]{64}$/.test(v) ? v : problem(at, "a SHA-256 in hex", v);
+const count: Check<number> = (v, at) =>
+  typeof v === "number" && Number.isInteger(v) && v >= 0 ? v : problem(at, "a count", v);
+
+const skippedCandidate: Check<SkippedCandidate> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object {file, version, reason, retryAt}", v);
+  return {
+    file: storeFile(v.file, `${at}.file`),
+    version: text(v.version, `${at}.version`),
+    reason: text(v.reason, `${at}.reason`),
+    retryAt: orNull(instant)(v.retryAt, `${at}.retryAt`),
+  };
+};
+
+const candidateFailure: Check<CandidateFailure> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object {file, version, sha256, code, reason, …}", v);
+  return {
+    ...skippedCandidate(v, at),
+    sha256: sha256(v.sha256, `${at}.sha256`),
+    // Only compared, never acted on: any code a newer version wrote reads back as itself.
+    code: text(v.code, `${at}.code`) as CandidateFailure["code"],
+    attempts: count(v.attempts, `${at}.attempts`),
+    firstAt: instant(v.firstAt, `${at}.firstAt`),
+    lastAt: instant(v.lastAt, `${at}.lastAt`),
+  };
+};
+
 /** state.json's text as a checked PersistedState, or what is wrong with it (field path and what was expected). */
 export function parseState(json: string): Result<PersistedState, string> {
   let doc: unknown;
@@ -188,6 +226,8 @@ export function parseState(json: string): Result<PersistedState, string> {
       lastReconcile: field(doc, "lastReconcile", orNull(lastReconcile), null),
       switching: field(doc, "switching", orNull(listOf(linkChange)), null),
       lastSwitch: field(doc, "lastSwitch", orNull(listOf((v, at) => memberName(text(v, at), at))), null),
+      failedCandidates: field(doc, "failedCandidates", byMember(listOf(candidateFailure)), {}),
+      skipped: field(doc, "skipped", byMember(listOf(skippedCandidate)), {}),
     });
   } catch (err) {
     if (err instanceof StateInvalid) return fail(`is not valid: ${err.message}`);

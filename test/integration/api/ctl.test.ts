@@ -136,6 +136,16 @@ describe("kata-sysextctl status", () => {
     expect(r.out).toContain("next boot  flatcar 4650.0.0: nothing staged (no kata release supports 4650)");
   });
 
+  it("names the releases the last pass skipped, and why", async () => {
+    const { opts, holder } = await daemon();
+    holder.set({ skipped: VERSIONS.skipped });
+    const r = await ctl("status", [], opts);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      "skipped    kata-containers 3.34.0: SHA-256 does not match SHA256SUMS (tried again after 2026-11-26T19:00:00.000Z)",
+    );
+  });
+
   it("--json prints the raw document", async () => {
     const { opts } = await daemon();
     const r = await ctl("status", ["--json"], opts);
@@ -247,6 +257,9 @@ describe("kata-sysextctl rollback and versions", () => {
     expect(r.out).toContain("* 3.32.0       /var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw");
     expect(r.out).toContain("remote (https://example.org/extensions/):");
     expect(r.out).toContain('3.20.0       not compatible: outside policy.versions ">=3.21.0"');
+    expect(r.out).toContain(
+      "skipped kata-containers 3.34.0: SHA-256 does not match SHA256SUMS (tried again after 2026-11-26T19:00:00.000Z)",
+    );
     const json = await ctl("versions", ["--json"], opts);
     expect(JSON.parse(json.out)).toEqual(VERSIONS);
   });

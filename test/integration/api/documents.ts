@@ -44,6 +44,7 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
     lastReconcile: { at: "2026-11-26T18:01:00.000Z", result: "ok", error: null, remedy: null },
     download: null,
     stateDamage: null,
+    skipped: [],
     state: "idle",
     ...overrides,
   };

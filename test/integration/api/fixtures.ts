@@ -26,6 +26,15 @@ export const VERSIONS: VersionsResult = {
     { version: "3.20.0", compatible: false, reason: 'outside policy.versions ">=3.21.0"' },
   ],
   remoteError: null,
+  skipped: [
+    {
+      member: "kata-containers",
+      version: "3.34.0",
+      file: "kata-containers-3.34.0-x86-64.raw",
+      reason: "SHA-256 does not match SHA256SUMS",
+      retryAt: "2026-11-26T19:00:00.000Z",
+    },
+  ],
 };
 
 export const OK_RESULT: ActionResult = {

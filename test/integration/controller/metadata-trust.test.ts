@@ -58,7 +58,7 @@ function source(verify: "checksum" | "signature") {
     if (level === "warning") warnings.push(message);
   });
   const src = urlFileSource(
-    DEFAULTS,
+    { ...DEFAULTS, fetch: { ...DEFAULTS.fetch, retries: 1 } },
     { url: server.url, name: "kata-containers", verify, keyring },
     { clock: systemClock, random: systemRandom, log },
   );
@@ -97,6 +97,45 @@ describe("metadata.json and SHA256SUMS", () => {
     const checksum = source("checksum");
     expect((await checksum.src.manifest()).metadata).toBe(METADATA);
     expect(checksum.warnings).toEqual([]);
+  });
+
+  it("optional: a 404 is none, and a metadata host that cannot be reached is a warning, not a failed pass", async () => {
+    await publish({ served: null, listed: false });
+    expect(await source("checksum").src.manifest()).toMatchObject({ metadata: null, metadataUnavailable: null });
+
+    await publish({ served: METADATA, listed: false });
+    server.setFault("/kata-containers/metadata.json", { kind: "reset", afterBytes: 0 });
+    try {
+      const root = makeSandboxRoot();
+      writeConfig(root, `[source]\nurl = "${server.url}"\n[fetch]\nretries = 1\n[containerd]\nenabled = false\n`);
+      const ran = await daemonOnce(root);
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(ran.stderr).toMatch(/warning: metadata\.json could not be fetched \(.*\); going on with none/);
+      // Without the metadata nothing withdrew 3.32.0.
+      expect(readlinkSync(join(root, "etc/extensions/kata-containers.raw"))).toContain("kata-containers-3.32.0");
+
+      // policy.kernel can only be judged with the metadata: then the pass fails and says why.
+      writeConfig(root, `[source]\nurl = "${server.url}"\n[fetch]\nretries = 1\n[policy]\nkernel = "6.12.x"\n`);
+      const kernel = await daemonOnce(root);
+      expect(kernel.code).toBe(1);
+      expect(kernel.stderr).toContain('policy.kernel = "6.12.x" needs metadata.json, which could not be fetched');
+      rmSync(root, { recursive: true, force: true });
+    } finally {
+      server.clearFaults();
+    }
+  });
+
+  it("listed but unreachable: the pass fails, since the publisher vouches for it", async () => {
+    await publish({ served: METADATA, listed: true });
+    server.setFault("/kata-containers/metadata.json", { kind: "reset", afterBytes: 0 });
+    try {
+      await expect(source("checksum").src.manifest()).rejects.toMatchObject({
+        code: "fetch-failed",
+        message: expect.stringContaining("SHA256SUMS lists metadata.json, but it could not be fetched"),
+      });
+    } finally {
+      server.clearFaults();
+    }
   });
 
   it("a pass with a listed metadata.json honours its withdrawal and is not confused by the extra line", async () => {
