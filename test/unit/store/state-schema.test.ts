@@ -4,6 +4,17 @@ import { EMPTY_STATE, parseState } from "../../../src/store/state.ts";
 
 const IMAGE = "kata-containers-3.32.0-x86-64.raw";
 const OLD = "kata-containers-3.31.0-x86-64.raw";
+const FAILURE = {
+  file: IMAGE,
+  version: "3.32.0",
+  sha256: "a".repeat(64),
+  code: "digest-mismatch",
+  reason: "bytes do not match SHA256SUMS",
+  attempts: 2,
+  firstAt: "2026-12-02T06:00:00.000Z",
+  lastAt: "2026-12-02T07:00:00.000Z",
+  retryAt: "2026-12-02T09:00:00.000Z",
+};
 const state = (fields: Record<string, unknown>): string => JSON.stringify({ ...EMPTY_STATE, ...fields });
 
 describe("parseState refuses what kata-sysextd never writes, naming the field", () => {
@@ -73,6 +84,21 @@ describe("parseState refuses what kata-sysextd never writes, naming the field", 
     ],
     ["lastSwitch of the wrong type", state({ lastSwitch: "kata-containers" }), "lastSwitch must be a list"],
     ["heldUnder of the wrong type", state({ heldUnder: { a: 1 } }), "heldUnder must be a string"],
+    [
+      "a failed candidate outside the store",
+      state({ failedCandidates: { "kata-containers": [{ ...FAILURE, file: "../../x.raw" }] } }),
+      "failedCandidates.kata-containers[0].file must be a store file name",
+    ],
+    [
+      "a failed candidate without its digest",
+      state({ failedCandidates: { "kata-containers": [{ ...FAILURE, sha256: "abc" }] } }),
+      "failedCandidates.kata-containers[0].sha256 must be a SHA-256 in hex",
+    ],
+    [
+      "a skipped candidate with a retry time that is none",
+      state({ skipped: { "kata-containers": [{ file: IMAGE, version: "3.32.0", reason: "x", retryAt: "soon" }] } }),
+      "skipped.kata-containers[0].retryAt must be an ISO-8601 time",
+    ],
   ])("%s", (_, text, expected) => {
     const parsed = parseState(text);
     expect(parsed.ok).toBe(false);
@@ -100,6 +126,8 @@ describe("parseState reads what kata-sysextd writes, and older files with fewer 
     lastReconcile: { at: "2026-12-02T07:00:00.000Z", result: "failed", error: "x", remedy: "y" },
     switching: [{ member: "kata-containers", from: OLD, to: IMAGE }],
     lastSwitch: ["kata-containers"],
+    failedCandidates: { "kata-containers": [FAILURE] },
+    skipped: { "kata-containers": [{ file: IMAGE, version: "3.32.0", reason: FAILURE.reason, retryAt: null }] },
   };
   it.each([
     ["a full file", JSON.stringify(full), full],
