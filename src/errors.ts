@@ -1,5 +1,6 @@
 // Errors are values: a stable code for machines (metrics, /status, tests) and a message for humans
 // that says what went wrong and what to do next.
+import { redactCredentials } from "./redact.ts";
 
 export type ErrorCode =
   | "usage"
@@ -40,10 +41,11 @@ export class KataError extends Error {
   readonly remedy: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: { remedy?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // Messages go to /status, the journal and the CLI: never with a URL's password in them.
+    super(redactCredentials(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "KataError";
     this.code = code;
-    this.remedy = options.remedy;
+    this.remedy = options.remedy === undefined ? undefined : redactCredentials(options.remedy);
   }
 }
 

@@ -51,19 +51,22 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
 
   const paths = hostPaths(values.root ?? "/");
   const configFile = values.config ?? paths.configFile;
-  let config: Awaited<ReturnType<typeof loadConfig>>;
+  let loaded: Awaited<ReturnType<typeof loadConfig>>;
   try {
-    config = await loadConfig(configFile);
+    loaded = await loadConfig(configFile, { required: values.config !== undefined });
   } catch (err) {
     const e = asKataError(err);
     io.stderr.write(`kata-sysextd: ${e.message}${e.remedy ? `\n  ${e.remedy}` : ""}\n`);
     return EXIT.usage;
   }
+  const { config } = loaded;
   const log = defaultLogger("kata-sysextd", config.daemon.logLevel);
+  if (loaded.defaults)
+    log.notice(`no configuration at ${configFile}: running on the defaults (source ${config.source.url})`);
   // Imported late so --help and usage errors stay fast and do not load fastify, dbus-next and friends.
   if (verb === undefined && !values.once) {
     const { runDaemon } = await import("../daemon/run.ts");
-    return runDaemon({ paths, config, configFile, log });
+    return runDaemon({ paths, config, configFile, configDefaults: loaded.defaults, log });
   }
   const { runOnce, runBoot } = await import("../controller/commands.ts");
   const { connectSystemd } = await import("../daemon/systemd.ts");

@@ -1,8 +1,10 @@
-// Reads /etc/kata-sysextd/config.toml (under --root). A missing file means the defaults; anything present is
-// checked against the schema, and the first problem names the file, the line, the key and what was expected.
-import { readFile } from "node:fs/promises";
+// Reads /etc/kata-sysextd/config.toml (under --root). A missing default file means the defaults; a file the
+// operator named must exist; anything present is checked against the schema, and the first problem names the
+// file, the line, the key and what was expected.
+import { lstat } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import { KataError } from "../errors.ts";
+import { readSmallFile } from "../files.ts";
 import {
   COMPANION_KEYS,
   CONSTRAINT_KEYS,
@@ -17,17 +19,52 @@ import {
 type Table = Record<string, unknown>;
 const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
 
-export async function loadConfig(file: string): Promise<Config> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return structuredClone(DEFAULTS);
-    throw new KataError("config-unreadable", `${file}: cannot read: ${(err as Error).message}`, {
-      remedy: "make the file readable by root or remove it to use the defaults",
-    });
+/** A configuration is a few KiB of TOML; a larger file is not one (or is /dev/zero). */
+export const CONFIG_MAX_BYTES = 1024 * 1024;
+
+export interface LoadedConfig {
+  config: Config;
+  /** No file at the default path: these are the defaults (worth saying once). */
+  defaults: boolean;
+}
+
+/**
+ * `required`: the operator named the file (--config), so it must exist. Without it a missing file means the
+ * defaults; a dangling symlink there is still an error (someone meant a file to be there).
+ */
+export async function loadConfig(file: string, options: { required?: boolean } = {}): Promise<LoadedConfig> {
+  const read = await readSmallFile(file, CONFIG_MAX_BYTES);
+  switch (read.kind) {
+    case "ok":
+      return { config: parseConfig(read.text, file), defaults: false };
+    case "missing": {
+      const dangling = await lstat(file).then(
+        (st) => st.isSymbolicLink(),
+        () => false,
+      );
+      if (options.required === true || dangling) {
+        const what = dangling ? "is a symlink to a file that does not exist" : "does not exist";
+        throw new KataError("config-unreadable", `${file}: ${what}`, {
+          remedy: options.required
+            ? "create the file, or leave out --config to run on the defaults (or /etc/kata-sysextd/config.toml)"
+            : "point the symlink at the configuration, or remove it to run on the defaults",
+        });
+      }
+      return { config: structuredClone(DEFAULTS), defaults: true };
+    }
+    case "not-regular":
+      throw new KataError("config-unreadable", `${file}: is ${read.what}, not a regular file; it is not read`, {
+        remedy: "put the configuration in a regular file",
+      });
+    case "too-large":
+      throw new KataError("config-unreadable", `${file}: is larger than ${read.maxBytes} bytes; it is not read`, {
+        remedy: "a configuration is a few KiB of TOML: check that --config names the right file",
+      });
+    case "unreadable":
+      throw new KataError("config-unreadable", `${file}: cannot read: ${read.message}`, {
+        remedy: "make the file readable by root or remove it to use the defaults",
+      });
   }
-  return parseConfig(text, file);
 }
 
 export function parseConfig(text: string, file: string): Config {
@@ -53,9 +90,12 @@ export function parseConfig(text: string, file: string): Config {
       );
       continue;
     }
-    const leaves = SECTIONS[section];
+    // Own names only: "constructor" or "toString" must not find Object.prototype's.
+    const leaves = Object.hasOwn(SECTIONS, section) ? SECTIONS[section] : undefined;
     if (leaves === undefined) {
-      throw invalid(`${at(text, file, section)}: unknown section "${section}"; expected one of ${known(SECTIONS)}`);
+      throw invalid(
+        `${at(text, file, section)}: unknown section "${section}"; expected one of ${known(SECTIONS)}, companion`,
+      );
     }
     if (!isTable(value)) throw invalid(`${at(text, file, section)}: "${section}" must be a table ([${section}])`);
     const target = config[section] as Record<string, unknown>;
@@ -121,9 +161,9 @@ function parseTables<K extends string>(
     if (!isTable(item)) throw invalid(`${where}: ${name} must be a table {${Object.keys(keys).join(", ")}}`);
     const out: Partial<Record<K, unknown>> = {};
     for (const [k, v] of Object.entries(item)) {
-      const leaf = (keys as Record<string, Leaf>)[k];
+      const leaf = Object.hasOwn(keys, k) ? (keys as Record<string, Leaf>)[k] : undefined;
       if (leaf === undefined)
-        throw invalid(`${where}: unknown key "${name}.${k}"; expected ${Object.keys(keys).join(", ")}`);
+        throw invalid(`${where}: unknown key "${name}.${k}"; expected one of ${Object.keys(keys).join(", ")}`);
       out[k as K] = checked(leaf, v, `${name}.${k}`, where);
     }
     for (const k of required) {

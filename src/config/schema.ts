@@ -1,6 +1,7 @@
 // The configuration's shape, declared once: defaults, types and expectations come from this table, and so do
 // the error messages ("key "policy.versions" must be a semver range, got "latest"").
 import semver from "semver";
+import { MAX_MANIFEST_CHARS } from "../release/manifest.ts";
 import { extensionNameProblem } from "../release/names.ts";
 import { hostArchitecture, SYSTEMD_ARCHITECTURES } from "../release/os-release.ts";
 
@@ -52,6 +53,8 @@ export interface Config {
     connectTimeoutSeconds: number;
     idleTimeoutSeconds: number;
     maxBytes: number;
+    /** Cap on SHA256SUMS. */
+    manifestMaxBytes: number;
     retries: number;
     /** An image download slower than this over LOW_SPEED_WINDOW_MS fails (and is resumed); 0 turns it off. */
     minBytesPerSecond: number;
@@ -83,14 +86,30 @@ const intIn =
     Number(v) <= max;
 const isBool = (v: unknown): boolean => typeof v === "boolean";
 const isRange = (v: unknown): boolean => isString(v) && v.trim() !== "" && semver.validRange(v) !== null;
-const isHttpUrl = (v: unknown): boolean => {
-  if (!isString(v)) return false;
+const parsedUrl = (v: unknown): URL | null => {
+  if (!isString(v)) return null;
   try {
-    const u = new URL(v);
-    return (u.protocol === "http:" || u.protocol === "https:") && v.endsWith("/");
+    return new URL(v);
   } catch {
-    return false;
+    return null;
   }
+};
+// No user or password in it: kata-sysextd sends no credentials, and a URL is shown in /status and the journal.
+const isHttpUrl = (v: unknown): boolean => {
+  const u = parsedUrl(v);
+  return (
+    u !== null &&
+    (u.protocol === "http:" || u.protocol === "https:") &&
+    String(v).endsWith("/") &&
+    u.username === "" &&
+    u.password === ""
+  );
+};
+const urlProblem = (v: unknown): string | null => {
+  const u = parsedUrl(v);
+  return u !== null && (u.username !== "" || u.password !== "")
+    ? 'it carries a user or password: kata-sysextd sends no credentials and refuses to keep them where /status and the journal show the URL; publish the release where it can be read without them (the images are verified by SHA256SUMS and, with verify = "signature", its signature)'
+    : null;
 };
 // The rule `kata-sysextctl compat --name` and the image store use, so a name that loads makes safe file names.
 const isName = (v: unknown): boolean => isString(v) && extensionNameProblem(v) === null;
@@ -111,7 +130,7 @@ const isAbsPath = (v: unknown): boolean => isString(v) && v.startsWith("/");
 
 export const SECTIONS: Record<string, Record<string, Leaf>> = {
   source: {
-    url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl },
+    url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl, why: urlProblem },
     name: { toml: "name", expected: "an extension name like kata-containers", check: isName, why: nameProblem },
     verify: { toml: "verify", expected: '"checksum" or "signature"', check: oneOf("checksum", "signature") },
     keyring: { toml: "keyring", expected: "an absolute path to an ASCII-armored keyring", check: isAbsPath },
@@ -152,6 +171,11 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
     },
     idleTimeoutSeconds: { toml: "idle_timeout_seconds", expected: "an integer from 1 to 600", check: intIn(1, 600) },
     maxBytes: { toml: "max_bytes", expected: "an integer from 1 to 2^40", check: intIn(1, 2 ** 40) },
+    manifestMaxBytes: {
+      toml: "manifest_max_bytes",
+      expected: `an integer from 4096 to ${MAX_MANIFEST_CHARS} (16 MiB)`,
+      check: intIn(4096, MAX_MANIFEST_CHARS),
+    },
     retries: { toml: "retries", expected: "an integer from 0 to 20", check: intIn(0, 20) },
     minBytesPerSecond: {
       toml: "min_bytes_per_second",
@@ -174,7 +198,7 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
 
 export const COMPANION_KEYS: Record<keyof Companion, Leaf> = {
   name: { toml: "name", expected: "an extension name like cloud-hypervisor", check: isName, why: nameProblem },
-  url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl },
+  url: { toml: "url", expected: "an http(s) URL ending in /", check: isHttpUrl, why: urlProblem },
   verify: { toml: "verify", expected: '"checksum" or "signature"', check: oneOf("checksum", "signature") },
   keyring: { toml: "keyring", expected: "an absolute path to an ASCII-armored keyring", check: isAbsPath },
   versions: { toml: "versions", expected: 'a semver range like ">=51.0"', check: isRange },
@@ -209,6 +233,7 @@ export const DEFAULTS: Config = {
     connectTimeoutSeconds: 15,
     idleTimeoutSeconds: 30,
     maxBytes: 2 * 1024 ** 3,
+    manifestMaxBytes: 1024 * 1024,
     retries: 4,
     minBytesPerSecond: 1024,
   },

@@ -23,6 +23,8 @@ export interface CommandContext {
   paths: HostPaths;
   config: Config;
   configFile: string;
+  /** The configuration is the defaults because no file was at the default path (a reload may find one). */
+  configDefaults?: boolean;
   log: Logger;
   /**
    * systemd over D-Bus, on a real host. Null under --root (the sandbox is not this machine's systemd's

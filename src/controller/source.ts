@@ -105,7 +105,13 @@ export function urlFileSource(
         retries: config.fetch.retries,
         signal: deps.signal,
       };
-      const manifest = await fetchManifest({ ...common, dir, verify, keyring });
+      const manifest = await fetchManifest({
+        ...common,
+        dir,
+        verify,
+        keyring,
+        maxBytes: config.fetch.manifestMaxBytes,
+      });
       // Optional: 404 means none; network trouble after the retries is the caller's to judge (decide.ts).
       let served: string | null = null;
       let unavailable: string | null = null;

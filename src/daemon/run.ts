@@ -119,7 +119,8 @@ export async function runDaemon(given: CommandContext): Promise<number> {
 
   const reload = async (why: string): Promise<void> => {
     try {
-      const config = await loadConfig(ctx.configFile);
+      // The file the daemon started with must still be there; one started on the defaults reads a new one.
+      const { config } = await loadConfig(ctx.configFile, { required: ctx.configDefaults !== true });
       if (await running.reconfigure(configure(config), why === "SIGHUP" ? "signal" : "file")) void running.refresh();
     } catch (err) {
       const e = asKataError(err);

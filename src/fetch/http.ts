@@ -2,6 +2,7 @@
 // callers decide about retries from `kind`/`retryable` instead of parsing messages. The exchange itself is
 // wire.ts (HTTP/1.1 over net/tls, read into reused buffers).
 import { type ErrorCode, KataError } from "../errors.ts";
+import { redactCredentials } from "../redact.ts";
 import { type Body, get, type Sink, WireError, type WireResponse } from "./wire.ts";
 
 export type FetchFailure =
@@ -52,7 +53,7 @@ export class FetchError extends KataError {
     });
     this.name = "FetchError";
     this.kind = kind;
-    this.url = url;
+    this.url = redactCredentials(url);
     this.status = status;
     this.retryAfterMs = extra.retryAfterMs ?? null;
     this.retryable =
@@ -70,7 +71,7 @@ function remedyFor(kind: FetchFailure, status: number | null): string {
         ? "check [source] url and name in the configuration; the file is not published there"
         : "the release server is failing; it is retried on the next pass";
     case "too-large":
-      return "raise [fetch] maxBytes if the image is really this large";
+      return "raise [fetch] max_bytes if the image is really this large";
     case "protocol":
       return "the server does not speak valid HTTP/1.1 (wrong host or port, or a broken proxy); check [source] url";
     case "tls":
@@ -92,6 +93,8 @@ export interface GetOptions {
   idleTimeoutMs: number;
   /** Cap on the body size; checked against Content-Length up front and against counted bytes. */
   maxBytes: number;
+  /** The remedy of a body over the cap, naming the setting that raises it; default: the image cap's. */
+  tooLargeRemedy?: string;
   maxRedirects?: number;
   headers?: Record<string, string>;
   signal?: AbortSignal;
@@ -212,19 +215,26 @@ function checkResponse(url: string, res: WireResponse, options: GetOptions): Res
   const contentLength = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : null;
   if (contentLength !== null && contentLength > options.maxBytes) {
     res.body.discard();
-    throw new FetchError("too-large", url, `Content-Length ${contentLength} exceeds the cap of ${options.maxBytes}`);
+    throw new FetchError("too-large", url, `Content-Length ${contentLength} exceeds the cap of ${options.maxBytes}`, {
+      remedy: options.tooLargeRemedy,
+    });
   }
-  return { url, status, headers: res.headers, contentLength, body: capped(url, res.body, options.maxBytes) };
+  return { url, status, headers: res.headers, contentLength, body: capped(url, res.body, options) };
 }
 
 /** Counts body bytes on their way to the sink and fails the read past the cap. */
-function capped(url: string, body: Body, max: number): Body {
+function capped(url: string, body: Body, options: GetOptions): Body {
   let bytes = 0;
+  const max = options.maxBytes;
   return {
     read: (sink: Sink) =>
       body.read((chunk) => {
         bytes += chunk.length;
-        if (bytes > max) throw new FetchError("too-large", url, `body exceeds the cap of ${max} bytes`);
+        if (bytes > max) {
+          throw new FetchError("too-large", url, `body exceeds the cap of ${max} bytes`, {
+            remedy: options.tooLargeRemedy,
+          });
+        }
         return sink(chunk);
       }),
     discard: () => body.discard(),

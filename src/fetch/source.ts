@@ -28,6 +28,8 @@ export interface SourceOptions {
 export interface ManifestOptions extends SourceOptions {
   /** The source directory's URL (sourceDirectory()), ending in "/". */
   dir: string;
+  /** Cap on SHA256SUMS ([fetch] manifest_max_bytes). */
+  maxBytes: number;
   verify: Trust;
   /** Path of the ASCII-armored keyring; read only when verify = "signature". */
   keyring: string;
@@ -39,8 +41,14 @@ export interface Manifest {
   trust: Trust;
 }
 
-const MANIFEST_MAX_BYTES = 1 << 20;
+/** Cap on the optional files next to the images (metadata.json); metadata.ts reads no more either. */
+const OPTIONAL_MAX_BYTES = 1 << 20;
 const SIGNATURE_MAX_BYTES = 256 << 10;
+
+/** The remedies of files over their caps: only a cap a setting raises names one. */
+const MANIFEST_TOO_LARGE = "raise [fetch] manifest_max_bytes if the source really lists that many images";
+const fixedCap = (what: string, max: number): string =>
+  `${what} is never larger than ${max} bytes: [source] url does not point at a release source`;
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+~-]*$/;
 
 /** The directory every file of a source is fetched from: `<url><name>/`, or the transfer file's Path=. */
@@ -66,12 +74,17 @@ export function manifestUrl(dir: string): string {
 /** Fetches SHA256SUMS and, when asked to, checks its detached signature; any doubt means no manifest. */
 export async function fetchManifest(opts: ManifestOptions): Promise<Manifest> {
   const url = manifestUrl(opts.dir);
-  const bytes = await getWithRetries(url, MANIFEST_MAX_BYTES, opts);
+  const bytes = await getWithRetries(url, opts.maxBytes, opts, MANIFEST_TOO_LARGE);
   if (opts.verify === "checksum") return { text: bytes.toString("utf8"), trust: "checksum" };
 
   let signature: Buffer;
   try {
-    signature = await getWithRetries(`${url}.gpg`, SIGNATURE_MAX_BYTES, opts);
+    signature = await getWithRetries(
+      `${url}.gpg`,
+      SIGNATURE_MAX_BYTES,
+      opts,
+      fixedCap("a detached signature", SIGNATURE_MAX_BYTES),
+    );
   } catch (err) {
     if (err instanceof FetchError && err.status === 404) {
       throw new KataError("signature-invalid", `${url}.gpg is missing, so SHA256SUMS cannot be trusted`, {
@@ -87,9 +100,10 @@ export async function fetchManifest(opts: ManifestOptions): Promise<Manifest> {
 }
 
 /** An optional file next to the images (release notes, metadata): null when the server says 404. */
-export async function fetchOptional(url: string, opts: SourceOptions & { maxBytes?: number }): Promise<string | null> {
+export async function fetchOptional(url: string, opts: SourceOptions): Promise<string | null> {
   try {
-    return (await getWithRetries(url, opts.maxBytes ?? MANIFEST_MAX_BYTES, opts)).toString("utf8");
+    const tooLarge = fixedCap(url.slice(url.lastIndexOf("/") + 1), OPTIONAL_MAX_BYTES);
+    return (await getWithRetries(url, OPTIONAL_MAX_BYTES, opts, tooLarge)).toString("utf8");
   } catch (err) {
     if (err instanceof FetchError && err.status === 404) return null;
     throw err;
@@ -153,7 +167,7 @@ export async function verifyDetached(
  */
 export const SMALL_FILE_DEADLINE_MS = 120_000;
 
-function getWithRetries(url: string, maxBytes: number, opts: SourceOptions): Promise<Buffer> {
+function getWithRetries(url: string, maxBytes: number, opts: SourceOptions, tooLargeRemedy: string): Promise<Buffer> {
   const policy = { ...opts, retries: opts.retries ?? 2, random: opts.random ?? systemRandom };
   const deadlineMs = opts.deadlineMs ?? SMALL_FILE_DEADLINE_MS;
   return withRetries(`fetch of ${url}`, policy, async () => {
@@ -163,6 +177,7 @@ function getWithRetries(url: string, maxBytes: number, opts: SourceOptions): Pro
       connectTimeoutMs: opts.connectTimeoutMs,
       idleTimeoutMs: opts.idleTimeoutMs,
       maxBytes,
+      tooLargeRemedy,
       signal,
     };
     try {

@@ -2,6 +2,7 @@
 // host, or the nspawn container), and to stderr as readable lines otherwise (a terminal, tests, the demo).
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { redactCredentials } from "../redact.ts";
 
 export type Level = "debug" | "info" | "notice" | "warning" | "error";
 
@@ -27,7 +28,10 @@ const ORDER: Record<Level, number> = { debug: 0, info: 1, notice: 2, warning: 3,
 export function createLogger(sink: Sink, minLevel: Level = "info", base: Fields = {}): Logger {
   const log = (level: Level, message: string, fields: Fields = {}): void => {
     if (ORDER[level] < ORDER[minLevel]) return;
-    sink(level, message, { ...base, ...fields });
+    const all: Fields = {};
+    for (const [k, v] of Object.entries({ ...base, ...fields }))
+      all[k] = typeof v === "string" ? redactCredentials(v) : v;
+    sink(level, redactCredentials(message), all);
   };
   return {
     log,

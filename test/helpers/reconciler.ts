@@ -21,7 +21,7 @@ export interface ReconcilerOptions {
 export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promise<Reconciler> {
   const paths = hostPaths(root);
   const log = opts.log ?? createLogger(() => undefined);
-  const deps = buildReconcilerDeps({ paths, config: await loadConfig(paths.configFile), configFile: "", log });
+  const deps = buildReconcilerDeps({ paths, config: (await loadConfig(paths.configFile)).config, configFile: "", log });
   return new Reconciler({
     ...deps,
     sysext: opts.sysext,

@@ -59,6 +59,7 @@ function options(overrides: Partial<ManifestOptions> = {}): ManifestOptions {
     dir: `${server.url}kata-containers/`,
     verify: "signature",
     keyring,
+    maxBytes: 1 << 20,
     connectTimeoutMs: 2000,
     idleTimeoutMs: 2000,
     // The signatures are made now, by the real clock: a fake one from another day would date them in the future.
@@ -198,6 +199,15 @@ describe("signature", () => {
     const empty = join(dir, "empty.asc");
     writeFileSync(empty, "");
     expect((await rejection(options({ keyring: empty }))).code).toBe("signature-invalid");
+  });
+});
+
+describe("the manifest's cap", () => {
+  test("is [fetch] manifest_max_bytes: over it the remedy names that key, and raising it is enough", async () => {
+    const error = await rejection(options({ verify: "checksum", maxBytes: sums.length - 1 }));
+    expect(error).toMatchObject({ code: "fetch-too-large" });
+    expect(error.remedy).toContain("[fetch] manifest_max_bytes");
+    expect((await fetchManifest(options({ verify: "checksum", maxBytes: sums.length }))).text).toBe(sums);
   });
 });
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -19,13 +19,24 @@ function errorOf(text: string): KataError {
 }
 
 describe("configuration", () => {
-  it("a missing file means the defaults", async () => {
+  it("a missing file at the default path means the defaults; one the operator named is an error", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cfg-"));
-    expect(await loadConfig(join(dir, "absent.toml"))).toEqual(DEFAULTS);
+    try {
+      expect(await loadConfig(join(dir, "absent.toml"))).toEqual({ config: DEFAULTS, defaults: true });
+      await expect(loadConfig(join(dir, "absent.toml"), { required: true })).rejects.toMatchObject({
+        code: "config-unreadable",
+        message: `${join(dir, "absent.toml")}: does not exist`,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("the shipped config/config.toml is exactly the defaults", async () => {
-    expect(await loadConfig(join(import.meta.dirname, "../../../config/config.toml"))).toEqual(DEFAULTS);
+    expect(await loadConfig(join(import.meta.dirname, "../../../config/config.toml"))).toEqual({
+      config: DEFAULTS,
+      defaults: false,
+    });
   });
 
   it("reads the keys docs/interface.md lists", () => {
@@ -48,6 +59,15 @@ describe("configuration", () => {
     ['[source]\nverify = "gpg"\n', 'key "source.verify" must be "checksum" or "signature"', '"gpg"'],
     ['[api]\nlisten = "0.0.0.0:8720"\n', 'key "api.listen" must be a loopback address', "0.0.0.0"],
     ['[source]\nurl = "ftp://x/"\n', 'key "source.url" must be an http(s) URL ending in /', "ftp"],
+    ['[source]\nurl = "https://u:pw@x/"\n', ':2: key "source.url" must be an http(s) URL', '"https://***@x/"'],
+    [
+      '[[companion]]\nname = "ch"\nversions = ">=1"\nurl = "https://token@x/"\n',
+      'key "companion[0].url"',
+      "user or password",
+    ],
+    ["[constructor]\n", ':1: unknown section "constructor"; expected one of source, policy', "companion"],
+    ["[policy]\nrequires = [{ __proto__ = 1 }]\n", 'unknown key "policy.requires[0].__proto__"', "kata, companion"],
+    ["[fetch]\nmanifest_max_bytes = 100\n", 'key "fetch.manifest_max_bytes" must be an integer from 4096', "100"],
     ["[daemon]\ninterval_seconds = 5\n", 'key "daemon.interval_seconds" must be an integer from 60', "5"],
     ["[sources]\nurl = 1\n", 'unknown section "sources"', "source, policy"],
     ['[policy]\nconstraints = [{ kata = ">=4" }]\n', 'policy.constraints[0] is missing "flatcar"', "semver"],
@@ -74,7 +94,11 @@ describe("configuration", () => {
 
   it("an unreadable file is an error, not the defaults", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cfg-"));
-    writeFileSync(join(dir, "c.toml"), "");
-    await expect(loadConfig(dir)).rejects.toMatchObject({ code: "config-unreadable" });
+    try {
+      writeFileSync(join(dir, "c.toml"), "");
+      await expect(loadConfig(dir)).rejects.toMatchObject({ code: "config-unreadable" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
