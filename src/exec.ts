@@ -71,3 +71,10 @@ export function run(
     );
   });
 }
+
+/** Whether `err` is run()'s refusal of a command whose output exceeded maxBufferBytes (the command was killed). */
+export function isOutputTooLarge(err: unknown): boolean {
+  if (!(err instanceof KataError) || err.code !== "subprocess-failed") return false;
+  const cause = err.cause as { code?: unknown } | undefined;
+  return cause?.code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER";
+}

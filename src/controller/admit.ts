@@ -56,6 +56,7 @@ export async function fetchAndAdmit(
   }
   if (contents === null || problems.length > 0) {
     const where = await deps.store.quarantine(downloaded.path, image.file, downloaded.sha256, problems.join("\n"));
+    problems.splice(0, problems.length, ...problems.map((p) => p.replaceAll(downloaded.path, where)));
     log.error(`${image.file} failed inspection and was quarantined at ${where}: ${problems.join("; ")}`, {
       MESSAGE_ID: MessageId.verificationFailed,
       ERROR_CODE: "inspect-failed",

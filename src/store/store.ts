@@ -129,7 +129,9 @@ export class ImageStore {
     await mkdir(this.quarantineDir, { recursive: true, mode: 0o700 });
     const dest = join(this.quarantineDir, file);
     // The marker first: a crash between the two leaves a marker without an image, never an image nobody explains.
-    await writeFileAtomic(`${dest}${REASON_SUFFIX}`, `image: ${file}\nsha256: ${sha256}\n\n${why}\n`);
+    // The reasons name the file where it was inspected (.incoming/); the marker names where it is now.
+    const reason = why.replaceAll(path, dest);
+    await writeFileAtomic(`${dest}${REASON_SUFFIX}`, `image: ${dest}\nsha256: ${sha256}\n\n${reason}\n`);
     await rename(path, dest);
     await fsyncDir(this.quarantineDir);
     return dest;

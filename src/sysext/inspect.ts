@@ -1,23 +1,53 @@
-// Looks inside an image before it may be linked: its own extension-release file (the one systemd-sysext will
-// judge it by), and its payload, which must only hold /usr and /opt. Reads squashfs with unsquashfs and
-// other formats (erofs) with systemd-dissect; nothing is mounted.
-import { open } from "node:fs/promises";
+// Looks inside an image before it may be linked, deciding as systemd-sysext 252 will when it merges it: which
+// release file it judges the image by, whether the image may ship what it ships. Reads squashfs with unsquashfs
+// and other formats (erofs) with systemd-dissect; nothing is mounted. Every rule here is checked against the real
+// 252 binary in test/integration/release/sysext-differential.test.ts.
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { dirname, join, posix } from "node:path";
 import { KataError } from "../errors.ts";
-import { run } from "../exec.ts";
+import { isOutputTooLarge, run } from "../exec.ts";
+import { helperPath } from "../preflight/helpers.ts";
+import { readXattrs } from "../preflight/xattr.ts";
 import { releaseText } from "../release/os-release.ts";
 
 export interface ImageContents {
   format: "squashfs" | "erofs";
-  /** Paths inside the image, without a leading slash, files and symlinks only. */
+  /** Paths inside the image, without a leading slash; everything but directories. */
   files: string[];
-  /** The text of usr/lib/extension-release.d/extension-release.<name>, or null if the image lacks it. */
+  /** The text of the release file systemd-sysext judges the image by, or null if it finds none. */
   extensionRelease: string | null;
+  /** Where that text came from inside the image, when not from extension-release.<name> itself. */
+  releaseFrom: string | null;
   /** Other extension-release files the image carries (a wrong name inside). */
   otherReleaseFiles: string[];
+  /** What the image must not ship, one sentence each, naming the paths; empty when nothing. */
+  refused: string[];
+}
+
+export interface InspectLimits {
+  /** Bytes of the tool's file listing; an image listing more is refused (a squashfs can hold millions of files). */
+  maxListingBytes?: number;
+  /** Bytes of the release file. */
+  maxReleaseBytes?: number;
 }
 
 const RELEASE_DIR = "usr/lib/extension-release.d/";
 const ALLOWED_TOP = new Set(["usr", "opt"]);
+export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
+export const MAX_RELEASE_BYTES = 1024 * 1024;
+/** systemd's CHASE_MAX: symlinks one lookup may follow. */
+const MAX_LINKS = 32;
+/** How many offending paths a reason names before it says "and N more". */
+const NAMED_PATHS = 10;
+
+interface Entry {
+  /** "-" file, "d" directory, "l" symlink, "c"/"b" device, "p" fifo, "s" socket. */
+  type: string;
+  setuid: boolean;
+  setgid: boolean;
+  /** Symlink target, as stored. */
+  target: string | null;
+}
 
 async function detectFormat(path: string): Promise<"squashfs" | "erofs" | null> {
   const handle = await open(path, "r");
@@ -32,34 +62,80 @@ async function detectFormat(path: string): Promise<"squashfs" | "erofs" | null> 
   }
 }
 
-async function listSquashfs(path: string): Promise<string[]> {
-  const stdout = unreadableUnless(path, await run("unsquashfs", ["-lc", "-d", "", path], { timeoutMs: 60_000 }));
-  return stdout
-    .split("\n")
-    .map((l) => l.replace(/^\/+/, ""))
-    .filter((l) => l !== "");
+// `unsquashfs -lls -d ""`: "crw-rw-rw- root/root 1,  3 2026-12-02 07:41 /usr/lib/x", "lrwxrwxrwx … /a -> b".
+const LLS_LINE = /^([-dlcbps][-rwxsStT]{9})\s+\S+\s+(?:\d+|\d+,\s*\d+)\s+\d{4}-\d\d-\d\d \d\d:\d\d (.*)$/;
+
+async function listSquashfs(path: string, limits: Required<InspectLimits>): Promise<Map<string, Entry>> {
+  const stdout = await listingOf(path, "unsquashfs", ["-lls", "-d", "", path], limits);
+  const entries = new Map<string, Entry>();
+  for (const line of stdout.split("\n")) {
+    const m = LLS_LINE.exec(line);
+    if (m === null) continue;
+    const mode = m[1] ?? "";
+    const type = mode[0] ?? "-";
+    let name = m[2] ?? "";
+    let target: string | null = null;
+    if (type === "l") {
+      const arrow = name.indexOf(" -> ");
+      if (arrow >= 0) [name, target] = [name.slice(0, arrow), name.slice(arrow + 4)];
+    }
+    name = name.replace(/^\/+/, "");
+    if (name === "") continue;
+    const setuid = mode[3] === "s" || mode[3] === "S";
+    const setgid = mode[6] === "s" || mode[6] === "S";
+    entries.set(name, { type, setuid, setgid, target });
+  }
+  return entries;
+}
+
+// systemd-dissect --list names paths only (a trailing "/" for directories): modes cannot be checked there.
+async function listDissect(path: string, limits: Required<InspectLimits>): Promise<Map<string, Entry>> {
+  const stdout = await listingOf(path, "systemd-dissect", ["--list", path], limits);
+  const entries = new Map<string, Entry>();
+  for (const line of stdout.split("\n")) {
+    const name = line.replace(/^\/+/, "");
+    if (name === "") continue;
+    const dir = name.endsWith("/");
+    entries.set(dir ? name.slice(0, -1) : name, { type: dir ? "d" : "-", setuid: false, setgid: false, target: null });
+  }
+  return entries;
+}
+
+/** The tool's listing; one too big to read is the image's fault (quarantined), not a reason to fetch it again. */
+async function listingOf(path: string, tool: string, args: string[], limits: Required<InspectLimits>) {
+  try {
+    return unreadableUnless(path, await run(tool, args, { timeoutMs: 60_000, maxBufferBytes: limits.maxListingBytes }));
+  } catch (err) {
+    if (!isOutputTooLarge(err)) throw err;
+    throw new KataError(
+      "inspect-failed",
+      `${path}: its file listing is larger than ${limits.maxListingBytes} bytes, too big to inspect`,
+      { remedy: "a Kata extension lists a few thousand files; the published image is not one" },
+    );
+  }
 }
 
 // The cat helpers return bytes: the release file is judged by releaseText(), as systemd judges it, not repaired.
-async function catSquashfs(path: string, file: string): Promise<Buffer | null> {
-  const result = await run("unsquashfs", ["-cat", path, file], { timeoutMs: 30_000, stdout: "bytes" });
-  return result.exitCode === 0 ? result.stdout : null;
-}
-
-async function listDissect(path: string): Promise<string[]> {
-  const stdout = unreadableUnless(path, await run("systemd-dissect", ["--list", path], { timeoutMs: 60_000 }));
-  return stdout
-    .split("\n")
-    .map((l) => l.replace(/^\/+/, ""))
-    .filter((l) => l !== "" && !l.endsWith("/"));
-}
-
-async function catDissect(path: string, file: string): Promise<Buffer | null> {
-  const result = await run("systemd-dissect", ["--copy-from", path, `/${file}`, "-"], {
-    timeoutMs: 30_000,
-    stdout: "bytes",
-  });
-  return result.exitCode === 0 ? result.stdout : null;
+async function catFile(format: "squashfs" | "erofs", path: string, file: string, limits: Required<InspectLimits>) {
+  const [tool, args] =
+    format === "squashfs"
+      ? ["unsquashfs", ["-cat", path, file]]
+      : ["systemd-dissect", ["--copy-from", path, `/${file}`, "-"]];
+  try {
+    const result = await run(tool, args, {
+      timeoutMs: 30_000,
+      stdout: "bytes",
+      maxBufferBytes: limits.maxReleaseBytes,
+    });
+    return result.exitCode === 0 ? result.stdout : null;
+  } catch (err) {
+    if (!isOutputTooLarge(err)) throw err;
+    throw new KataError(
+      "inspect-failed",
+      `${path}:/${file} is larger than ${limits.maxReleaseBytes} bytes, too big for a release file`,
+      { remedy: "the image's extension-release must be a few KEY=value lines; republish the image" },
+    );
+  }
 }
 
 /**
@@ -73,21 +149,144 @@ function unreadableUnless(path: string, result: { stdout: string; stderr: string
   });
 }
 
-export async function inspectImage(path: string, name: string): Promise<ImageContents> {
+/**
+ * Follows symlinks inside the image as systemd's chase_symlinks() does under the image's root: an absolute
+ * target restarts at the image root and ".." stops at it. Null when the path leads nowhere in the image.
+ */
+export function chaseInImage(entries: ReadonlyMap<string, Pick<Entry, "type" | "target">>, path: string) {
+  const pending = path.split("/").filter((c) => c !== "" && c !== ".");
+  const done: string[] = [];
+  let links = 0;
+  for (let part = pending.shift(); part !== undefined; part = pending.shift()) {
+    if (part === "..") {
+      done.pop();
+      continue;
+    }
+    const here = [...done, part].join("/");
+    const entry = entries.get(here);
+    if (entry === undefined) return null;
+    if (entry.type !== "l") {
+      done.push(part);
+      continue;
+    }
+    if (++links > MAX_LINKS || entry.target === null) return null;
+    if (entry.target.startsWith("/")) done.length = 0;
+    pending.unshift(...entry.target.split("/").filter((c) => c !== "" && c !== "."));
+  }
+  return done.join("/");
+}
+
+/** systemd's parse_boolean() false spellings: only a value that parses as false relaxes the name rule. */
+const FALSE_VALUES = new Set(["0", "no", "n", "false", "f", "off"]);
+
+/**
+ * Release files under another name that systemd-sysext 252 takes instead of extension-release.<name>: regular
+ * files (not symlinks) whose xattr user.extension-release.strict parses as false. Their xattrs are read from a
+ * copy of just those files, extracted beside the image. Newer systemd (>= 254) takes the same files the same way.
+ */
+async function relaxedReleaseFiles(path: string, candidates: string[]): Promise<string[]> {
+  if (candidates.length === 0) return [];
+  const helper = await helperPath("xattrGet");
+  if (helper === null) {
+    throw new KataError("subprocess-failed", "the xattr-get helper is not built: release files cannot be judged", {
+      remedy: "run `npm ci` (scripts/build-helpers.mjs builds it)",
+    });
+  }
+  const scratch = await mkdtemp(join(dirname(path), ".release-"));
+  try {
+    const extract = await run("unsquashfs", ["-q", "-n", "-user-xattrs", "-f", "-d", scratch, path, ...candidates], {
+      timeoutMs: 30_000,
+    });
+    unreadableUnless(path, extract);
+    const values = await readXattrs(
+      helper,
+      "user.extension-release.strict",
+      candidates.map((f) => join(scratch, f)),
+      10_000,
+    );
+    return candidates.filter((_, i) => {
+      const value = values[i];
+      return (
+        value !== undefined && "value" in value && value.value !== null && FALSE_VALUES.has(value.value.toLowerCase())
+      );
+    });
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export async function inspectImage(path: string, name: string, limitsIn: InspectLimits = {}): Promise<ImageContents> {
+  const limits = { maxListingBytes: MAX_LISTING_BYTES, maxReleaseBytes: MAX_RELEASE_BYTES, ...limitsIn };
   const format = await detectFormat(path);
   if (format === null) {
     throw new KataError("inspect-failed", `${path} is neither a squashfs nor an erofs image`, {
       remedy: "publish the extension as a squashfs (mksquashfs) or erofs image",
     });
   }
-  const list = format === "squashfs" ? listSquashfs : listDissect;
-  const cat = format === "squashfs" ? catSquashfs : catDissect;
-  const files = await list(path);
+  const entries = await (format === "squashfs" ? listSquashfs : listDissect)(path, limits);
+  const files = [...entries].filter(([, e]) => e.type !== "d").map(([p]) => p);
   const releaseFile = `${RELEASE_DIR}extension-release.${name}`;
   const otherReleaseFiles = files.filter((f) => f.startsWith(RELEASE_DIR) && f !== releaseFile);
-  const bytes = files.includes(releaseFile) ? await cat(path, releaseFile) : null;
-  const extensionRelease = bytes === null ? null : imageReleaseText(bytes, `${path}:/${releaseFile}`);
-  return { format, files, extensionRelease, otherReleaseFiles };
+
+  // The file for this name, its symlinks followed inside the image (252 reads a relative or absolute link).
+  let from = entries.has(releaseFile) ? chaseInImage(entries, releaseFile) : null;
+  if (from !== null && entries.get(from)?.type !== "-") from = null;
+  const refused = refusedContents(entries);
+  if (from === null && format === "squashfs") {
+    const plain = otherReleaseFiles.filter((f) => !f.slice(RELEASE_DIR.length).includes("/"));
+    const relaxed = await relaxedReleaseFiles(
+      path,
+      plain.filter((f) => entries.get(f)?.type === "-" && posix.basename(f).startsWith("extension-release.")),
+    );
+    // 252 refuses to choose between two (ENOTUNIQ, "Name not unique"), and the whole merge fails.
+    if (relaxed.length > 1) {
+      refused.push(
+        `more than one release file says user.extension-release.strict=false (${relaxed.map((f) => `/${f}`).join(", ")}); systemd-sysext refuses to choose`,
+      );
+    } else from = relaxed[0] ?? null;
+  }
+  const bytes = from === null ? null : await catFile(format, path, from, limits);
+  const extensionRelease = bytes === null ? null : imageReleaseText(bytes, `${path}:/${from}`);
+  return {
+    format,
+    files,
+    extensionRelease,
+    releaseFrom: from === releaseFile ? null : from,
+    otherReleaseFiles,
+    refused,
+  };
+}
+
+/**
+ * What the image must not ship. /usr/lib/os-release: 252 refuses such an image with an error that stops the
+ * whole merge, every other extension with it. Device nodes and setuid/setgid files: 252 merges the overlay
+ * without nodev and nosuid (newer systemd mounts extensions nodev, and nosuid unless asked otherwise), so a 0666
+ * device node or a setuid-root binary under /usr would be live for every local user; we refuse them on every
+ * systemd, so the same image behaves the same on every node.
+ */
+function refusedContents(entries: ReadonlyMap<string, Entry>): string[] {
+  const refused: string[] = [];
+  if (entries.has("usr/lib/os-release")) {
+    refused.push(
+      "ships /usr/lib/os-release; systemd-sysext refuses such an image, and with it every other extension of the merge",
+    );
+  }
+  const named = (paths: string[]) =>
+    paths
+      .slice(0, NAMED_PATHS)
+      .map((p) => `/${p}`)
+      .join(", ") + (paths.length > NAMED_PATHS ? ` and ${paths.length - NAMED_PATHS} more` : "");
+  const devices = [...entries].filter(([, e]) => e.type === "c" || e.type === "b").map(([p]) => p);
+  if (devices.length > 0) {
+    refused.push(`ships device nodes (${named(devices)}); systemd-sysext 252 would merge them usable by anyone`);
+  }
+  const privileged = [...entries].filter(([, e]) => e.type !== "d" && (e.setuid || e.setgid)).map(([p]) => p);
+  if (privileged.length > 0) {
+    refused.push(
+      `ships setuid or setgid files (${named(privileged)}); systemd-sysext 252 would merge them with their privilege`,
+    );
+  }
+  return refused;
 }
 
 /** A release file systemd-sysext would refuse makes the image unmergeable: the image's fault, so inspect-failed. */
@@ -105,7 +304,7 @@ function imageReleaseText(bytes: Buffer, where: string): string {
 
 /** Problems with the payload's shape, each a sentence; empty when the image may be linked. */
 export function payloadProblems(contents: ImageContents, name: string): string[] {
-  const problems: string[] = [];
+  const problems: string[] = [...contents.refused];
   const outside = [...new Set(contents.files.map((f) => f.split("/")[0] ?? ""))].filter((t) => !ALLOWED_TOP.has(t));
   if (outside.length > 0) {
     problems.push(`payload holds /${outside.join(", /")}; a system extension may only ship /usr and /opt`);

@@ -1,7 +1,7 @@
 // Builds kata-like system extension images for tests and the demo: a real squashfs (mksquashfs) or a plain
 // directory, laid out like the sysext-bakery's kata-containers image.
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -12,9 +12,16 @@ export interface ImageSpec {
   extensionRelease?: string | null;
   /** File name of the release file, when a test wants it not to match the image name. */
   releaseFileName?: string;
-  /** Extra files: path inside the image -> contents (string) or {content, mode}. */
-  files?: Record<string, string | { content: string | Buffer; mode: number }>;
+  /** Extra files: path inside the image -> contents (string), {content, mode, xattrs}, a symlink or a device. */
+  files?: Record<string, FileSpec>;
 }
+
+export type FileSpec =
+  | string
+  | { content: string | Buffer; mode: number; xattrs?: Record<string, string> }
+  | { symlink: string }
+  /** A device node made with mknod (needs root), e.g. {device: "c", major: 1, minor: 3, mode: 0o666}. */
+  | { device: "c" | "b"; major: number; minor: number; mode: number };
 
 export const DEFAULT_RELEASE = "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n";
 
@@ -47,7 +54,7 @@ export function buildTree(spec: ImageSpec, into?: string): string {
   const dir = into ?? mkdtempSync(join(tmpdir(), "kata-tree-"));
   const release = spec.extensionRelease === undefined ? DEFAULT_RELEASE : spec.extensionRelease;
   // Kata's own payload only for the Kata image: a companion (e.g. cloud-hypervisor) brings just its files.
-  const kataPayload: Record<string, string | { content: string | Buffer; mode: number }> =
+  const kataPayload: Record<string, FileSpec> =
     name === "kata-containers"
       ? {
           "opt/kata/bin/containerd-shim-kata-v2": {
@@ -58,7 +65,7 @@ export function buildTree(spec: ImageSpec, into?: string): string {
             '[hypervisor.clh]\npath = "/opt/kata/bin/cloud-hypervisor"\n',
         }
       : {};
-  const files: Record<string, string | { content: string | Buffer; mode: number }> = {
+  const files: Record<string, FileSpec> = {
     [`usr/share/${name}/VERSION`]: `${spec.version}\n`,
     ...kataPayload,
     ...spec.files,
@@ -69,9 +76,18 @@ export function buildTree(spec: ImageSpec, into?: string): string {
   for (const [path, value] of Object.entries(files)) {
     const full = join(dir, path);
     mkdirSync(dirname(full), { recursive: true });
-    const { content, mode } = typeof value === "string" ? { content: value, mode: 0o644 } : value;
+    if (typeof value !== "string" && "symlink" in value) {
+      symlinkSync(value.symlink, full);
+      continue;
+    }
+    if (typeof value !== "string" && "device" in value) {
+      execFileSync("mknod", ["-m", value.mode.toString(8), full, value.device, `${value.major}`, `${value.minor}`]);
+      continue;
+    }
+    const { content, mode, xattrs } = typeof value === "string" ? { content: value, mode: 0o644, xattrs: {} } : value;
     writeFileSync(full, content);
     chmodSync(full, mode);
+    for (const [name, v] of Object.entries(xattrs ?? {})) execFileSync("setfattr", ["-n", name, "-v", v, full]);
   }
   return dir;
 }

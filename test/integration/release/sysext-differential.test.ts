@@ -1,6 +1,8 @@
 // Differential test: for every case, the real systemd-sysext (252 on these machines) merges the extension under
 // --root in a private mount namespace, once as a directory (var/lib/extensions/<name>) and once as a squashfs
-// image (etc/extensions/<name>.raw); compatible() must say exactly what systemd did.
+// image (etc/extensions/<name>.raw); compatible() must say exactly what systemd did. The cases marked `whole`
+// are about the image rather than its release file's text (which file systemd reads, what the image ships): there
+// the verdict is admission's whole one (inspectImage, payloadProblems, compatible()), judged from the .raw.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,8 +18,8 @@ import {
   readExtensionRelease,
   readHostReleaseUnder,
 } from "../../../src/release/os-release.ts";
-import { inspectImage } from "../../../src/sysext/inspect.ts";
-import { buildImage, buildTree } from "../../helpers/images.ts";
+import { inspectImage, payloadProblems } from "../../../src/sysext/inspect.ts";
+import { buildImage, buildTree, type FileSpec } from "../../helpers/images.ts";
 import { skipWithout, unless } from "../../helpers/needs.ts";
 
 const FLATCAR = "ID=flatcar\nID_LIKE=coreos\nVERSION_ID=4593.2.5\nSYSEXT_LEVEL=1.0\n";
@@ -46,9 +48,16 @@ interface Case {
   releaseFile?: string;
   /** What compatible() answers (kept in the table so the corpus reads as a specification). */
   expect: boolean;
-  /** Where systemd 252 decides otherwise by design (documented in src/release/). */
+  /** Where systemd 252 decides otherwise by design (documented in src/release/ and src/sysext/inspect.ts). */
   differs252?: string;
+  /** More files in the image: symlinks, device nodes, setuid files, xattrs (test/helpers/images.ts). */
+  files?: Record<string, FileSpec>;
+  /** Judged by admission's whole verdict on the image, not by the release file's text alone. */
+  whole?: true;
 }
+
+const STRICT_FALSE = { "user.extension-release.strict": "false" };
+const RELEASE_D = "usr/lib/extension-release.d";
 
 const any = "ID=_any\n";
 const CASES: Case[] = [
@@ -149,6 +158,138 @@ const CASES: Case[] = [
     ext: any,
     image: "kata-containers-3.32.0-x86-64",
     expect: true,
+  },
+  // which release file 252 reads, and what an image may ship (admission's whole verdict)
+  {
+    title: "only extension-release.<other>, xattr strict=false",
+    ext: null,
+    files: { [`${RELEASE_D}/extension-release.foo`]: { content: any, mode: 0o644, xattrs: STRICT_FALSE } },
+    whole: true,
+    expect: true,
+  },
+  {
+    title: "strict=false spelled No",
+    ext: null,
+    files: {
+      [`${RELEASE_D}/extension-release.foo`]: {
+        content: any,
+        mode: 0o644,
+        xattrs: { "user.extension-release.strict": "No" },
+      },
+    },
+    whole: true,
+    expect: true,
+  },
+  {
+    title: "strict=false file, its content for another architecture",
+    ext: null,
+    files: {
+      [`${RELEASE_D}/extension-release.foo`]: {
+        content: "ID=_any\nARCHITECTURE=arm64\n",
+        mode: 0o644,
+        xattrs: STRICT_FALSE,
+      },
+    },
+    whole: true,
+    expect: false,
+  },
+  {
+    title: "extension-release.<other> with strict=true",
+    ext: null,
+    files: {
+      [`${RELEASE_D}/extension-release.foo`]: {
+        content: any,
+        mode: 0o644,
+        xattrs: { "user.extension-release.strict": "true" },
+      },
+    },
+    whole: true,
+    expect: false,
+  },
+  {
+    title: "two strict=false files: 252 refuses to choose",
+    ext: null,
+    files: {
+      [`${RELEASE_D}/extension-release.foo`]: { content: any, mode: 0o644, xattrs: STRICT_FALSE },
+      [`${RELEASE_D}/extension-release.bar`]: { content: any, mode: 0o644, xattrs: STRICT_FALSE },
+    },
+    whole: true,
+    expect: false,
+  },
+  {
+    title: "strict=false only on a symlink's target: not taken",
+    ext: null,
+    files: {
+      "usr/share/rel/foo": { content: any, mode: 0o644, xattrs: STRICT_FALSE },
+      [`${RELEASE_D}/extension-release.foo`]: { symlink: "../../share/rel/foo" },
+    },
+    whole: true,
+    expect: false,
+  },
+  {
+    title: "own name and a strict=false other: its own is read",
+    ext: "ID=_any\nARCHITECTURE=arm64\n",
+    files: { [`${RELEASE_D}/extension-release.foo`]: { content: any, mode: 0o644, xattrs: STRICT_FALSE } },
+    whole: true,
+    expect: false,
+  },
+  {
+    title: "release file a relative symlink",
+    ext: null,
+    files: {
+      "usr/share/rel/kata": { content: any, mode: 0o644 },
+      [`${RELEASE_D}/extension-release.kata-containers`]: { symlink: "../../share/rel/kata" },
+    },
+    whole: true,
+    expect: true,
+  },
+  {
+    title: "release file an absolute symlink, resolved inside the image",
+    ext: null,
+    files: {
+      "usr/share/rel/kata": { content: any, mode: 0o644 },
+      [`${RELEASE_D}/extension-release.kata-containers`]: { symlink: "/usr/share/rel/kata" },
+    },
+    whole: true,
+    expect: true,
+  },
+  {
+    title: "release file a symlink leading nowhere",
+    ext: null,
+    files: { [`${RELEASE_D}/extension-release.kata-containers`]: { symlink: "../../share/rel/missing" } },
+    whole: true,
+    expect: false,
+  },
+  {
+    title: "image ships /usr/lib/os-release",
+    ext: any,
+    files: { "usr/lib/os-release": "ID=evil\n" },
+    whole: true,
+    expect: false,
+  },
+  {
+    title: "image ships a device node",
+    ext: any,
+    files: { "usr/lib/kata-differential/null": { device: "c", major: 1, minor: 3, mode: 0o666 } },
+    whole: true,
+    expect: false,
+    differs252: "252 merges a device node usable by anyone (no nodev); we refuse the image",
+  },
+  {
+    title: "image ships a setuid file",
+    ext: any,
+    files: { "usr/bin/kata-differential-suid": { content: "#!/bin/sh\n", mode: 0o4755 } },
+    whole: true,
+    expect: false,
+    differs252: "252 merges a setuid binary with its privilege (no nosuid); we refuse the image",
+  },
+  {
+    title: "image ships a setgid file",
+    ext: any,
+    files: { "usr/bin/kata-differential-sgid": { content: "#!/bin/sh\n", mode: 0o2755 } },
+    whole: true,
+    expect: false,
+    differs252: "252 merges a setgid binary with its privilege (no nosuid); we refuse the image",
   },
   // host variations
   {
@@ -271,6 +412,7 @@ describe.skipIf(noSysext)("compatible() against the real systemd-sysext", () => 
         files: {
           [MARKER]: `${index}\n`,
           ...(c.extBytes === undefined ? {} : { [extensionReleasePath(image)]: { content: c.extBytes, mode: 0o644 } }),
+          ...c.files,
         },
       };
       const dirRoot = join(work, `${index}-dir`);
@@ -311,6 +453,17 @@ describe.skipIf(noSysext)("compatible() against the real systemd-sysext", () => 
     if (b === undefined) throw new Error(`case ${index} was not built`);
     const { c } = b;
     const image = c.image ?? "kata-containers";
+    if (c.whole === true) {
+      const verdict = await admissionVerdict(b.rawRoot, image);
+      expect(verdict.admitted, verdict.reasons.join("; ")).toBe(c.expect);
+      for (const root of [b.dirRoot, b.rawRoot]) {
+        const seen = systemd.get(root);
+        expect(seen, `systemd-sysext did not report on ${root}`).toBeDefined();
+        const want = c.differs252 === undefined ? verdict.admitted : !verdict.admitted;
+        expect(seen?.merged, `${root}: systemd-sysext ${seen?.log}; ours: ${verdict.reasons.join("; ")}`).toBe(want);
+      }
+      return;
+    }
     // Our side reads what systemd reads: the host release under the root, the release file for the image name.
     // A host os-release we refuse to read merges nothing, as systemd-sysext merges nothing.
     const host = await readHostReleaseUnder(b.dirRoot).catch(refused);
@@ -343,6 +496,23 @@ function writeHost(root: string, c: Case): void {
   if (c.etcHost !== undefined || c.etcLink !== undefined) mkdirSync(join(root, "etc"), { recursive: true });
   if (c.etcHost !== undefined) writeFileSync(join(root, "etc/os-release"), c.etcHost);
   if (c.etcLink !== undefined) symlinkSync(c.etcLink, join(root, "etc/os-release"));
+}
+
+/** Admission's whole verdict on the .raw under `root`: inspection, the payload's shape and compatibility. */
+async function admissionVerdict(root: string, name: string): Promise<{ admitted: boolean; reasons: string[] }> {
+  let contents: Awaited<ReturnType<typeof inspectImage>>;
+  try {
+    contents = await inspectImage(join(root, "etc/extensions", `${name}.raw`), name);
+  } catch (err) {
+    if (err instanceof KataError && err.code === "inspect-failed") return { admitted: false, reasons: [err.message] };
+    throw err;
+  }
+  const problems = payloadProblems(contents, name);
+  if (problems.length > 0) return { admitted: false, reasons: problems };
+  const host = await readHostReleaseUnder(root);
+  const release = contents.extensionRelease === null ? null : parseExtensionRelease(contents.extensionRelease);
+  const decision = compatible(host, release, { name, arch: hostArchitecture() });
+  return { admitted: decision.compatible, reasons: decision.reasons };
 }
 
 /** The release file as admission reads it out of the image; one it refuses counts as none, as above. */

@@ -1,12 +1,12 @@
 // inspectImage reads an image's extension-release out of a real squashfs: bytes judged as systemd-sysext judges
 // them (src/release/os-release.ts releaseText), never repaired into text systemd would refuse.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { extensionReleasePath } from "../../../src/release/os-release.ts";
-import { inspectImage } from "../../../src/sysext/inspect.ts";
+import { inspectImage, payloadProblems } from "../../../src/sysext/inspect.ts";
 import { buildImage } from "../../helpers/images.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kata-inspect-"));
@@ -36,5 +36,67 @@ describe("inspectImage", () => {
     expect((err as KataError).code).toBe("inspect-failed");
     expect((err as KataError).message).toContain("not valid UTF-8");
     expect((err as KataError).message).toContain(image);
+  });
+
+  it("names every device node and setuid or setgid file it refuses", async () => {
+    const image = buildImage(
+      {
+        version: "3.32.0",
+        files: {
+          "usr/lib/x": { device: "c", major: 1, minor: 3, mode: 0o666 },
+          "usr/lib/disk": { device: "b", major: 7, minor: 0, mode: 0o660 },
+          "usr/bin/su-kata": { content: "#!/bin/sh\n", mode: 0o4755 },
+          "opt/kata/bin/sg": { content: "#!/bin/sh\n", mode: 0o2711 },
+          "opt/kata/bin/plain": { content: "#!/bin/sh\n", mode: 0o755 },
+        },
+      },
+      join(dir, "dev.raw"),
+    );
+    const contents = await inspectImage(image, "kata-containers");
+    const problems = payloadProblems(contents, "kata-containers");
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(
+      /^ships device nodes \((\/usr\/lib\/x, \/usr\/lib\/disk|\/usr\/lib\/disk, \/usr\/lib\/x)\)/,
+    );
+    expect(problems[1]).toContain("ships setuid or setgid files (");
+    expect(problems[1]).toContain("/usr/bin/su-kata");
+    expect(problems[1]).toContain("/opt/kata/bin/sg");
+    expect(problems[1]).not.toContain("plain");
+  });
+
+  it("refuses a listing or a release file too big to inspect as the image's fault (quarantined, not fetched again)", async () => {
+    const image = imageWith("big.raw", Buffer.from(`ID=_any\n${"#".repeat(3000)}\n`));
+    const listing = await inspectImage(image, "kata-containers", { maxListingBytes: 64 }).catch((e: unknown) => e);
+    expect(listing).toMatchObject({
+      code: "inspect-failed",
+      message: expect.stringContaining("file listing is larger than 64 bytes"),
+    });
+    const release = await inspectImage(image, "kata-containers", { maxReleaseBytes: 1024 }).catch((e: unknown) => e);
+    expect(release).toMatchObject({
+      code: "inspect-failed",
+      message: expect.stringContaining("extension-release.kata-containers is larger than 1024 bytes"),
+    });
+    expect((await inspectImage(image, "kata-containers")).extensionRelease).toContain("ID=_any");
+  });
+
+  it("reads a release file under another name only when its xattr says strict=false, and says where from", async () => {
+    const image = buildImage(
+      {
+        version: "3.32.0",
+        extensionRelease: null,
+        files: {
+          "usr/lib/extension-release.d/extension-release.kata": {
+            content: "ID=_any\n",
+            mode: 0o644,
+            xattrs: { "user.extension-release.strict": "0" },
+          },
+        },
+      },
+      join(dir, "relaxed.raw"),
+    );
+    const contents = await inspectImage(image, "kata-containers");
+    expect(contents.extensionRelease).toBe("ID=_any\n");
+    expect(contents.releaseFrom).toBe("usr/lib/extension-release.d/extension-release.kata");
+    expect(readdirSync(dir).filter((f) => f.startsWith(".release-"))).toEqual([]);
   });
 });

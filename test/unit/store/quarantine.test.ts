@@ -34,10 +34,18 @@ describe("quarantine", () => {
     expect(await store.isQuarantined("kata-containers-3.40.0-x86-64.raw", sha("republished"))).toBe(false);
     expect(await store.isQuarantined("kata-containers-3.41.0-x86-64.raw", digest)).toBe(false);
     const reason = readFileSync(join(dir, "quarantine", "kata-containers-3.40.0-x86-64.raw.reason"), "utf8");
-    expect(reason).toBe(
-      `image: kata-containers-3.40.0-x86-64.raw\nsha256: ${digest}\n\nID=ubuntu does not match the host\n`,
-    );
+    const now = join(dir, "quarantine", "kata-containers-3.40.0-x86-64.raw");
+    expect(reason).toBe(`image: ${now}\nsha256: ${digest}\n\nID=ubuntu does not match the host\n`);
     expect(readdirSync(store.incomingDir)).toEqual([]);
+  });
+
+  it("names where the image is now, not the .incoming/ path it was inspected at", async () => {
+    const incoming = join(store.incomingDir, "kata-containers-3.42.0-x86-64.raw");
+    await quarantine("kata-containers-3.42.0-x86-64.raw", "bytes", `${incoming}: ships device nodes (/usr/lib/x)`);
+    const reason = readFileSync(join(dir, "quarantine", "kata-containers-3.42.0-x86-64.raw.reason"), "utf8");
+    const now = join(dir, "quarantine", "kata-containers-3.42.0-x86-64.raw");
+    expect(reason).toContain(`${now}: ships device nodes (/usr/lib/x)`);
+    expect(reason).not.toContain(".incoming");
   });
 
   it("blocks by name when the marker names no digest (older daemons wrote only the reason)", async () => {
