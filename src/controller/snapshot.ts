@@ -1,4 +1,5 @@
 // Builds the /status document from what a pass observed. Pure: the daemon keeps the result in memory.
+import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
 import type { PreflightSummary, SkippedRelease, StatusDocument } from "../status.ts";
 import type { SkippedCandidate } from "./candidates.ts";
@@ -17,10 +18,17 @@ export function initialStatus(opts: {
   root: string;
   name: string;
   arch: string;
+  /** The booted OS as read at start; null when its os-release could not be read. */
+  host: Pick<HostRelease, "id" | "versionId" | "sysextLevel"> | null;
 }): StatusDocument {
   return {
     daemon: { version: opts.version, startedAt: opts.startedAt, root: opts.root },
-    host: { id: null, versionId: null, sysextLevel: null, arch: opts.arch },
+    host: {
+      id: opts.host?.id ?? null,
+      versionId: opts.host?.versionId ?? null,
+      sysextLevel: opts.host?.sysextLevel ?? null,
+      arch: opts.arch,
+    },
     extension: {
       name: opts.name,
       active: null,

@@ -9,7 +9,7 @@ import { type ApiActions, startApi } from "../api/server.ts";
 import { systemClock, systemRandom } from "../clock.ts";
 import { loadConfig } from "../config/load.ts";
 import type { CommandContext } from "../controller/commands.ts";
-import { withHostFields } from "../controller/host-fields.ts";
+import { readBootedHost, withHostFields } from "../controller/host-fields.ts";
 import { initialStatus } from "../controller/snapshot.ts";
 import { asKataError } from "../errors.ts";
 import { hostArchitecture } from "../release/os-release.ts";
@@ -22,7 +22,8 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   // Signals first: systemd may send SIGHUP (reload) or SIGTERM as soon as READY=1 is out, long before the rest is
   // wired up, and their default action would end the process (SIGHUP even as a "clean" exit Restart= ignores).
   const signals = earlySignals();
-  const ctx = await withHostFields(given);
+  const booted = await readBootedHost(given.paths);
+  const ctx = await withHostFields(given, booted);
   const { log, paths } = ctx;
   const notifier = createNotifier({ log });
   const metrics = createMetrics();
@@ -32,6 +33,8 @@ export async function runDaemon(given: CommandContext): Promise<number> {
     root: paths.root,
     name: ctx.config.source.name,
     arch: ctx.config.source.arch ?? hostArchitecture(),
+    // Read already: /status names the host from its first answer, not only after the first pass.
+    host: booted,
   });
 
   let daemon: Daemon | null = null;

@@ -26,7 +26,14 @@ function daemonWith(reconcile: () => Promise<PassOutcome>, stateFile = "/nonexis
     metrics: createMetrics({ processMetrics: false }),
     clock: systemClock,
     log: createLogger((level, message) => void logged.push(`${level}: ${message}`)),
-    initial: initialStatus({ version: "0", startedAt: "x", root: "/", name: "kata-containers", arch: "x86-64" }),
+    initial: initialStatus({
+      version: "0",
+      startedAt: "x",
+      root: "/",
+      name: "kata-containers",
+      arch: "x86-64",
+      host: null,
+    }),
   });
   return { daemon, logged };
 }
