@@ -12,6 +12,7 @@ export const SYSTEMD_NAME = "org.freedesktop.systemd1";
 export const SYSTEMD_PATH = "/org/freedesktop/systemd1";
 export const MANAGER_IFACE = "org.freedesktop.systemd1.Manager";
 export const UNIT_IFACE = "org.freedesktop.systemd1.Unit";
+export const SERVICE_IFACE = "org.freedesktop.systemd1.Service";
 const PROPERTIES_IFACE = "org.freedesktop.DBus.Properties";
 
 /** Every result JobRemoved reports (systemd's job_result_to_string); only "done" is success. */
@@ -63,6 +64,18 @@ export class UnitJobError extends KataError {
   }
 }
 
+/** What systemd has loaded for a service: its files and the effective ExecStart and Environment after drop-ins. */
+export interface ServiceInfo {
+  loadState: string;
+  fragmentPath: string;
+  dropInPaths: string[];
+  /** Each ExecStart= command: program, argv as stored (variables unexpanded), and the "-" prefix. */
+  execStart: { path: string; argv: string[]; ignoreFailure: boolean }[];
+  environment: string[];
+  /** 0 when it has no main process. */
+  mainPid: number;
+}
+
 type JobVerb = "start" | "restart" | "stop";
 const METHOD: Record<JobVerb, string> = { start: "StartUnit", restart: "RestartUnit", stop: "StopUnit" };
 
@@ -72,6 +85,7 @@ export interface SystemdManager {
   restartUnit(name: string): Promise<void>;
   stopUnit(name: string): Promise<void>;
   unitState(name: string): Promise<UnitState>;
+  serviceInfo(name: string): Promise<ServiceInfo>;
   /** daemon-reload; systemd replies once the reload is complete. */
   reload(): Promise<void>;
   /** Reads ActiveState, waiting out activating/reloading a bounded number of times; throws unless active. */
@@ -236,9 +250,43 @@ export async function createSystemdManager(
     return path;
   };
 
-  const unitProperty = async (path: string, property: string): Promise<DBusValue> => {
-    const [value] = await bus.call(SYSTEMD_NAME, path, PROPERTIES_IFACE, "Get", "ss", [UNIT_IFACE, property], call);
+  const unitProperty = async (path: string, property: string, iface = UNIT_IFACE): Promise<DBusValue> => {
+    const [value] = await bus.call(SYSTEMD_NAME, path, PROPERTIES_IFACE, "Get", "ss", [iface, property], call);
     return value;
+  };
+
+  const serviceInfo = async (unit: string): Promise<ServiceInfo> => {
+    const path = await unitPath(unit);
+    const [loadState, fragmentPath, dropInPaths] = await Promise.all(
+      ["LoadState", "FragmentPath", "DropInPaths"].map((p) => unitProperty(path, p)),
+    );
+    if (loadState !== "loaded") {
+      return {
+        loadState: String(loadState),
+        fragmentPath: "",
+        dropInPaths: [],
+        execStart: [],
+        environment: [],
+        mainPid: 0,
+      };
+    }
+    const [execStart, environment, mainPid] = await Promise.all(
+      ["ExecStart", "Environment", "MainPID"].map((p) => unitProperty(path, p, SERVICE_IFACE)),
+    );
+    const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === "string") : []);
+    return {
+      loadState: String(loadState),
+      fragmentPath: typeof fragmentPath === "string" ? fragmentPath : "",
+      dropInPaths: strings(dropInPaths),
+      // a(sasbttttuii): path, argv, ignore_errors, then timestamps and the last run's pid and status.
+      execStart: (Array.isArray(execStart) ? execStart : []).flatMap((cmd: unknown) =>
+        Array.isArray(cmd) && typeof cmd[0] === "string"
+          ? [{ path: cmd[0], argv: strings(cmd[1]), ignoreFailure: cmd[2] === true }]
+          : [],
+      ),
+      environment: strings(environment),
+      mainPid: typeof mainPid === "number" ? mainPid : 0,
+    };
   };
 
   const unitState = async (unit: string): Promise<UnitState> => {
@@ -258,6 +306,7 @@ export async function createSystemdManager(
     restartUnit: (name) => runJob("restart", name),
     stopUnit: (name) => runJob("stop", name),
     unitState,
+    serviceInfo,
     async reload() {
       await managerCall("Reload", "", []);
     },

@@ -245,7 +245,15 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
       expect(config).toContain('snapshotter = "native"'); // the base configuration is kept
       await c.waitForUnit("containerd.service", "active", STEP_TIMEOUT_MS);
       const messages = (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
-      expect(messages).toContain("containerd restarted with the Kata runtime handlers");
+      // The daemon says which configuration it built on and why, and that containerd loaded the handlers.
+      expect(messages).toContainEqual(
+        expect.stringMatching(
+          /^containerd's Kata runtimes are merged into \/etc\/containerd\/config\.toml: .*\$CONTAINERD_CONFIG/,
+        ),
+      );
+      expect(messages).toContainEqual(
+        expect.stringMatching(/^containerd restarted and loaded the Kata runtime handlers kata, kata-clh/),
+      );
       await expectContainerdOnKataConfig();
     },
   );

@@ -3,7 +3,8 @@
 // interface subset with the real signatures: Subscribe(), StartUnit/RestartUnit/StopUnit(ss) -> o,
 // GetUnit(s) -> o, LoadUnit(s) -> o, Reload(); signals JobNew(uos) and JobRemoved(uoss); unit objects under
 // /org/freedesktop/systemd1/unit/ with org.freedesktop.systemd1.Unit properties (via
-// org.freedesktop.DBus.Properties). Each test scripts how the next job for a unit ends.
+// org.freedesktop.DBus.Properties), services also with org.freedesktop.systemd1.Service's ExecStart, Environment
+// and MainPID. Each test scripts how the next job for a unit ends.
 import { DBusError, interface as dbusInterface, type MessageBus } from "dbus-next";
 import type { ActiveState, JobResult } from "../../src/systemd/manager.ts";
 import { serveName } from "./dbus.ts";
@@ -28,12 +29,22 @@ export interface JobScript {
   endState?: [ActiveState, string];
 }
 
+export interface ServiceSpec {
+  fragmentPath: string;
+  dropInPaths?: string[];
+  argv: string[];
+  environment?: string[];
+  mainPid?: number;
+}
+
 export interface FakeSystemd {
   /** How the next job for this unit behaves; scripts queue up per unit. */
   script(unit: string, script: JobScript): void;
   /** Makes a unit known (as if its unit file existed) in this state. */
   addUnit(unit: string, activeState?: ActiveState, subState?: string): void;
   setUnitState(unit: string, activeState: ActiveState, subState: string): void;
+  /** What systemd would report about a service's files, command and environment after its drop-ins. */
+  setService(unit: string, service: ServiceSpec): void;
   /** Method calls received, e.g. "Subscribe", "RestartUnit containerd.service replace". */
   readonly calls: readonly string[];
   stop(): Promise<void>;
@@ -55,6 +66,8 @@ class UnitInterface extends dbusInterface.Interface {
   LoadState = "loaded";
   ActiveState: ActiveState = "inactive";
   SubState = "dead";
+  FragmentPath = "";
+  DropInPaths: string[] = [];
 }
 UnitInterface.configureMembers({
   properties: {
@@ -62,6 +75,23 @@ UnitInterface.configureMembers({
     LoadState: { signature: "s", access: "read" },
     ActiveState: { signature: "s", access: "read" },
     SubState: { signature: "s", access: "read" },
+    FragmentPath: { signature: "s", access: "read" },
+    DropInPaths: { signature: "as", access: "read" },
+  },
+});
+
+type ExecCommand = [string, string[], boolean, bigint, bigint, bigint, bigint, number, number, number];
+
+class ServiceInterface extends dbusInterface.Interface {
+  ExecStart: ExecCommand[] = [];
+  Environment: string[] = [];
+  MainPID = 0;
+}
+ServiceInterface.configureMembers({
+  properties: {
+    ExecStart: { signature: "a(sasbttttuii)", access: "read" },
+    Environment: { signature: "as", access: "read" },
+    MainPID: { signature: "u", access: "read" },
   },
 });
 
@@ -133,6 +163,7 @@ export interface FakeSystemdOptions {
 export async function startFakeSystemd(options: FakeSystemdOptions): Promise<FakeSystemd> {
   const manager = new ManagerInterface("org.freedesktop.systemd1.Manager");
   const units = new Map<string, UnitInterface>();
+  const services = new Map<string, ServiceInterface>();
   const scripts = new Map<string, JobScript[]>();
   const calls: string[] = [];
   const timers = new Set<NodeJS.Timeout>();
@@ -218,6 +249,20 @@ export async function startFakeSystemd(options: FakeSystemdOptions): Promise<Fak
       const target = unit(name);
       target.ActiveState = activeState;
       target.SubState = subState;
+    },
+    setService(name, spec) {
+      const target = unit(name);
+      target.FragmentPath = spec.fragmentPath;
+      target.DropInPaths = spec.dropInPaths ?? [];
+      let service = services.get(name);
+      if (service === undefined) {
+        service = new ServiceInterface("org.freedesktop.systemd1.Service");
+        services.set(name, service);
+        bus.export(unitObjectPath(name), service);
+      }
+      service.ExecStart = [[spec.argv[0] ?? "", spec.argv, false, 0n, 0n, 0n, 0n, 0, 0, 0]];
+      service.Environment = spec.environment ?? [];
+      service.MainPID = spec.mainPid ?? 0;
     },
     setUnitState(name, activeState, subState) {
       const target = unit(name);

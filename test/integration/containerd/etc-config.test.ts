@@ -1,7 +1,9 @@
 // The registration's ensure (the last step of every pass) on a temp root, with the D-Bus adapter talking to a fake
-// systemd: the default "kata" handler follows /etc/kata-containers/configuration.toml appearing and going away,
-// and containerd is restarted exactly when the rendered configuration changed.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+// systemd that reports Flatcar's containerd.service: the default "kata" handler follows
+// /etc/kata-containers/configuration.toml appearing and going away, and containerd is restarted exactly when the
+// rendered configuration changed. What "containerd" loaded is confirmed as on a host: its /proc/PID/cmdline (a
+// fixture under the root) and the real containerd's config dump of the file it names.
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -16,6 +18,9 @@ import { createSystemdManager, type SystemdManager } from "../../../src/systemd/
 import { registeredConfigPaths } from "../../helpers/containerd.ts";
 import { startTestBus, type TestBus } from "../../helpers/dbus.ts";
 import { type FakeSystemd, startFakeSystemd } from "../../helpers/fake-systemd.ts";
+
+/** A systemd variable reference, `${NAME}`, written so it is not read as a template placeholder. */
+const braced = (name: string): string => `\${${name}}`;
 
 const D = "opt/kata/share/defaults/kata-containers";
 const CONFIG = {
@@ -42,6 +47,7 @@ const image = (kataConfigs: string[]): StoredImage => ({
 });
 
 let testBus: TestBus;
+const roots: string[] = [];
 let bus: Bus;
 let systemd: FakeSystemd;
 let manager: SystemdManager;
@@ -54,6 +60,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
   manager.close();
   await systemd.stop();
   await bus.close();
@@ -63,6 +70,7 @@ afterEach(async () => {
 describe("ensure and the kata handler's configuration", () => {
   it("uses /etc/kata-containers/configuration.toml while it exists, restarting containerd only on a change", async () => {
     const root = mkdtempSync(join(tmpdir(), "kata-etc-config-"));
+    roots.push(root);
     mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
     writeFileSync(join(root, CONFIG.baseConfig), "version = 2\n");
     const paths = hostPaths(root);
@@ -74,6 +82,16 @@ describe("ensure and the kata handler's configuration", () => {
       log: quiet,
     });
     systemd.addUnit("containerd.service", "active", "running");
+    systemd.setService("containerd.service", {
+      fragmentPath: "/usr/lib/systemd/system/containerd.service",
+      argv: ["/usr/bin/containerd", "--config", braced("CONTAINERD_CONFIG")],
+      environment: ["CONTAINERD_CONFIG=/usr/share/containerd/config.toml"],
+      mainPid: 4242,
+    });
+    // The process containerd.service runs once our drop-in applies; exe is the real binary for its config dump.
+    mkdirSync(join(root, "proc/4242"), { recursive: true });
+    writeFileSync(join(root, "proc/4242/cmdline"), `/usr/bin/containerd\0--config\0${CONFIG.configFile}\0`);
+    symlinkSync("/usr/bin/containerd", join(root, "proc/4242/exe"));
     const active = image([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`]);
     const restarts = () => systemd.calls.filter((c) => c === "RestartUnit containerd.service replace").length;
     const shipped = {

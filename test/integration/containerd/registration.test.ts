@@ -1,12 +1,19 @@
 // The merged configuration is checked by the real containerd (`containerd --config FILE config dump`), so a
 // registration that containerd would read differently than we think fails here.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { kataHandlers } from "../../../src/containerd/handlers.ts";
-import { containerdFiles, register, restore, snapshot, unregister } from "../../../src/containerd/registration.ts";
+import {
+  containerdFiles,
+  type Decision,
+  register,
+  restore,
+  snapshot,
+  unregister,
+} from "../../../src/containerd/registration.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { skipWithout } from "../../helpers/needs.ts";
 
@@ -45,8 +52,24 @@ const CONFIG = {
   unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
 };
 
+/** Flatcar's unit: CONTAINERD_CONFIG names the base, our drop-in points it at the merged file. */
+const FLATCAR: Decision = {
+  choice: {
+    base: CONFIG.baseConfig,
+    why: "Flatcar's containerd.service",
+    service: [`Environment=CONTAINERD_CONFIG=${CONFIG.configFile}`],
+  },
+  unitFiles: "",
+};
+
+const roots: string[] = [];
+afterAll(() => {
+  for (const root of roots) rmSync(root, { recursive: true, force: true });
+});
+
 function rootWithBase(): string {
   const root = mkdtempSync(join(tmpdir(), "ctd-"));
+  roots.push(root);
   mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
   writeFileSync(join(root, CONFIG.baseConfig), FLATCAR_BASE);
   return root;
@@ -66,7 +89,7 @@ describe.skipIf(noContainerd)("containerd registration (real containerd config d
     const handlers = kataHandlers([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`], {
       etcConfig: false,
     });
-    expect(await register(files, handlers)).toBe(true);
+    expect(await register(files, handlers, FLATCAR)).toBe(true);
 
     const dumped = dump(files.config);
     for (const name of ["kata", "kata-clh", "kata-qemu"]) {
@@ -79,14 +102,14 @@ describe.skipIf(noContainerd)("containerd registration (real containerd config d
     expect(dumped).toMatch(/SystemdCgroup = true/);
     expect(readFileSync(files.unitDropIn, "utf8")).toContain(`Environment=CONTAINERD_CONFIG=${CONFIG.configFile}\n`);
     // Idempotent: the same registration changes nothing.
-    expect(await register(files, handlers)).toBe(false);
+    expect(await register(files, handlers, FLATCAR)).toBe(false);
   });
 
   it("unregister removes the drop-in and the merged file; restore puts a snapshot back exactly", async () => {
     const root = rootWithBase();
     const files = containerdFiles(hostPaths(root), CONFIG);
     const empty = await snapshot(files);
-    await register(files, kataHandlers([`${D}/configuration-clh.toml`], { etcConfig: false }));
+    await register(files, kataHandlers([`${D}/configuration-clh.toml`], { etcConfig: false }), FLATCAR);
     const registered = await snapshot(files);
     expect(await unregister(files)).toBe(true);
     expect(existsSync(files.unitDropIn) || existsSync(files.config)).toBe(false);
@@ -100,8 +123,11 @@ describe.skipIf(noContainerd)("containerd registration (real containerd config d
   it("merges a version 1 file (no version line) where containerd 1.x reads it: plugins.cri", async () => {
     const root = rootWithBase();
     const files = containerdFiles(hostPaths(root), CONFIG);
-    writeFileSync(files.base, readFileSync(join(import.meta.dirname, "../../fixtures/containerd/v1-noversion.toml")));
-    await register(files, kataHandlers([`${D}/configuration-qemu.toml`], { etcConfig: false }));
+    writeFileSync(
+      join(root, CONFIG.baseConfig),
+      readFileSync(join(import.meta.dirname, "../../fixtures/containerd/v1-noversion.toml")),
+    );
+    await register(files, kataHandlers([`${D}/configuration-qemu.toml`], { etcConfig: false }), FLATCAR);
     const dumped = dump(files.config);
     // containerd shows it as version 2 after its own migration: the runtimes and the base's settings arrived.
     expect(dumped).toContain(`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata-qemu]`);
@@ -113,13 +139,15 @@ describe.skipIf(noContainerd)("containerd registration (real containerd config d
   it("refuses a base that is not TOML or of an unknown version, naming the file", async () => {
     const root = rootWithBase();
     const files = containerdFiles(hostPaths(root), CONFIG);
-    writeFileSync(files.base, "version = 4\n");
-    await expect(register(files, [])).rejects.toMatchObject({
+    writeFileSync(join(root, CONFIG.baseConfig), "version = 4\n");
+    await expect(register(files, [], FLATCAR)).rejects.toMatchObject({
       code: "containerd-failed",
       message: expect.stringContaining("version 4"),
     });
-    writeFileSync(files.base, "[plugins\n");
-    await expect(register(files, [])).rejects.toMatchObject({ message: expect.stringContaining(files.base) });
+    writeFileSync(join(root, CONFIG.baseConfig), "[plugins\n");
+    await expect(register(files, [], FLATCAR)).rejects.toMatchObject({
+      message: expect.stringContaining(CONFIG.baseConfig),
+    });
     expect(existsSync(files.config)).toBe(false);
   });
 });

@@ -9,6 +9,7 @@ import { type PreflightReport, runPreflight } from "../../../src/preflight/run.t
 import {
   buildHost,
   buildPayload,
+  CONTAINERD_CONFIG,
   type HostSpec,
   KVM_EACCES,
   KVM_EBUSY,
@@ -335,9 +336,11 @@ describe("host integration", () => {
     const good = await preflight({});
     expect(one(good, "cgroup-v2").status).toBe("pass");
     expect(one(good, "containerd-running").status).toBe("pass");
-    expect(one(good, "containerd-handler").detail).toBe(
-      "/etc/kata-sysextd/containerd.toml registers kata, kata-clh (io.containerd.kata.v2)",
-    );
+    expect(one(good, "containerd-handler")).toMatchObject({
+      status: "pass",
+      detail:
+        "containerd (pid 1000) reads /etc/kata-sysextd/containerd.toml, which registers kata, kata-clh (io.containerd.kata.v2)",
+    });
     const bad = await preflight({ cgroup: "hybrid", containerdRunning: false, containerdConfig: "version = 2\n" });
     expect(one(bad, "cgroup-v2").status).toBe("warn");
     expect(one(bad, "containerd-running").status).toBe("warn");
@@ -347,6 +350,41 @@ describe("host integration", () => {
     expect(one(missing, "containerd-handler").status).toBe("warn");
     const unselected = await preflight({ unitDropIn: null });
     expect(one(unselected, "containerd-handler")).toMatchObject({ status: "warn" });
-    expect(one(unselected, "containerd-handler").detail).toContain("does not select it");
+    expect(one(unselected, "containerd-handler").detail).toContain("no longer selects it");
+    const stopped = await preflight({ containerdRunning: false, unitDropIn: null });
+    expect(one(stopped, "containerd-handler").detail).toContain("does not select it");
+  });
+
+  it.each([
+    {
+      what: "the operator's ExecStart without --config: containerd reads its default, which has no Kata runtime",
+      spec: { containerdArgv: ["/usr/bin/containerd"] },
+      status: "fail",
+      detail: /^containerd \(pid 1000\) reads \/etc\/containerd\/config\.toml, which is missing/,
+    },
+    {
+      what: "a file of our own that another override replaced",
+      spec: { containerdArgv: ["/usr/bin/containerd", "-c", "/etc/kata-sysextd/containerd.toml.bak"] },
+      status: "fail",
+      detail: /reads \/etc\/kata-sysextd\/containerd\.toml\.bak, which is missing/,
+    },
+    {
+      what: "version 3 with the runtimes under the version 2 plugin, where containerd 2.x does not look",
+      spec: { containerdConfig: CONTAINERD_CONFIG.replace("version = 2", "version = 3") },
+      status: "fail",
+      detail: /registers no runtime of type io\.containerd\.kata\.v2 where its version keeps them$/,
+    },
+    {
+      what: "version 3 with the runtimes under io.containerd.cri.v1.runtime",
+      spec: {
+        containerdConfig: `version = 3\n[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.kata]\nruntime_type = "io.containerd.kata.v2"\n`,
+      },
+      status: "pass",
+      detail: /which registers kata \(io\.containerd\.kata\.v2\)$/,
+    },
+  ])("containerd-handler judges what the running containerd reads: $what", async ({ spec, status, detail }) => {
+    const r = one(await preflight(spec), "containerd-handler");
+    expect(r.status).toBe(status);
+    expect(r.detail).toMatch(detail);
   });
 });
