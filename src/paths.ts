@@ -12,6 +12,8 @@ export interface HostPaths {
   readonly storeDir: string;
   readonly quarantineDir: string;
   readonly stateFile: string;
+  /** What kata-sysextd wrote into the reboot sentinel, so it only ever removes its own (cluster/reboot-sentinel.ts). */
+  readonly rebootMarker: string;
   readonly runDir: string;
   readonly apiSocket: string;
   activeLink(name: string): string;
@@ -28,6 +30,7 @@ export function hostPaths(root = "/"): HostPaths {
     storeDir: host("/var/lib/kata-sysextd/images"),
     quarantineDir: host("/var/lib/kata-sysextd/quarantine"),
     stateFile: host("/var/lib/kata-sysextd/state.json"),
+    rebootMarker: host("/var/lib/kata-sysextd/reboot-sentinel.owner"),
     runDir: host("/run/kata-sysextd"),
     apiSocket: host("/run/kata-sysextd/api.sock"),
     activeLink: (name) => host(`/etc/extensions/${name}.raw`),

@@ -46,6 +46,18 @@ export interface MemberStatus {
   merged: boolean;
 }
 
+/** Whether kata-sysextd asks the cluster's reboot coordinator for a reboot (controller/reboot.ts), and why. */
+export interface RebootStatus {
+  requested: boolean;
+  reason: string | null;
+  /** When it was first asked for (ISO-8601). */
+  since: string | null;
+  /** The sentinel file that carries the request, and whether kata-sysextd wrote it or found it there. */
+  sentinel: { path: string; owner: "kata-sysextd" | "other" } | null;
+}
+
+export const NO_REBOOT: RebootStatus = { requested: false, reason: null, since: null, sentinel: null };
+
 export interface StatusDocument {
   daemon: { version: string; startedAt: string; root: string };
   host: { id: string | null; versionId: string | null; sysextLevel: string | null; arch: string };
@@ -61,6 +73,7 @@ export interface StatusDocument {
     limitation: string | null;
   };
   nextBoot: null | { flatcarVersion: string; kata: string | null; staged: boolean; reason: string | null };
+  reboot: RebootStatus;
   /** Every managed extension, Kata first; a single-extension setup lists Kata alone. */
   members: MemberStatus[];
   preflight: PreflightSummary | null;

@@ -126,6 +126,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ["flatcar_version", "kata"] as const,
     registers,
   });
+  const rebootRequested = new Gauge({
+    name: "kata_sysextd_reboot_requested",
+    help: "1 while kata-sysextd asks the cluster's reboot coordinator for a reboot of this node (an activation waits for it)",
+    registers,
+  });
+  const rebootRequestedSince = new Gauge({
+    name: "kata_sysextd_reboot_requested_since_seconds",
+    help: "When the reboot request was first made, in Unix seconds (0 while none stands); alert on time() minus this",
+    registers,
+  });
 
   // Pre-create the zero-valued series so dashboards see 0 instead of "no data" before the first event.
   for (const result of ["ok", "failed", "deferred"] as const) reconciles.inc({ result }, 0);
@@ -194,6 +204,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       if (doc.nextBoot !== null) {
         nextBootInfo.set({ flatcar_version: doc.nextBoot.flatcarVersion, kata: doc.nextBoot.kata ?? "" }, 1);
       }
+
+      rebootRequested.set(doc.reboot.requested ? 1 : 0);
+      const since = doc.reboot.since === null ? Number.NaN : Date.parse(doc.reboot.since) / 1000;
+      rebootRequestedSince.set(doc.reboot.requested && Number.isFinite(since) ? Math.floor(since) : 0);
     },
     render: () => registry.metrics(),
   };

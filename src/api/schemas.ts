@@ -142,6 +142,12 @@ export const statusDocumentSchema = object({
     limitation: nullableStr,
   }),
   nextBoot: nullable(object({ flatcarVersion: str, kata: nullableStr, staged: bool, reason: nullableStr })),
+  reboot: object({
+    requested: bool,
+    reason: nullableStr,
+    since: { type: ["string", "null"], format: "date-time" },
+    sentinel: nullable(object({ path: str, owner: { type: "string", enum: ["kata-sysextd", "other"] } })),
+  }),
   members: {
     type: "array",
     items: object({ name: str, active: nullableStr, previous: nullableStr, nextBoot: nullableStr, merged: bool }),

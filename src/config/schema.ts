@@ -45,6 +45,8 @@ export interface Config {
     requires: CompanionRequirement[];
     /** Acceptable guest kernel versions, checked against what release metadata says a Kata release ships. */
     kernel: string | null;
+    /** How long an activation may wait for Kata sandboxes before a reboot is asked for; 0: wait forever. */
+    maxWaitSeconds: number;
   };
   companions: Companion[];
   api: { listen: string; enabled: boolean };
@@ -60,6 +62,10 @@ export interface Config {
     minBytesPerSecond: number;
   };
   containerd: { enabled: boolean; restart: boolean; baseConfig: string; configFile: string; unitDropIn: string };
+  cluster: {
+    /** The file a reboot coordinator (kured) watches; written when an activation needs a reboot. "" turns it off. */
+    rebootSentinel: string;
+  };
 }
 
 /** One leaf of the schema: its TOML key, how to check it, and what the message should say is expected. */
@@ -127,6 +133,7 @@ const archProblem = (v: unknown): string | null => {
 export const isLoopbackListen = (v: unknown): boolean =>
   isString(v) && /^(127\.0\.0\.1|\[::1\]|localhost):([0-9]{1,5})$/.test(v) && Number(v.split(":").pop()) <= 65535;
 const isAbsPath = (v: unknown): boolean => isString(v) && v.startsWith("/");
+const isAbsPathOrOff = (v: unknown): boolean => v === "" || (isAbsPath(v) && !String(v).endsWith("/"));
 
 export const SECTIONS: Record<string, Record<string, Leaf>> = {
   source: {
@@ -149,6 +156,11 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
       toml: "activation",
       expected: '"wait", "next-boot" or "force"',
       check: oneOf("wait", "next-boot", "force"),
+    },
+    maxWaitSeconds: {
+      toml: "max_wait_seconds",
+      expected: "an integer from 0 (wait forever) to 31536000 (a year)",
+      check: intIn(0, 31_536_000),
     },
   },
   api: {
@@ -194,6 +206,13 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
       check: (v) => isAbsPath(v) && String(v).endsWith(".conf"),
     },
   },
+  cluster: {
+    rebootSentinel: {
+      toml: "reboot_sentinel",
+      expected: 'an absolute file path like "/run/reboot-required", or "" to turn it off',
+      check: isAbsPathOrOff,
+    },
+  },
 };
 
 export const COMPANION_KEYS: Record<keyof Companion, Leaf> = {
@@ -225,7 +244,15 @@ export const DEFAULTS: Config = {
     keyring: "/etc/kata-sysextd/trusted.asc",
     arch: null,
   },
-  policy: { versions: ">=3.21.0", keep: 3, activation: "wait", constraints: [], requires: [], kernel: null },
+  policy: {
+    versions: ">=3.21.0",
+    keep: 3,
+    activation: "wait",
+    constraints: [],
+    requires: [],
+    kernel: null,
+    maxWaitSeconds: 86_400,
+  },
   companions: [],
   api: { listen: "127.0.0.1:8720", enabled: true },
   daemon: { intervalSeconds: 21_600, logLevel: "info" },
@@ -244,4 +271,5 @@ export const DEFAULTS: Config = {
     configFile: "/etc/kata-sysextd/containerd.toml",
     unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
   },
+  cluster: { rebootSentinel: "/run/reboot-required" },
 };

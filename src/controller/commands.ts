@@ -1,6 +1,7 @@
 // The one-shot commands `kata-sysextd --once` and `kata-sysextd boot`, and the adapter wiring the daemon
 // shares with them.
 import { systemClock, systemRandom } from "../clock.ts";
+import { RebootSentinel } from "../cluster/reboot-sentinel.ts";
 import type { Config } from "../config/schema.ts";
 import { containerdFiles } from "../containerd/registration.ts";
 import { containerdRegistration } from "../containerd/stage.ts";
@@ -70,6 +71,11 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
         containerd: config.containerd.enabled ? config.containerd : null,
         companions: await activeCompanions(paths, config),
       }),
+    reboot: new RebootSentinel({
+      sentinel: config.cluster.rebootSentinel === "" ? null : config.cluster.rebootSentinel,
+      host: paths.host,
+      marker: paths.rebootMarker,
+    }),
     runtime: config.containerd.enabled
       ? containerdRegistration({ files, host: paths.host, systemd, restart: config.containerd.restart, log })
       : undefined,
@@ -101,8 +107,13 @@ export async function runOnce(given: CommandContext): Promise<number> {
 
 export async function runBoot(given: CommandContext): Promise<number> {
   const ctx = await withHostFields(given);
-  const outcome = await new Reconciler(buildReconcilerDeps(ctx)).boot();
+  const reconciler = new Reconciler(buildReconcilerDeps(ctx));
+  const outcome = await reconciler.boot();
   report(ctx, "boot", outcome);
+  // The reboot kata-sysextd asked for has happened. A pass that reached its goal withdrew the request already;
+  // one that failed withdraws it too, or a sentinel on a persistent path would have the node rebooted again and
+  // again. A pass that deferred (sandboxes already running) asked anew.
+  if (outcome.result === "failed") await reconciler.settleReboot(null, "the reboot it asked for has happened");
   // Booted into the release the image was staged for: the next boot is now this boot.
   const observed = outcome.observed;
   if (outcome.result === "ok" && observed?.state.nextBoot?.flatcarVersion === observed?.host.versionId) {

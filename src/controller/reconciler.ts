@@ -2,6 +2,7 @@
 // One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
 import { createHash } from "node:crypto";
 import type { Clock, Random } from "../clock.ts";
+import { type RebootSentinel, sentinelLine } from "../cluster/reboot-sentinel.ts";
 import type { Config } from "../config/schema.ts";
 import { KATA_ETC_CONFIG } from "../containerd/handlers.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
@@ -17,8 +18,8 @@ import { compareVersions } from "../release/version.ts";
 import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
 import type { ActiveLink } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
-import type { LinkChangeRecord } from "../store/state.ts";
-import { type PersistedState, sweepState, updateState } from "../store/state.ts";
+import type { LinkChangeRecord, RebootRequest } from "../store/state.ts";
+import { type PersistedState, readState, sweepState, updateState } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { type ActivationDeps, type LinkChange, sharedFiles, switchImages } from "./activation.ts";
@@ -35,6 +36,7 @@ import {
 } from "./decide.ts";
 import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction, type Target } from "./plan.ts";
+import { decideReboot, type HeldBackImage } from "./reboot.ts";
 import type { ReleaseSource } from "./source.ts";
 
 export interface ReconcilerDeps {
@@ -51,6 +53,8 @@ export interface ReconcilerDeps {
   preflight?: () => Promise<PreflightSummary>;
   /** containerd registration; absent when [containerd] enabled = false. */
   runtime?: RuntimeRegistration;
+  /** The reboot coordinator's sentinel file ([cluster] reboot_sentinel). */
+  reboot: RebootSentinel;
   /** Called whenever something /status shows changes. */
   onProgress?: (event: ReconcileEvent) => void;
 }
@@ -81,6 +85,10 @@ export interface PassOutcome {
   observed: Observed | null;
   /** Why the merge of the active image could not be confirmed here (the --root limitation), or null. */
   unconfirmed: string | null;
+  /** The reboot asked of the cluster after this pass; absent when the pass left it as it was. */
+  reboot?: RebootRequest | null;
+  /** Run a pass again after this long: a wait for sandboxes runs out then (policy.max_wait_seconds). */
+  requeueAfterMs?: number | null;
 }
 
 /** Bounds one pass: download, switch, prune and a spare; a plan that wants more is a bug, not a reason to spin. */
@@ -315,8 +323,8 @@ export class Reconciler {
         if (action === null) break;
         if (action.kind === "defer") {
           log.notice(`activation deferred: ${action.reason}`);
-          if (this.deps.config.policy.activation === "next-boot") await this.deferToNextBoot(current, decision.targets);
-          return { result: "deferred", error: null, observed, unconfirmed };
+          const deferral = await this.deferActivation(current, decision.targets);
+          return { result: "deferred", error: null, observed, unconfirmed, ...deferral };
         }
         const failed = await this.carryOutOrBlame(action, current);
         if (failed !== null) {
@@ -350,8 +358,10 @@ export class Reconciler {
         unconfirmed = this.deps.sysext.limitation;
       }
       await options.onSuccess?.(observed);
-      await this.remember({ result: "ok", error: null });
-      return { result: "ok", error: null, observed, unconfirmed };
+      // What this pass wanted is active: no activation waits for a reboot any more.
+      const reboot = await this.settleReboot(null, "what it was for is active or no longer wanted");
+      await this.remember({ result: "ok", error: null }, { waitEnded: options.decidesDownloads !== false });
+      return { result: "ok", error: null, observed, unconfirmed, reboot, requeueAfterMs: null };
     } catch (err) {
       const refused = err instanceof Refusal;
       const error = refused ? err.error : asKataError(err);
@@ -716,26 +726,90 @@ export class Reconciler {
   }
 
   /**
-   * policy.activation = "next-boot": remember what this pass wanted but could not activate under running
-   * sandboxes, so the boot step activates it (before containerd, so before any sandbox) instead of the old one.
+   * Activation deferred for running sandboxes: since when passes have been deferring, whether the cluster should
+   * reboot this node (controller/reboot.ts), and then what the boot step activates (before containerd, so before
+   * any sandbox) instead of the old image.
    */
-  private async deferToNextBoot(observed: Observed, targets: Targets): Promise<void> {
+  private async deferActivation(observed: Observed, targets: Targets) {
+    const { config, clock } = this.deps;
+    const now = clock.now();
+    const waitingSince = observed.state.waitingSince ?? now.toISOString();
     const deferred: Record<string, string> = {};
+    const heldBack: HeldBackImage[] = [];
     for (const view of observed.members) {
       const target = targets.get(view.name);
       const active = view.link.kind === "store" ? view.link.file : null;
       if (target && target.file !== active && view.images.some((i) => i.file === target.file)) {
         deferred[view.name] = target.file;
+        heldBack.push({ member: view.name, version: target.version, primary: this.member(view.name).primary });
       }
     }
-    await this.updateState(() => ({ deferred }));
+    const next = observed.state.nextBoot;
+    const verdict = decideReboot({
+      heldBack,
+      activation: config.policy.activation,
+      waitingSinceMs: Date.parse(waitingSince),
+      maxWaitSeconds: config.policy.maxWaitSeconds,
+      nowMs: now.getTime(),
+      // Pending until booted: runBoot forgets it once the machine runs that release.
+      osUpdate: next !== null && next.flatcarVersion !== observed.host.versionId ? next : null,
+    });
+    await this.updateState(() => (verdict.request ? { deferred, waitingSince } : { waitingSince }));
+    const reboot = await this.settleReboot(
+      verdict.request ? verdict.reason : null,
+      "the policy no longer asks for one (policy.activation, policy.max_wait_seconds)",
+    );
+    return { reboot, requeueAfterMs: verdict.request ? null : verdict.recheckAfterMs };
+  }
+
+  /**
+   * Brings the reboot request (state.json, the sentinel, the journal) to `reason`, or withdraws it (null; `why`
+   * says why). Trouble with the sentinel file is said and does not fail the pass: the request stands in /status.
+   */
+  async settleReboot(reason: string | null, why: string): Promise<RebootRequest | null> {
+    const { log, clock, paths } = this.deps;
+    const sentinel = this.deps.reboot;
+    const previous = (await readState(paths.stateFile, { log, clock })).reboot;
+    let carrier = previous?.sentinel ?? null;
+    try {
+      carrier = await sentinel.apply(reason === null ? null : sentinelLine(reason));
+    } catch (err) {
+      log.warning(`the reboot sentinel ${sentinel.path ?? ""} could not be updated: ${asKataError(err).message}`, {
+        REBOOT_SENTINEL: sentinel.path ?? "",
+      });
+    }
+    const request: RebootRequest | null =
+      reason === null ? null : { reason, since: previous?.since ?? clock.now().toISOString(), sentinel: carrier };
+    if (JSON.stringify(request) !== JSON.stringify(previous)) {
+      await this.updateState(() => ({ reboot: request }));
+    }
+    const fields = { REBOOT_SENTINEL: carrier?.path ?? "", REBOOT_SENTINEL_OWNER: carrier?.owner ?? "" };
+    if (request !== null && request.reason !== previous?.reason) {
+      const where =
+        carrier === null
+          ? "no sentinel is configured ([cluster] reboot_sentinel)"
+          : carrier.owner === "kata-sysextd"
+            ? `wrote ${carrier.path}`
+            : `${carrier.path} was already there (another package asked for a reboot too): left as it is`;
+      log.notice(`reboot requested: ${request.reason}; ${where}`, { MESSAGE_ID: MessageId.rebootRequested, ...fields });
+    } else if (request === null && previous !== null) {
+      const removed = previous.sentinel?.owner === "kata-sysextd" ? `; removed ${previous.sentinel.path}` : "";
+      log.notice(`reboot request withdrawn, ${why}: ${previous.reason}${removed}`, fields);
+    }
+    return request;
   }
 
   /** Records how the pass ended; read-modify-write, because a switch in this pass updated `previous`. */
-  private async remember(last: { result: "ok" | "failed"; error: KataError | null }): Promise<void> {
+  private async remember(
+    last: { result: "ok" | "failed"; error: KataError | null },
+    { waitEnded = false }: { waitEnded?: boolean } = {},
+  ): Promise<void> {
     await this.updateState((state) => ({
       // A pass that reached its goal has done (or superseded) what an earlier one deferred to the next boot.
       deferred: last.result === "ok" ? {} : state.deferred,
+      // Only a pass that asked the source knows the image waited for is active now; an offline one (the daemon's
+      // look at start, a rollback) does not, and must not restart policy.max_wait_seconds.
+      waitingSince: waitEnded ? null : state.waitingSince,
       lastReconcile: {
         at: this.deps.clock.now().toISOString(),
         result: last.result,

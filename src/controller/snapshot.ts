@@ -1,7 +1,14 @@
 // Builds the /status document from what a pass observed. Pure: the daemon keeps the result in memory.
 import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
-import type { PreflightSummary, SkippedRelease, StatusDocument } from "../status.ts";
+import {
+  NO_REBOOT,
+  type PreflightSummary,
+  type RebootStatus,
+  type SkippedRelease,
+  type StatusDocument,
+} from "../status.ts";
+import type { RebootRequest } from "../store/state.ts";
 import type { SkippedCandidate } from "./candidates.ts";
 import type { PassOutcome } from "./reconciler.ts";
 
@@ -39,6 +46,7 @@ export function initialStatus(opts: {
       limitation: null,
     },
     nextBoot: null,
+    reboot: NO_REBOOT,
     members: [{ name: opts.name, active: null, previous: null, nextBoot: null, merged: false }],
     preflight: null,
     lastReconcile: null,
@@ -81,6 +89,7 @@ export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput)
       next === null
         ? null
         : { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
+    reboot: outcome.reboot === undefined ? base.reboot : rebootStatus(outcome.reboot),
     members:
       observed === null
         ? base.members
@@ -124,4 +133,11 @@ export function skippedReleases(byMember: Record<string, SkippedCandidate[]>): S
   return Object.entries(byMember)
     .flatMap(([member, list]) => list.map((c) => ({ member, ...c })))
     .sort((a, b) => compareVersions(b.version, a.version));
+}
+
+/** /status's reboot block for the request persisted in state.json. */
+export function rebootStatus(request: RebootRequest | null): RebootStatus {
+  return request === null
+    ? NO_REBOOT
+    : { requested: true, reason: request.reason, since: request.since, sentinel: request.sentinel };
 }

@@ -23,6 +23,8 @@ import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
 
 const SANDBOX_POLL_MS = 5_000;
+/** setTimeout's limit (2^31 - 1 ms); a longer delay would fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** What a configuration reload replaces. */
 export interface Configured {
@@ -59,6 +61,8 @@ export class Daemon implements ApiActions {
   private timerPassQueued = false;
   /** While a pass waits for Kata sandboxes to end (policy.activation = "wait"): the look for them. */
   private sandboxWatch: NodeJS.Timeout | null = null;
+  /** The pass that runs when the wait for sandboxes runs out (policy.max_wait_seconds), if one is due. */
+  private recheck: NodeJS.Timeout | null = null;
 
   constructor(deps: DaemonDeps) {
     this.deps = deps;
@@ -113,6 +117,7 @@ export class Daemon implements ApiActions {
       this.preflightThisPass || this.deps.preflight === undefined ? this.doc.preflight : await this.runPreflight();
     this.update(statusAfterPass({ base: this.doc, outcome, at: this.deps.clock.now().toISOString(), preflight }));
     this.deps.metrics.reconciled(outcome.result, (this.deps.clock.monotonicMs() - startedMs) / 1000);
+    this.recheckAfter(outcome.requeueAfterMs ?? null);
     if (outcome.error !== null) {
       const code = outcome.error.code;
       if (code === "digest-mismatch" || code === "signature-invalid" || code === "inspect-failed") {
@@ -235,6 +240,8 @@ export class Daemon implements ApiActions {
         ...this.doc,
         nextBoot: { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
       });
+      // A reboot already asked for now serves the OS update too; a pass says so in the sentinel's line.
+      if (next.staged && this.doc.reboot.requested) void this.refresh();
     });
   }
 
@@ -421,8 +428,28 @@ export class Daemon implements ApiActions {
     this.sandboxWatch = watch;
   }
 
+  /**
+   * A pass when the wait for sandboxes runs out, where it decides to ask for a reboot; the next pass's own answer
+   * replaces it. A wait longer than a timer can hold (24.8 days) is decided again when the timer fires.
+   */
+  private recheckAfter(ms: number | null): void {
+    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck = null;
+    if (ms === null) return;
+    this.recheck = setTimeout(
+      () => {
+        this.recheck = null;
+        void this.refresh();
+      },
+      Math.min(ms, MAX_TIMER_MS),
+    );
+    this.recheck.unref();
+  }
+
   /** Waits for the pass in flight, so a stop never interrupts a switch halfway through its stages. */
   async stop(): Promise<void> {
+    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck = null;
     if (this.timer !== null) clearInterval(this.timer);
     if (this.sandboxWatch !== null) clearInterval(this.sandboxWatch);
     this.sandboxWatch = null;

@@ -130,16 +130,21 @@ export async function runDaemon(given: CommandContext): Promise<number> {
       log.warning(`${why}: rejected the new configuration, keeping the old one: ${e.message}`, { ERROR_CODE: e.code });
     }
   };
+  // The sentinel as configured at start (kured's default when turned off): our own writes are no news.
+  const sentinel = ctx.config.cluster.rebootSentinel || "/run/reboot-required";
   const stopWatching = watchFiles(
     {
       configFile: ctx.configFile,
       extensionsDir: paths.extensionsDir,
-      rebootRequired: paths.host("/run/reboot-required"),
+      rebootRequired: paths.host(sentinel),
     },
     {
       configChanged: () => void reload("configuration changed"),
       extensionsChanged: (path) => void running.extensionsChanged(path),
-      rebootRequired: () => log.info("/run/reboot-required appeared: an OS update waits for a reboot"),
+      rebootRequired: () =>
+        void first.reboot
+          .isOurs()
+          .then((ours) => ours || log.info(`${sentinel} appeared: an OS update waits for a reboot`)),
     },
     log,
   );

@@ -13,6 +13,7 @@ export interface WatchTargets {
 export interface WatchHandlers {
   configChanged(): void;
   extensionsChanged(path: string): void;
+  /** The reboot sentinel appeared or changed (not when it went away). */
   rebootRequired(): void;
 }
 
@@ -23,12 +24,15 @@ export function watchFiles(targets: WatchTargets, handlers: WatchHandlers, log: 
     // Atomic replaces (rename over) are what editors and we do; wait until the write settles.
     awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 },
   });
-  const route = (path: string): void => {
+  const route = (path: string, gone = false): void => {
     if (path === targets.configFile) handlers.configChanged();
-    else if (path === targets.rebootRequired) handlers.rebootRequired();
+    else if (path === targets.rebootRequired) gone || handlers.rebootRequired();
     else if (path.startsWith(targets.extensionsDir) && !/\/\.[^/]*$/.test(path)) handlers.extensionsChanged(path);
   };
-  watcher.on("add", route).on("change", route).on("unlink", route);
+  watcher
+    .on("add", (path) => route(path))
+    .on("change", (path) => route(path))
+    .on("unlink", (path) => route(path, true));
   watcher.on("error", (err) => log.warning(`file watch: ${String(err)}`));
   return () => watcher.close();
 }

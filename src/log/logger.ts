@@ -88,4 +88,5 @@ export const MessageId = {
   nextBootStaged: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f006",
   stateRestored: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f007",
   stateLost: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f008",
+  rebootRequested: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f019",
 } as const;

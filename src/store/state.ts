@@ -35,8 +35,15 @@ export interface PersistedState {
   /** The same for each companion extension, by name. */
   previousCompanions: Record<string, string | null>;
   nextBoot: NextBoot | null;
-  /** Images a pass could not activate under running sandboxes (policy.activation = "next-boot"), by member. */
+  /**
+   * Images a pass could not activate under running sandboxes, by member, for the boot step to activate:
+   * policy.activation = "next-boot", or "wait" once it waited longer than policy.max_wait_seconds.
+   */
   deferred: Record<string, string>;
+  /** When passes started deferring an activation for running sandboxes (ISO-8601); null while none is deferred. */
+  waitingSince: string | null;
+  /** The reboot kata-sysextd asks the cluster for (controller/reboot.ts), or null. */
+  reboot: RebootRequest | null;
   /**
    * Images the operator rolled back from, by member: passes skip them (a newer release is taken) until the
    * configuration changes, so a rollback sticks instead of being undone by the next timer pass.
@@ -73,6 +80,14 @@ export interface PersistedState {
   skipped: Record<string, SkippedCandidate[]>;
 }
 
+export interface RebootRequest {
+  reason: string;
+  /** When it was first asked for (ISO-8601); a new reason keeps it. */
+  since: string;
+  /** The sentinel file that carries it and whose it is; null when [cluster] reboot_sentinel is off. */
+  sentinel: { path: string; owner: "kata-sysextd" | "other" } | null;
+}
+
 export interface LinkChangeRecord {
   member: string;
   from: string | null;
@@ -85,6 +100,8 @@ export const EMPTY_STATE: PersistedState = {
   previousCompanions: {},
   nextBoot: null,
   deferred: {},
+  waitingSince: null,
+  reboot: null,
   held: {},
   heldUnder: null,
   lastReconcile: null,
@@ -204,6 +221,22 @@ const candidateFailure: Check<CandidateFailure> = (v, at) => {
   };
 };
 
+const OWNERS = ["kata-sysextd", "other"] as const;
+const rebootRequest: Check<RebootRequest> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object {reason, since, sentinel}", v);
+  const sentinel = (w: unknown, where: string): NonNullable<RebootRequest["sentinel"]> => {
+    if (!isObject(w)) return problem(where, "an object {path, owner}", w);
+    const owner = w.owner;
+    if (!OWNERS.includes(owner as (typeof OWNERS)[number])) problem(`${where}.owner`, OWNERS.join(" or "), owner);
+    return { path: text(w.path, `${where}.path`), owner: owner as (typeof OWNERS)[number] };
+  };
+  return {
+    reason: text(v.reason, `${at}.reason`),
+    since: instant(v.since, `${at}.since`),
+    sentinel: orNull(sentinel)(v.sentinel, `${at}.sentinel`),
+  };
+};
+
 /** state.json's text as a checked PersistedState, or what is wrong with it (field path and what was expected). */
 export function parseState(json: string): Result<PersistedState, string> {
   let doc: unknown;
@@ -221,6 +254,8 @@ export function parseState(json: string): Result<PersistedState, string> {
       previousCompanions: field(doc, "previousCompanions", byMember(orNull(storeFile)), {}),
       nextBoot: field(doc, "nextBoot", orNull(nextBoot), null),
       deferred: field(doc, "deferred", byMember(storeFile), {}),
+      waitingSince: field(doc, "waitingSince", orNull(instant), null),
+      reboot: field(doc, "reboot", orNull(rebootRequest), null),
       held: field(doc, "held", byMember(listOf(storeFile)), {}),
       heldUnder: field(doc, "heldUnder", orNull(text), null),
       lastReconcile: field(doc, "lastReconcile", orNull(lastReconcile), null),

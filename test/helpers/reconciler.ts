@@ -2,6 +2,7 @@
 // test wrote there: the real store, links, sources and containerd files. systemd-sysext, the preflight and the
 // log are what the test gives; under --root the real systemd-sysext cannot merge a symlinked image
 // (ENVIRONMENT.md), so tests pass a Sysext whose merge is reported unobservable, as the daemon does there.
+import type { Clock } from "../../src/clock.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { buildReconcilerDeps } from "../../src/controller/commands.ts";
 import { type ReconcileEvent, Reconciler } from "../../src/controller/reconciler.ts";
@@ -16,6 +17,8 @@ export interface ReconcilerOptions {
   preflight?: (() => Promise<PreflightSummary>) | null;
   log?: Logger;
   onProgress?: (event: ReconcileEvent) => void;
+  /** The clock passes read; the system's when absent. */
+  clock?: Clock;
 }
 
 export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promise<Reconciler> {
@@ -25,6 +28,7 @@ export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promi
   return new Reconciler({
     ...deps,
     sysext: opts.sysext,
+    ...(opts.clock === undefined ? {} : { clock: opts.clock }),
     ...(opts.preflight === undefined ? {} : { preflight: opts.preflight ?? undefined }),
     ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
   });

@@ -1,6 +1,6 @@
 // Status documents as the reconciler would publish them: plain data, no dependencies, so the benchmark's
 // server process can load them without pulling in the test tooling.
-import type { PreflightSummary, StatusDocument } from "../../../src/status.ts";
+import { NO_REBOOT, type PreflightSummary, type StatusDocument } from "../../../src/status.ts";
 
 export const PREFLIGHT: PreflightSummary = {
   ok: true,
@@ -39,6 +39,7 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
       limitation: null,
     },
     nextBoot: { flatcarVersion: "4650.0.0", kata: "3.32.0", staged: true, reason: null },
+    reboot: NO_REBOOT,
     members: [{ name: "kata-containers", active: "3.32.0", previous: "3.31.0", nextBoot: "3.32.0", merged: true }],
     preflight: PREFLIGHT,
     lastReconcile: { at: "2026-11-26T18:01:00.000Z", result: "ok", error: null, remedy: null },

@@ -98,4 +98,22 @@ describe("createMetrics", () => {
     expect(series(text, "kata_sysextd_next_boot_pending")).toBe(0);
     expect(series(text, "kata_sysextd_next_boot_staged")).toBe(0);
   });
+
+  it("shows a standing reboot request and since when, so an alert can catch one nobody honours", async () => {
+    const m = createMetrics({ processMetrics: false });
+    m.setStatus(statusDoc());
+    let text = await m.render();
+    expect(series(text, "kata_sysextd_reboot_requested")).toBe(0);
+    expect(series(text, "kata_sysextd_reboot_requested_since_seconds")).toBe(0);
+    const reboot = {
+      requested: true,
+      reason: "Kata 3.32.0 is staged and activates at the next boot",
+      since: "2026-12-01T10:00:00.500Z",
+      sentinel: { path: "/run/reboot-required", owner: "kata-sysextd" as const },
+    };
+    m.setStatus(statusDoc({ reboot }));
+    text = await m.render();
+    expect(series(text, "kata_sysextd_reboot_requested")).toBe(1);
+    expect(series(text, "kata_sysextd_reboot_requested_since_seconds")).toBe(Date.parse("2026-12-01T10:00:00Z") / 1000);
+  });
 });

@@ -78,6 +78,17 @@ describe("configuration", () => {
     ['[source]\nname = "a..b"\n', ':2: key "source.name" must be an extension name', 'contains ".."'],
     ['[source]\nname = "kata.raw"\n', ':2: key "source.name" must be an extension name', 'not end in ".raw"'],
     [`[source]\nname = "${"a".repeat(300)}"\n`, ':2: key "source.name" must be an extension', "longer than 255"],
+    ["[policy]\nmax_wait_seconds = -1\n", ':2: key "policy.max_wait_seconds" must be an integer from 0', "-1"],
+    [
+      '[cluster]\nreboot_sentinel = "run/reboot-required"\n',
+      ':2: key "cluster.reboot_sentinel" must be an absolute',
+      '""',
+    ],
+    [
+      '[cluster]\nreboot_sentinel = "/run/"\n',
+      'key "cluster.reboot_sentinel" must be an absolute file path',
+      '"/run/"',
+    ],
     ['[[companion]]\nname = "ch..x"\nversions = ">=1"\n', 'key "companion[0].name" must be an extension name', ".."],
     [
       '[policy]\nrequires = [{ kata = "3.x", companion = "-ch", versions = ">=1", reason = "r" }]\n',

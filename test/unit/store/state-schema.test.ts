@@ -99,6 +99,19 @@ describe("parseState refuses what kata-sysextd never writes, naming the field", 
       state({ skipped: { "kata-containers": [{ file: IMAGE, version: "3.32.0", reason: "x", retryAt: "soon" }] } }),
       "skipped.kata-containers[0].retryAt must be an ISO-8601 time",
     ],
+    ["waitingSince that is no time", state({ waitingSince: "soon" }), "waitingSince must be an ISO-8601 time"],
+    [
+      "a reboot request without its reason",
+      state({ reboot: { since: "2026-12-02T07:00:00Z", sentinel: null } }),
+      "reboot.reason must be a string",
+    ],
+    [
+      "a reboot sentinel owned by nobody we know",
+      state({
+        reboot: { reason: "r", since: "2026-12-02T07:00:00Z", sentinel: { path: "/run/reboot-required", owner: "me" } },
+      }),
+      'reboot.sentinel.owner must be kata-sysextd or other, got "me"',
+    ],
   ])("%s", (_, text, expected) => {
     const parsed = parseState(text);
     expect(parsed.ok).toBe(false);
@@ -121,6 +134,12 @@ describe("parseState reads what kata-sysextd writes, and older files with fewer 
       stagedOn: "4593.2.5",
     },
     deferred: { "kata-containers": IMAGE },
+    waitingSince: "2026-12-01T07:00:00.000Z",
+    reboot: {
+      reason: "Kata 3.32.0 is staged and activates at the next boot",
+      since: "2026-12-01T08:00:00.000Z",
+      sentinel: { path: "/run/reboot-required", owner: "kata-sysextd" },
+    },
     held: { "kata-containers": [IMAGE] },
     heldUnder: "abc",
     lastReconcile: { at: "2026-12-02T07:00:00.000Z", result: "failed", error: "x", remedy: "y" },
