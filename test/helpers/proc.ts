@@ -47,3 +47,15 @@ export function runningAs(path: string): number[] {
     .map(ownPid)
     .filter((pid) => pid > 0);
 }
+
+/** Our PIDs of the children of a PID of ours (e.g. the process `unshare --fork` started); empty when it is gone. */
+export function childrenOf(own: number): number[] {
+  const pid = procPid(own);
+  if (pid <= 0) return [];
+  return readProc(`/proc/${pid}/task/${pid}/children`)
+    .trim()
+    .split(/\s+/)
+    .filter((p) => p !== "")
+    .map((p) => ownPid(Number(p)))
+    .filter((p) => p > 0);
+}

@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { writeOsRelease } from "./images.ts";
+import { childrenOf } from "./proc.ts";
 
 export const PROJECT = resolve(import.meta.dirname, "../..");
 export const NODE = process.execPath;
@@ -33,16 +34,20 @@ const NAMESPACE_SETUP =
   '{ [ -z "$SANDBOX" ] || "$SANDBOX" 300 & } && exec "$@"';
 
 /**
- * argv that runs `command` in a private mount namespace prepared for `systemd-sysext --root=root`. With
- * `sandboxShim`, that stand-in for a Kata sandbox runs beside it in a PID namespace of their own (own /proc): the
- * daemon sees it, and tests running at the same time never do.
+ * argv that runs `command` in a private mount namespace prepared for `systemd-sysext --root=root`, as the first
+ * process of a PID namespace of its own with its own /proc. With `sandboxShim`, that stand-in for a Kata sandbox
+ * runs beside it. A process in a PID namespace is still seen from the host's, so the namespace goes both ways: a
+ * daemon or pass only ever counts its own stand-in sandboxes, never those of tests running at the same time.
+ * unshare ignores SIGTERM and SIGINT while it waits: signal the command itself (RunningDaemon.signal).
  */
 export function inMountNamespace(root: string, command: string[], opts: { sandboxShim?: string } = {}): string[] {
-  const pid = opts.sandboxShim === undefined ? [] : ["-p", "--fork", "--kill-child", "--mount-proc"];
   return [
     "unshare",
     "-m",
-    ...pid,
+    "-p",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
     "--propagation",
     "private",
     "env",
@@ -89,6 +94,8 @@ export interface RunningDaemon {
   stderr(): string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
+  /** Signals the daemon (the first process of its PID namespace; `child` is unshare, which ignores SIGTERM). */
+  signal(signal: NodeJS.Signals): void;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
 }
@@ -105,12 +112,19 @@ export function startDaemon(root: string, opts: { sandboxShim?: string } = {}): 
     stderr += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const signal = (sig: NodeJS.Signals): void => {
+    if (!running() || child.pid === undefined) return;
+    const [daemon] = childrenOf(child.pid);
+    process.kill(daemon ?? child.pid, sig);
+  };
   return {
     child,
     stderr: () => stderr,
     exited,
+    signal,
     stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      signal("SIGTERM");
       return exited;
     },
   };

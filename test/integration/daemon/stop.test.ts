@@ -78,7 +78,7 @@ describe("signals from the very start", () => {
     // Polled tightly: the window between READY and the handlers being installed was about a tenth of a second.
     const deadline = Date.now() + 20_000;
     while (!(await answers()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    daemon.child.kill(signal);
+    daemon.signal(signal);
     return daemon;
   }
 
