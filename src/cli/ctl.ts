@@ -56,7 +56,8 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     // configuration the daemon would reject must not keep an operator from asking the daemon what is wrong.
     let listen = DEFAULT_LISTEN;
     try {
-      listen = (await loadConfig(config ?? paths.configFile, { required: config !== undefined })).config.api.listen;
+      listen = (await loadConfig(config ?? paths.configFile, { required: config !== undefined, host: paths.host }))
+        .config.api.listen;
     } catch (err) {
       io.stderr.write(
         `kata-sysextctl: warning: ${asKataError(err).message}; the TCP fallback uses ${DEFAULT_LISTEN}\n`,

@@ -53,7 +53,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
   const configFile = values.config ?? paths.configFile;
   let loaded: Awaited<ReturnType<typeof loadConfig>>;
   try {
-    loaded = await loadConfig(configFile, { required: values.config !== undefined });
+    loaded = await loadConfig(configFile, { required: values.config !== undefined, host: paths.host });
   } catch (err) {
     const e = asKataError(err);
     io.stderr.write(`kata-sysextd: ${e.message}${e.remedy ? `\n  ${e.remedy}` : ""}\n`);
@@ -63,6 +63,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
   const log = defaultLogger("kata-sysextd", config.daemon.logLevel);
   if (loaded.defaults)
     log.notice(`no configuration at ${configFile}: running on the defaults (source ${config.source.url})`);
+  for (const note of loaded.notes) log.notice(note);
   // Imported late so --help and usage errors stay fast and do not load fastify, dbus-next and friends.
   if (verb === undefined && !values.once) {
     const { runDaemon } = await import("../daemon/run.ts");

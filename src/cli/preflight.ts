@@ -49,7 +49,10 @@ export async function preflightCommand(argv: string[], io: CommandIo): Promise<n
   let containerd: ContainerdFiles | null;
   let companions: { name: string; files: string[] }[];
   try {
-    const { config } = await loadConfig(values.config ?? paths.configFile, { required: values.config !== undefined });
+    const { config } = await loadConfig(values.config ?? paths.configFile, {
+      required: values.config !== undefined,
+      host: paths.host,
+    });
     const { enabled, configFile, unitDropIn } = config.containerd;
     containerd = enabled ? { configFile, unitDropIn } : null;
     companions = await activeCompanions(paths, config);

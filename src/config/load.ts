@@ -15,6 +15,7 @@ import {
   REQUIREMENT_KEYS,
   SECTIONS,
 } from "./schema.ts";
+import { parseTransfer } from "./sysupdate.ts";
 
 type Table = Record<string, unknown>;
 const isTable = (v: unknown): v is Table => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -26,17 +27,22 @@ export interface LoadedConfig {
   config: Config;
   /** No file at the default path: these are the defaults (worth saying once). */
   defaults: boolean;
+  /** What the configuration holds that is accepted and not used (a transfer file's [Target]): said once. */
+  notes: string[];
 }
 
 /**
  * `required`: the operator named the file (--config), so it must exist. Without it a missing file means the
  * defaults; a dangling symlink there is still an error (someone meant a file to be there).
  */
-export async function loadConfig(file: string, options: { required?: boolean } = {}): Promise<LoadedConfig> {
+export async function loadConfig(
+  file: string,
+  options: { required?: boolean; host?: (path: string) => string } = {},
+): Promise<LoadedConfig> {
   const read = await readSmallFile(file, CONFIG_MAX_BYTES);
   switch (read.kind) {
     case "ok":
-      return { config: parseConfig(read.text, file), defaults: false };
+      return withTransferFile(parseConfig(read.text, file), options.host ?? ((p) => p));
     case "missing": {
       const dangling = await lstat(file).then(
         (st) => st.isSymbolicLink(),
@@ -50,7 +56,7 @@ export async function loadConfig(file: string, options: { required?: boolean } =
             : "point the symlink at the configuration, or remove it to run on the defaults",
         });
       }
-      return { config: structuredClone(DEFAULTS), defaults: true };
+      return { config: structuredClone(DEFAULTS), defaults: true, notes: [] };
     }
     case "not-regular":
       throw new KataError("config-unreadable", `${file}: is ${read.what}, not a regular file; it is not read`, {
@@ -65,6 +71,32 @@ export async function loadConfig(file: string, options: { required?: boolean } =
         remedy: "make the file readable by root or remove it to use the defaults",
       });
   }
+}
+
+/** `[source] sysupdate`: url, name and verify come from the transfer file it names (under --root via `host`). */
+async function withTransferFile(config: Config, host: (path: string) => string): Promise<LoadedConfig> {
+  const named = config.source.sysupdate;
+  if (named === null) return { config, defaults: false, notes: [] };
+  const read = await readSmallFile(host(named), CONFIG_MAX_BYTES);
+  if (read.kind !== "ok") {
+    const why =
+      read.kind === "missing"
+        ? "does not exist"
+        : read.kind === "not-regular"
+          ? `is ${read.what}, not a regular file`
+          : read.kind === "too-large"
+            ? `is larger than ${read.maxBytes} bytes`
+            : `cannot be read: ${read.message}`;
+    throw new KataError("config-unreadable", `source.sysupdate: ${named} ${why}`, {
+      remedy:
+        "point [source] sysupdate at the transfer file (e.g. /etc/sysupdate.kata-containers.d/kata-containers.conf)",
+    });
+  }
+  const transfer = parseTransfer(read.text, named);
+  const source = { ...config.source, name: transfer.name, verify: transfer.verify, path: transfer.path };
+  const checked = { ...config, source };
+  checkCompanions(checked, "", named);
+  return { config: checked, defaults: false, notes: transfer.notes };
 }
 
 export function parseConfig(text: string, file: string): Config {
@@ -118,6 +150,13 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
   const result = config as unknown as Config;
+  const source = isTable(doc.source) ? doc.source : {};
+  const both = ["url", "name", "verify"].filter((k) => Object.hasOwn(source, k));
+  if (Object.hasOwn(source, "sysupdate") && both.length > 0) {
+    throw invalid(
+      `${at(text, file, both[0] ?? "", "source")}: source.${both.join(", source.")} and source.sysupdate exclude each other: the transfer file says where images come from`,
+    );
+  }
   result.companions = companions.map((c) => ({
     url: result.source.url,
     verify: result.source.verify,

@@ -36,7 +36,17 @@ export interface CompanionRequirement {
 }
 
 export interface Config {
-  source: { url: string; name: string; verify: Verify; keyring: string; arch: string | null };
+  source: {
+    url: string;
+    name: string;
+    verify: Verify;
+    keyring: string;
+    arch: string | null;
+    /** A systemd-sysupdate transfer file to read url, name and verify from (config/sysupdate.ts), or null. */
+    sysupdate: string | null;
+    /** The source directory the transfer file's Path= names; null: `<url><name>/`. Not a TOML key. */
+    path: string | null;
+  };
   policy: {
     versions: string;
     keep: number;
@@ -147,6 +157,11 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
       check: isArch,
       why: archProblem,
     },
+    sysupdate: {
+      toml: "sysupdate",
+      expected: "an absolute path to a systemd-sysupdate transfer file",
+      check: isAbsPath,
+    },
   },
   policy: {
     versions: { toml: "versions", expected: 'a semver range like ">=3.21.0"', check: isRange },
@@ -243,6 +258,8 @@ export const DEFAULTS: Config = {
     verify: "checksum",
     keyring: "/etc/kata-sysextd/trusted.asc",
     arch: null,
+    sysupdate: null,
+    path: null,
   },
   policy: {
     versions: ">=3.21.0",

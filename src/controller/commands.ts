@@ -53,7 +53,7 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
   const store = new ImageStore(paths.storeDir, paths.quarantineDir);
   const members = [
     member(config.source.name, true, config.source, config.policy.versions),
-    ...config.companions.map((c) => member(c.name, false, { ...config.source, ...c }, c.versions)),
+    ...config.companions.map((c) => member(c.name, false, { ...config.source, ...c, path: null }, c.versions)),
   ];
   return {
     paths,

@@ -10,6 +10,7 @@ import { countKataSandboxes, type Observed } from "../controller/observe.ts";
 import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
 import { skippedReleases, statusAfterPass } from "../controller/snapshot.ts";
 import { asKataError, KataError } from "../errors.ts";
+import { sourceDirectory } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import { parseManifest } from "../release/manifest.ts";
@@ -339,7 +340,7 @@ export class Daemon implements ApiActions {
       name: this.deps.config.source.name,
       arch: this.deps.arch,
       active: observed.images.find((i) => i.file === active)?.version ?? null,
-      source: this.deps.config.source.url,
+      source: sourceDirectory(this.deps.config.source),
       local: observed.images.map((i) => ({ version: i.version, image: i.path, active: i.file === active })),
       remote: [],
       remoteError: null,

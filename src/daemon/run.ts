@@ -123,7 +123,11 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   const reload = async (why: string): Promise<void> => {
     try {
       // The file the daemon started with must still be there; one started on the defaults reads a new one.
-      const { config } = await loadConfig(ctx.configFile, { required: ctx.configDefaults !== true });
+      const { config, notes } = await loadConfig(ctx.configFile, {
+        required: ctx.configDefaults !== true,
+        host: paths.host,
+      });
+      for (const note of notes) log.notice(note);
       if (await running.reconfigure(configure(config), why === "SIGHUP" ? "signal" : "file")) void running.refresh();
     } catch (err) {
       const e = asKataError(err);

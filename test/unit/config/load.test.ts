@@ -22,7 +22,7 @@ describe("configuration", () => {
   it("a missing file at the default path means the defaults; one the operator named is an error", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cfg-"));
     try {
-      expect(await loadConfig(join(dir, "absent.toml"))).toEqual({ config: DEFAULTS, defaults: true });
+      expect(await loadConfig(join(dir, "absent.toml"))).toEqual({ config: DEFAULTS, defaults: true, notes: [] });
       await expect(loadConfig(join(dir, "absent.toml"), { required: true })).rejects.toMatchObject({
         code: "config-unreadable",
         message: `${join(dir, "absent.toml")}: does not exist`,
@@ -36,6 +36,7 @@ describe("configuration", () => {
     expect(await loadConfig(join(import.meta.dirname, "../../../config/config.toml"))).toEqual({
       config: DEFAULTS,
       defaults: false,
+      notes: [],
     });
   });
 
