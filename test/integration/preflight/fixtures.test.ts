@@ -249,6 +249,32 @@ describe("ABI: binaries against the host's glibc and libraries", () => {
   });
 });
 
+describe("under --root a binary runs with the root's libraries, never this machine's", () => {
+  // libm ships with every glibc, so this machine has it whatever else is installed; the fixture root does not.
+  it("a hypervisor needing a library only this machine has fails to run, as it would on that host", async () => {
+    const needsLibm = fakeVmm("cloud-hypervisor", { version: "cloud-hypervisor v45.0", hostLib: "libm.so.6" });
+    const r = await preflight({}, { hypervisors: ["clh"], replace: { [PATHS.clh]: needsLibm } });
+    const binary = one(r, "hypervisor-binary", "clh");
+    expect(binary.status).toBe("fail");
+    expect(binary.detail).toContain("libm.so.6: cannot open shared object file");
+    expect(one(r, "abi", "clh").detail).toContain("needs libm.so.6, not found");
+  });
+
+  it("a payload tree outside the root is judged by its ELF alone, never run with this machine's libraries", async () => {
+    const root = buildHost({});
+    const payload = buildPayload(buildHost({ libs: false }), { hypervisors: ["clh"] });
+    roots.push(root, payload);
+    writeFileSync(join(payload, PATHS.virtiofsd), "#!/bin/sh\necho virtiofsd 1.0\n");
+    const r = await runPreflight({ paths: hostPaths(root), payloadRoot: payload });
+    expect(one(r, "hypervisor-binary", "clh")).toMatchObject({
+      status: "pass",
+      detail: `${PATHS.clh}: not run (judged by its ELF: not root, or outside --root)`,
+    });
+    expect(one(r, "virtiofsd", "clh")).toMatchObject({ status: "fail" });
+    expect(one(r, "virtiofsd", "clh").detail).toContain(`${PATHS.virtiofsd} is not an executable for this machine`);
+  });
+});
+
 describe("ABI: the shim", () => {
   it("a shim that cannot run fails every hypervisor", async () => {
     const shim = needsGlibc299("containerd-shim-kata-v2", "Kata Containers containerd shim");
