@@ -21,7 +21,7 @@ export interface AdmitDeps {
 
 export async function fetchAndAdmit(
   deps: AdmitDeps,
-  member: { name: string; source: ReleaseSource },
+  member: { name: string; source: Pick<ReleaseSource, "download" | "trust"> },
   image: { version: string; file: string; sha256: string },
   host: HostRelease,
   emit: (event: ReconcileEvent) => void,

@@ -38,6 +38,7 @@ import { type JudgedImage, type MemberView, type Observed, observe } from "./obs
 import { type JointAction, nextAction, nextJointAction, type Target } from "./plan.ts";
 import { decideReboot, type HeldBackImage } from "./reboot.ts";
 import type { ReleaseSource } from "./source.ts";
+import { takeOver } from "./takeover.ts";
 
 export interface ReconcilerDeps {
   paths: HostPaths;
@@ -307,6 +308,8 @@ export class Reconciler {
       observed = await this.observe();
       if (observed.state.switching !== null) observed = await this.undoInterruptedSwitch(observed.state.switching);
       observed = await this.liftHoldsOfAnotherConfig(observed);
+      // A host set up the sysext-bakery way: its link is taken over before anything is decided (takeover.ts).
+      if (options.decidesDownloads !== false) observed = await this.takeOverBakeryLinks(observed);
       this.offlineMetadata = await readKeptMetadata(this.deps.store);
       const wanted = (targets: Targets): string[] => [...targets.values()].flatMap((t) => (t === null ? [] : [t.file]));
       let decision = await decide(observed);
@@ -604,6 +607,15 @@ export class Reconciler {
   /** Holds the images a switch that did not happen was moving to; a re-merge says nothing against its image. */
   private holdTargets(changes: { member: string; to: string; from: string | null }[], why: string) {
     return this.hold(Object.fromEntries(moving(changes).map((c) => [c.member, [c.to]])), why);
+  }
+
+  private async takeOverBakeryLinks(observed: Observed): Promise<Observed> {
+    let moved = false;
+    for (const view of observed.members) {
+      const member = this.member(view.name);
+      moved = (await takeOver(this.deps, member, view.link, observed.host, (e) => this.emit(e))) || moved;
+    }
+    return moved ? this.observe() : observed;
   }
 
   /** Holds made under another configuration than this pass runs with no longer apply (state.ts, heldUnder). */

@@ -9,8 +9,11 @@ import { removeDurably, replaceSymlink } from "./fsutil.ts";
 export type LinkState =
   | { kind: "absent" }
   | { kind: "store"; file: string; target: string }
-  /** Something else is there: a regular file, or a link outside our store. We never overwrite it silently. */
-  | { kind: "foreign"; detail: string };
+  /**
+   * Something else is there: a regular file, or a link outside our store. We never overwrite it silently.
+   * `target` is what a link says (readlink), so a bakery-style link can be taken over.
+   */
+  | { kind: "foreign"; detail: string; target: string | null };
 
 export class ActiveLink {
   readonly path: string;
@@ -29,11 +32,11 @@ export class ActiveLink {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "absent" };
       throw err;
     }
-    if (!st.isSymbolicLink()) return { kind: "foreign", detail: `${this.path} is not a symlink` };
+    if (!st.isSymbolicLink()) return { kind: "foreign", detail: `${this.path} is not a symlink`, target: null };
     const target = await readlink(this.path);
     const absolute = resolve(dirname(this.path), target);
     if (dirname(absolute) !== resolve(this.storeDir)) {
-      return { kind: "foreign", detail: `${this.path} points outside the store, at ${target}` };
+      return { kind: "foreign", detail: `${this.path} points outside the store, at ${target}`, target };
     }
     return { kind: "store", file: basename(absolute), target };
   }

@@ -1,7 +1,17 @@
 // A host set up the sysext-bakery way: its transfer file read as the source ([source] sysupdate), served by a
 // plain static server (python3 -m http.server on 127.0.0.1) from a directory laid out as the bakery's; real
 // squashfs images, real `kata-sysextd --once` with systemd-sysext 252 under --root.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +26,7 @@ const TRANSFER = `/etc/sysupdate.${NAME}.d/${NAME}.conf`;
 const file = (version: string) => `${NAME}-${version}-x86-64.raw`;
 
 let work = "";
+let mirror = "";
 let server: StaticServer;
 const roots: string[] = [];
 
@@ -35,7 +46,7 @@ function bakeryHost(): string {
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "kata-bakery-"));
-  const mirror = join(work, "mirror");
+  mirror = join(work, "mirror");
   await publishRelease(mirror, {
     images: ["3.21.0", "3.32.0"].map((version) => ({
       version,
@@ -82,5 +93,63 @@ describe("[source] sysupdate", () => {
     expect(ran.stderr).toContain("SHA256SUMS.gpg is missing, so SHA256SUMS cannot be trusted");
     expect(existsSync(join(root, LINK))).toBe(false);
     expect(readFileSync(join(root, TRANSFER), "utf8")).toContain("Verify=yes");
+  });
+});
+
+/**
+ * What the bakery's Butane leaves on a node: the image under /opt/extensions, the link to it (absolute), the
+ * generic sysupdate timer enabled with a drop-in that updates this extension.
+ */
+function provisionedByButane(root: string, image: string): string {
+  const opt = join(root, "opt/extensions", NAME, file("3.21.0"));
+  mkdirSync(join(root, "opt/extensions", NAME), { recursive: true });
+  copyFileSync(image, opt);
+  symlinkSync(`/opt/extensions/${NAME}/${file("3.21.0")}`, join(root, LINK));
+  const wants = join(root, "etc/systemd/system/timers.target.wants");
+  mkdirSync(wants, { recursive: true });
+  symlinkSync("/usr/lib/systemd/system/systemd-sysupdate.timer", join(wants, "systemd-sysupdate.timer"));
+  const dropins = join(root, "etc/systemd/system/systemd-sysupdate.service.d");
+  mkdirSync(dropins, { recursive: true });
+  writeFileSync(
+    join(dropins, `${NAME}.conf`),
+    `[Service]\nExecStartPre=/usr/lib/systemd/systemd-sysupdate -C ${NAME} update\n`,
+  );
+  return opt;
+}
+
+describe("taking over a host set up the bakery way", () => {
+  it("records the bakery's image as previous, warns once about the timer, and deletes nothing it did not create", async () => {
+    const root = bakeryHost();
+    const opt = provisionedByButane(root, join(mirror, NAME, file("3.21.0")));
+    const bytes = readFileSync(opt);
+    const ran = await daemonOnce(root);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toBe(`../../var/lib/kata-sysextd/images/${file("3.32.0")}`);
+    expect(ran.stderr).toContain(`took over ${join(root, LINK)} from ${opt}`);
+    const warnings = ran.stderr.split("\n").filter((l) => l.includes("would fight kata-sysextd"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`remove /etc/systemd/system/systemd-sysupdate.service.d/${NAME}.conf`);
+    expect(warnings[0]).toContain("systemctl disable --now systemd-sysupdate.timer");
+    const state = JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8"));
+    expect(state.previous).toBe(file("3.21.0"));
+    expect(readFileSync(join(root, "var/lib/kata-sysextd/images", file("3.21.0")))).toEqual(bytes);
+    expect(readFileSync(opt)).toEqual(bytes);
+
+    // Ours now: the next pass takes nothing over and says nothing about the timer again.
+    const again = await daemonOnce(root);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain("took over");
+    expect(again.stderr).not.toContain("would fight");
+    expect(readFileSync(opt)).toEqual(bytes);
+  });
+
+  it("leaves a link to an image it cannot verify as it is, and says what to do", async () => {
+    const root = bakeryHost();
+    const opt = provisionedByButane(root, join(mirror, NAME, file("3.32.0")));
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toContain(`names ${opt}, which does not match its SHA256SUMS line`);
+    expect(readlinkSync(join(root, LINK))).toBe(`/opt/extensions/${NAME}/${file("3.21.0")}`);
+    expect(existsSync(opt)).toBe(true);
   });
 });
