@@ -90,6 +90,8 @@ class Exchange {
   readonly #free: Buffer[] = [];
   readonly #holds = new Map<Buffer, number>();
   #headBytes: Buffer = Buffer.alloc(0);
+  /** Bytes of interim (1xx) responses read past: they count toward the head's cap, or a server could send them forever. */
+  #interimBytes = 0;
   #framing: Framing | null = null;
   /** Body bytes that arrived before `read` was called, with the buffers they are views of: replayed first. */
   #early: [chunk: Buffer, owner: Buffer][] = [];
@@ -177,7 +179,7 @@ class Exchange {
     this.#headBytes = Buffer.concat([this.#headBytes, buffer.subarray(0, bytes)]);
     for (;;) {
       const [end, bodyStart] = headEnd(this.#headBytes);
-      if ((end < 0 ? this.#headBytes.length : end) > MAX_HEAD_BYTES) {
+      if (this.#interimBytes + (end < 0 ? this.#headBytes.length : end) > MAX_HEAD_BYTES) {
         this.#fail(new WireError("protocol", `response head is longer than ${MAX_HEAD_BYTES} bytes`));
         return -1;
       }
@@ -191,6 +193,7 @@ class Exchange {
       }
       if (head.status >= 100 && head.status < 200) {
         // An interim response (100 Continue, 103 Early Hints): the real one follows.
+        this.#interimBytes += bodyStart;
         this.#headBytes = this.#headBytes.subarray(bodyStart);
         continue;
       }
