@@ -32,6 +32,8 @@ export type ErrorCode =
   | "preflight-failed"
   | "api-failed"
   | "subprocess-failed"
+  | "subprocess-timeout"
+  | "canary-failed"
   | "not-implemented"
   | "internal";
 

@@ -47,10 +47,14 @@ export function run(
         if (error && typeof error.code !== "number") {
           const why = error.killed ? `timed out after ${timeoutMs} ms` : error.message;
           reject(
-            new KataError("subprocess-failed", `${file} ${args.join(" ")}: ${why}`, {
-              remedy: `check that ${file} is installed and runnable`,
-              cause: error,
-            }),
+            new KataError(
+              error.killed ? "subprocess-timeout" : "subprocess-failed",
+              `${file} ${args.join(" ")}: ${why}`,
+              {
+                remedy: `check that ${file} is installed and runnable`,
+                cause: error,
+              },
+            ),
           );
           return;
         }
