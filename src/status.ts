@@ -58,6 +58,20 @@ export interface RebootStatus {
 
 export const NO_REBOOT: RebootStatus = { requested: false, reason: null, since: null, sentinel: null };
 
+/** The last canary of one runtime handler: when it ran, how long it took, and how it ended. */
+export interface CanaryStatus {
+  handler: string;
+  runtime: string;
+  /** The Kata image (store file) it ran with. */
+  image: string | null;
+  at: string;
+  durationMs: number;
+  outcome: "passed" | "failed";
+  /** Where it failed: image, start, timeout, output or exit; null when it passed. */
+  step: string | null;
+  reason: string | null;
+}
+
 export interface StatusDocument {
   daemon: { version: string; startedAt: string; root: string };
   host: { id: string | null; versionId: string | null; sysextLevel: string | null; arch: string };
@@ -94,6 +108,8 @@ export interface StatusDocument {
    * first; the node may run an older release than the newest published one because of them.
    */
   skipped: SkippedRelease[];
+  /** The canary ([health]): the handler it proves (null when off) and its last result per handler. */
+  canary: { handler: string | null; results: CanaryStatus[] };
   state: DaemonState;
 }
 

@@ -3,7 +3,7 @@
 // property of the current status (versions, preflight, next boot) is derived from the status document.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ErrorCode } from "../errors.ts";
-import type { CheckStatus, StatusDocument } from "../status.ts";
+import type { CanaryStatus, CheckStatus, StatusDocument } from "../status.ts";
 import { DAEMON_STATES } from "./schemas.ts";
 
 export type ReconcileResult = "ok" | "failed" | "deferred";
@@ -16,6 +16,8 @@ export interface Metrics {
   downloadFailed(reason: ErrorCode): void;
   verificationFailed(reason?: ErrorCode): void;
   rolledBack(): void;
+  /** A canary ran: its duration by handler and outcome, and a failure by the step that failed. */
+  canaryRan(result: CanaryStatus): void;
   /** Derives the info, preflight, state and next-boot gauges from the document; cheap, call it on every change. */
   setStatus(doc: StatusDocument): void;
   /** The Prometheus text exposition of every metric. */
@@ -137,6 +139,26 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
+  const canarySeconds = new Histogram({
+    name: "kata_sysextd_canary_duration_seconds",
+    help: "How long a canary container took from start to removal, by runtime handler and outcome",
+    labelNames: ["handler", "outcome"] as const,
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
+    registers,
+  });
+  const canaryFailures = new Counter({
+    name: "kata_sysextd_canary_failures_total",
+    help: "Canary containers that failed, by runtime handler and the step that failed (image, start, timeout, output, exit)",
+    labelNames: ["handler", "step"] as const,
+    registers,
+  });
+  const canaryPassed = new Gauge({
+    name: "kata_sysextd_canary_passed",
+    help: "1 when the last canary of this runtime handler passed with the active image, else 0",
+    labelNames: ["handler"] as const,
+    registers,
+  });
+
   // Pre-create the zero-valued series so dashboards see 0 instead of "no data" before the first event.
   for (const result of ["ok", "failed", "deferred"] as const) reconciles.inc({ result }, 0);
   for (const reason of ["digest-mismatch", "signature-invalid"] as const) verificationFailures.inc({ reason }, 0);
@@ -160,6 +182,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     rolledBack() {
       rollbacks.inc();
+    },
+    canaryRan(result) {
+      canarySeconds.observe({ handler: result.handler, outcome: result.outcome }, result.durationMs / 1000);
+      if (result.outcome === "failed") canaryFailures.inc({ handler: result.handler, step: result.step ?? "" });
+      else canaryFailures.inc({ handler: result.handler, step: "start" }, 0);
     },
     setStatus(doc) {
       const ext = doc.extension;
@@ -196,6 +223,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
           1,
         );
         memberMerged.set({ member: m.name }, m.merged ? 1 : 0);
+      }
+
+      canaryPassed.reset();
+      const activeFile = ext.image?.split("/").pop() ?? null;
+      for (const r of doc.canary.results) {
+        canaryPassed.set({ handler: r.handler }, r.outcome === "passed" && r.image === activeFile ? 1 : 0);
       }
 
       nextBootPending.set(doc.nextBoot === null ? 0 : 1);

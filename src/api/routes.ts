@@ -78,13 +78,25 @@ const errors = {
   "5xx": json("server error", errorBodySchema),
 };
 
-/** What /readyz checks: an active, merged extension on a host whose preflight found no failure. */
+/**
+ * What /readyz checks: an active, merged extension on a host whose preflight found no failure, and, when the
+ * canary is on, whose last canary ran with the active image and passed.
+ */
 export function readiness(doc: StatusDocument): ReadyBody {
   const reasons: string[] = [];
   const ext = doc.extension;
   if (ext.active === null) reasons.push(`no ${ext.name} image is active`);
   else if (!ext.merged) {
     reasons.push(`${ext.name} ${ext.active} is active but not merged${ext.limitation ? ` (${ext.limitation})` : ""}`);
+  }
+  const handler = doc.canary.handler;
+  if (handler !== null && ext.image !== null) {
+    const file = ext.image.split("/").pop() ?? ext.image;
+    const last = doc.canary.results.find((r) => r.handler === handler);
+    if (last === undefined || last.image !== file)
+      reasons.push(`the canary has not run with ${handler} for ${file} yet`);
+    else if (last.outcome === "failed")
+      reasons.push(`the canary failed with ${handler} at ${last.step}: ${last.reason}`);
   }
   if (doc.preflight === null) reasons.push("preflight has not run yet");
   else if (doc.preflight.failed > 0) {
@@ -193,7 +205,7 @@ export function routes(deps: RouteDeps): RouteSpec[] {
     {
       method: "GET",
       url: "/readyz",
-      summary: "Readiness: Kata is active, merged and no preflight check failed",
+      summary: "Readiness: Kata is active, merged, no preflight check failed and the active image's canary passed",
       socketOnly: false,
       responses: {
         "200": json("ready", readySchema),

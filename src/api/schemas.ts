@@ -129,6 +129,17 @@ export const skippedReleaseSchema = object({
   retryAt: { type: ["string", "null"], format: "date-time" },
 });
 
+export const canaryStatusSchema = object({
+  handler: str,
+  runtime: str,
+  image: nullableStr,
+  at: { type: "string", format: "date-time" },
+  durationMs: int,
+  outcome: { type: "string", enum: ["passed", "failed"] },
+  step: nullableStr,
+  reason: nullableStr,
+});
+
 export const statusDocumentSchema = object({
   daemon: object({ version: str, startedAt: { type: "string", format: "date-time" }, root: str }),
   host: object({ id: nullableStr, versionId: nullableStr, sysextLevel: nullableStr, arch: str }),
@@ -164,6 +175,7 @@ export const statusDocumentSchema = object({
   download: nullable(downloadProgressSchema),
   stateDamage: nullable(object({ movedTo: str, remedy: str })),
   skipped: { type: "array", items: skippedReleaseSchema },
+  canary: object({ handler: nullableStr, results: { type: "array", items: canaryStatusSchema } }),
   state: { type: "string", enum: DAEMON_STATES },
 });
 

@@ -164,6 +164,9 @@ export function parseConfig(text: string, file: string): Config {
     ...c,
   })) as unknown as Companion[];
   checkCompanions(result, text, file);
+  // The canary proves the handler the registration gave containerd: on by default only when there is one.
+  const health = doc.health;
+  if (!isTable(health) || health.canary === undefined) result.health.canary = result.containerd.enabled;
   return result;
 }
 

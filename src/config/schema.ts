@@ -6,6 +6,9 @@ import { extensionNameProblem } from "../release/names.ts";
 import { hostArchitecture, SYSTEMD_ARCHITECTURES } from "../release/os-release.ts";
 
 export type Verify = "checksum" | "signature";
+
+/** Kata's containerd runtime type: the canary runs it as the registered "kata" handler does. */
+export const KATA_RUNTIME = "io.containerd.kata.v2";
 export type ActivationPolicy = "wait" | "next-boot" | "force";
 
 export interface Constraint {
@@ -71,10 +74,27 @@ export interface Config {
     /** An image download slower than this over LOW_SPEED_WINDOW_MS fails (and is resumed); 0 turns it off. */
     minBytesPerSecond: number;
   };
-  containerd: { enabled: boolean; restart: boolean; baseConfig: string; configFile: string; unitDropIn: string };
+  containerd: {
+    enabled: boolean;
+    restart: boolean;
+    baseConfig: string;
+    configFile: string;
+    unitDropIn: string;
+    /** containerd's API socket, which the canary talks to. */
+    address: string;
+  };
+  health: {
+    /** Start a canary container after every switch; defaults to containerd.enabled (load.ts). */
+    canary: boolean;
+    canaryTimeoutSeconds: number;
+    /** The containerd runtime the canary runs with; Kata's (the registered "kata" handler) by default. */
+    canaryRuntime: string;
+  };
   cluster: {
     /** The file a reboot coordinator (kured) watches; written when an activation needs a reboot. "" turns it off. */
     rebootSentinel: string;
+    /** Where Node Feature Discovery reads this node's Kata readiness; "" turns it off. */
+    nfdFeaturesFile: string;
   };
 }
 
@@ -220,11 +240,30 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
       expected: "an absolute path ending in .conf",
       check: (v) => isAbsPath(v) && String(v).endsWith(".conf"),
     },
+    address: { toml: "address", expected: "an absolute path to containerd's socket", check: isAbsPath },
+  },
+  health: {
+    canary: { toml: "canary", expected: "true or false", check: isBool },
+    canaryTimeoutSeconds: {
+      toml: "canary_timeout_seconds",
+      expected: "an integer from 1 to 3600",
+      check: intIn(1, 3600),
+    },
+    canaryRuntime: {
+      toml: "canary_runtime",
+      expected: 'a containerd runtime type like "io.containerd.kata.v2"',
+      check: (v) => isString(v) && /^[a-z0-9]+(\.[a-z0-9_-]+)+$/i.test(v),
+    },
   },
   cluster: {
     rebootSentinel: {
       toml: "reboot_sentinel",
       expected: 'an absolute file path like "/run/reboot-required", or "" to turn it off',
+      check: isAbsPathOrOff,
+    },
+    nfdFeaturesFile: {
+      toml: "nfd_features_file",
+      expected: 'an absolute file path, or "" to turn the feature file off',
       check: isAbsPathOrOff,
     },
   },
@@ -287,6 +326,11 @@ export const DEFAULTS: Config = {
     baseConfig: "/usr/share/containerd/config.toml",
     configFile: "/etc/kata-sysextd/containerd.toml",
     unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
+    address: "/run/containerd/containerd.sock",
   },
-  cluster: { rebootSentinel: "/run/reboot-required" },
+  health: { canary: true, canaryTimeoutSeconds: 60, canaryRuntime: KATA_RUNTIME },
+  cluster: {
+    rebootSentinel: "/run/reboot-required",
+    nfdFeaturesFile: "/etc/kubernetes/node-feature-discovery/features.d/kata-sysextd",
+  },
 };

@@ -20,6 +20,11 @@ export interface ActivationDeps {
   preflight?: () => Promise<PreflightSummary>;
   /** Registers Kata's runtime handlers with containerd once the merge is confirmed; absent when off. */
   runtime?: RuntimeRegistration;
+  /**
+   * Starts a canary container with the handler just registered, for the Kata image the switch leaves active
+   * (null: the switch moved companions only); throws when it fails. Absent when [health] canary is off.
+   */
+  canary?: (primary: StoredImage | null) => Promise<void>;
 }
 
 /** One member's link moving from one stored image to another. */
@@ -61,6 +66,7 @@ export async function switchImages(deps: ActivationDeps, req: SwitchRequest): Pr
     },
   }));
   const primary = req.changes.find((c) => c.primary);
+  const canary = deps.canary;
   const stages: Stage[] = [
     ...linkStages,
     { name: "merge", run: () => deps.sysext.refresh() },
@@ -86,6 +92,9 @@ export async function switchImages(deps: ActivationDeps, req: SwitchRequest): Pr
         }
       },
     },
+    // Last: a sandbox that starts is the only proof that the merged payload, the registration and the host work
+    // together. Its failure undoes the stages above like any other.
+    ...(canary === undefined ? [] : [{ name: "canary", run: () => canary(primary?.to ?? null) }]),
   ];
   await runStages(stages, deps.log.with({ KATA_SYSEXT_NAME: req.changes.map((c) => c.name).join(",") }));
   return result;

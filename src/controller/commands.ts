@@ -1,6 +1,10 @@
 // The one-shot commands `kata-sysextd --once` and `kata-sysextd boot`, and the adapter wiring the daemon
 // shares with them.
+import { canary, shippedCanaryImage } from "../canary/canary.ts";
+import { ctrClient } from "../canary/ctr.ts";
+import { canaryProbe } from "../canary/probe.ts";
 import { systemClock, systemRandom } from "../clock.ts";
+import { nfdFeatureFile } from "../cluster/nfd.ts";
 import { RebootSentinel } from "../cluster/reboot-sentinel.ts";
 import type { Config } from "../config/schema.ts";
 import { containerdFiles } from "../containerd/registration.ts";
@@ -34,6 +38,8 @@ export interface CommandContext {
   systemd?: SystemdManager | null;
   /** Aborts the network work of passes (the daemon stopping); a switch under way always completes. */
   signal?: AbortSignal;
+  /** The canary's OCI image tarball; default: the one kata-sysextd ships (shippedCanaryImage). */
+  canaryImage?: string;
 }
 
 export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
@@ -79,6 +85,24 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     runtime: config.containerd.enabled
       ? containerdRegistration({ files, host: paths.host, systemd, restart: config.containerd.restart, log })
       : undefined,
+    canary: config.health.canary
+      ? canaryProbe({
+          canary: canary({
+            containerd: ctrClient(paths.host(config.containerd.address)),
+            imageFile: ctx.canaryImage ?? shippedCanaryImage(),
+            clock,
+            random,
+            log,
+          }),
+          runtime: config.health.canaryRuntime,
+          timeoutSeconds: config.health.canaryTimeoutSeconds,
+          host: paths.host,
+        })
+      : undefined,
+    cluster:
+      config.cluster.nfdFeaturesFile === ""
+        ? undefined
+        : nfdFeatureFile(paths.host(config.cluster.nfdFeaturesFile), log),
   };
 }
 

@@ -1,7 +1,10 @@
 // The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
 // One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
 import { createHash } from "node:crypto";
+import type { CanaryPhase, CanaryResult } from "../canary/canary.ts";
+import type { CanaryProbe } from "../canary/probe.ts";
 import type { Clock, Random } from "../clock.ts";
+import type { ClusterReadiness } from "../cluster/nfd.ts";
 import { type RebootSentinel, sentinelLine } from "../cluster/reboot-sentinel.ts";
 import type { Config } from "../config/schema.ts";
 import { KATA_ETC_CONFIG } from "../containerd/handlers.ts";
@@ -56,6 +59,10 @@ export interface ReconcilerDeps {
   runtime?: RuntimeRegistration;
   /** The reboot coordinator's sentinel file ([cluster] reboot_sentinel). */
   reboot: RebootSentinel;
+  /** The canary, the last health stage of a switch; absent when [health] canary = false. */
+  canary?: CanaryProbe;
+  /** The node's readiness for the cluster (NFD's feature file); absent when [cluster] nfd_features_file = "". */
+  cluster?: ClusterReadiness;
   /** Called whenever something /status shows changes. */
   onProgress?: (event: ReconcileEvent) => void;
 }
@@ -78,7 +85,9 @@ export type ReconcileEvent =
   | { kind: "download"; progress: DownloadProgress | null }
   | { kind: "preflight"; summary: PreflightSummary }
   /** A switch failed and was undone: the previous images are linked and merged again. */
-  | { kind: "rolled-back" };
+  | { kind: "rolled-back" }
+  /** A canary ran (the last health stage of a switch, or asked for): its result, passed or not. */
+  | { kind: "canary"; result: CanaryResult };
 
 export interface PassOutcome {
   result: "ok" | "failed" | "deferred";
@@ -547,6 +556,7 @@ export class Reconciler {
         return null;
       case "switch": {
         this.emit({ kind: "state", state: "activating" });
+        await this.deps.cluster?.withdraw("a switch starts");
         // Recorded before the first link moves: if the daemon dies inside the switch, the next pass finds it.
         await this.updateState(() => ({ switching: action.changes }));
         let result: Awaited<ReturnType<Reconciler["switch"]>>;
@@ -583,6 +593,7 @@ export class Reconciler {
       }
       case "remerge": {
         this.emit({ kind: "state", state: "activating" });
+        await this.deps.cluster?.withdraw("a re-merge starts");
         const result = await this.switch([{ member: action.member, to: action.file, from: action.file }], observed);
         return result.unconfirmed;
       }
@@ -675,6 +686,7 @@ export class Reconciler {
       log,
       preflight: this.deps.preflight,
       runtime: this.deps.runtime,
+      canary: this.deps.canary === undefined ? undefined : (primary) => this.canaryStage(primary, observed),
     };
     // The health stage compares against the host as it is right before the switch: a verdict kept from an
     // earlier switch would blame the new image for trouble the host got into on its own since.
@@ -703,6 +715,45 @@ export class Reconciler {
       this.emit({ kind: "rolled-back" });
       throw error;
     }
+  }
+
+  /** The switch's canary stage: for the Kata image it leaves active; a failure throws, and is undone. */
+  private async canaryStage(primary: StoredImage | null, observed: Observed): Promise<void> {
+    const active = observed.link.kind === "store" ? await this.deps.store.get(observed.link.file) : null;
+    const result = await this.runCanary(primary ?? active);
+    if (result.outcome === "failed") {
+      throw new KataError("canary-failed", `canary (${result.handler}) failed at ${result.step}: ${result.reason}`, {
+        remedy: `the previous image stays active and ${result.image ?? "the new image"} is held; \`kata-sysextctl canary\` runs it again`,
+      });
+    }
+  }
+
+  /**
+   * Runs the canary for `image` (the active Kata image, or the one a switch moves to), reports the result, and
+   * tells the cluster: ready with the handler once it passed, not ready when it failed.
+   */
+  async runCanary(image: StoredImage | null, onProgress?: (phase: CanaryPhase) => void): Promise<CanaryResult> {
+    const probe = this.deps.canary;
+    if (probe === undefined) throw new KataError("canary-failed", "the canary is off ([health] canary = false)");
+    const result = await probe.run(image, onProgress);
+    this.emit({ kind: "canary", result });
+    const log = this.deps.log.with({ KATA_SYSEXT_NAME: this.name, KATA_CANARY_HANDLER: result.handler });
+    if (result.outcome === "passed") {
+      log.info(
+        `canary passed with ${result.handler} in ${result.durationMs} ms for ${image?.file ?? "no image"}: ${result.output}`,
+      );
+      await this.deps.cluster?.publish({
+        ready: image !== null,
+        version: image?.version ?? null,
+        handlers: [result.handler],
+      });
+    } else {
+      log.warning(`canary failed with ${result.handler} at ${result.step}: ${result.reason}`, {
+        MESSAGE_ID: MessageId.canaryFailed,
+      });
+      await this.deps.cluster?.withdraw(`the canary failed at ${result.step}`);
+    }
+    return result;
   }
 
   private get decideContext(): DecideContext {

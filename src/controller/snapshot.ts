@@ -2,6 +2,7 @@
 import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
 import {
+  type CanaryStatus,
   NO_REBOOT,
   type PreflightSummary,
   type RebootStatus,
@@ -27,6 +28,8 @@ export function initialStatus(opts: {
   arch: string;
   /** The booted OS as read at start; null when its os-release could not be read. */
   host: Pick<HostRelease, "id" | "versionId" | "sysextLevel"> | null;
+  /** The handler the canary proves; null when the canary is off. */
+  canaryHandler?: string | null;
 }): StatusDocument {
   return {
     daemon: { version: opts.version, startedAt: opts.startedAt, root: opts.root },
@@ -53,6 +56,7 @@ export function initialStatus(opts: {
     download: null,
     stateDamage: null,
     skipped: [],
+    canary: { handler: opts.canaryHandler ?? null, results: [] },
     // A daemon that has not concluded its first pass is still finding out.
     state: "resolving",
   };
@@ -140,4 +144,13 @@ export function rebootStatus(request: RebootRequest | null): RebootStatus {
   return request === null
     ? NO_REBOOT
     : { requested: true, reason: request.reason, since: request.since, sentinel: request.sentinel };
+}
+
+/** The document with `result` as its handler's last canary (one entry per handler, the newest kept). */
+export function withCanary(doc: StatusDocument, result: CanaryStatus): StatusDocument {
+  const others = doc.canary.results.filter((r) => r.handler !== result.handler);
+  return {
+    ...doc,
+    canary: { ...doc.canary, results: [...others, result].sort((a, b) => (a.handler < b.handler ? -1 : 1)) },
+  };
 }

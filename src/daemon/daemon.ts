@@ -8,7 +8,7 @@ import type { Config } from "../config/schema.ts";
 import { parsePublishedMetadata } from "../controller/decide.ts";
 import { countKataSandboxes, type Observed } from "../controller/observe.ts";
 import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
-import { skippedReleases, statusAfterPass } from "../controller/snapshot.ts";
+import { skippedReleases, statusAfterPass, withCanary } from "../controller/snapshot.ts";
 import { asKataError, KataError } from "../errors.ts";
 import { sourceDirectory } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
@@ -88,7 +88,11 @@ export class Daemon implements ApiActions {
       }
       this.update({ ...this.doc, download: event.progress });
     } else if (event.kind === "rolled-back") this.deps.metrics.rolledBack();
-    else this.takePreflight(event.summary);
+    else if (event.kind === "canary") {
+      const { output: _output, ...result } = event.result;
+      this.deps.metrics.canaryRan(result);
+      this.update(withCanary(this.doc, result));
+    } else this.takePreflight(event.summary);
   };
 
   /** Runs `fn` after every earlier pass or action has finished: one change to the host at a time. */

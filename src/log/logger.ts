@@ -89,4 +89,5 @@ export const MessageId = {
   stateRestored: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f007",
   stateLost: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f008",
   rebootRequested: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f019",
+  canaryFailed: "6b4c3e0f1f6a4a49a3a0d8b1c2e7f009",
 } as const;

@@ -75,7 +75,9 @@ describe.skipIf(skip)("the daemon's own sysext, provisioned by Ignition, under r
     const config = ignition.storage?.files?.find((f) => f.path === CONFIG);
     const toml = decodeDataUrl(config?.contents.source ?? "").toString("utf8");
     expect(toml).toContain('listen = "127.0.0.1:8720"');
-    provisioned["kata-sysextd/config.toml"] = toml.replace("127.0.0.1:8720", `127.0.0.1:${port}`);
+    // And no canary: runc cannot start containers inside nspawn (test/integration/canary runs it outside).
+    provisioned["kata-sysextd/config.toml"] =
+      `${toml.replace("127.0.0.1:8720", `127.0.0.1:${port}`)}\n[health]\ncanary = false\n`;
     c = await boot(provisioned);
   }, BOOT_TIMEOUT_MS);
 

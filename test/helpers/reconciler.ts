@@ -19,12 +19,20 @@ export interface ReconcilerOptions {
   onProgress?: (event: ReconcileEvent) => void;
   /** The clock passes read; the system's when absent. */
   clock?: Clock;
+  /** The canary's OCI image tarball, when the test builds its own (a wrong marker, a hang). */
+  canaryImage?: string;
 }
 
 export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promise<Reconciler> {
   const paths = hostPaths(root);
   const log = opts.log ?? createLogger(() => undefined);
-  const deps = buildReconcilerDeps({ paths, config: (await loadConfig(paths.configFile)).config, configFile: "", log });
+  const deps = buildReconcilerDeps({
+    paths,
+    config: (await loadConfig(paths.configFile)).config,
+    configFile: "",
+    log,
+    ...(opts.canaryImage === undefined ? {} : { canaryImage: opts.canaryImage }),
+  });
   return new Reconciler({
     ...deps,
     sysext: opts.sysext,

@@ -21,9 +21,18 @@ export function makeSandboxRoot(versionId = "4593.2.5"): string {
   return root;
 }
 
+/**
+ * Writes the sandbox's config.toml. The canary is off unless the test's configuration has a [health] section of
+ * its own: a sandbox has no containerd to start a container through (test/integration/canary starts one).
+ */
 export function writeConfig(root: string, toml: string): string {
   const file = join(root, "etc/kata-sysextd/config.toml");
-  writeFileSync(file, toml);
+  writeFileSync(
+    file,
+    /^\[health\]/m.test(toml)
+      ? toml
+      : `${toml}${toml.endsWith("\n") || toml === "" ? "" : "\n"}[health]\ncanary = false\n`,
+  );
   return file;
 }
 

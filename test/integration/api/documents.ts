@@ -1,6 +1,6 @@
 // Status documents as the reconciler would publish them: plain data, no dependencies, so the benchmark's
 // server process can load them without pulling in the test tooling.
-import { NO_REBOOT, type PreflightSummary, type StatusDocument } from "../../../src/status.ts";
+import { type CanaryStatus, NO_REBOOT, type PreflightSummary, type StatusDocument } from "../../../src/status.ts";
 
 export const PREFLIGHT: PreflightSummary = {
   ok: true,
@@ -25,6 +25,18 @@ export const PREFLIGHT: PreflightSummary = {
   hypervisors: [{ name: "qemu", ok: true, verdict: "qemu: ready (1 warning)" }],
 };
 
+/** The "kata" handler's canary, passed with the active image of statusDoc(). */
+export const CANARY_PASSED: CanaryStatus = {
+  handler: "kata",
+  runtime: "io.containerd.kata.v2",
+  image: "kata-containers-3.32.0-x86-64.raw",
+  at: "2026-11-26T18:01:00.000Z",
+  durationMs: 1200,
+  outcome: "passed",
+  step: null,
+  reason: null,
+};
+
 export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocument {
   return {
     daemon: { version: "0.1.0", startedAt: "2026-11-26T18:00:00.000Z", root: "/" },
@@ -46,6 +58,7 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
     download: null,
     stateDamage: null,
     skipped: [],
+    canary: { handler: "kata", results: [CANARY_PASSED] },
     state: "idle",
     ...overrides,
   };

@@ -8,9 +8,9 @@ import addFormatsModule from "ajv-formats";
 import type { ActionResult, ApiActions, VersionsResult } from "../../../src/api/server.ts";
 import { createLogger, type Level, type Logger } from "../../../src/log/logger.ts";
 import type { StatusDocument } from "../../../src/status.ts";
-import { PREFLIGHT, statusDoc } from "./documents.ts";
+import { CANARY_PASSED, PREFLIGHT, statusDoc } from "./documents.ts";
 
-export { PREFLIGHT, statusDoc };
+export { CANARY_PASSED, PREFLIGHT, statusDoc };
 
 export const VERSIONS: VersionsResult = {
   name: "kata-containers",

@@ -7,7 +7,13 @@ import { openApiDocument } from "../../../src/api/openapi.ts";
 import { readiness, routes } from "../../../src/api/routes.ts";
 import { statusDocumentSchema } from "../../../src/api/schemas.ts";
 import type { StatusDocument } from "../../../src/status.ts";
-import { OpenApiValidator, PREFLIGHT, scriptedActions, statusDoc } from "../../integration/api/fixtures.ts";
+import {
+  CANARY_PASSED,
+  OpenApiValidator,
+  PREFLIGHT,
+  scriptedActions,
+  statusDoc,
+} from "../../integration/api/fixtures.ts";
 
 describe("readiness", () => {
   const ext = statusDoc().extension;
@@ -32,6 +38,32 @@ describe("readiness", () => {
         },
       },
       ["preflight failed: kvm-usable, vhost-vsock"],
+    ],
+    ["the canary off", { canary: { handler: null, results: [] } }, []],
+    [
+      "no canary yet for the active image",
+      { canary: { handler: "kata", results: [] } },
+      ["the canary has not run with kata for kata-containers-3.32.0-x86-64.raw yet"],
+    ],
+    [
+      "the last canary ran with another image",
+      { canary: { handler: "kata", results: [{ ...CANARY_PASSED, image: "kata-containers-3.31.0-x86-64.raw" }] } },
+      ["the canary has not run with kata for kata-containers-3.32.0-x86-64.raw yet"],
+    ],
+    [
+      "the canary failed",
+      {
+        canary: {
+          handler: "kata",
+          results: [{ ...CANARY_PASSED, outcome: "failed", step: "timeout", reason: "no exit within 60 s" }],
+        },
+      },
+      ["the canary failed with kata at timeout: no exit within 60 s"],
+    ],
+    [
+      "only the configured handler's canary counts",
+      { canary: { handler: "kata", results: [{ ...CANARY_PASSED, handler: "io.containerd.runc.v2" }] } },
+      ["the canary has not run with kata for kata-containers-3.32.0-x86-64.raw yet"],
     ],
   ];
   it.each(cases)("%s", (_name, overrides, reasons) => {

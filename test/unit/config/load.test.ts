@@ -55,6 +55,25 @@ describe("configuration", () => {
   });
 
   it.each([
+    ["", true],
+    ["[containerd]\nenabled = false\n", false],
+    ["[containerd]\nenabled = false\n[health]\ncanary = true\n", true],
+    ["[health]\ncanary = false\n", false],
+  ])("the canary in %j is %s: on by default only with the containerd registration", (text, on) => {
+    expect(parseConfig(text, FILE).health.canary).toBe(on);
+  });
+
+  it("reads the canary's and the cluster's keys", () => {
+    const config = parseConfig(
+      '[containerd]\naddress = "/tmp/c.sock"\n[health]\ncanary_timeout_seconds = 5\ncanary_runtime = "io.containerd.runc.v2"\n[cluster]\nnfd_features_file = ""\n',
+      FILE,
+    );
+    expect(config.containerd.address).toBe("/tmp/c.sock");
+    expect(config.health).toEqual({ canary: true, canaryTimeoutSeconds: 5, canaryRuntime: "io.containerd.runc.v2" });
+    expect(config.cluster.nfdFeaturesFile).toBe("");
+  });
+
+  it.each([
     ['[source]\nurl = "https://x/"\nnmae = "k"\n', 'file.toml:3: unknown key "source.nmae"', "source.nmae"],
     ['[policy]\nversions = "latest"\n', ':2: key "policy.versions" must be a semver range', '"latest"'],
     ['[source]\nverify = "gpg"\n', 'key "source.verify" must be "checksum" or "signature"', '"gpg"'],
@@ -91,6 +110,14 @@ describe("configuration", () => {
       '"/run/"',
     ],
     ['[[companion]]\nname = "ch..x"\nversions = ">=1"\n', 'key "companion[0].name" must be an extension name', ".."],
+    ["[health]\ncanary_timeout_seconds = 0\n", 'key "health.canary_timeout_seconds" must be an integer from 1', "0"],
+    ['[health]\ncanary_runtime = "kata"\n', 'key "health.canary_runtime" must be a containerd runtime type', '"kata"'],
+    [
+      '[cluster]\nnfd_features_file = "features.d/x"\n',
+      'key "cluster.nfd_features_file" must be an absolute',
+      "features.d",
+    ],
+    ['[containerd]\naddress = "run/c.sock"\n', 'key "containerd.address" must be an absolute path', "run/c.sock"],
     [
       '[policy]\nrequires = [{ kata = "3.x", companion = "-ch", versions = ">=1", reason = "r" }]\n',
       ':2: key "policy.requires[0].companion" must be the name of a [[companion]]',
