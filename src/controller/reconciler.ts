@@ -366,6 +366,7 @@ export class Reconciler {
       if (verdict !== null) throw verdict;
       this.reportSkipped(observed, decision.candidates);
       await this.ensureRegistration(observed);
+      await this.tellClusterWithoutCanary(observed);
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
       }
@@ -715,6 +716,19 @@ export class Reconciler {
       this.emit({ kind: "rolled-back" });
       throw error;
     }
+  }
+
+  /**
+   * Without a canary the node is ready for the cluster once a pass reached its goal with Kata active (no handler
+   * is proven, so none is labelled). With one, only a canary that passed says ready (runCanary).
+   */
+  private async tellClusterWithoutCanary(observed: Observed): Promise<void> {
+    const cluster = this.deps.cluster;
+    if (cluster === undefined || this.deps.canary !== undefined) return;
+    const active = observed.link.kind === "store" ? observed.link.file : null;
+    const version = observed.images.find((i) => i.file === active)?.version ?? null;
+    if (version === null) await cluster.withdraw("no Kata image is active");
+    else await cluster.publish({ ready: true, version, handlers: [] });
   }
 
   /** The switch's canary stage: for the Kata image it leaves active; a failure throws, and is undone. */

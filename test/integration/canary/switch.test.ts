@@ -106,6 +106,21 @@ describe("the canary as the last stage of a switch", () => {
     nothingLeft();
   });
 
+  it("without a canary, labels the node ready once Kata is active, and names no handler", async () => {
+    const root = sandbox(RUNC);
+    writeConfig(
+      root,
+      `[source]\nurl = "${server.url}"\n[policy]\nactivation = "force"\n[containerd]\nenabled = false\n`,
+    );
+    const reconciler = await reconcilerOn(root, { sysext: unobservedSysext(), preflight: null });
+    expect((await reconciler.reconcile()).error).toBeNull();
+    expect(linked(root)).toBe(NEW);
+    expect(nfd(root)).toBe(
+      "# Written by kata-sysextd: this node's Kata readiness. Do not edit; it is rewritten.\n" +
+        "feature.node.kubernetes.io/kata-sysextd.ready=true\nfeature.node.kubernetes.io/kata-sysextd.version=3.33.0\n",
+    );
+  });
+
   it.each([
     [
       "a runtime that does not exist",

@@ -60,9 +60,15 @@ describe("the daemon's file watches", () => {
   });
 
   it("says which changed keys need a restart instead of keeping them silently", async () => {
+    const changed = new Date().toISOString();
     writeConfig(root, `${config}[policy]\nversions = "<3.31"\n[daemon]\nlog_level = "debug"\ninterval_seconds = 600\n`);
     await waitFor("the warning", () => daemon.stderr().includes("daemon.log_level changed; restart kata-sysextd"));
     expect(daemon.child.exitCode).toBeNull();
+    // The pass the reload starts has ended: the next test's link removal must not race it.
+    await waitFor("the reload's pass", async () => {
+      const status = (await (await fetch(`${base}/status`)).json()) as { lastReconcile: { at: string } | null };
+      return (status.lastReconcile?.at ?? "") >= changed;
+    });
   });
 
   it("notices a link removed behind its back and puts the right one back", async () => {
