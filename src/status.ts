@@ -110,7 +110,22 @@ export interface StatusDocument {
   skipped: SkippedRelease[];
   /** The canary ([health]): the handler it proves (null when off) and its last result per handler. */
   canary: { handler: string | null; results: CanaryStatus[] };
+  /** The last containerd registration: the base it was merged into and why, and every handler's verdict. */
+  containerd: ContainerdRegistration | null;
   state: DaemonState;
+}
+
+export interface ContainerdRegistration {
+  base: string | null;
+  why: string | null;
+  /** Each shipped (or pinned) runtime handler: registered, or the reason it is not. */
+  handlers: {
+    name: string;
+    configPath: string | null;
+    registered: boolean;
+    reason: string | null;
+    pinned: boolean;
+  }[];
 }
 
 export interface SkippedRelease {

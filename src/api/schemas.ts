@@ -176,6 +176,16 @@ export const statusDocumentSchema = object({
   stateDamage: nullable(object({ movedTo: str, remedy: str })),
   skipped: { type: "array", items: skippedReleaseSchema },
   canary: object({ handler: nullableStr, results: { type: "array", items: canaryStatusSchema } }),
+  containerd: nullable(
+    object({
+      base: nullableStr,
+      why: nullableStr,
+      handlers: {
+        type: "array",
+        items: object({ name: str, configPath: nullableStr, registered: bool, reason: nullableStr, pinned: bool }),
+      },
+    }),
+  ),
   state: { type: "string", enum: DAEMON_STATES },
 });
 

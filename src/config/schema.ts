@@ -80,6 +80,8 @@ export interface Config {
     baseConfig: string;
     configFile: string;
     unitDropIn: string;
+    /** The runtime handlers to register (pinned); null: every shipped one this host can run. */
+    handlers: string[] | null;
     /** containerd's API socket, which the canary talks to. */
     address: string;
   };
@@ -240,6 +242,11 @@ export const SECTIONS: Record<string, Record<string, Leaf>> = {
       expected: "an absolute path ending in .conf",
       check: (v) => isAbsPath(v) && String(v).endsWith(".conf"),
     },
+    handlers: {
+      toml: "handlers",
+      expected: 'a list of runtime handler names like ["kata", "kata-qemu"]',
+      check: (v) => Array.isArray(v) && v.every((h) => typeof h === "string" && /^kata(-[a-z0-9]+)*$/.test(h)),
+    },
     address: { toml: "address", expected: "an absolute path to containerd's socket", check: isAbsPath },
   },
   health: {
@@ -326,6 +333,7 @@ export const DEFAULTS: Config = {
     baseConfig: "/usr/share/containerd/config.toml",
     configFile: "/etc/kata-sysextd/containerd.toml",
     unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
+    handlers: null,
     address: "/run/containerd/containerd.sock",
   },
   health: { canary: true, canaryTimeoutSeconds: 60, canaryRuntime: KATA_RUNTIME },

@@ -2,14 +2,28 @@
 // the merged file and the drop-in, restart containerd over D-Bus, and confirm the running process loaded the
 // handlers. A registration containerd did not load is put back at once, with the reason (undo: restart again on
 // the previous registration).
+
+import { readFile } from "node:fs/promises";
+import { parse } from "smol-toml";
 import type { Stage } from "../controller/transaction.ts";
 import type { Logger } from "../log/logger.ts";
 import type { StoredImage } from "../store/store.ts";
 import type { SystemdManager } from "../systemd/manager.ts";
 import { confirmLoaded } from "./confirm.ts";
 import { CONTAINERD_UNIT, type Discovery, discoverBase } from "./discover.ts";
+import { handlerFacts, hostFacts } from "./facts.ts";
 import { type RuntimeHandler, runtimeHandlers } from "./handlers.ts";
-import { type ContainerdFiles, register, restore, type Snapshot, snapshot, unregister } from "./registration.ts";
+import {
+  type ContainerdFiles,
+  type Decision,
+  register,
+  restore,
+  type Snapshot,
+  snapshot,
+  unregister,
+} from "./registration.ts";
+import { devmapperConfigured, schemaOf, type Table } from "./schema.ts";
+import { type HandlerVerdict, selectHandlers } from "./selection.ts";
 
 export { CONTAINERD_UNIT };
 
@@ -25,10 +39,24 @@ export interface RuntimeRegistration {
    * handlers or configuration paths the host no longer has. Returns whether it changed anything.
    */
   ensure(image: StoredImage | null): Promise<boolean>;
+  /** What the last registration decided, for /status; null before the first one. */
+  status(): ContainerdStatus | null;
+}
+
+export interface ContainerdStatus {
+  /** The configuration the runtimes were merged into, and why that one. */
+  base: string | null;
+  why: string | null;
+  /** Every shipped (or pinned) handler: registered, or the reason it is not. */
+  handlers: HandlerVerdict[];
 }
 
 export interface RegistrationDeps {
   files: ContainerdFiles;
+  /** The host root (--root): devices, /sys and the Kata payload are judged under it. */
+  root: string;
+  /** [containerd] handlers: the operator's pinned list, or null for every handler this host can run. */
+  pinned: string[] | null;
   /** Resolves host paths under --root: where the operator's Kata configuration is looked for. */
   host: (path: string) => string;
   /** Absent where there is no systemd to talk to (--root): files are written, containerd is not restarted. */
@@ -78,10 +106,42 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
     return found;
   };
 
+  let last: ContainerdStatus | null = null;
+
+  /** The handlers this host can run (selection.ts), each verdict logged once when it changes. */
+  const select = async (image: StoredImage, decision: Decision): Promise<RuntimeHandler[]> => {
+    const baseText = await readFile(files.host(decision.choice.base), "utf8").catch(() => "");
+    let devmapper = false;
+    try {
+      const doc = parse(baseText) as Table;
+      const schema = schemaOf(doc);
+      devmapper = typeof schema !== "string" && devmapperConfigured(doc, schema);
+    } catch {
+      // register() reports a base that is not TOML, naming the file
+    }
+    const trees = { hostRoot: deps.root, payloadRoot: deps.root };
+    const facts = await handlerFacts(await runtimeHandlers(image.kataConfigs, deps.host), trees);
+    const verdicts = selectHandlers(facts, await hostFacts(deps.host, devmapper), deps.pinned);
+    const said = new Map((last?.handlers ?? []).map((v) => [v.name, v.reason]));
+    for (const v of verdicts) {
+      if (v.registered || said.get(v.name) === v.reason) continue;
+      const say = v.pinned ? log.warning : log.info;
+      say(`runtime handler ${v.name} is not registered: ${v.reason}`, { KATA_HANDLER: v.name });
+    }
+    last = { base: decision.choice.base, why: decision.choice.why, handlers: verdicts };
+    return verdicts
+      .filter((v) => v.registered && v.configPath !== null)
+      .map((v) => ({
+        name: v.name,
+        configPath: v.configPath ?? "",
+        ...(v.snapshotter ? { snapshotter: v.snapshotter } : {}),
+      }));
+  };
+
   /** Registers, restarts and confirms; what containerd did not load is put back before the error goes up. */
   const registerConfirmed = async (image: StoredImage, found: Discovery): Promise<boolean> => {
     if (found.decision === undefined) return false;
-    const handlers = await runtimeHandlers(image.kataConfigs, deps.host);
+    const handlers = await select(image, found.decision);
     const before: Snapshot = await snapshot(files);
     if (!(await register(files, handlers, found.decision))) return false;
     try {
@@ -116,8 +176,10 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
     async unregister() {
       if (await unregister(files)) await apply(null);
     },
+    status: () => last,
     async ensure(image) {
       if (image === null) {
+        last = null;
         const changed = await unregister(files);
         if (changed) await apply(null);
         return changed;

@@ -83,7 +83,15 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
       marker: paths.rebootMarker,
     }),
     runtime: config.containerd.enabled
-      ? containerdRegistration({ files, host: paths.host, systemd, restart: config.containerd.restart, log })
+      ? containerdRegistration({
+          files,
+          root: paths.root,
+          host: paths.host,
+          pinned: config.containerd.handlers,
+          systemd,
+          restart: config.containerd.restart,
+          log,
+        })
       : undefined,
     canary: config.health.canary
       ? canaryProbe({

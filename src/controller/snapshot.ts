@@ -3,6 +3,7 @@ import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
 import {
   type CanaryStatus,
+  type ContainerdRegistration,
   NO_REBOOT,
   type PreflightSummary,
   type RebootStatus,
@@ -18,6 +19,8 @@ export interface SnapshotInput {
   outcome: PassOutcome;
   at: string;
   preflight: PreflightSummary | null;
+  /** The containerd registration's last decision; undefined keeps what the document had. */
+  containerd?: ContainerdRegistration | null;
 }
 
 export function initialStatus(opts: {
@@ -57,12 +60,13 @@ export function initialStatus(opts: {
     stateDamage: null,
     skipped: [],
     canary: { handler: opts.canaryHandler ?? null, results: [] },
+    containerd: null,
     // A daemon that has not concluded its first pass is still finding out.
     state: "resolving",
   };
 }
 
-export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput): StatusDocument {
+export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusDocument {
   const observed = outcome.observed;
   const activeFile = observed?.link.kind === "store" ? observed.link.file : null;
   const active = observed?.images.find((i) => i.file === activeFile) ?? null;
@@ -71,6 +75,7 @@ export function statusAfterPass({ base, outcome, at, preflight }: SnapshotInput)
   const failedPreflight = preflight !== null && !preflight.ok;
   return {
     ...base,
+    containerd: containerd === undefined ? base.containerd : containerd,
     host:
       observed === null
         ? base.host

@@ -5,6 +5,7 @@ import type { RefreshOptions } from "../api/routes.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
+import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { parsePublishedMetadata } from "../controller/decide.ts";
 import { countKataSandboxes, type Observed } from "../controller/observe.ts";
 import type { Member, PassOutcome, ReconcileEvent, Reconciler } from "../controller/reconciler.ts";
@@ -30,6 +31,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 /** What a configuration reload replaces. */
 export interface Configured {
   reconciler: Reconciler;
+  /** The containerd registration, whose last decision /status shows; absent when [containerd] enabled = false. */
+  runtime?: RuntimeRegistration;
   /** Kata first, then its companions. */
   members: Member[];
   config: Config;
@@ -120,7 +123,10 @@ export class Daemon implements ApiActions {
     // A pass that activated something ran the preflight as its health stage already; once is enough.
     const preflight =
       this.preflightThisPass || this.deps.preflight === undefined ? this.doc.preflight : await this.runPreflight();
-    this.update(statusAfterPass({ base: this.doc, outcome, at: this.deps.clock.now().toISOString(), preflight }));
+    const at = this.deps.clock.now().toISOString();
+    this.update(
+      statusAfterPass({ base: this.doc, outcome, at, preflight, containerd: this.deps.runtime?.status() ?? null }),
+    );
     this.deps.metrics.reconciled(outcome.result, (this.deps.clock.monotonicMs() - startedMs) / 1000);
     this.recheckAfter(outcome.requeueAfterMs ?? null);
     if (outcome.error !== null) {

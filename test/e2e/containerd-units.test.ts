@@ -17,6 +17,8 @@ import { hostPaths } from "../../src/paths.ts";
 import type { StoredImage } from "../../src/store/store.ts";
 import { type Bus, createBus } from "../../src/systemd/bus.ts";
 import { createSystemdManager, type SystemdManager } from "../../src/systemd/manager.ts";
+import { buildPayload } from "../fixtures/preflight/hosts.ts";
+import { scratch } from "../fixtures/preflight/toolchain.ts";
 import { flatcarUsr, unmountUsr } from "../helpers/e2e-daemon.ts";
 import { writeOsRelease } from "../helpers/images.ts";
 import { bootContainer, type Container, nspawnUnavailableReason } from "../helpers/nspawn.ts";
@@ -75,7 +77,8 @@ const image: StoredImage = {
   files: [],
   path: "",
 };
-const HANDLERS = ["kata", "kata-clh", "kata-qemu"];
+/** Registered: Cloud Hypervisor has /dev/kvm. Not: QEMU needs /dev/vhost-vsock, which the container lacks. */
+const HANDLERS = ["kata", "kata-clh"];
 
 describe.skipIf(skipReason !== null)("containerd registration under real systemd and containerd 1.6", () => {
   let work = "";
@@ -94,8 +97,14 @@ describe.skipIf(skipReason !== null)("containerd registration under real systemd
     writeFileSync(join(layer, "usr/share/containerd/config.toml"), flatcarConfig(true));
     writeFileSync(join(layer, "usr/share/containerd/config-cgroupfs.toml"), flatcarConfig(false));
     usr = flatcarUsr(work, "4593.2.5");
+    // A merged Kata payload: its configurations and (fake, real ELF) hypervisors, judged like real ones.
+    const payload = buildPayload(join(work, "payload"), { hypervisors: ["qemu", "clh"] });
     c = await bootContainer({
-      binds: [{ host: usr, container: "/usr", readOnly: true }],
+      kvm: true,
+      binds: [
+        { host: usr, container: "/usr", readOnly: true },
+        { host: join(payload, "opt"), container: "/opt", readOnly: true },
+      ],
       etcFiles: {
         "systemd/system/containerd.service": FLATCAR_UNIT,
         "systemd/system/multi-user.target.wants/containerd.service": {
@@ -117,6 +126,8 @@ describe.skipIf(skipReason !== null)("containerd registration under real systemd
     const paths = hostPaths(root);
     registration = containerdRegistration({
       files: containerdFiles(paths, CONFIG),
+      root,
+      pinned: null,
       host: paths.host,
       systemd: manager,
       restart: true,
@@ -130,6 +141,7 @@ describe.skipIf(skipReason !== null)("containerd registration under real systemd
     await c?.dispose();
     if (usr) unmountUsr(usr);
     if (work) rmSync(work, { recursive: true, force: true });
+    rmSync(scratch(), { recursive: true, force: true });
   });
 
   /** What the running containerd reads: its command line, and containerd's own dump of the file it names. */
@@ -145,6 +157,7 @@ describe.skipIf(skipReason !== null)("containerd registration under real systemd
     for (const name of HANDLERS) {
       expect(dump).toContain(`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.${name}]`);
     }
+    expect(dump).not.toContain("runtimes.kata-qemu]");
   };
 
   it("Flatcar's unit: merged into /usr/share/containerd/config.toml, selected through CONTAINERD_CONFIG", async () => {
@@ -157,6 +170,15 @@ describe.skipIf(skipReason !== null)("containerd registration under real systemd
     expect(logged).toContainEqual(
       expect.stringMatching(/merged into \/usr\/share\/containerd\/config\.toml: .*reads \$CONTAINERD_CONFIG/),
     );
+    expect(registration.status()?.handlers).toEqual([
+      expect.objectContaining({ name: "kata", registered: true, reason: null }),
+      expect.objectContaining({ name: "kata-clh", registered: true, reason: null }),
+      expect.objectContaining({
+        name: "kata-qemu",
+        registered: false,
+        reason: expect.stringContaining("/dev/vhost-vsock"),
+      }),
+    ]);
     // Steady state: nothing to change, no restart.
     expect(await registration.ensure(image)).toBe(false);
   });

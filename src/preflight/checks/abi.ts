@@ -81,7 +81,7 @@ function summary(findings: AbiFinding[], hostWideFailure: boolean): PreflightChe
   });
 }
 
-function describeProblems(f: AbiFinding, shown: (file: string) => string): string {
+export function describeProblems(f: AbiFinding, shown: (file: string) => string): string {
   const one = (p: AbiProblem): string => {
     switch (p.kind) {
       case "interpreter-missing":

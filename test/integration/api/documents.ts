@@ -59,6 +59,26 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
     stateDamage: null,
     skipped: [],
     canary: { handler: "kata", results: [CANARY_PASSED] },
+    containerd: {
+      base: "/usr/share/containerd/config.toml",
+      why: "containerd.service's ExecStart=/usr/bin/containerd --config $CONTAINERD_CONFIG reads $CONTAINERD_CONFIG",
+      handlers: [
+        {
+          name: "kata",
+          configPath: "/opt/kata/share/defaults/kata-containers/configuration-clh.toml",
+          registered: true,
+          reason: null,
+          pinned: false,
+        },
+        {
+          name: "kata-qemu-tdx",
+          configPath: "/opt/kata/share/defaults/kata-containers/configuration-qemu-tdx.toml",
+          registered: false,
+          reason: "kvm_intel parameter tdx is absent, not Y",
+          pinned: false,
+        },
+      ],
+    },
     state: "idle",
     ...overrides,
   };

@@ -3,10 +3,9 @@
 // /etc/kata-containers/configuration.toml appearing and going away, and containerd is restarted exactly when the
 // rendered configuration changed. What "containerd" loaded is confirmed as on a host: its /proc/PID/cmdline (a
 // fixture under the root) and the real containerd's config dump of the file it names.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { systemClock } from "../../../src/clock.ts";
 import { containerdFiles } from "../../../src/containerd/registration.ts";
 import { containerdRegistration } from "../../../src/containerd/stage.ts";
@@ -15,6 +14,8 @@ import { hostPaths } from "../../../src/paths.ts";
 import type { StoredImage } from "../../../src/store/store.ts";
 import type { Bus } from "../../../src/systemd/bus.ts";
 import { createSystemdManager, type SystemdManager } from "../../../src/systemd/manager.ts";
+import { buildHost, buildPayload, PATHS } from "../../fixtures/preflight/hosts.ts";
+import { scratch } from "../../fixtures/preflight/toolchain.ts";
 import { registeredConfigPaths } from "../../helpers/containerd.ts";
 import { startTestBus, type TestBus } from "../../helpers/dbus.ts";
 import { type FakeSystemd, startFakeSystemd } from "../../helpers/fake-systemd.ts";
@@ -59,6 +60,8 @@ beforeEach(async () => {
   manager = await createSystemdManager(bus, quiet, systemClock, { confirmIntervalMs: 50 });
 });
 
+afterAll(() => rmSync(scratch(), { recursive: true, force: true }));
+
 afterEach(async () => {
   for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
   manager.close();
@@ -69,13 +72,17 @@ afterEach(async () => {
 
 describe("ensure and the kata handler's configuration", () => {
   it("uses /etc/kata-containers/configuration.toml while it exists, restarting containerd only on a change", async () => {
-    const root = mkdtempSync(join(tmpdir(), "kata-etc-config-"));
+    // A host whose KVM, devices and libc can run the fake hypervisors of a merged payload (qemu and clh).
+    const root = buildHost({ containerdRunning: false, containerdConfig: null, unitDropIn: null });
     roots.push(root);
+    buildPayload(root, { hypervisors: ["qemu", "clh"] });
     mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
     writeFileSync(join(root, CONFIG.baseConfig), "version = 2\n");
     const paths = hostPaths(root);
     const runtime = containerdRegistration({
       files: containerdFiles(paths, CONFIG),
+      root,
+      pinned: null,
       host: paths.host,
       systemd: manager,
       restart: true,
@@ -106,14 +113,14 @@ describe("ensure and the kata handler's configuration", () => {
 
     // The operator adds their own configuration: the next pass hands it to "kata", and only to "kata".
     mkdirSync(join(root, "etc/kata-containers"), { recursive: true });
-    writeFileSync(join(root, "etc/kata-containers/configuration.toml"), "[hypervisor.qemu]\n");
+    writeFileSync(join(root, "etc/kata-containers/configuration.toml"), `[hypervisor.qemu]\npath = "${PATHS.qemu}"\n`);
     expect(await runtime.ensure(active)).toBe(true);
     expect(registeredConfigPaths(root)).toEqual({ ...shipped, kata: "/etc/kata-containers/configuration.toml" });
     expect(restarts()).toBe(2);
     expect(systemd.calls.filter((c) => c === "Reload")).toHaveLength(2);
 
     // Editing the file changes no path: Kata reads it per sandbox, so containerd is left alone.
-    writeFileSync(join(root, "etc/kata-containers/configuration.toml"), "[hypervisor.clh]\n");
+    writeFileSync(join(root, "etc/kata-containers/configuration.toml"), `[hypervisor.clh]\npath = "${PATHS.clh}"\n`);
     expect(await runtime.ensure(active)).toBe(false);
     expect(restarts()).toBe(2);
 
