@@ -50,20 +50,24 @@ function stringsOf(file: string): { text: string; line: number }[] {
 }
 
 const SECTION = Object.keys(KEYS).join("|");
-/** `[fetch] max_bytes`, `[[companion]] name`. */
-const BRACKETED = new RegExp(`\\[\\[?(${SECTION})\\]\\]?\\s+([A-Za-z_][A-Za-z0-9_]*)`, "g");
+/** `[fetch] max_bytes`, `[[companion]] name`, `[source] verify =`. */
+const BRACKETED = new RegExp(`\\[\\[?(${SECTION})\\]\\]?\\s+([A-Za-z_][A-Za-z0-9_]*)(\\s*=)?`, "g");
 /** `policy.versions`, `fetch.max_bytes`, `policy.requires[0].companion`. */
 const DOTTED = new RegExp(`(?<![\\w./-])(${SECTION})\\.([A-Za-z_][A-Za-z0-9_]*)(?:\\[\\d+\\]\\.([A-Za-z_]\\w*))?`, "g");
 
 /** `section.key` names a file or unit rather than a key when what follows is one of these. */
 const NOT_KEYS = new Set(["service", "sock", "toml", "conf", "d", "json", "raw", "timer", "socket"]);
-/** `[source] and …`: words after a section header that are prose, not a key. */
-const PROSE = /^(and|or|to|is|in|of|the|a|with|section|table|settings?|keys?)$/;
+/**
+ * After a section header a word is a key when it looks like one: snake_case or camelCase, or set with `=`.
+ * Other plain words are prose ("point [source] at the release").
+ */
+const KEY_LIKE = /^(\w*[_A-Z]\w*)$/;
 
 function problems(text: string): string[] {
   const out: string[] = [];
-  for (const [, section = "", key = ""] of text.matchAll(BRACKETED)) {
-    if (!PROSE.test(key) && !KEYS[section]?.includes(key)) out.push(`[${section}] ${key}`);
+  for (const [, section = "", key = "", assigned] of text.matchAll(BRACKETED)) {
+    const isKey = assigned !== undefined || KEY_LIKE.test(key);
+    if (isKey && !KEYS[section]?.includes(key)) out.push(`[${section}] ${key}`);
   }
   for (const [, section = "", key = "", inner] of text.matchAll(DOTTED)) {
     if (NOT_KEYS.has(key)) continue;
@@ -83,6 +87,9 @@ describe("configuration keys named in messages and remedies", () => {
     ['key "policy.version" must be a semver range', ["policy.version"]],
     ["policy.requires[0].kata_version is missing", ["policy.requires[].kata_version"]],
     ["raise [fetch] max_bytes; see policy.requires[0].companion and containerd.service", []],
+    ["point [source] at the release it came from", []],
+    ['set [source] verfy = "checksum"', ["[source] verfy"]],
+    ["raise [fetch] manifestMaxBytes", ["[fetch] manifestMaxBytes"]],
     ['set [source] verify = "checksum", or [[companion]] versions', []],
   ])("the walk itself: %j", (text, expected) => {
     expect(problems(text)).toEqual(expected);
