@@ -9,8 +9,8 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage, writeOsRelease } from "../helpers/images.ts";
 import { skipWithout } from "../helpers/needs.ts";
-import { allowBusName, bootContainer, type Container, isRunning, nspawnUnavailableReason } from "../helpers/nspawn.ts";
-import { processes, readProc } from "../helpers/proc.ts";
+import { allowBusName, bootContainer, type Container, nspawnUnavailableReason } from "../helpers/nspawn.ts";
+import { isRunning, processes, readProc } from "../helpers/proc.ts";
 
 const skip = skipWithout(nspawnUnavailableReason(), "the e2e harness test");
 

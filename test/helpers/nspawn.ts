@@ -21,7 +21,18 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../../src/errors.ts";
 import { type ExecResult, run } from "../../src/exec.ts";
-import { nspids, OWN_LEVEL, ownPid, processes, procPid, readProc } from "./proc.ts";
+import { TMP_BASE_ENV } from "../global-tmp.ts";
+import {
+  descendantsOf,
+  isRunning,
+  nspids,
+  OWN_LEVEL,
+  ownPid,
+  procChildrenOf,
+  processes,
+  procPid,
+  readProc,
+} from "./proc.ts";
 
 export interface Bind {
   host: string;
@@ -99,7 +110,8 @@ export interface Container {
 
 const CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const LOOP_DEVICES = 16; // a few more than one test needs: LOOP_CTL_GET_FREE may hand out a higher index
-const LOCK_FILE = join(tmpdir(), "kata-e2e-nspawn.lock");
+// In the machine's temp base, not this run's own TMPDIR (test/global-tmp.ts): it serialises boots across runs.
+const LOCK_FILE = join(process.env[TMP_BASE_ENV] ?? tmpdir(), "kata-e2e-nspawn.lock");
 let counter = 0;
 let lockHeld = 0; // containers of this process holding the cross-process lock
 
@@ -198,7 +210,7 @@ export async function bootContainer(options: BootOptions = {}): Promise<Containe
         // SHELL at all) forks it where bash would exec it.
         nspawnPid = descendantsOf(scriptProcPid).find((pid) => comm(pid) === "systemd-nspawn") ?? 0;
       }
-      if (nspawnPid && !leaderPid) leaderPid = childrenOf(nspawnPid).find(isContainerInit) ?? 0;
+      if (nspawnPid && !leaderPid) leaderPid = procChildrenOf(nspawnPid).find(isContainerInit) ?? 0;
       if (leaderPid) {
         const probe = await exec(["systemctl", "is-system-running"], { timeoutMs: 5_000 });
         state = probe.stdout.trim();
@@ -477,7 +489,7 @@ async function reapOrphans(): Promise<void> {
     const name = argv[argv.indexOf("-M") + 1] ?? "";
     const owner = /^kata-e2e-(\d+)-\d+$/.exec(name)?.[1];
     if (owner === undefined || isAlive(Number(owner))) continue;
-    const leader = childrenOf(pid).find(isContainerInit) ?? 0;
+    const leader = procChildrenOf(pid).find(isContainerInit) ?? 0;
     killHard(leader, pid);
     killed.push(leader, pid);
     rmSync(`/dev/.${name}`, { recursive: true, force: true });
@@ -488,32 +500,6 @@ async function reapOrphans(): Promise<void> {
   // SIGKILL is asynchronous; wait so the orphan no longer competes for the CPU or loop devices.
   const until = Date.now() + 10_000;
   while (killed.some(isRunning) && Date.now() < until) await sleep(50);
-}
-
-/** Alive and not a zombie (a killed container init may linger as one until its new parent reaps it). */
-export function isRunning(pid: number): boolean {
-  const stat = readProc(`/proc/${pid}/stat`);
-  return pid > 0 && stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-}
-
-/** Children, grandchildren and so on, nearest first. */
-function descendantsOf(ancestor: number): number[] {
-  const found: number[] = [];
-  let generation = [ancestor];
-  // Bounded: a process tree under script is a few levels deep; PID reuse cannot make a cycle within 8 steps matter.
-  for (let depth = 0; depth < 8 && generation.length > 0; depth += 1) {
-    generation = generation.flatMap(childrenOf);
-    found.push(...generation);
-  }
-  return found;
-}
-
-function childrenOf(parent: number): number[] {
-  return processes().filter((pid) => {
-    const stat = readProc(`/proc/${pid}/stat`);
-    // Fields after the parenthesised command name: state, ppid, …
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
-  });
 }
 
 /** PID 1 of a PID namespace below ours, running systemd. */

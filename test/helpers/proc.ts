@@ -59,3 +59,30 @@ export function childrenOf(own: number): number[] {
     .map((p) => ownPid(Number(p)))
     .filter((p) => p > 0);
 }
+
+/** Alive and not a zombie (a killed process may linger as one until its new parent reaps it); /proc's numbering. */
+export function isRunning(pid: number): boolean {
+  const stat = readProc(`/proc/${pid}/stat`);
+  return pid > 0 && stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+}
+
+/** Children, grandchildren and so on, nearest first, in /proc's numbering (`ancestor` too). */
+export function descendantsOf(ancestor: number): number[] {
+  const found: number[] = [];
+  let generation = [ancestor];
+  // Bounded: a process tree under script is a few levels deep; PID reuse cannot make a cycle within 8 steps matter.
+  for (let depth = 0; depth < 8 && generation.length > 0; depth += 1) {
+    generation = generation.flatMap(procChildrenOf);
+    found.push(...generation);
+  }
+  return found;
+}
+
+/** Children of a PID in /proc's numbering, found by their PPid (no children file needed). */
+export function procChildrenOf(parent: number): number[] {
+  return processes().filter((pid) => {
+    const stat = readProc(`/proc/${pid}/stat`);
+    // Fields after the parenthesised command name: state, ppid, …
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
+  });
+}

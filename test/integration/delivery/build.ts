@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { imageFileName } from "../../../src/delivery/layout.ts";
+import { SHARED_DIR_ENV } from "../../global-tmp.ts";
 import { PROJECT } from "../../helpers/sandbox.ts";
 
 export const VERSION = (JSON.parse(readFileSync(join(PROJECT, "package.json"), "utf8")) as { version: string }).version;
@@ -54,15 +55,17 @@ export function sharedBuild(): Promise<Built> {
 }
 
 async function buildOnceForRun(): Promise<Built> {
+  // The run's shared directory (test/global-tmp.ts), not the file's own temporary directory, which goes with it.
+  const base = process.env[SHARED_DIR_ENV] ?? tmpdir();
   const prefix = "kata-sysextd-build-";
   // Builds of earlier runs (their vitest process is gone) are 40 MB each: remove them.
-  for (const entry of readdirSync(tmpdir())) {
+  for (const entry of readdirSync(base)) {
     const owner = Number(entry.slice(prefix.length));
     if (entry.startsWith(prefix) && !entry.endsWith(".lock") && owner !== process.ppid && !isAlive(owner)) {
-      rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+      rmSync(join(base, entry), { recursive: true, force: true });
     }
   }
-  const dir = join(tmpdir(), `${prefix}${process.ppid}`);
+  const dir = join(base, `${prefix}${process.ppid}`);
   const done = join(dir, "done.json");
   const lock = `${dir}.lock`;
   for (;;) {
