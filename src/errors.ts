@@ -22,6 +22,7 @@ export type ErrorCode =
   | "store-failed"
   | "disk-full"
   | "activation-failed"
+  | "rollback-refused"
   | "merge-not-confirmed"
   | "deferred"
   | "dbus-failed"

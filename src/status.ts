@@ -44,6 +44,11 @@ export interface MemberStatus {
   /** The version staged for the next boot's OS release, or null. */
   nextBoot: string | null;
   merged: boolean;
+  /**
+   * Versions rolled back from: passes skip them until the configuration's [source], [policy] or [[companion]]
+   * changes, or `kata-sysextctl refresh --release-holds`.
+   */
+  held: string[];
 }
 
 /** Whether kata-sysextd asks the cluster's reboot coordinator for a reboot (controller/reboot.ts), and why. */

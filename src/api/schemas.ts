@@ -30,6 +30,8 @@ export interface LocalVersion {
   version: string;
   image: string;
   active: boolean;
+  /** Rolled back from: passes skip it until the holds are lifted. */
+  held: boolean;
 }
 
 export interface RemoteVersion {
@@ -37,6 +39,8 @@ export interface RemoteVersion {
   /** Whether this version would be chosen for this host and policy; reason says why not. */
   compatible: boolean;
   reason: string | null;
+  /** Rolled back from: passes skip it until the holds are lifted. */
+  held: boolean;
 }
 
 export interface VersionsResult {
@@ -161,7 +165,14 @@ export const statusDocumentSchema = object({
   }),
   members: {
     type: "array",
-    items: object({ name: str, active: nullableStr, previous: nullableStr, nextBoot: nullableStr, merged: bool }),
+    items: object({
+      name: str,
+      active: nullableStr,
+      previous: nullableStr,
+      nextBoot: nullableStr,
+      merged: bool,
+      held: { type: "array", items: str },
+    }),
   },
   preflight: nullable(preflightSummarySchema),
   lastReconcile: nullable(
@@ -207,8 +218,8 @@ export const versionsSchema = object({
   arch: str,
   active: nullableStr,
   source: nullableStr,
-  local: { type: "array", items: object({ version: str, image: str, active: bool }) },
-  remote: { type: "array", items: object({ version: str, compatible: bool, reason: nullableStr }) },
+  local: { type: "array", items: object({ version: str, image: str, active: bool, held: bool }) },
+  remote: { type: "array", items: object({ version: str, compatible: bool, reason: nullableStr, held: bool }) },
   remoteError: nullable(errorBodySchema),
   skipped: { type: "array", items: skippedReleaseSchema },
 });

@@ -14,6 +14,8 @@ export interface CtlOptions {
   tcpUrl?: string;
   /** The longest silence tolerated from the daemon (defaults: status 10 s, refresh stream 60 s, rollback 5 min). */
   timeoutMs?: number;
+  /** What to check when the daemon cannot be reached, for where it runs (default: the systemd unit). */
+  notRunningHint?: string;
 }
 
 const USAGE: Record<CtlVerb, string> = {
@@ -28,6 +30,9 @@ const USAGE: Record<CtlVerb, string> = {
 };
 
 const NOT_RUNNING = "is kata-sysextd running? systemctl status kata-sysextd";
+
+/** Steps of a pass; the resting states (idle, degraded, error) say how the last pass ended, not this one. */
+const PASS_STEPS = new Set(["resolving", "fetching", "verifying", "activating"]);
 
 export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, opts: CtlOptions): Promise<number> {
   let json: boolean;
@@ -76,7 +81,7 @@ export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, o
     }
   } catch (err) {
     if (err instanceof ApiConnectError) {
-      io.stderr.write(`kata-sysextctl: ${unreachable(err, opts.socketPath)}\n`);
+      io.stderr.write(`kata-sysextctl: ${unreachable(err, opts.socketPath, opts.notRunningHint ?? NOT_RUNNING)}\n`);
     } else {
       // Anything else is our own bug or a daemon we do not understand: one clear line, not a stack trace.
       io.stderr.write(`kata-sysextctl ${verb}: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -85,7 +90,7 @@ export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, o
   }
 }
 
-function unreachable(err: ApiConnectError, where: string): string {
+function unreachable(err: ApiConnectError, where: string, hint: string): string {
   if (err.errno === "EACCES" || err.errno === "EPERM") {
     return `permission denied on ${where}: this command needs root (sudo kata-sysextctl …)`;
   }
@@ -97,7 +102,7 @@ function unreachable(err: ApiConnectError, where: string): string {
         : err.errno === "ETIMEDOUT"
           ? "no answer"
           : err.message;
-  return `cannot reach kata-sysextd at ${where} (${why}); ${NOT_RUNNING}`;
+  return `cannot reach kata-sysextd at ${where} (${why}); ${hint}`;
 }
 
 async function status(io: CommandIo, opts: CtlOptions, json: boolean): Promise<number> {
@@ -113,7 +118,7 @@ async function status(io: CommandIo, opts: CtlOptions, json: boolean): Promise<n
     } catch (tcpErr) {
       if (!(tcpErr instanceof ApiConnectError)) throw tcpErr;
       io.stderr.write(
-        `kata-sysextctl: cannot reach kata-sysextd at ${opts.socketPath} (${socketErr.errno}) nor at ${tcpUrl} (${tcpErr.errno}); ${NOT_RUNNING}\n`,
+        `kata-sysextctl: cannot reach kata-sysextd at ${opts.socketPath} (${socketErr.errno}) nor at ${tcpUrl} (${tcpErr.errno}); ${opts.notRunningHint ?? NOT_RUNNING}\n`,
       );
       return EXIT.failed;
     }
@@ -203,7 +208,9 @@ async function versions(io: CommandIo, res: ApiResponse, json: boolean): Promise
   } else {
     const lines = [`${list.name} (${list.arch})`, "local:"];
     if (list.local.length === 0) lines.push("  (none)");
-    for (const v of list.local) lines.push(`  ${v.active ? "*" : " "} ${v.version.padEnd(12)} ${v.image}`);
+    for (const v of list.local) {
+      lines.push(`  ${v.active ? "*" : " "} ${v.version.padEnd(12)} ${v.image}${v.held ? "  (held)" : ""}`);
+    }
     lines.push(`remote${list.source ? ` (${list.source})` : ""}:`);
     if (list.remote.length === 0 && list.remoteError === null) lines.push("  (none)");
     for (const v of list.remote) {
@@ -353,6 +360,10 @@ export function formatStatus(doc: StatusDocument): string {
   }
   if (doc.download !== null) row("download", `${doc.download.file}: ${describeDownload(doc.download)}`);
   for (const s of doc.skipped ?? []) row("skipped", describeSkipped(s));
+  // `?? []`: a daemon from before holds were shown sends members without them.
+  for (const m of doc.members.filter((member) => (member.held ?? []).length > 0)) {
+    row("held", `${m.name} ${m.held.join(", ")}: rolled back from, skipped until refresh --release-holds`);
+  }
   const last = doc.lastReconcile;
   row("state", `${doc.state}${last ? `; last reconcile ${last.result} at ${last.at}` : "; no reconcile yet"}`);
   if (last?.error) {
@@ -380,7 +391,8 @@ class ProgressView {
   }
 
   update(state: string, download: DownloadProgress | null): void {
-    if (this.quiet) return;
+    // Before the pass takes over, the daemon still shows how the previous one ended: not this refresh's progress.
+    if (this.quiet || !PASS_STEPS.has(state)) return;
     if (this.io.isTTY) {
       const text = download === null ? `${state}…` : `${state} ${bar(download)} ${describeDownload(download)}`;
       this.io.stdout.write(`\r\x1b[2K${text}`);

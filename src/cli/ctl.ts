@@ -1,4 +1,6 @@
 // kata-sysextctl: dispatch to the verb's module. Each verb parses its own options.
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { loadConfig } from "../config/load.ts";
 import { asKataError } from "../errors.ts";
 import { hostPaths } from "../paths.ts";
@@ -21,7 +23,13 @@ Verbs:
 
 status, refresh, rollback and versions also take --root DIR and --config FILE to find a daemon that runs
 with --root (its socket is DIR/run/kata-sysextd/api.sock, its TCP address the config's [api] listen).
+Without --root they use $KATA_SYSEXTD_ROOT (which \`npm start\` prints), else /, else a running demo's root.
 `;
+
+/** The root of a daemon started with --root, for the daemon verbs: what `npm start` tells its user to export. */
+export const ROOT_ENV = "KATA_SYSEXTD_ROOT";
+/** Where `npm start` runs its daemon, relative to this file in a checkout. */
+const DEMO_ROOT = resolve(import.meta.dirname, "../../demo/root");
 
 const DAEMON_VERBS = new Set(["status", "refresh", "rollback", "versions"]);
 const DEFAULT_LISTEN = "127.0.0.1:8720";
@@ -50,8 +58,10 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       io.stderr.write(`kata-sysextctl: ${location.error}\n`);
       return EXIT.usage;
     }
-    const { root, config, remaining } = location;
-    const paths = hostPaths(root ?? "/");
+    const { config, remaining } = location;
+    const daemon = locateDaemon(location.root, process.env[ROOT_ENV], existsSync);
+    if (daemon.note !== null) io.stderr.write(`kata-sysextctl: ${daemon.note}\n`);
+    const paths = hostPaths(daemon.root);
     // The configuration only says where the TCP fallback listens; the socket comes first and needs none. A
     // configuration the daemon would reject must not keep an operator from asking the daemon what is wrong.
     let listen = DEFAULT_LISTEN;
@@ -67,6 +77,7 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     return ctlCommand(verb as "status" | "refresh" | "rollback" | "versions", remaining, io, {
       socketPath: paths.apiSocket,
       tcpUrl: `http://${listen}`,
+      notRunningHint: daemon.hint,
     });
   }
   io.stderr.write(`kata-sysextctl: unknown verb "${verb}"\n\n${USAGE}`);
@@ -92,4 +103,40 @@ function takeLocation(args: string[]): { root?: string; config?: string; remaini
     else out.config = value;
   }
   return out;
+}
+
+export interface DaemonLocation {
+  root: string;
+  /** What to check when it cannot be reached, for where it runs. */
+  hint: string;
+  /** Said on stderr when the root was not asked for: the CLI chose the demo's daemon by itself. */
+  note: string | null;
+}
+
+/**
+ * Which daemon the verbs talk to: --root, else $KATA_SYSEXTD_ROOT, else the host's; a checkout's demo
+ * (`npm start`) when the host runs no daemon and the demo does, so its user needs no flags.
+ */
+export function locateDaemon(
+  flag: string | undefined,
+  env: string | undefined,
+  exists: (path: string) => boolean,
+  demoRoot: string = DEMO_ROOT,
+): DaemonLocation {
+  const withRoot = (root: string, note: string | null = null): DaemonLocation => ({
+    root,
+    hint: `is a kata-sysextd with --root ${root} running? (\`npm start\` runs the demo's)`,
+    note,
+  });
+  if (flag !== undefined) return withRoot(flag);
+  if (env !== undefined && env !== "") return withRoot(env);
+  const host = hostPaths("/");
+  if (!exists(host.apiSocket) && exists(hostPaths(demoRoot).apiSocket)) {
+    return withRoot(demoRoot, `no ${host.apiSocket}; using the demo's daemon under ${demoRoot}`);
+  }
+  // Under systemd the unit says what is wrong; elsewhere (a container, a development machine) nothing started it.
+  const hint = exists("/run/systemd/system")
+    ? "is kata-sysextd running? systemctl status kata-sysextd"
+    : "is kata-sysextd running? this system has no systemd to start it: run kata-sysextd, or `npm start` for the demo";
+  return { root: "/", hint, note: null };
 }

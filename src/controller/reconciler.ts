@@ -189,7 +189,7 @@ export class Reconciler {
           const image = view.images.find((i) => i.file === previous);
           if (image === undefined) {
             throw new Refusal(
-              new KataError("activation-failed", `previous image ${previous} is no longer in the store`, {
+              new KataError("rollback-refused", `previous image ${previous} is no longer in the store`, {
                 remedy: "`kata-sysextctl versions` lists the images in the store",
               }),
             );
@@ -209,7 +209,7 @@ export class Reconciler {
         }
         if (moving === 0) {
           throw new Refusal(
-            new KataError("activation-failed", "no previous image to roll back to", {
+            new KataError("rollback-refused", "no previous image to roll back to", {
               remedy: "`kata-sysextctl versions` lists the images in the store",
             }),
           );
@@ -370,7 +370,11 @@ export class Reconciler {
       if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
         unconfirmed = this.deps.sysext.limitation;
       }
-      await options.onSuccess?.(observed);
+      if (options.onSuccess !== undefined) {
+        await options.onSuccess(observed);
+        // What it recorded (a rollback's holds) belongs in the outcome, and so in /status.
+        observed = await this.observe();
+      }
       // What this pass wanted is active: no activation waits for a reboot any more.
       const reboot = await this.settleReboot(null, "what it was for is active or no longer wanted");
       await this.remember({ result: "ok", error: null }, { waitEnded: options.decidesDownloads !== false });
@@ -380,11 +384,16 @@ export class Reconciler {
       const error = refused ? err.error : asKataError(err);
       // Inspection failures carry the MESSAGE_ID where the image is quarantined (admit.ts); these two end here.
       const verification = error.code === "digest-mismatch" || error.code === "signature-invalid";
-      log.error(error.message, {
-        ERROR_CODE: error.code,
-        REMEDY: error.remedy ?? "",
-        ...(verification ? { MESSAGE_ID: MessageId.verificationFailed } : {}),
-      });
+      if (refused) {
+        // An answer to the operator, not a failure of the host: nothing changed.
+        log.notice(`rollback refused: ${error.message}`, { ERROR_CODE: error.code, REMEDY: error.remedy ?? "" });
+      } else {
+        log.error(error.message, {
+          ERROR_CODE: error.code,
+          REMEDY: error.remedy ?? "",
+          ...(verification ? { MESSAGE_ID: MessageId.verificationFailed } : {}),
+        });
+      }
       // A refusal is an answer to a request, not a pass that failed: the record of the last pass stays. Without
       // the lock the store and state.json belong to whoever holds it.
       if (!refused && lock !== null) await this.remember({ result: "failed", error }).catch(() => undefined);

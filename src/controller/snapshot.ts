@@ -53,7 +53,7 @@ export function initialStatus(opts: {
     },
     nextBoot: null,
     reboot: NO_REBOOT,
-    members: [{ name: opts.name, active: null, previous: null, nextBoot: null, merged: false }],
+    members: [{ name: opts.name, active: null, previous: null, nextBoot: null, merged: false, held: [] }],
     preflight: null,
     lastReconcile: null,
     download: null,
@@ -114,6 +114,7 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
               previous: version(previousFile),
               nextBoot: version(nextFile),
               merged: m.merged,
+              held: (observed.state.held[m.name] ?? []).map((file) => version(file) ?? file),
             };
           }),
     preflight,

@@ -2,6 +2,7 @@
 // and the actions the API's unix socket offers. Wiring to the outside (API, D-Bus, watchers) is in run.ts.
 import type { Metrics } from "../api/metrics.ts";
 import type { RefreshOptions } from "../api/routes.ts";
+import type { RemoteVersion } from "../api/schemas.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
@@ -23,6 +24,8 @@ import type { PreflightSummary, StatusDocument } from "../status.ts";
 import { clearNextBoot, releaseHolds } from "../store/state.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
+
+const HELD_REASON = "held: rolled back from; `kata-sysextctl refresh --release-holds` lifts the hold";
 
 const SANDBOX_POLL_MS = 5_000;
 /** setTimeout's limit (2^31 - 1 ms); a longer delay would fire at once. */
@@ -346,12 +349,18 @@ export class Daemon implements ApiActions {
   async versions(): Promise<VersionsResult> {
     const observed = await this.deps.reconciler.observe();
     const active = observed.link.kind === "store" ? observed.link.file : null;
+    const held = observed.state.held[this.deps.config.source.name] ?? [];
     const result: VersionsResult = {
       name: this.deps.config.source.name,
       arch: this.deps.arch,
       active: observed.images.find((i) => i.file === active)?.version ?? null,
       source: sourceDirectory(this.deps.config.source),
-      local: observed.images.map((i) => ({ version: i.version, image: i.path, active: i.file === active })),
+      local: observed.images.map((i) => ({
+        version: i.version,
+        image: i.path,
+        active: i.file === active,
+        held: held.includes(i.file),
+      })),
       remote: [],
       remoteError: null,
       skipped: skippedReleases(observed.state.skipped),
@@ -364,7 +373,7 @@ export class Daemon implements ApiActions {
       // Withdrawals and constraints from the publisher count here as they do in a pass.
       const metadata = parsePublishedMetadata(published.metadata, this.deps.log);
       result.remote = manifest.entries.flatMap((entry) => {
-        const decision = this.judgeRemote(observed.host, entry, metadata);
+        const decision = this.judgeRemote(observed.host, entry, metadata, held.includes(entry.file));
         return decision === null ? [] : [decision];
       });
     } catch (err) {
@@ -379,7 +388,8 @@ export class Daemon implements ApiActions {
     host: HostRelease,
     entry: { file: string; sha256: string; line: number },
     metadata: ReleaseMetadata | undefined,
-  ) {
+    held: boolean,
+  ): RemoteVersion | null {
     const { config, arch } = this.deps;
     const image = splitImageFileName(entry.file, config.source.name, arch);
     if (typeof image === "string") return null;
@@ -392,9 +402,12 @@ export class Daemon implements ApiActions {
       policy: { versions: config.policy.versions, constraints: config.policy.constraints },
       metadata,
     });
-    return r.ok
-      ? { version: image.version, compatible: true, reason: null }
-      : { version: image.version, compatible: false, reason: r.reasons.join("; ") };
+    if (!r.ok) return { version: image.version, compatible: false, reason: r.reasons.join("; "), held };
+    // A pass skips what a rollback holds, however compatible: say so rather than promise it.
+    if (held) {
+      return { version: image.version, compatible: false, reason: HELD_REASON, held };
+    }
+    return { version: image.version, compatible: true, reason: null, held };
   }
 
   /**

@@ -64,6 +64,8 @@ async function ctl(verb: CtlVerb, argv: string[], opts: CtlOptions, isTTY = fals
 /** A refresh that moves a download through the snapshot the way the reconciler does. */
 function downloadingRefresh(holder: StatusHolder, ok = true): ApiOptions["actions"]["refresh"] {
   return async () => {
+    // The pass waits its turn first, as a real one waits for the store lock: the old state is still shown.
+    await new Promise((resolve) => setTimeout(resolve, 60));
     holder.set({ state: "fetching" });
     for (const bytes of [0, 8, 16, 24, 32].map((m) => m * 1024 * 1024)) {
       holder.set({
@@ -106,6 +108,9 @@ describe("kata-sysextctl status", () => {
     expect(r.out).toContain("next boot  flatcar 4650.0.0: kata 3.32.0 staged");
     expect(r.out).toContain("preflight  ok, 1 warning");
     expect(r.out).toContain("host       flatcar 4593.2.5, x86-64, sysext level 1.0");
+    expect(r.out).toContain(
+      "held       kata-containers 3.33.0: rolled back from, skipped until refresh --release-holds",
+    );
   });
 
   it("shows the last error with its remedy and failed preflight checks", async () => {
@@ -182,6 +187,8 @@ describe("kata-sysextctl status", () => {
 describe("kata-sysextctl refresh", () => {
   it("prints plain progress lines when stdout is not a terminal, then the outcome", async () => {
     const holder = new StatusHolder();
+    // How the previous pass ended is not this refresh's progress: no bare "degraded" (or "idle") line.
+    holder.set({ state: "degraded" });
     const { opts } = await daemon({
       snapshot: holder.snapshot,
       actions: scriptedActions({ refresh: downloadingRefresh(holder) }),
@@ -189,6 +196,8 @@ describe("kata-sysextctl refresh", () => {
     const r = await ctl("refresh", [], opts);
     expect(r.code).toBe(0);
     const lines = r.out.trim().split("\n");
+    expect(lines[0]).toBe("fetching kata-containers-3.33.0-x86-64.raw");
+    expect(lines.filter((line) => /^(degraded|idle|error)\b/.test(line))).toEqual([]);
     expect(lines).toContain("fetching kata-containers-3.33.0-x86-64.raw");
     expect(lines).toContain("  kata-containers-3.33.0-x86-64.raw: 16.0 MiB of 32.0 MiB (50%), 4.0 MiB/s, ETA 4s");
     expect(lines.at(-1)).toBe("ok: kata-containers 3.33.0 active and merged");
@@ -259,6 +268,10 @@ describe("kata-sysextctl rollback and versions", () => {
     expect(r.out).toContain('3.20.0       not compatible: outside policy.versions ">=3.21.0"');
     expect(r.out).toContain(
       "skipped kata-containers 3.34.0: SHA-256 does not match SHA256SUMS (tried again after 2026-11-26T19:00:00.000Z)",
+    );
+    expect(r.out).toContain("  3.33.0       /var/lib/kata-sysextd/images/kata-containers-3.33.0-x86-64.raw  (held)");
+    expect(r.out).toContain(
+      "3.33.0       not compatible: held: rolled back from; `kata-sysextctl refresh --release-holds`",
     );
     const json = await ctl("versions", ["--json"], opts);
     expect(JSON.parse(json.out)).toEqual(VERSIONS);
@@ -390,6 +403,7 @@ describe("kata-sysextctl --root and --config", () => {
     expect(r.stderr).toContain('unknown key "daemon.interval_second"');
     expect(r.stderr).toContain("the TCP fallback uses 127.0.0.1:8720");
     expect(r.status).toBe(1); // nobody answers on this root's socket: unreachable, not a usage error
-    expect(r.stderr).toContain("is kata-sysextd running?");
+    // The hint fits a daemon started with --root: no systemctl.
+    expect(r.stderr).toContain(`is a kata-sysextd with --root ${dir} running?`);
   });
 });

@@ -52,7 +52,16 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
     },
     nextBoot: { flatcarVersion: "4650.0.0", kata: "3.32.0", staged: true, reason: null },
     reboot: NO_REBOOT,
-    members: [{ name: "kata-containers", active: "3.32.0", previous: "3.31.0", nextBoot: "3.32.0", merged: true }],
+    members: [
+      {
+        name: "kata-containers",
+        active: "3.32.0",
+        previous: "3.31.0",
+        nextBoot: "3.32.0",
+        merged: true,
+        held: ["3.33.0"],
+      },
+    ],
     preflight: PREFLIGHT,
     lastReconcile: { at: "2026-11-26T18:01:00.000Z", result: "ok", error: null, remedy: null },
     download: null,

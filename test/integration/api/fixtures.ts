@@ -18,12 +18,34 @@ export const VERSIONS: VersionsResult = {
   active: "3.32.0",
   source: "https://example.org/extensions/",
   local: [
-    { version: "3.32.0", image: "/var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw", active: true },
-    { version: "3.31.0", image: "/var/lib/kata-sysextd/images/kata-containers-3.31.0-x86-64.raw", active: false },
+    {
+      version: "3.33.0",
+      image: "/var/lib/kata-sysextd/images/kata-containers-3.33.0-x86-64.raw",
+      active: false,
+      held: true,
+    },
+    {
+      version: "3.32.0",
+      image: "/var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw",
+      active: true,
+      held: false,
+    },
+    {
+      version: "3.31.0",
+      image: "/var/lib/kata-sysextd/images/kata-containers-3.31.0-x86-64.raw",
+      active: false,
+      held: false,
+    },
   ],
   remote: [
-    { version: "3.33.0", compatible: true, reason: null },
-    { version: "3.20.0", compatible: false, reason: 'outside policy.versions ">=3.21.0"' },
+    {
+      version: "3.33.0",
+      compatible: false,
+      reason: "held: rolled back from; `kata-sysextctl refresh --release-holds` lifts the hold",
+      held: true,
+    },
+    { version: "3.32.0", compatible: true, reason: null, held: false },
+    { version: "3.20.0", compatible: false, reason: 'outside policy.versions ">=3.21.0"', held: false },
   ],
   remoteError: null,
   skipped: [

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger, type Logger } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { buildImage, cloudHypervisorImage } from "../../helpers/images.ts";
 import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
@@ -45,15 +46,16 @@ function host(withCompanion: boolean) {
   const root = makeSandboxRoot();
   const paths = hostPaths(root);
   const sysext = unobservedSysext();
-  const configure = async (kata: string, companion = ">=51.0", extra = "") => {
+  const configure = async (kata: string, companion = ">=51.0", extra = "", log?: Logger) => {
     const ch = withCompanion
       ? `[[companion]]\nname = "${CH}"\nurl = "${chServer.url}"\nversions = "${companion}"\n`
       : "";
     writeConfig(
       root,
-      `[source]\nurl = "${kataServer.url}"\n[policy]\nversions = "${kata}"\n${ch}[containerd]\nenabled = false\n${extra}`,
+      // activation = "force": Kata shims other tests run on this machine must not defer these passes.
+      `[source]\nurl = "${kataServer.url}"\n[policy]\nversions = "${kata}"\nactivation = "force"\n${ch}[containerd]\nenabled = false\n${extra}`,
     );
-    return reconcilerOn(root, { sysext, preflight: null });
+    return reconcilerOn(root, { sysext, preflight: null, ...(log === undefined ? {} : { log }) });
   };
   const active = (name = "kata-containers") =>
     readlinkSync(join(root, `etc/extensions/${name}.raw`))
@@ -124,11 +126,29 @@ describe("rollback on request", () => {
 
   it("refuses when the last switch had nothing before it, and changes nothing", async () => {
     const h = host(false);
-    const r = await h.configure(">=3.30");
+    const logged: [string, string, Record<string, unknown>][] = [];
+    const r = await h.configure(
+      ">=3.30",
+      undefined,
+      "",
+      createLogger((level, message, fields) => {
+        logged.push([level, message, fields]);
+      }),
+    );
     expect((await r.reconcile()).result).toBe("ok");
+    logged.length = 0;
     const refused = await r.rollback();
     expect(refused.result).toBe("failed");
     expect(refused.error?.message).toBe("no previous image to roll back to");
+    // An answer to the operator, not a failed activation: a notice with its own code.
+    expect(refused.error?.code).toBe("rollback-refused");
+    expect(logged.filter(([, , f]) => f.ERROR_CODE !== undefined)).toEqual([
+      [
+        "notice",
+        "rollback refused: no previous image to roll back to",
+        expect.objectContaining({ ERROR_CODE: "rollback-refused" }),
+      ],
+    ]);
     expect(h.active()).toBe(K33);
     expect(h.held()).toEqual({});
   });

@@ -134,7 +134,7 @@ describe("the daemon's API, for real", () => {
     );
     const withdrawn = await runArgv([NODE, CTL, "versions", "--root", root, "--json"]);
     expect(JSON.parse(withdrawn.stdout).remote).toEqual([
-      { version: "3.32.0", compatible: false, reason: expect.stringContaining("shim crashes on boot") },
+      { version: "3.32.0", compatible: false, reason: expect.stringContaining("shim crashes on boot"), held: false },
     ]);
   });
 

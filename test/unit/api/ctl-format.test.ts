@@ -27,6 +27,7 @@ describe("formatStatus", () => {
         "  next boot  flatcar 4650.0.0: kata 3.32.0 staged",
         "  preflight  ok, 1 warning",
         "    qemu: ready (1 warning)",
+        "  held       kata-containers 3.33.0: rolled back from, skipped until refresh --release-holds",
         "  state      idle; last reconcile ok at 2026-11-26T18:01:00.000Z",
         "",
       ].join("\n"),

@@ -127,7 +127,10 @@ const FULL_STATUS: StatusDocument = {
     limitation: null,
   },
   nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no image" },
-  members: [{ name: "kata-containers", active: "3.32.0", previous: "3.31.1", nextBoot: null, merged: true }],
+  reboot: { requested: true, reason: "kata-containers 3.33.0 waits for the next boot", since: null, sentinel: null },
+  members: [
+    { name: "kata-containers", active: "3.32.0", previous: "3.31.1", nextBoot: null, merged: true, held: ["3.33.0"] },
+  ],
   preflight: {
     ok: false,
     failed: 1,
@@ -137,5 +140,7 @@ const FULL_STATUS: StatusDocument = {
   },
   lastReconcile: { at: "2026-11-26T20:21:04.713Z", result: "ok", error: null, remedy: null },
   download: null,
+  stateDamage: null,
+  skipped: [],
   state: "degraded",
 };
