@@ -4,6 +4,8 @@
 // the units, the journal catalog, the configuration defaults and the extension-release. Reproducible: the same
 // commit gives the same bytes (sorted, root-owned, fixed times and modes, fixed compression, no xattrs).
 // Fails when an ELF in it needs more than the oldest supported Flatcar provides (src/delivery/glibc-floor.ts).
+// Beside the image: butane.yaml and ignition.json, config/butane.yaml with this image's real SHA-256 and URL
+// (--image-url BASE sets where it will be published; default: the directory config/butane.yaml names).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
@@ -19,11 +21,12 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { build, type Plugin } from "esbuild";
 import { checkGlibcFloor, OLDEST_FLATCAR } from "../src/delivery/glibc-floor.ts";
 import { extensionReleaseText, imageFileName, PATHS } from "../src/delivery/layout.ts";
+import { butaneToIgnition, imageBaseUrl, withImage } from "../src/delivery/provisioning.ts";
 
 const PROJECT = resolve(import.meta.dirname, "..");
 /** The pinned runtime: the `node` package's platform binary, or the copy it installs as its bin (same bytes). */
@@ -40,7 +43,7 @@ const HELPERS = ["kvm-probe", "xattr-get"];
 const SQUASHFS_OPTIONS = ["-all-root", "-noappend", "-no-xattrs", "-comp", "xz", "-b", "131072"];
 
 const { values } = parseArgs({
-  options: { out: { type: "string" }, quiet: { type: "boolean" } },
+  options: { out: { type: "string" }, quiet: { type: "boolean" }, "image-url": { type: "string" } },
   strict: true,
 });
 const outDir = resolve(values.out ?? join(PROJECT, "build"));
@@ -74,9 +77,10 @@ try {
   stageFiles(stage);
   await checkFloor(stage);
   normalizeModes(stage);
-  const image = squash(stage);
+  const { image, sha256 } = squash(stage);
   say(`  inputs ${inputsDigest()} (${inputs.size} files)`);
   say(`${image}: ${mib(statSync(image).size)}, built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  writeProvisioning(image, sha256);
 } catch (err) {
   if (!(err instanceof BuildFailed)) throw err;
   process.stderr.write(`build-sysext: ${err.message}\n`);
@@ -219,7 +223,7 @@ function normalizeModes(root: string): void {
   }
 }
 
-function squash(root: string): string {
+function squash(root: string): { image: string; sha256: string } {
   mkdirSync(outDir, { recursive: true });
   const name = imageFileName(version);
   const image = join(outDir, name);
@@ -246,7 +250,21 @@ function squash(root: string): string {
   for (const s of sizes.slice(0, 3)) {
     say(`  ${s.file}: ${mib(s.bytes)} uncompressed (${((100 * s.bytes) / total).toFixed(1)}% of ${mib(total)})`);
   }
-  return image;
+  return { image, sha256 };
+}
+
+/** config/butane.yaml for this very image, and the same as Ignition: what a node is provisioned with. */
+function writeProvisioning(image: string, sha256: string): void {
+  const template = readFileSync(join(PROJECT, "config/butane.yaml"), "utf8");
+  const base = values["image-url"] ?? imageBaseUrl(template);
+  const url = `${base}${base.endsWith("/") ? "" : "/"}${basename(image)}`;
+  const butane = withImage(template, { url, sha256 });
+  const files = { butane: join(outDir, "butane.yaml"), ignition: join(outDir, "ignition.json") };
+  writeFileSync(files.butane, butane);
+  writeFileSync(files.ignition, `${JSON.stringify(butaneToIgnition(butane), null, 2)}\n`);
+  say(`provisioning for this image: ${files.butane}, ${files.ignition}`);
+  say(`  source: ${url}`);
+  say(`  hash: sha256-${sha256}`);
 }
 
 /** SHA256SUMS keeps other images' lines; this image's line is replaced. Sorted by file name. */

@@ -9,6 +9,7 @@ import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { imageFileName, PATHS, SYSEXT_NAME } from "../../src/delivery/layout.ts";
+import { decodeDataUrl, type IgnitionConfig } from "../../src/delivery/provisioning.ts";
 import { MessageId } from "../../src/log/logger.ts";
 import { writeOsRelease } from "../helpers/images.ts";
 import { skipWithout } from "../helpers/needs.ts";
@@ -16,7 +17,7 @@ import { freePort } from "../helpers/net.ts";
 import { bootContainer, type Container, type EtcEntry, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 import { PROJECT } from "../helpers/sandbox.ts";
 import { sharedBuild, VERSION } from "../integration/delivery/build.ts";
-import { decodeDataUrl, etcFilesOf, type IgnitionConfig } from "../integration/delivery/ignition.ts";
+import { etcFilesOf } from "../integration/delivery/ignition.ts";
 
 const skip = skipWithout(nspawnUnavailableReason(), "the e2e delivery test");
 

@@ -3,16 +3,18 @@
 // OS); and the merged tree's own Node runs the bundled daemon: --help, and --once against a loopback release
 // server publishing kata-like images.
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkGlibcFloor, OLDEST_FLATCAR } from "../../../src/delivery/glibc-floor.ts";
 import { extensionReleaseText, imageFileName, PATHS, SYSEXT_NAME } from "../../../src/delivery/layout.ts";
+import { butaneToIgnition, type IgnitionConfig, IMAGE_PATH, imageBaseUrl } from "../../../src/delivery/provisioning.ts";
 import { buildImage } from "../../helpers/images.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
-import { inMountNamespace, makeSandboxRoot, runArgv, writeConfig } from "../../helpers/sandbox.ts";
+import { inMountNamespace, makeSandboxRoot, PROJECT, runArgv, writeConfig } from "../../helpers/sandbox.ts";
 import { type Built, buildSysext, sharedBuild, VERSION } from "./build.ts";
+import { validateIgnition } from "./ignition.ts";
 
 const BUILD_TIMEOUT = 300_000;
 let built: Built;
@@ -79,6 +81,20 @@ describe("build:sysext", () => {
     },
     BUILD_TIMEOUT,
   );
+
+  it("writes the Butane and Ignition for this very image beside it: its file name and its real SHA-256", () => {
+    const dir = dirname(built.image);
+    const butane = readFileSync(join(dir, "butane.yaml"), "utf8");
+    const ignition = JSON.parse(readFileSync(join(dir, "ignition.json"), "utf8")) as IgnitionConfig;
+    expect(butaneToIgnition(butane)).toEqual(ignition);
+    expect(validateIgnition(ignition), JSON.stringify(validateIgnition.errors)).toBe(true);
+    const image = ignition.storage?.files?.find((f) => f.path === IMAGE_PATH);
+    expect(image?.contents.verification?.hash).toBe(`sha256-${built.sha256}`);
+    expect(built.sums).toContain(`${built.sha256}  ${imageFileName(VERSION)}`);
+    const template = readFileSync(join(PROJECT, "config/butane.yaml"), "utf8");
+    expect(image?.contents.source).toBe(`${imageBaseUrl(template)}${imageFileName(VERSION)}`);
+    expect(built.output).toContain(`hash: sha256-${built.sha256}`);
+  });
 
   it("holds only /usr, owned by root, with fixed times, and everything the host needs to run it", () => {
     const lines = listing(built.image);

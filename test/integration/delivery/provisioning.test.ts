@@ -3,18 +3,25 @@
 // the daemon's own parsers accept.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../../src/config/load.ts";
 import { imageFileName, SYSEXT_NAME } from "../../../src/delivery/layout.ts";
+import {
+  butaneToIgnition,
+  decodeDataUrl,
+  FLATCAR_VARIANT,
+  type IgnitionConfig,
+  IMAGE_PATH,
+  imageBaseUrl,
+  percentEncode,
+  withImage,
+} from "../../../src/delivery/provisioning.ts";
 import { PROJECT } from "../../helpers/sandbox.ts";
 import { VERSION } from "./build.ts";
-import { butaneToIgnition, decodeDataUrl, etcFilesOf, type IgnitionConfig, percentEncode } from "./ignition.ts";
+import { etcFilesOf, validateIgnition as validate } from "./ignition.ts";
 
 const butane = readFileSync(join(PROJECT, "config/butane.yaml"), "utf8");
 const ignition = JSON.parse(readFileSync(join(PROJECT, "config/ignition.json"), "utf8")) as IgnitionConfig;
-const schema = JSON.parse(readFileSync(join(import.meta.dirname, "ignition-3.schema.json"), "utf8")) as object;
-const validate = new Ajv({ allErrors: true, strict: true }).compile(schema);
 
 describe("config/butane.yaml -> config/ignition.json", () => {
   it("compiles to exactly the committed Ignition config", () => {
@@ -31,6 +38,47 @@ describe("config/butane.yaml -> config/ignition.json", () => {
     const text = '[api]\nlisten = "127.0.0.1:8720" # ünïcode, 100%\n';
     expect(decodeDataUrl(`data:,${percentEncode(text)}`).toString("utf8")).toBe(text);
     expect(decodeDataUrl(`data:;base64,${Buffer.from(text).toString("base64")}`).toString("utf8")).toBe(text);
+  });
+});
+
+describe("the Ignition spec version they declare", () => {
+  it("is the one Butane's variant version emits, and one the schema was written for", () => {
+    const variant = /^version: (\S+)$/m.exec(butane)?.[1] ?? "";
+    expect(FLATCAR_VARIANT[variant]).toBe(ignition.ignition.version);
+    const schema = JSON.parse(readFileSync(join(import.meta.dirname, "ignition-3.schema.json"), "utf8")) as {
+      properties: { ignition: { properties: { version: { pattern: string } } } };
+    };
+    expect(ignition.ignition.version).toMatch(new RegExp(schema.properties.ignition.properties.version.pattern));
+  });
+});
+
+describe("withImage: the provisioning the build writes beside its image", () => {
+  const sha256 = "ab".repeat(32);
+  const url = "https://releases.example.org/kata-sysextd/kata-sysextd-9.9.9-x86-64.raw";
+
+  it("changes the image's source and hash and nothing else, comments included", () => {
+    const text = withImage(butane, { url, sha256 });
+    const changed = text.split("\n").filter((line, i) => line !== butane.split("\n")[i]);
+    expect(changed).toEqual([`        source: ${url}`, `          hash: sha256-${sha256}`]);
+    const compiled = butaneToIgnition(text);
+    const expected = structuredClone(ignition);
+    const image = expected.storage?.files?.find((f) => f.path === IMAGE_PATH);
+    if (image === undefined) throw new Error("config/ignition.json installs no image");
+    image.contents = { source: url, verification: { hash: `sha256-${sha256}` } };
+    expect(compiled).toEqual(expected);
+    expect(validate(compiled), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it("refuses a digest that is not SHA-256 hex, and a Butane text without the image entry", () => {
+    expect(() => withImage(butane, { url, sha256: "abc" })).toThrow(/64 hex digits/);
+    const other = butane.replaceAll(IMAGE_PATH, "/etc/extensions/other.raw");
+    expect(() => withImage(other, { url, sha256 })).toThrow(`no storage.files entry with path ${IMAGE_PATH}`);
+  });
+
+  it("takes the directory the image is published in from config/butane.yaml", () => {
+    const source = ignition.storage?.files?.find((f) => f.path === IMAGE_PATH)?.contents.source ?? "";
+    expect(imageBaseUrl(butane)).toBe(source.slice(0, source.lastIndexOf("/") + 1));
+    expect(imageBaseUrl(butane)).toMatch(/^https:\/\/.+\/$/);
   });
 });
 
