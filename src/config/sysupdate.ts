@@ -122,7 +122,7 @@ export function parseTransfer(text: string, file: string): TransferSource {
 
 /**
  * The extension name of a MatchPattern= of the form `<name>-@v-%a.raw`: the form kata-sysextd stores images
- * under (CONTRACT: <name>-<version>-<arch>.raw). `@@` and `%%` are a literal @ and %; any other wildcard (@u, @t,
+ * under (docs/interface.md: <name>-<version>-<arch>.raw). `@@` and `%%` are a literal @ and %; any other wildcard (@u, @t,
  * …) or specifier (%w, %m, …) cannot be honoured.
  */
 function patternName(pattern: string, at: Line, cannot: (at: Line, why: string) => never): string {
