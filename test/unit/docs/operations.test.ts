@@ -8,6 +8,7 @@ import { createMetrics } from "../../../src/api/metrics.ts";
 import { MessageId } from "../../../src/log/logger.ts";
 import type { StatusDocument } from "../../../src/status.ts";
 import { PROJECT } from "../../helpers/sandbox.ts";
+import { statusDoc } from "../../integration/api/documents.ts";
 
 const read = (path: string): string => readFileSync(join(PROJECT, path), "utf8");
 const operations = read("docs/operations.md");
@@ -114,23 +115,9 @@ describe("config/prometheus/alerts.yml", () => {
   });
 });
 
-const FULL_STATUS: StatusDocument = {
-  daemon: { version: "0.1.0", startedAt: "2026-11-26T20:21:04.357Z", root: "/" },
-  host: { id: "flatcar", versionId: "4593.2.5", sysextLevel: "1.0", arch: "x86-64" },
-  extension: {
-    name: "kata-containers",
-    active: "3.32.0",
-    previous: "3.31.1",
-    merged: true,
-    image: "/var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw",
-    trust: "checksum",
-    limitation: null,
-  },
+/** The API tests' status document, with a next boot pending and a failing preflight check. */
+const FULL_STATUS: StatusDocument = statusDoc({
   nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no image" },
-  reboot: { requested: true, reason: "kata-containers 3.33.0 waits for the next boot", since: null, sentinel: null },
-  members: [
-    { name: "kata-containers", active: "3.32.0", previous: "3.31.1", nextBoot: null, merged: true, held: ["3.33.0"] },
-  ],
   preflight: {
     ok: false,
     failed: 1,
@@ -138,9 +125,5 @@ const FULL_STATUS: StatusDocument = {
     checks: [{ id: "kvm-usable", status: "fail", detail: "no /dev/kvm", hypervisor: "qemu" }],
     hypervisors: [],
   },
-  lastReconcile: { at: "2026-11-26T20:21:04.713Z", result: "ok", error: null, remedy: null },
-  download: null,
-  stateDamage: null,
-  skipped: [],
   state: "degraded",
-};
+});
