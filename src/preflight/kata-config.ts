@@ -1,10 +1,12 @@
 // The Kata configuration that decides what the preflight must check: which hypervisors, their binaries, guest
-// kernel and image, virtiofsd, memory. Read from exactly the files the runtime handlers registered with containerd
-// run with (src/containerd/handlers.ts decides which, for both): the operator's
-// /etc/kata-containers/configuration.toml for "kata" when it exists, the shipped configuration*.toml otherwise.
-import { readdir, readFile } from "node:fs/promises";
-import { parse, TomlError } from "smol-toml";
+// kernel and image, firmware, jailer, virtiofsd, memory. Read from exactly the files the runtime handlers
+// registered with containerd run with (src/containerd/handlers.ts decides which, for both): the operator's
+// /etc/kata-containers/configuration.toml for "kata" when it exists, the shipped configuration*.toml otherwise;
+// each with the config.d/ drop-ins beside it merged in Kata's order (src/containerd/kata-file.ts).
+import { readdir } from "node:fs/promises";
+import { parse } from "smol-toml";
 import { KATA_DEFAULTS_DIR, KATA_ETC_CONFIG, type RuntimeHandler, runtimeHandlers } from "../containerd/handlers.ts";
+import { KataFileError, readKataFile } from "../containerd/kata-file.ts";
 
 export const DEFAULTS_DIR = `/${KATA_DEFAULTS_DIR}`;
 
@@ -17,6 +19,10 @@ export interface HypervisorConfig {
   kernel: string | null;
   image: string | null;
   initrd: string | null;
+  /** Guest firmware (OVMF for confidential guests, …); null when the hypervisor's default is used. */
+  firmware: string | null;
+  /** Firecracker's jailer; null when it runs without one. */
+  jailerPath: string | null;
   virtioFsDaemon: string | null;
   sharedFs: string | null;
   defaultMemoryMiB: number | null;
@@ -44,7 +50,11 @@ const NOT_LOCAL = new Set(["remote"]);
 
 /** Parses one configuration file's [hypervisor.*] sections. Throws TomlError on bad TOML. */
 export function parseKataConfig(text: string, configFile: string): HypervisorConfig[] {
-  const doc = parse(text) as Table;
+  return hypervisorsOf(parse(text) as Table, configFile);
+}
+
+/** The [hypervisor.*] sections of a parsed (and drop-in merged) configuration. */
+export function hypervisorsOf(doc: Table, configFile: string): HypervisorConfig[] {
   const sections = isTable(doc.hypervisor) ? doc.hypervisor : {};
   return Object.entries(sections)
     .filter((entry): entry is [string, Table] => isTable(entry[1]) && !NOT_LOCAL.has(entry[0]))
@@ -55,6 +65,8 @@ export function parseKataConfig(text: string, configFile: string): HypervisorCon
       kernel: str(h.kernel),
       image: str(h.image),
       initrd: str(h.initrd),
+      firmware: str(h.firmware),
+      jailerPath: str(h.jailer_path),
       virtioFsDaemon: str(h.virtio_fs_daemon),
       sharedFs: str(h.shared_fs),
       defaultMemoryMiB: num(h.default_memory),
@@ -81,21 +93,18 @@ export async function loadKataConfigs(
   const result: KataConfigs = { hypervisors: [], handlers, files: [], errors: [] };
   const best = new Map<string, { rank: number; config: HypervisorConfig }>();
   for (const inTree of new Set(handlers.map((h) => h.configPath))) {
-    const onDisk = inTree === KATA_ETC_CONFIG ? etc(inTree) : payload(inTree);
-    let text: string;
-    try {
-      text = await readFile(onDisk, "utf8");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") result.errors.push(`${inTree}: ${(err as Error).message}`);
-      continue;
-    }
-    result.files.push(inTree);
+    // The tree the file lives in: the host's /etc, or the merged payload.
+    const treeRoot = inTree === KATA_ETC_CONFIG ? etc("/") : payload("/");
     let configs: HypervisorConfig[];
     try {
-      configs = parseKataConfig(text, inTree);
+      const read = await readKataFile(treeRoot, inTree);
+      result.files.push(...read.files.filter((f) => !result.files.includes(f)));
+      configs = hypervisorsOf(read.doc, inTree);
     } catch (err) {
-      const where = err instanceof TomlError ? `${inTree}:${err.line}` : inTree;
-      result.errors.push(`${where}: not valid TOML: ${(err as Error).message.split("\n")[0]}`);
+      if (err instanceof KataFileError) result.errors.push(err.message);
+      else if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
+        result.errors.push(`${inTree}: ${(err as Error).message}`);
+      }
       continue;
     }
     for (const config of configs) {

@@ -1,5 +1,6 @@
-// The files the Kata configuration names, per hypervisor: the hypervisor binary and virtiofsd (regular,
-// executable, and they run: `--version`), the guest kernel and the guest image or initrd (regular, readable).
+// The files the Kata configuration names, per hypervisor: the hypervisor binary, Firecracker's jailer and
+// virtiofsd (regular, executable, and they run: `--version`), the guest kernel, the guest image or initrd and the
+// guest firmware when one is named (regular, readable).
 import { KATA_ETC_CONFIG } from "../../containerd/handlers.ts";
 import type { PreflightCheck } from "../../status.ts";
 import { type Check, result } from "../check.ts";
@@ -121,6 +122,16 @@ async function checkHypervisor(
         )
       : inspectReadable(ctx, h.kernel).then((v) => report("guest-kernel", h.kernel ?? "", "kernel", v)),
   );
+
+  // Named only by some configurations (confidential guests' OVMF, Firecracker's jailer): checked when named.
+  if (h.firmware !== null) {
+    const firmware = h.firmware;
+    jobs.push(inspectReadable(ctx, firmware).then((v) => report("guest-firmware", firmware, "firmware", v)));
+  }
+  if (h.jailerPath !== null) {
+    const jailer = h.jailerPath;
+    jobs.push(executable(jailer).then((v) => report("jailer", jailer, "jailer_path", v)));
+  }
 
   const image = h.image ?? h.initrd;
   const key = h.image !== null ? "image" : "initrd";

@@ -1,7 +1,7 @@
 // The preflight against fixture host trees: each tree is a kind of host the issue names, with a merged payload
 // of real ELF executables (compiled here) that really run with --version, and real xattrs for SELinux labels.
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostPaths } from "../../../src/paths.ts";
@@ -178,6 +178,27 @@ describe("Kata payload", () => {
     expect(verdict(r, "firecracker")).toMatchObject({ ok: true, verdict: "firecracker: ready (1 warning)" });
   });
 
+  it("judges the merged config.d result: firmware a drop-in names, and the jailer Firecracker's file names", async () => {
+    const root = buildHost({});
+    roots.push(root);
+    buildPayload(root, { hypervisors: ["qemu", "firecracker"], omit: [PATHS.jailer] });
+    const dropIns = join(root, "opt/kata/share/defaults/kata-containers/config.d");
+    mkdirSync(dropIns, { recursive: true });
+    writeFileSync(join(dropIns, "50-ovmf.toml"), '[hypervisor.qemu]\nfirmware = "/opt/kata/share/ovmf/OVMF.fd"\n');
+    const r = await runPreflight({ paths: hostPaths(root) });
+    expect(one(r, "guest-firmware", "qemu")).toMatchObject({
+      status: "fail",
+      detail: "/opt/kata/share/ovmf/OVMF.fd does not exist",
+      remedy: expect.stringContaining("firmware = <an existing file>"),
+    });
+    expect(one(r, "jailer", "firecracker")).toMatchObject({
+      status: "fail",
+      detail: "/opt/kata/bin/jailer does not exist",
+    });
+    expect(find(r, "guest-firmware", "firecracker")).toEqual([]);
+    expect(verdict(r, "qemu")?.ok).toBe(false);
+  });
+
   it("no merged extension: no configuration, every hypervisor-specific check is absent, kata-config fails", async () => {
     const r = await preflight({}, null);
     expect(one(r, "kata-config").status).toBe("fail");
@@ -221,7 +242,7 @@ describe("ABI: binaries against the host's glibc and libraries", () => {
     // The overview line passes: each failure belongs to one hypervisor, and firecracker stays ready.
     expect(one(r, "abi", null).status).toBe("pass");
     expect(one(r, "abi", null).detail).toMatch(
-      /^5 ELF executables \(5 dynamic, 0 static\); highest need GLIBC_2\.99, host libc provides up to GLIBC_2\.\d+: 2 cannot run on this host \(listed below\)$/,
+      /^6 ELF executables \(6 dynamic, 0 static\); highest need GLIBC_2\.99, host libc provides up to GLIBC_2\.\d+: 2 cannot run on this host \(listed below\)$/,
     );
     expect(verdict(r, "firecracker")?.ok).toBe(true);
     expect(verdict(r, "qemu")?.verdict).toBe("qemu: cannot run Kata: hypervisor-binary, abi failed");
@@ -243,7 +264,7 @@ describe("ABI: binaries against the host's glibc and libraries", () => {
       },
     );
     expect(find(r, "abi").filter((c) => c.status !== "pass")).toEqual([]);
-    expect(one(r, "abi", null).detail).toMatch(/^5 ELF executables \(4 dynamic, 1 static\)/);
+    expect(one(r, "abi", null).detail).toMatch(/^6 ELF executables \(5 dynamic, 1 static\)/);
     expect(one(r, "hypervisor-binary", "clh").detail).toBe(`${PATHS.clh}: cloud-hypervisor v45.0`);
     expect(r.ok).toBe(true);
   });

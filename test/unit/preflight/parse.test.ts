@@ -99,6 +99,8 @@ describe("Kata configuration", () => {
       kernel: "/opt/kata/share/kata-containers/vmlinux.container",
       image: "/opt/kata/share/kata-containers/kata-containers.img",
       initrd: null,
+      firmware: null,
+      jailerPath: null,
       virtioFsDaemon: "/opt/kata/libexec/virtiofsd",
       sharedFs: "virtio-fs",
       defaultMemoryMiB: 2048,
@@ -106,6 +108,7 @@ describe("Kata configuration", () => {
     });
     const [fc] = parseKataConfig(CONFIGS.firecracker.text, CONFIGS.firecracker.file);
     expect(fc?.name).toBe("firecracker");
+    expect(fc?.jailerPath).toBe("/opt/kata/bin/jailer");
     expect(fc && usesVirtioFs(fc)).toBe(false);
     expect(qemu && usesVirtioFs(qemu)).toBe(true);
     expect(parseKataConfig("[runtime]\nenable_debug = true\n", "x")).toEqual([]);
@@ -158,6 +161,33 @@ describe("Kata configuration", () => {
     expect(etc.hypervisors.map((h) => [h.name, h.configFile])).toEqual([
       ["clh", "/etc/kata-containers/configuration.toml"],
     ]);
+  });
+
+  it("merges the config.d drop-ins beside each file in name order, as Kata does, and names a broken one", async () => {
+    const defaults = "/r/opt/kata/share/defaults/kata-containers";
+    put(
+      `${defaults}/configuration-qemu.toml`,
+      '[hypervisor.qemu]\npath = "/opt/kata/bin/qemu-system-x86_64"\ndefault_memory = 2048\n',
+    );
+    put(`${defaults}/config.d/20-memory.toml`, "[hypervisor.qemu]\ndefault_memory = 4096\n");
+    put(
+      `${defaults}/config.d/10-firmware.toml`,
+      '[hypervisor.qemu]\nfirmware = "/opt/kata/share/ovmf/OVMF.fd"\ndefault_memory = 1024\n',
+    );
+    const under = (p: string): string => join(scratch, "r", p);
+    const merged = await loadKataConfigs(under, under);
+    expect(merged.hypervisors.map((h) => [h.path, h.firmware, h.defaultMemoryMiB])).toEqual([
+      ["/opt/kata/bin/qemu-system-x86_64", "/opt/kata/share/ovmf/OVMF.fd", 4096],
+    ]);
+    expect(merged.files).toEqual([
+      `${defaults.slice(2)}/configuration-qemu.toml`,
+      `${defaults.slice(2)}/config.d/10-firmware.toml`,
+      `${defaults.slice(2)}/config.d/20-memory.toml`,
+    ]);
+    put(`${defaults}/config.d/30-broken.toml`, "[hypervisor.qemu\n");
+    const broken = await loadKataConfigs(under, under);
+    expect(broken.errors).toEqual([expect.stringMatching(/config\.d\/30-broken\.toml:1: not valid TOML/)]);
+    expect(broken.hypervisors).toEqual([]);
   });
 
   it("no configuration anywhere is an empty answer", async () => {
