@@ -9,7 +9,9 @@ import { createLogger, type Fields, MessageId } from "../../../src/log/logger.ts
 import { hostPaths } from "../../../src/paths.ts";
 import { ActiveLink } from "../../../src/store/link.ts";
 import type { Sysext } from "../../../src/sysext/sysext.ts";
-import { buildImage } from "../../helpers/images.ts";
+import { buildHost, buildPayload } from "../../fixtures/preflight/hosts.ts";
+import { scratch } from "../../fixtures/preflight/toolchain.ts";
+import { buildImage, writeOsRelease } from "../../helpers/images.ts";
 import { reconcilerOn } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, recordInterruptedSwitch, writeConfig } from "../../helpers/sandbox.ts";
@@ -30,11 +32,20 @@ beforeAll(async () => {
   });
   server = await startReleaseServer(pub);
 });
-afterAll(async () => server?.close());
+afterAll(async () => {
+  await server?.close();
+  rmSync(scratch(), { recursive: true, force: true });
+});
 
 /** A host on A and B as the last pass left it, with the switch from A to B recorded as under way. */
 async function hostInsideSwitch() {
   const root = makeSandboxRoot();
+  // A host that can run the handlers (KVM, vhost-vsock, a loader and libc) with the Kata files where a merge puts
+  // them (under --root nothing merges): which handlers are registered then follows the linked image alone.
+  buildPayload(buildHost({ containerdRunning: false, containerdConfig: null, unitDropIn: null }, root), {
+    hypervisors: ["qemu", "clh"],
+  });
+  writeOsRelease(root);
   const paths = hostPaths(root);
   const link = new ActiveLink(join(root, "etc/extensions/kata-containers.raw"), paths.storeDir);
   const linked = () => readlinkSync(link.path).split("/").pop();
