@@ -42,8 +42,7 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-const IDLE_MS = 1500;
-const KINDS = new Set(["protocol", "reset", "timeout"]);
+const IDLE_MS = 5000;
 
 /** One GET through the reader: the body, or the classified failure. Fails the test on anything else. */
 async function fetchOnce(): Promise<
@@ -131,11 +130,10 @@ describe("the reader over a real socket", () => {
     await fc.assert(
       fc.asyncProperty(anything, cuts, async (wire, at) => {
         script = { pieces: split(wire, at) };
-        const started = performance.now();
         const got = await fetchOnce();
-        // The server closes after writing: nothing waits for the idle timeout to notice.
-        expect(performance.now() - started).toBeLessThan(IDLE_MS);
-        if (!got.ok) expect(KINDS.has(got.kind), `${got.kind}: ${got.message}`).toBe(true);
+        // The server closes after writing: the end is noticed from the bytes and the close, never by waiting out
+        // the idle timeout (a "timeout" would mean the reader hung on what it had).
+        if (!got.ok) expect(["protocol", "reset"], `${got.kind}: ${got.message}`).toContain(got.kind);
       }),
       { numRuns: 80 },
     );
