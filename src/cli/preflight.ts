@@ -53,8 +53,8 @@ export async function preflightCommand(argv: string[], io: CommandIo): Promise<n
       required: values.config !== undefined,
       host: paths.host,
     });
-    const { enabled, configFile, unitDropIn } = config.containerd;
-    containerd = enabled ? { configFile, unitDropIn } : null;
+    const { enabled, configFile, unitDropIn, handlers } = config.containerd;
+    containerd = enabled ? { configFile, unitDropIn, handlers } : null;
     companions = await activeCompanions(paths, config);
   } catch (err) {
     const e = asKataError(err);

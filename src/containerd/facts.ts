@@ -1,11 +1,10 @@
 // The facts handler selection (selection.ts) decides on, read under --root like every host path: each handler's
 // Kata configuration (config.d drop-ins merged) and hypervisor binary (present, and runnable by the host's
 // loader), and the host's devices, CPU and KVM module parameters.
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { relative } from "node:path";
 import { checkAbi } from "../elf/abi.ts";
 import { resolveInRoot } from "../elf/root.ts";
-import { pathExists } from "../files.ts";
 import { describeProblems } from "../preflight/checks/abi.ts";
 import { parseCpuinfo } from "../preflight/cpuinfo.ts";
 import { KATA_ETC_CONFIG, type RuntimeHandler } from "./handlers.ts";
@@ -84,18 +83,25 @@ const readTrimmed = (file: string) =>
 export async function hostFacts(host: (path: string) => string, devmapper: boolean): Promise<HostFacts> {
   const cpu = parseCpuinfo(await readFile(host("/proc/cpuinfo"), "utf8").catch(() => ""));
   const dev = async (dir: string) => readdir(host(dir)).catch(() => [] as string[]);
+  // As the preflight's devices check: a character device, or under a fixture root a plain file standing for one.
+  const fixture = host("/") !== "/";
+  const device = (path: string) =>
+    stat(host(path)).then(
+      (st) => st.isCharacterDevice() || (fixture && st.isFile()),
+      () => false,
+    );
   return {
     cpuVendor: cpu?.vendor ?? null,
     cpuFlags: [...(cpu?.flags ?? [])],
-    kvm: await pathExists(host("/dev/kvm")),
-    vhostVsock: await pathExists(host("/dev/vhost-vsock")),
+    kvm: await device("/dev/kvm"),
+    vhostVsock: await device("/dev/vhost-vsock"),
     devmapper,
     params: {
       tdx: await readTrimmed(host("/sys/module/kvm_intel/parameters/tdx")),
       sevSnp: await readTrimmed(host("/sys/module/kvm_amd/parameters/sev_snp")),
       sev: await readTrimmed(host("/sys/module/kvm_amd/parameters/sev")),
     },
-    devSev: await pathExists(host("/dev/sev")),
+    devSev: await device("/dev/sev"),
     vfioGroups: (await dev("/dev/vfio")).filter((n) => /^[0-9]+$/.test(n)).length,
     nvidia: (await dev("/dev")).some((n) => /^nvidia[0-9]+$/.test(n)),
   };

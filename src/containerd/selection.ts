@@ -4,6 +4,8 @@
 // sandbox start. The operator may pin the list ([containerd] handlers); a pinned handler that cannot run keeps
 // its reason, and the preflight fails on it.
 
+import { VHOST_VSOCK } from "../preflight/checks/devices.ts";
+
 /** What a handler needs, read from its Kata configuration (drop-ins merged). */
 export interface HandlerFacts {
   name: string;
@@ -57,8 +59,9 @@ export function cannotRun(h: HandlerFacts, host: HostFacts): string | null {
   if (h.binary === null) return `its configuration ${h.configPath} names no hypervisor binary (path)`;
   if (h.binary.problem !== null) return `hypervisor ${h.binary.path}: ${h.binary.problem}`;
   if (!host.kvm) return "no /dev/kvm";
-  if (h.hypervisor === "qemu" && !host.vhostVsock)
-    return "QEMU talks to the guest over vhost-vsock: no /dev/vhost-vsock";
+  if (VHOST_VSOCK.has(h.hypervisor ?? "") && !host.vhostVsock) {
+    return `${h.hypervisor} talks to the guest over vhost-vsock: no /dev/vhost-vsock`;
+  }
   if (h.hypervisor === "firecracker" && !host.devmapper) {
     return "Firecracker needs the devmapper snapshotter, and containerd's configuration sets none up (plugins devmapper pool_name)";
   }

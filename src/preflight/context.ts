@@ -54,6 +54,8 @@ export interface ContainerdFiles {
   configFile: string;
   /** The containerd.service drop-in that points CONTAINERD_CONFIG at it. */
   unitDropIn: string;
+  /** [containerd] handlers: the operator's pinned handlers; null or absent: every one the host can run. */
+  handlers?: string[] | null;
 }
 
 const DEFAULT_CONTAINERD: ContainerdFiles = {

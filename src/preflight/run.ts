@@ -4,9 +4,11 @@ import type { HypervisorVerdict, PreflightCheck, PreflightSummary } from "../sta
 import { type Check, type CheckGroup, result } from "./check.ts";
 import { abi } from "./checks/abi.ts";
 import { cgroup } from "./checks/cgroup.ts";
+import { sevSnp, tdx } from "./checks/confidential.ts";
 import { containerd } from "./checks/containerd.ts";
 import { cpu } from "./checks/cpu.ts";
 import { devices } from "./checks/devices.ts";
+import { runtimeHandlers } from "./checks/handlers.ts";
 import { kataConfig } from "./checks/kata-config.ts";
 import { kvmModules } from "./checks/kvm-modules.ts";
 import { kvmParams } from "./checks/kvm-params.ts";
@@ -23,6 +25,8 @@ export const CHECKS: readonly Check[] = [
   kvmModules,
   kvmParams,
   kvmUsable,
+  tdx,
+  sevSnp,
   devices,
   kataConfig,
   payload,
@@ -31,6 +35,7 @@ export const CHECKS: readonly Check[] = [
   selinux,
   cgroup,
   containerd,
+  runtimeHandlers,
   opt,
 ];
 

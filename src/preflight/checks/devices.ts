@@ -5,7 +5,7 @@ import type { PreflightCheck } from "../../status.ts";
 import { type Check, result } from "../check.ts";
 import { deviceExists } from "../device.ts";
 
-const VHOST_VSOCK = new Set(["qemu", "firecracker", "stratovirt"]);
+export const VHOST_VSOCK = new Set(["qemu", "firecracker", "stratovirt"]);
 const HYBRID_VSOCK = new Set(["clh", "dragonball"]);
 
 export const devices: Check = {

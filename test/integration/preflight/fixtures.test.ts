@@ -1,7 +1,7 @@
 // The preflight against fixture host trees: each tree is a kind of host the issue names, with a merged payload
 // of real ELF executables (compiled here) that really run with --version, and real xattrs for SELinux labels.
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostPaths } from "../../../src/paths.ts";
@@ -9,6 +9,7 @@ import { type PreflightReport, runPreflight } from "../../../src/preflight/run.t
 import {
   buildHost,
   buildPayload,
+  CONFIGS,
   CONTAINERD_CONFIG,
   type HostSpec,
   KVM_EACCES,
@@ -433,5 +434,106 @@ describe("host integration", () => {
     const r = one(await preflight(spec), "containerd-handler");
     expect(r.status).toBe(status);
     expect(r.detail).toMatch(detail);
+  });
+});
+
+describe("confidential computing and the runtime handlers offered", () => {
+  const CONTAINERD = { configFile: "/etc/kata-sysextd/containerd.toml", unitDropIn: "/etc/x.conf" };
+  const TDX_HOST: HostSpec = { modules: { kvm: {}, kvm_intel: { nested: "Y", tdx: "Y" } } };
+  const SNP_HOST: HostSpec = {
+    cpu: "amd",
+    modules: { kvm: {}, kvm_amd: { nested: "1", npt: "1", sev_snp: "Y" } },
+    devices: ["/dev/vhost-vsock", "/dev/vhost-net", "/dev/net/tun", "/dev/sev"],
+  };
+  /** The preflight of a host with qemu, clh and their TDX and SNP variants shipped; `flags` added to cpuinfo. */
+  async function run(spec: HostSpec, handlers: string[] | null = null, flags: string[] = []): Promise<PreflightReport> {
+    const root = buildHost(spec);
+    roots.push(root);
+    buildPayload(root, { hypervisors: ["qemu", "clh"] });
+    const defaults = join(root, "opt/kata/share/defaults/kata-containers");
+    for (const v of ["tdx", "snp"]) writeFileSync(join(defaults, `configuration-qemu-${v}.toml`), CONFIGS.qemu.text);
+    const cpuinfo = join(root, "proc/cpuinfo");
+    writeFileSync(cpuinfo, readFileSync(cpuinfo, "utf8").replace(/^flags\s*:/m, `flags\t\t: ${flags.join(" ")}`));
+    return runPreflight({ paths: hostPaths(root), containerd: { ...CONTAINERD, handlers } });
+  }
+
+  it.each([
+    {
+      what: "TDX host",
+      spec: TDX_HOST,
+      flags: ["tdx_host_platform"],
+      pinned: null,
+      status: "pass",
+      detail: /^Intel TDX ready: kvm_intel tdx=Y, CPU flag tdx_host_platform$/,
+    },
+    {
+      what: "TDX in KVM, not in firmware",
+      spec: TDX_HOST,
+      flags: [],
+      pinned: null,
+      status: "skip",
+      detail: /not available: missing CPU flag tdx_host_platform$/,
+    },
+    {
+      what: "plain Intel host with a pinned TDX handler",
+      spec: {},
+      flags: [],
+      pinned: ["kata-qemu-tdx"],
+      status: "fail",
+      detail: /missing kvm_intel tdx=\(absent\), CPU flag tdx_host_platform; pinned handler kata-qemu-tdx needs it$/,
+    },
+    {
+      what: "AMD host",
+      spec: SNP_HOST,
+      flags: [],
+      pinned: null,
+      status: "skip",
+      detail: /for Intel CPUs; this one is AuthenticAMD$/,
+    },
+  ])("tdx: $what", async ({ spec, flags, pinned, status, detail }) => {
+    const r = one(await run(spec, pinned, flags), "tdx");
+    expect(r.status).toBe(status);
+    expect(r.detail).toMatch(detail);
+  });
+
+  it.each([
+    {
+      what: "SEV-SNP host",
+      spec: SNP_HOST,
+      flags: ["sev_snp"],
+      status: "pass",
+      detail: /^AMD SEV-SNP ready: kvm_amd sev_snp=Y, \/dev\/sev, CPU flag sev_snp$/,
+    },
+    {
+      what: "SEV-SNP host without /dev/sev",
+      spec: { ...SNP_HOST, devices: ["/dev/vhost-vsock"] },
+      flags: ["sev_snp"],
+      status: "skip",
+      detail: /not available: missing \/dev\/sev$/,
+    },
+    {
+      what: "Intel host",
+      spec: TDX_HOST,
+      flags: [],
+      status: "skip",
+      detail: /for AMD CPUs; this one is GenuineIntel$/,
+    },
+  ])("sev-snp: $what", async ({ spec, flags, status, detail }) => {
+    const r = one(await run(spec, null, flags), "sev-snp");
+    expect(r.status).toBe(status);
+    expect(r.detail).toMatch(detail);
+  });
+
+  it("runtime-handlers lists what is offered and why the rest is not; a pinned handler that cannot run fails", async () => {
+    const plain = one(await run({}), "runtime-handlers");
+    expect(plain.status).toBe("pass");
+    expect(plain.detail).toMatch(/^offered: kata, kata-clh, kata-qemu; not offered: /);
+    expect(plain.detail).toContain("kata-qemu-snp (AMD SEV-SNP needs an AMD CPU (this one is intel))");
+    expect(plain.detail).toContain("kata-qemu-tdx (kvm_intel parameter tdx is absent, not Y)");
+    const pinned = find(await run({}, ["kata-clh", "kata-qemu-tdx"]), "runtime-handlers");
+    expect(pinned.map((c) => [c.status, c.detail])).toEqual([
+      ["pass", expect.stringMatching(/^offered: kata-clh; not offered: kata \(not in \[containerd\] handlers\)/)],
+      ["fail", "pinned handler kata-qemu-tdx cannot run here: kvm_intel parameter tdx is absent, not Y"],
+    ]);
   });
 });
