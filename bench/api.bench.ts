@@ -90,6 +90,7 @@ async function serve(kind: "status" | "hello"): Promise<void> {
         rollback: () => Promise.reject(new Error("not in the benchmark")),
         versions: () => Promise.reject(new Error("not in the benchmark")),
         preflight: () => Promise.reject(new Error("not in the benchmark")),
+        canary: () => Promise.reject(new Error("not in the benchmark")),
       },
       log: createLogger(() => undefined),
     });

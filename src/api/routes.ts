@@ -2,11 +2,14 @@
 // and openapi.ts documents them from the same list, so the served document cannot drift from the routes.
 import { PassThrough } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { PreflightSummary, StatusDocument } from "../status.ts";
+import type { CanaryPhase } from "../canary/canary.ts";
+import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
 import type { Metrics } from "./metrics.ts";
 import {
   type ActionResult,
   actionResultSchema,
+  type CanaryStreamLine,
+  canaryStreamLineSchema,
   type ErrorBody,
   errorBodySchema,
   healthSchema,
@@ -33,6 +36,8 @@ export interface ApiActions {
   rollback(): Promise<ActionResult>;
   versions(): Promise<VersionsResult>;
   preflight(): Promise<PreflightSummary>;
+  /** Runs the canary with the active image now; `onPhase` hears each phase as it starts. */
+  canary(onPhase: (phase: CanaryPhase) => void): Promise<CanaryStatus>;
 }
 
 export interface RouteDeps {
@@ -172,6 +177,27 @@ function streamRefresh(deps: RouteDeps, reply: FastifyReply, options: RefreshOpt
   return reply.code(200).type(NDJSON_TYPE).send(out);
 }
 
+/** Runs the canary and streams its phases as they start, then its result: the CLI shows progress as it comes. */
+function streamCanary(deps: RouteDeps, reply: FastifyReply): FastifyReply {
+  const serialize = serializerOf<CanaryStreamLine>(reply, NDJSON_TYPE);
+  const out = new PassThrough();
+  const write = (line: CanaryStreamLine): void => {
+    try {
+      if (!out.destroyed && !out.writableEnded) out.write(`${serialize(line)}\n`);
+    } catch {
+      // a line that cannot be serialized is skipped; the end line still comes
+    }
+  };
+  deps.actions
+    .canary((phase) => write({ type: "progress", phase }))
+    .then(
+      (result) => write({ type: "result", result }),
+      (err: unknown) => write({ type: "error", error: errorBody(err) }),
+    )
+    .finally(() => out.end());
+  return reply.code(200).type(NDJSON_TYPE).send(out);
+}
+
 export function errorBody(err: unknown): ErrorBody {
   const e = err as { code?: unknown; message?: unknown; remedy?: unknown };
   return {
@@ -295,6 +321,20 @@ export function routes(deps: RouteDeps): RouteSpec[] {
       socketOnly: true,
       responses: { "200": json("local and remote versions", versionsSchema), ...errors },
       handler: async (_request, reply) => sendJson(reply, 200, await deps.actions.versions()),
+    },
+    {
+      method: "POST",
+      url: "/v1/canary",
+      summary: "Start the canary container with the active image now; streams its phases, then its result",
+      socketOnly: true,
+      responses: {
+        "200": {
+          description: "progress lines ending in the canary's result (passed or failed) or an error",
+          content: { [NDJSON_TYPE]: { schema: canaryStreamLineSchema } },
+        },
+        ...errors,
+      },
+      handler: async (_request, reply) => streamCanary(deps, reply),
     },
     {
       method: "POST",

@@ -1,7 +1,7 @@
 // JSON schemas of every API response. fastify compiles them into fast-json-stringify serializers, the OpenAPI
 // document is assembled from the same objects, and tests validate responses against them. Nullable fields use
 // type arrays rather than anyOf: fast-json-stringify picks an anyOf branch by running a validator per call.
-import type { DaemonState, DownloadProgress, SkippedRelease } from "../status.ts";
+import type { CanaryStatus, DaemonState, DownloadProgress, SkippedRelease } from "../status.ts";
 
 export type JsonSchema = { [key: string]: unknown };
 
@@ -231,6 +231,22 @@ export const refreshStreamLineSchema = object(
     state: { type: "string", enum: DAEMON_STATES },
     download: nullable(downloadProgressSchema),
     result: actionResultSchema,
+    error: errorBodySchema,
+  },
+  ["type"],
+);
+
+/** One line of POST /v1/canary (application/x-ndjson): the phases as they start, then exactly one end line. */
+export type CanaryStreamLine =
+  | { type: "progress"; phase: "import" | "start" | "cleanup" }
+  | { type: "result"; result: CanaryStatus }
+  | { type: "error"; error: ErrorBody };
+
+export const canaryStreamLineSchema = object(
+  {
+    type: { type: "string", enum: ["progress", "result", "error"] },
+    phase: { type: "string", enum: ["import", "start", "cleanup"] },
+    result: canaryStatusSchema,
     error: errorBodySchema,
   },
   ["type"],

@@ -1,6 +1,7 @@
 // containerd, as the canary needs it, through `ctr` (it ships with containerd, also on Flatcar): import an image,
 // run one container to its end, and remove what a run left behind. Every call is one ctr process (src/exec.ts);
 // containerd's own error text is passed on as it is, since it names what failed.
+import { mkdir } from "node:fs/promises";
 import { KataError } from "../errors.ts";
 import { run } from "../exec.ts";
 
@@ -35,7 +36,12 @@ export interface ContainerdClient {
 /** `ctr run` says this when the image is not in the namespace yet. */
 export const isImageMissing = (stderr: string, ref: string): boolean => stderr.includes(`image "${ref}": not found`);
 
-export function ctrClient(address: string, ctr = "ctr"): ContainerdClient {
+/**
+ * `fifoDir` holds the FIFOs ctr hands containerd for the container's output: it must be a directory both can see
+ * and this process can write, which /run/containerd/fifo (ctr's default) is not from a unit with
+ * ProtectSystem=strict, nor from a private mount namespace.
+ */
+export function ctrClient(address: string, fifoDir: string, ctr = "ctr"): ContainerdClient {
   const base = ["--address", address, "--namespace", CANARY_NAMESPACE];
   const ctrRun = (args: string[], timeoutMs = 30_000) => run(ctr, [...base, ...args], { timeoutMs });
   const failed = (what: string, stderr: string) =>
@@ -49,7 +55,8 @@ export function ctrClient(address: string, ctr = "ctr"): ContainerdClient {
       if (result.exitCode !== 0) throw failed(`importing the canary image ${file} failed`, result.stderr);
     },
     async run(req) {
-      const args = ["run", "--rm", "--runtime", req.runtime];
+      await mkdir(fifoDir, { recursive: true, mode: 0o700 });
+      const args = ["run", "--rm", "--fifo-dir", fifoDir, "--runtime", req.runtime];
       if (req.runtimeConfigPath !== null) args.push("--runtime-config-path", req.runtimeConfigPath);
       try {
         const result = await ctrRun([...args, req.ref, req.id], req.timeoutMs);
@@ -70,9 +77,14 @@ export function ctrClient(address: string, ctr = "ctr"): ContainerdClient {
         ["containers", "rm", id],
         ["snapshots", "rm", id],
       ]) {
-        const result = await ctrRun(args);
-        if (result.exitCode !== 0 && !notFound(result.stderr))
+        // A task whose shim is going away as it is killed answers "ttrpc: closed" once; the next try finds it gone.
+        let result = await ctrRun(args);
+        for (let retry = 0; retry < 3 && result.exitCode !== 0 && !notFound(result.stderr); retry++) {
+          result = await ctrRun(args);
+        }
+        if (result.exitCode !== 0 && !notFound(result.stderr)) {
           throw failed(`removing canary ${id} failed`, result.stderr);
+        }
       }
     },
     async leftovers(prefix) {

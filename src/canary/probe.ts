@@ -22,9 +22,14 @@ export interface ProbeDeps {
   host: (path: string) => string;
 }
 
+/** The handler name a canary with `runtime` proves: "kata" for Kata's runtime type, else the type itself. */
+export function canaryHandler(runtime: string): string {
+  return runtime === KATA_RUNTIME ? "kata" : runtime;
+}
+
 export function canaryProbe(deps: ProbeDeps): CanaryProbe {
   const kata = deps.runtime === KATA_RUNTIME;
-  const handler = kata ? "kata" : deps.runtime;
+  const handler = canaryHandler(deps.runtime);
   return {
     handler,
     sweep: () => deps.canary.sweep(),

@@ -3,10 +3,10 @@
 import { parseArgs } from "node:util";
 import { ApiConnectError, type ApiResponse, type Endpoint, request, streamLines } from "../api/client.ts";
 import type { ActionResult, ErrorBody, VersionsResult } from "../api/schemas.ts";
-import type { DownloadProgress, SkippedRelease, StatusDocument } from "../status.ts";
+import type { CanaryStatus, DownloadProgress, SkippedRelease, StatusDocument } from "../status.ts";
 import { type CommandIo, EXIT } from "./io.ts";
 
-export type CtlVerb = "status" | "refresh" | "rollback" | "versions";
+export type CtlVerb = "status" | "refresh" | "rollback" | "versions" | "canary";
 
 export interface CtlOptions {
   socketPath: string;
@@ -27,6 +27,9 @@ const USAGE: Record<CtlVerb, string> = {
     "                                     images rolled back from may be taken again",
   rollback: "kata-sysextctl rollback [--json]    go back to the previous image; exit 0 ok, 1 failed",
   versions: "kata-sysextctl versions [--json]    local and remote versions",
+  canary:
+    "kata-sysextctl canary [--json]      start the canary container with the active image now, with progress;\n" +
+    "                                     exit 0 passed, 1 failed",
 };
 
 const NOT_RUNNING = "is kata-sysextd running? systemctl status kata-sysextd";
@@ -72,6 +75,8 @@ export async function ctlCommand(verb: CtlVerb, argv: string[], io: CommandIo, o
           await request(socket, "POST", "/v1/rollback", { timeoutMs: opts.timeoutMs ?? 300_000 }),
           json,
         );
+      case "canary":
+        return await canary(io, socket, opts, json);
       case "versions":
         return await versions(
           io,
@@ -187,6 +192,56 @@ async function refresh(
   return EXIT.failed;
 }
 
+const PHASES: Record<string, string> = {
+  import: "importing the canary image into containerd",
+  start: "starting the canary container",
+  cleanup: "removing what the canary left",
+};
+
+/** Streams the canary's phases to stderr as they start; its result to stdout (JSON with --json). */
+async function canary(io: CommandIo, socket: Endpoint, opts: CtlOptions, json: boolean): Promise<number> {
+  const seen: { result: CanaryStatus | null; failure: ErrorBody | null; answer: ApiResponse | null } = {
+    result: null,
+    failure: null,
+    answer: null,
+  };
+  await streamLines(
+    socket,
+    "POST",
+    "/v1/canary",
+    {
+      onLine: (raw) => {
+        if (!isObject(raw)) return;
+        if (raw.type === "progress" && typeof raw.phase === "string") {
+          io.stderr.write(`canary: ${PHASES[raw.phase] ?? raw.phase}…\n`);
+        } else if (raw.type === "result" && isCanaryStatus(raw.result)) seen.result = raw.result;
+        else if (raw.type === "error" && isErrorBody(raw.error)) seen.failure = raw.error;
+      },
+      onBody: (statusCode, body) => {
+        seen.answer = { status: statusCode, contentType: "application/json", body };
+      },
+    },
+    // The canary's own timeout is at most an hour; the daemon may first finish a pass in flight.
+    { timeoutMs: opts.timeoutMs ?? 3_900_000 },
+  );
+  if (seen.answer !== null) return failAnswer(io, seen.answer);
+  const result = seen.result;
+  if (result === null) {
+    const err = seen.failure ?? { code: "internal", message: "the canary stream ended without a result", remedy: null };
+    io.stderr.write(`canary failed: ${err.message}\n${err.remedy ? `  remedy: ${err.remedy}\n` : ""}`);
+    return EXIT.failed;
+  }
+  if (json) io.stdout.write(`${JSON.stringify(result)}\n`);
+  else if (result.outcome === "passed") {
+    io.stdout.write(
+      `canary passed with ${result.handler} in ${result.durationMs} ms (${result.image ?? "no image"})\n`,
+    );
+  } else {
+    io.stdout.write(`canary failed with ${result.handler} at ${result.step}: ${result.reason}\n`);
+  }
+  return result.outcome === "passed" ? EXIT.ok : EXIT.failed;
+}
+
 async function action(io: CommandIo, res: ApiResponse, json: boolean): Promise<number> {
   const result = parseAnswer(res, isActionResult);
   if (result === null) return failAnswer(io, res);
@@ -269,6 +324,15 @@ function isDownload(v: unknown): v is DownloadProgress {
     typeof v.bytes === "number" &&
     (typeof v.total === "number" || v.total === null) &&
     typeof v.bytesPerSecond === "number"
+  );
+}
+
+function isCanaryStatus(v: unknown): v is CanaryStatus {
+  return (
+    isObject(v) &&
+    typeof v.handler === "string" &&
+    typeof v.durationMs === "number" &&
+    (v.outcome === "passed" || v.outcome === "failed")
   );
 }
 
@@ -357,6 +421,12 @@ export function formatStatus(doc: StatusDocument): string {
       lines.push(`    ${check.id}: ${check.detail}${check.remedy ? ` (remedy: ${check.remedy})` : ""}`);
     }
     for (const hypervisor of pf.hypervisors) lines.push(`    ${hypervisor.verdict}`);
+  }
+  // Absent from a daemon older than the field.
+  if (doc.canary?.handler === null) row("canary", "off");
+  for (const c of doc.canary?.results ?? []) {
+    const how = c.outcome === "passed" ? "passed" : `FAILED at ${c.step}: ${c.reason}`;
+    row("canary", `${c.handler} ${how} (${c.image ?? "no image"}, ${c.durationMs} ms, ${c.at})`);
   }
   if (doc.download !== null) row("download", `${doc.download.file}: ${describeDownload(doc.download)}`);
   for (const s of doc.skipped ?? []) row("skipped", describeSkipped(s));

@@ -16,12 +16,13 @@ Verbs:
                            the holds of earlier rollbacks
   rollback [--json]        ask the daemon to go back to the previous image
   versions [--json]        local and remote versions, and which would be chosen
+  canary [--json]          ask the daemon to start the canary container now, with progress; 0 passed
   preflight [--json] [--root DIR] [--config FILE]
                            run the hypervisor preflight locally (no daemon needed)
   compat --os-release FILE --extension-release FILE [--name NAME] [--arch ARCH] [--json]
                            would systemd-sysext merge this extension on this host?
 
-status, refresh, rollback and versions also take --root DIR and --config FILE to find a daemon that runs
+status, refresh, rollback, versions and canary also take --root DIR and --config FILE to find a daemon that runs
 with --root (its socket is DIR/run/kata-sysextd/api.sock, its TCP address the config's [api] listen).
 Without --root they use $KATA_SYSEXTD_ROOT (which \`npm start\` prints), else /, else a running demo's root.
 `;
@@ -31,7 +32,7 @@ export const ROOT_ENV = "KATA_SYSEXTD_ROOT";
 /** Where `npm start` runs its daemon, relative to this file in a checkout. */
 const DEMO_ROOT = resolve(import.meta.dirname, "../../demo/root");
 
-const DAEMON_VERBS = new Set(["status", "refresh", "rollback", "versions"]);
+const DAEMON_VERBS = new Set(["status", "refresh", "rollback", "versions", "canary"]);
 const DEFAULT_LISTEN = "127.0.0.1:8720";
 
 export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
@@ -74,7 +75,8 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
       );
     }
     const { ctlCommand } = await import("./ctl-client.ts");
-    return ctlCommand(verb as "status" | "refresh" | "rollback" | "versions", remaining, io, {
+    type CtlVerb = Parameters<typeof ctlCommand>[0];
+    return ctlCommand(verb as CtlVerb, remaining, io, {
       socketPath: paths.apiSocket,
       tcpUrl: `http://${listen}`,
       notRunningHint: daemon.hint,

@@ -96,7 +96,7 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
     canary: config.health.canary
       ? canaryProbe({
           canary: canary({
-            containerd: ctrClient(paths.host(config.containerd.address)),
+            containerd: ctrClient(paths.host(config.containerd.address), `${paths.runDir}/canary`),
             imageFile: ctx.canaryImage ?? shippedCanaryImage(),
             clock,
             random,

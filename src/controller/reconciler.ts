@@ -751,6 +751,23 @@ export class Reconciler {
     }
   }
 
+  /** The canary for the Kata image active now (`kata-sysextctl canary`, and the daemon proving what it found). */
+  async canaryActive(onProgress?: (phase: CanaryPhase) => void): Promise<CanaryResult> {
+    const observed = await this.observe();
+    const active = observed.link.kind === "store" ? await this.deps.store.get(observed.link.file) : null;
+    return this.runCanary(active, onProgress);
+  }
+
+  /** Removes what canaries of a killed daemon left in containerd; a no-op without a canary. */
+  async sweepCanaries(): Promise<void> {
+    await this.deps.canary?.sweep();
+  }
+
+  /** Tells the cluster this node is not ready for Kata (the daemon stops cleanly). */
+  async withdrawReadiness(why: string): Promise<void> {
+    await this.deps.cluster?.withdraw(why);
+  }
+
   /**
    * Runs the canary for `image` (the active Kata image, or the one a switch moves to), reports the result, and
    * tells the cluster: ready with the handler once it passed, not ready when it failed.

@@ -4,6 +4,8 @@ import type { Metrics } from "../api/metrics.ts";
 import type { RefreshOptions } from "../api/routes.ts";
 import type { RemoteVersion } from "../api/schemas.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
+import type { CanaryPhase } from "../canary/canary.ts";
+import { canaryHandler } from "../canary/probe.ts";
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
@@ -20,7 +22,7 @@ import type { ReleaseMetadata } from "../release/metadata.ts";
 import { splitImageFileName } from "../release/names.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { resolve } from "../release/resolve.ts";
-import type { PreflightSummary, StatusDocument } from "../status.ts";
+import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
 import { clearNextBoot, releaseHolds } from "../store/state.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
@@ -154,6 +156,44 @@ export class Daemon implements ApiActions {
     };
   }
 
+  /** Removes canaries a killed daemon left in containerd; said in the journal, never fatal (containerd may be down). */
+  sweepCanaries(): Promise<void> {
+    return this.serial(async () => {
+      try {
+        await this.deps.reconciler.sweepCanaries();
+      } catch (err) {
+        this.deps.log.info(`canaries left behind not swept yet: ${asKataError(err).message}`);
+      }
+    });
+  }
+
+  /** `kata-sysextctl canary`: the canary with the active image, now, one at a time with passes. */
+  canary(onPhase: (phase: CanaryPhase) => void): Promise<CanaryStatus> {
+    return this.serial(async () => {
+      const { output: _output, ...result } = await this.deps.reconciler.canaryActive(onPhase);
+      return result;
+    });
+  }
+
+  /**
+   * After a pass: the active image is proven by a canary that passed with it, else one runs now. So the image the
+   * boot step linked (containerd is up by the time the daemon runs), the one a failed switch went back to, and one
+   * whose canary failed earlier are proven (or found wanting) without waiting for the next switch.
+   */
+  private async proveActive(): Promise<void> {
+    const handler = this.doc.canary.handler;
+    const image = this.doc.extension.image;
+    if (handler === null || image === null || !this.deps.config.health.canary) return;
+    const file = image.split("/").pop();
+    const last = this.doc.canary.results.find((r) => r.handler === handler);
+    if (last !== undefined && last.image === file && last.outcome === "passed") return;
+    try {
+      await this.deps.reconciler.canaryActive();
+    } catch (err) {
+      this.deps.log.warning(`the canary could not run: ${asKataError(err).message}`);
+    }
+  }
+
   refresh(options: RefreshOptions = {}): Promise<ActionResult> {
     const result = this.serial(async () => {
       const started = this.deps.clock.monotonicMs();
@@ -163,7 +203,9 @@ export class Daemon implements ApiActions {
       }
       const outcome = await this.deps.reconciler.reconcile();
       if (outcome.result === "deferred" && this.deps.config.policy.activation === "wait") this.awaitSandboxesEnd();
-      return this.finishPass(outcome, started);
+      const result = await this.finishPass(outcome, started);
+      await this.proveActive();
+      return result;
     });
     // A pending OS update whose image could not be staged yet (network, no release) is retried with every pass,
     // also after a failed one.
@@ -196,6 +238,8 @@ export class Daemon implements ApiActions {
       }
       const intervalChanged = before.daemon.intervalSeconds !== next.config.daemon.intervalSeconds;
       this.deps = { ...this.deps, ...next };
+      const handler = next.config.health.canary ? canaryHandler(next.config.health.canaryRuntime) : null;
+      if (handler !== this.doc.canary.handler) this.update({ ...this.doc, canary: { ...this.doc.canary, handler } });
       if (intervalChanged && this.timer !== null) {
         clearInterval(this.timer);
         this.startTimer();
@@ -478,6 +522,12 @@ export class Daemon implements ApiActions {
     if (this.sandboxWatch !== null) clearInterval(this.sandboxWatch);
     this.sandboxWatch = null;
     await this.queue;
+    // Nobody keeps Kata's readiness true while kata-sysextd is away: a switch could happen without it.
+    try {
+      await this.deps.reconciler.withdrawReadiness("kata-sysextd stopped");
+    } catch (err) {
+      this.deps.log.warning(`could not withdraw the node's readiness: ${asKataError(err).message}`);
+    }
   }
 
   patch(update: (doc: StatusDocument) => StatusDocument): void {

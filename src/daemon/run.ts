@@ -6,6 +6,7 @@
 // module loading). Actions asked for meanwhile wait for the daemon to be ready.
 import { createMetrics } from "../api/metrics.ts";
 import { type ApiActions, startApi } from "../api/server.ts";
+import { canaryHandler } from "../canary/probe.ts";
 import { systemClock, systemRandom } from "../clock.ts";
 import { loadConfig } from "../config/load.ts";
 import type { CommandContext } from "../controller/commands.ts";
@@ -35,6 +36,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
     arch: ctx.config.source.arch ?? hostArchitecture(),
     // Read already: /status names the host from its first answer, not only after the first pass.
     host: booted,
+    canaryHandler: ctx.config.health.canary ? canaryHandler(ctx.config.health.canaryRuntime) : null,
   });
 
   let daemon: Daemon | null = null;
@@ -47,6 +49,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
     rollback: () => ready.then((d) => d.rollback()),
     versions: () => ready.then((d) => d.versions()),
     preflight: () => ready.then((d) => d.preflight()),
+    canary: (onPhase) => ready.then((d) => d.canary(onPhase)),
   };
 
   let api: Awaited<ReturnType<typeof startApi>>;
@@ -113,7 +116,9 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   daemon = running;
   markReady(running);
 
-  // What is on disk first (no network), then the full pass; the timer keeps it converged.
+  // What is on disk first (no network), then the full pass; the timer keeps it converged. Canaries a killed daemon
+  // left in containerd go first (the first canary sweeps too, should containerd not answer yet).
+  await running.sweepCanaries();
   await running.observeOffline();
   void running.refresh();
   running.startTimer();

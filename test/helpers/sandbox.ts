@@ -109,12 +109,12 @@ export interface RunningDaemon {
   stop(): Promise<number | null>;
 }
 
-export function startDaemon(root: string, opts: { sandboxShim?: string } = {}): RunningDaemon {
+export function startDaemon(root: string, opts: { sandboxShim?: string; env?: NodeJS.ProcessEnv } = {}): RunningDaemon {
   const [file, ...args] = inMountNamespace(root, [NODE, DAEMON, "--root", root], opts);
   if (file === undefined) throw new Error("no argv");
   const child = spawn(file, args, {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, KATA_SYSEXTD_LOG: "stderr" },
+    env: { ...process.env, ...opts.env, KATA_SYSEXTD_LOG: "stderr" },
   });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {

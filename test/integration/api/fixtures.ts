@@ -97,6 +97,11 @@ export function scriptedActions(overrides: Partial<ApiActions> = {}): ApiActions
       calls.push("preflight");
       return PREFLIGHT;
     },
+    canary: async (onPhase) => {
+      calls.push("canary");
+      onPhase("start");
+      return CANARY_PASSED;
+    },
     ...overrides,
   };
 }

@@ -195,7 +195,7 @@ describe("read-only routes", () => {
     expect(tcpDoc.openapi).toBe("3.1.0");
     expect(Object.keys(tcpDoc.paths).sort()).toEqual([...READ_ROUTES].sort());
     expect(Object.keys(socketDoc.paths).sort()).toEqual(
-      [...READ_ROUTES, "/v1/preflight", "/v1/refresh", "/v1/rollback", "/v1/versions"].sort(),
+      [...READ_ROUTES, "/v1/canary", "/v1/preflight", "/v1/refresh", "/v1/rollback", "/v1/versions"].sort(),
     );
   });
 });

@@ -38,7 +38,7 @@ afterAll(async () => {
 
 function canaryFor(imageFile: string) {
   return canary({
-    containerd: ctrClient(containerd.address),
+    containerd: ctrClient(containerd.address, join(dir, "fifo")),
     imageFile,
     clock: systemClock,
     random: systemRandom,
@@ -112,7 +112,7 @@ describe("canary on a real containerd with runc", () => {
       `import { ctrClient } from ${JSON.stringify(join(import.meta.dirname, "../../../src/canary/ctr.ts"))};`,
       `import { systemClock, systemRandom } from ${JSON.stringify(join(import.meta.dirname, "../../../src/clock.ts"))};`,
       `import { createLogger } from ${JSON.stringify(join(import.meta.dirname, "../../../src/log/logger.ts"))};`,
-      `const c = canary({ containerd: ctrClient(${JSON.stringify(containerd.address)}), imageFile: ${JSON.stringify(images.hang)}, clock: systemClock, random: systemRandom, log: createLogger(() => undefined) });`,
+      `const c = canary({ containerd: ctrClient(${JSON.stringify(containerd.address)}, ${JSON.stringify(join(dir, "fifo"))}), imageFile: ${JSON.stringify(images.hang)}, clock: systemClock, random: systemRandom, log: createLogger(() => undefined) });`,
       `await c.run({ handler: "runc", runtime: "${RUNC}", runtimeConfigPath: null, timeoutMs: 600000, image: null });`,
     ].join("\n");
     const file = join(dir, "killed.mts");

@@ -1,7 +1,7 @@
 // kata-sysextctl's human output, as pure functions of the daemon's answers.
 import { describe, expect, it } from "vitest";
 import { describeDownload, formatStatus } from "../../../src/cli/ctl-client.ts";
-import { statusDoc } from "../../integration/api/fixtures.ts";
+import { CANARY_PASSED, statusDoc } from "../../integration/api/fixtures.ts";
 
 const MiB = 1024 * 1024;
 
@@ -27,10 +27,19 @@ describe("formatStatus", () => {
         "  next boot  flatcar 4650.0.0: kata 3.32.0 staged",
         "  preflight  ok, 1 warning",
         "    qemu: ready (1 warning)",
+        "  canary     kata passed (kata-containers-3.32.0-x86-64.raw, 1200 ms, 2026-11-26T18:01:00.000Z)",
         "  held       kata-containers 3.33.0: rolled back from, skipped until refresh --release-holds",
         "  state      idle; last reconcile ok at 2026-11-26T18:01:00.000Z",
         "",
       ].join("\n"),
+    );
+  });
+
+  it("says when the canary is off, and why one failed", () => {
+    expect(formatStatus(statusDoc({ canary: { handler: null, results: [] } }))).toContain("  canary     off\n");
+    const failed = { ...CANARY_PASSED, outcome: "failed" as const, step: "timeout", reason: "no exit within 60 s" };
+    expect(formatStatus(statusDoc({ canary: { handler: "kata", results: [failed] } }))).toContain(
+      "  canary     kata FAILED at timeout: no exit within 60 s (kata-containers-3.32.0-x86-64.raw, 1200 ms,",
     );
   });
 
