@@ -40,14 +40,15 @@ export function hostPaths(root = "/"): HostPaths {
 /** systemd's CHASE_MAX: symlinks one lookup may follow. */
 const MAX_LINKS = 32;
 
+/** What one component of a path is, for chase(): a symlink with its target, or anything else. */
+export type PathStep = { link: string } | { link: null };
+
 /**
- * The on-disk path of `path` (absolute, as seen inside `root`) with every symlink followed inside the root, as
- * systemd's chase_symlinks() with CHASE_PREFIX_ROOT does for --root: an absolute target restarts at the root and
- * ".." stops at it, so /etc/os-release -> /usr/lib/os-release reads the root's file, not this machine's.
- * Rejects with the failing step's errno (ENOENT for a missing component, ELOOP after MAX_LINKS links).
+ * `path`'s components with every symlink followed inside a root, as systemd's chase_symlinks() with
+ * CHASE_PREFIX_ROOT does: an absolute target restarts at the root and ".." stops at it. `step` looks at the
+ * components so far (relative to the root) and throws for a missing one. Rejects with ELOOP after MAX_LINKS links.
  */
-export async function resolveUnderRoot(root: string, path: string): Promise<string> {
-  if (resolve(root) === "/") return realpath(path);
+export async function chase(path: string, step: (parts: string[]) => Promise<PathStep> | PathStep): Promise<string[]> {
   const pending = path.split("/").filter((c) => c !== "" && c !== ".");
   const done: string[] = [];
   let links = 0;
@@ -56,17 +57,30 @@ export async function resolveUnderRoot(root: string, path: string): Promise<stri
       done.pop();
       continue;
     }
-    const candidate = join(root, ...done, part);
-    if (!(await lstat(candidate)).isSymbolicLink()) {
+    const { link } = await step([...done, part]);
+    if (link === null) {
       done.push(part);
       continue;
     }
     if (++links > MAX_LINKS) {
-      throw Object.assign(new Error(`${join(root, path)}: more than ${MAX_LINKS} symbolic links`), { code: "ELOOP" });
+      throw Object.assign(new Error(`${path}: more than ${MAX_LINKS} symbolic links`), { code: "ELOOP" });
     }
-    const target = await readlink(candidate);
-    if (target.startsWith("/")) done.length = 0;
-    pending.unshift(...target.split("/").filter((c) => c !== "" && c !== "."));
+    if (link.startsWith("/")) done.length = 0;
+    pending.unshift(...link.split("/").filter((c) => c !== "" && c !== "."));
   }
-  return join(root, ...done);
+  return done;
+}
+
+/**
+ * The on-disk path of `path` (absolute, as seen inside `root`) with every symlink followed inside the root (chase),
+ * so /etc/os-release -> /usr/lib/os-release reads the root's file, not this machine's. Rejects with the failing
+ * step's errno (ENOENT for a missing component, ELOOP after MAX_LINKS links).
+ */
+export async function resolveUnderRoot(root: string, path: string): Promise<string> {
+  if (resolve(root) === "/") return realpath(path);
+  const parts = await chase(path, async (sofar) => {
+    const candidate = join(root, ...sofar);
+    return (await lstat(candidate)).isSymbolicLink() ? { link: await readlink(candidate) } : { link: null };
+  });
+  return join(root, ...parts);
 }

@@ -6,6 +6,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
 import { KataError } from "../errors.ts";
 import { isOutputTooLarge, run } from "../exec.ts";
+import { chase } from "../paths.ts";
 import { helperPath } from "../preflight/helpers.ts";
 import { readXattrs } from "../preflight/xattr.ts";
 import { releaseText } from "../release/os-release.ts";
@@ -35,8 +36,6 @@ const RELEASE_DIR = "usr/lib/extension-release.d/";
 const ALLOWED_TOP = new Set(["usr", "opt"]);
 export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
 export const MAX_RELEASE_BYTES = 1024 * 1024;
-/** systemd's CHASE_MAX: symlinks one lookup may follow. */
-const MAX_LINKS = 32;
 /** How many offending paths a reason names before it says "and N more". */
 const NAMED_PATHS = 10;
 
@@ -150,30 +149,27 @@ function unreadableUnless(path: string, result: { stdout: string; stderr: string
 }
 
 /**
- * Follows symlinks inside the image as systemd's chase_symlinks() does under the image's root: an absolute
- * target restarts at the image root and ".." stops at it. Null when the path leads nowhere in the image.
+ * Follows symlinks inside the image as systemd's chase_symlinks() does under the image's root (paths.ts chase):
+ * an absolute target restarts at the image root and ".." stops at it. Null when the path leads nowhere in it.
  */
-export function chaseInImage(entries: ReadonlyMap<string, Pick<Entry, "type" | "target">>, path: string) {
-  const pending = path.split("/").filter((c) => c !== "" && c !== ".");
-  const done: string[] = [];
-  let links = 0;
-  for (let part = pending.shift(); part !== undefined; part = pending.shift()) {
-    if (part === "..") {
-      done.pop();
-      continue;
+export async function chaseInImage(
+  entries: ReadonlyMap<string, Pick<Entry, "type" | "target">>,
+  path: string,
+): Promise<string | null> {
+  const missing = Object.assign(new Error(`${path}: not in the image`), { code: "ENOENT" });
+  try {
+    const parts = await chase(path, (sofar) => {
+      const entry = entries.get(sofar.join("/"));
+      if (entry === undefined || (entry.type === "l" && entry.target === null)) throw missing;
+      return { link: entry.type === "l" ? entry.target : null };
+    });
+    return parts.join("/");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ELOOP") {
+      return null;
     }
-    const here = [...done, part].join("/");
-    const entry = entries.get(here);
-    if (entry === undefined) return null;
-    if (entry.type !== "l") {
-      done.push(part);
-      continue;
-    }
-    if (++links > MAX_LINKS || entry.target === null) return null;
-    if (entry.target.startsWith("/")) done.length = 0;
-    pending.unshift(...entry.target.split("/").filter((c) => c !== "" && c !== "."));
+    throw err;
   }
-  return done.join("/");
 }
 
 /** systemd's parse_boolean() false spellings: only a value that parses as false relaxes the name rule. */
@@ -229,7 +225,7 @@ export async function inspectImage(path: string, name: string, limitsIn: Inspect
   const otherReleaseFiles = files.filter((f) => f.startsWith(RELEASE_DIR) && f !== releaseFile);
 
   // The file for this name, its symlinks followed inside the image (252 reads a relative or absolute link).
-  let from = entries.has(releaseFile) ? chaseInImage(entries, releaseFile) : null;
+  let from = entries.has(releaseFile) ? await chaseInImage(entries, releaseFile) : null;
   if (from !== null && entries.get(from)?.type !== "-") from = null;
   const refused = refusedContents(entries);
   if (from === null && format === "squashfs") {
