@@ -1,4 +1,4 @@
-// kata-sysextd: argument parsing and dispatch only; the work lives in src/controller and src/daemon.
+// kata-sysextd: argument parsing and dispatch only; the wiring lives in src/main, the daemon in src/daemon.
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.ts";
 import { asKataError } from "../errors.ts";
@@ -69,20 +69,8 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     const { runDaemon } = await import("../daemon/run.ts");
     return runDaemon({ paths, config, configFile, configDefaults: loaded.defaults, log });
   }
-  const { runOnce, runBoot } = await import("../controller/commands.ts");
-  const { connectSystemd } = await import("../daemon/systemd.ts");
-  const { systemClock, systemRandom } = await import("../clock.ts");
-  // On the real host, merges and containerd restarts go through systemd; under --root nothing of it is touched.
-  const systemd =
-    paths.root === "/"
-      ? await connectSystemd({ clock: systemClock, random: systemRandom, log, manageUnits: true })
-      : null;
-  try {
-    const ctx = { paths, config, configFile, log, systemd: systemd?.manager ?? null };
-    return verb === "boot" ? await runBoot(ctx) : await runOnce(ctx);
-  } finally {
-    await systemd?.close();
-  }
+  const { runCommand } = await import("../main/commands.ts");
+  return runCommand(verb === "boot" ? "boot" : "once", { paths, config, configFile, log });
 }
 
 function parse(argv: string[]) {

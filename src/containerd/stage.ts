@@ -5,8 +5,8 @@
 
 import { readFile } from "node:fs/promises";
 import { parse } from "smol-toml";
-import type { Stage } from "../controller/transaction.ts";
 import type { Logger } from "../log/logger.ts";
+import type { Stage } from "../stages.ts";
 import type { StoredImage } from "../store/store.ts";
 import type { SystemdManager } from "../systemd/manager.ts";
 import { confirmLoaded } from "./confirm.ts";

@@ -6,11 +6,11 @@ import { KataError } from "../errors.ts";
 import { pathExists } from "../files.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";
+import { runStages, type Stage } from "../stages.ts";
 import type { PreflightSummary } from "../status.ts";
 import type { ActiveLink } from "../store/link.ts";
 import type { StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
-import { runStages, type Stage } from "./transaction.ts";
 
 export interface ActivationDeps {
   paths: HostPaths;

@@ -5,12 +5,11 @@ import type { Clock } from "../clock.ts";
 import { KATA_DEFAULTS_DIR } from "../containerd/handlers.ts";
 import { KataError } from "../errors.ts";
 import { type Logger, MessageId } from "../log/logger.ts";
+import type { ReconcileEvent, ReleaseSource } from "../model.ts";
 import { compatible } from "../release/compat.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
 import type { ImageStore } from "../store/store.ts";
 import { type ImageContents, inspectImage, payloadProblems } from "../sysext/inspect.ts";
-import type { ReconcileEvent } from "./reconciler.ts";
-import type { ReleaseSource } from "./source.ts";
 
 export interface AdmitDeps {
   store: ImageStore;

@@ -8,33 +8,12 @@
 // once; the same one again only after a backoff, or, after an inspection failure, never: those very bytes fail
 // the same way every time (the quarantine keeps them aside).
 import type { ErrorCode } from "../errors.ts";
-
-export interface CandidateFailure {
-  file: string;
-  version: string;
-  /** The digest SHA256SUMS published the image with when it failed. */
-  sha256: string;
-  code: ErrorCode;
-  reason: string;
-  attempts: number;
-  firstAt: string;
-  lastAt: string;
-  /** When a pass may try it again; null: never (the same bytes failed inspection). */
-  retryAt: string | null;
-}
+import type { CandidateFailure, SkippedCandidate } from "../model.ts";
 
 export interface PublishedCandidate {
   file: string;
   sha256: string;
   version: string;
-}
-
-/** A published candidate a pass leaves out, and why; shown on /status and by `kata-sysextctl versions`. */
-export interface SkippedCandidate {
-  file: string;
-  version: string;
-  reason: string;
-  retryAt: string | null;
 }
 
 export interface CandidateInput<E extends PublishedCandidate> {

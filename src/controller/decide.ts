@@ -4,6 +4,7 @@ import { readFile, rm } from "node:fs/promises";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import type { Member, PublishedManifest, Targets } from "../model.ts";
 import { parseManifest, summarizeRejected } from "../release/manifest.ts";
 import { METADATA_FILE, type PublishedRequirement, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
 import { splitImageFileName } from "../release/names.ts";
@@ -14,8 +15,6 @@ import { writeFileAtomic } from "../store/fsutil.ts";
 import type { ImageStore } from "../store/store.ts";
 import { type CandidateChoice, candidateKey, chooseCandidates, type PublishedCandidate } from "./candidates.ts";
 import { type JudgedImage, judge, type Observed } from "./observe.ts";
-import type { Member, Targets } from "./reconciler.ts";
-import type { PublishedManifest } from "./source.ts";
 
 export interface DecideContext {
   config: Config;

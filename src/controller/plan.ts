@@ -1,6 +1,7 @@
 // The pure core of the reconcile loop: observed state + the desired version in, the next steps out.
 // No I/O here; test/unit/controller/plan.test.ts drives it with tables.
 import type { ActivationPolicy } from "../config/schema.ts";
+import type { Target } from "../model.ts";
 import { compareVersions } from "../release/version.ts";
 import type { LinkState } from "../store/link.ts";
 
@@ -9,13 +10,6 @@ export interface StoreEntry {
   version: string;
   /** Whether the image's own extension-release matches the host the plan is for. */
   compatible: boolean;
-}
-
-export interface Target {
-  version: string;
-  file: string;
-  /** Present when the image must still be fetched. */
-  remote: { url: string; sha256: string } | null;
 }
 
 export interface PlanInput {

@@ -14,12 +14,12 @@ import { cleanupPartials } from "../fetch/download.ts";
 import { FetchError } from "../fetch/http.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
+import type { Member, ReconcileEvent, SkippedCandidate, Target, Targets } from "../model.ts";
 import type { HostPaths } from "../paths.ts";
 import type { ReleaseMetadata } from "../release/metadata.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
-import type { DaemonState, DownloadProgress, PreflightSummary } from "../status.ts";
-import type { ActiveLink } from "../store/link.ts";
+import type { PreflightSummary } from "../status.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import type { LinkChangeRecord, RebootRequest } from "../store/state.ts";
 import { type PersistedState, readState, sweepState, updateState } from "../store/state.ts";
@@ -27,7 +27,7 @@ import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { type ActivationDeps, type LinkChange, sharedFiles, switchImages } from "./activation.ts";
 import { fetchAndAdmit } from "./admit.ts";
-import { blamesCandidate, rememberFailure, type SkippedCandidate } from "./candidates.ts";
+import { blamesCandidate, rememberFailure } from "./candidates.ts";
 import {
   type CandidateRecords,
   type DecideContext,
@@ -38,9 +38,8 @@ import {
   readKeptMetadata,
 } from "./decide.ts";
 import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
-import { type JointAction, nextAction, nextJointAction, type Target } from "./plan.ts";
+import { type JointAction, nextAction, nextJointAction } from "./plan.ts";
 import { decideReboot, type HeldBackImage } from "./reboot.ts";
-import type { ReleaseSource } from "./source.ts";
 import { takeOver } from "./takeover.ts";
 
 export interface ReconcilerDeps {
@@ -66,28 +65,6 @@ export interface ReconcilerDeps {
   /** Called whenever something /status shows changes. */
   onProgress?: (event: ReconcileEvent) => void;
 }
-
-/** One extension the daemon manages: Kata itself (primary) or a companion such as cloud-hypervisor. */
-export interface Member {
-  name: string;
-  primary: boolean;
-  link: ActiveLink;
-  source: ReleaseSource;
-  /** Acceptable versions (semver range). */
-  versions: string;
-}
-
-/** What a pass wants active, per member name; null where nothing qualifies. */
-export type Targets = Map<string, Target | null>;
-
-export type ReconcileEvent =
-  | { kind: "state"; state: DaemonState }
-  | { kind: "download"; progress: DownloadProgress | null }
-  | { kind: "preflight"; summary: PreflightSummary }
-  /** A switch failed and was undone: the previous images are linked and merged again. */
-  | { kind: "rolled-back" }
-  /** A canary ran (the last health stage of a switch, or asked for): its result, passed or not. */
-  | { kind: "canary"; result: CanaryResult };
 
 export interface PassOutcome {
   result: "ok" | "failed" | "deferred";

@@ -1,4 +1,6 @@
 // Builds the /status document from what a pass observed. Pure: the daemon keeps the result in memory.
+
+import type { SkippedCandidate } from "../model.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
 import {
@@ -11,7 +13,6 @@ import {
   type StatusDocument,
 } from "../status.ts";
 import type { RebootRequest } from "../store/state.ts";
-import type { SkippedCandidate } from "./candidates.ts";
 import type { PassOutcome } from "./reconciler.ts";
 
 export interface SnapshotInput {

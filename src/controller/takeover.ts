@@ -11,6 +11,7 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import type { Member, ReconcileEvent } from "../model.ts";
 import type { HostPaths } from "../paths.ts";
 import { parseManifest } from "../release/manifest.ts";
 import { splitImageFileName } from "../release/names.ts";
@@ -18,7 +19,6 @@ import type { HostRelease } from "../release/os-release.ts";
 import type { LinkState } from "../store/link.ts";
 import type { ImageStore } from "../store/store.ts";
 import { type AdmitDeps, fetchAndAdmit } from "./admit.ts";
-import type { Member, ReconcileEvent } from "./reconciler.ts";
 
 /** A link kata-sysextd may take over: it names `<name>-<version>-<arch>.raw` outside the store. Pure. */
 export function takeoverCandidate(

@@ -1,4 +1,4 @@
-// kata-sysextd as a service: wires the reconciler, the API, systemd (D-Bus, sd_notify, watchdog),
+// kata-sysextd as a service: wires the reconciler (through main/compose.ts), the API, systemd (D-Bus, sd_notify, watchdog),
 // update_engine, file watches and signals together. Behaviour lives in daemon.ts and the modules it calls.
 //
 // Start-up order is chosen for time to the first answer on /status: the API listens first, on the initial
@@ -9,10 +9,11 @@ import { type ApiActions, startApi } from "../api/server.ts";
 import { canaryHandler } from "../canary/probe.ts";
 import { systemClock, systemRandom } from "../clock.ts";
 import { loadConfig } from "../config/load.ts";
-import type { CommandContext } from "../controller/commands.ts";
-import { readBootedHost, withHostFields } from "../controller/host-fields.ts";
+
 import { initialStatus } from "../controller/snapshot.ts";
 import { asKataError } from "../errors.ts";
+import type { CommandContext } from "../main/compose.ts";
+import { readBootedHost, withHostFields } from "../main/host-fields.ts";
 import { hostArchitecture } from "../release/os-release.ts";
 import type { StatusDocument } from "../status.ts";
 import { createNotifier, startWatchdog, watchdogIntervalMs } from "../systemd/notify.ts";
@@ -70,21 +71,15 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   await notifier.ready("serving the status API");
   const stopWatchdog = startWatchdog(notifier, systemClock, watchdogIntervalMs());
 
-  const [
-    { buildReconcilerDeps },
-    { Reconciler },
-    { Daemon },
-    { connectSystemd },
-    { watchFiles },
-    { watchUpdateEngine },
-  ] = await Promise.all([
-    import("../controller/commands.ts"),
-    import("../controller/reconciler.ts"),
-    import("./daemon.ts"),
-    import("./systemd.ts"),
-    import("./watch.ts"),
-    import("../systemd/update-engine.ts"),
-  ]);
+  const [{ composeReconciler }, { Reconciler }, { Daemon }, { connectSystemd }, { watchFiles }, { watchUpdateEngine }] =
+    await Promise.all([
+      import("../main/compose.ts"),
+      import("../controller/reconciler.ts"),
+      import("./daemon.ts"),
+      import("../main/systemd.ts"),
+      import("./watch.ts"),
+      import("../systemd/update-engine.ts"),
+    ]);
   const systemd = await connectSystemd({
     clock: systemClock,
     random: systemRandom,
@@ -95,7 +90,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   const stopping = new AbortController();
   signals.onStop((signal) => stopping.abort(new Error(`kata-sysextd is stopping (${signal})`)));
   const configure = (config: CommandContext["config"]) => {
-    const deps = buildReconcilerDeps({ ...ctx, config, systemd: systemd?.manager ?? null, signal: stopping.signal });
+    const deps = composeReconciler({ ...ctx, config, systemd: systemd?.manager ?? null, signal: stopping.signal });
     return { ...deps, reconciler: new Reconciler({ ...deps, onProgress: (e) => daemon?.onEvent(e) }) };
   };
   const first = configure(ctx.config);

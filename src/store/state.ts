@@ -8,10 +8,10 @@
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.ts";
-import type { CandidateFailure, SkippedCandidate } from "../controller/candidates.ts";
 import { fail, KataError, ok, type Result } from "../errors.ts";
 import { readSmallFile } from "../files.ts";
 import { type Logger, MessageId } from "../log/logger.ts";
+import type { CandidateFailure, SkippedCandidate } from "../model.ts";
 import { extensionNameProblem, fileNameProblem } from "../release/names.ts";
 import { fsyncDir, isTempOf, writeFileAtomic } from "./fsutil.ts";
 import { acquireLock } from "./lock.ts";

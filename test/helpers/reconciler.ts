@@ -1,12 +1,13 @@
-// A Reconciler wired as the daemon wires it (buildReconcilerDeps) on a sandbox root, with the configuration the
+// A Reconciler wired as the daemon wires it (composeReconciler, src/main/compose.ts) on a sandbox root, with the configuration the
 // test wrote there: the real store, links, sources and containerd files. systemd-sysext, the preflight and the
 // log are what the test gives; under --root the real systemd-sysext cannot merge a symlinked image
 // (ENVIRONMENT.md), so tests pass a Sysext whose merge is reported unobservable, as the daemon does there.
 import type { Clock } from "../../src/clock.ts";
 import { loadConfig } from "../../src/config/load.ts";
-import { buildReconcilerDeps } from "../../src/controller/commands.ts";
-import { type ReconcileEvent, Reconciler } from "../../src/controller/reconciler.ts";
+import { Reconciler } from "../../src/controller/reconciler.ts";
 import { createLogger, type Logger } from "../../src/log/logger.ts";
+import { composeReconciler } from "../../src/main/compose.ts";
+import type { ReconcileEvent } from "../../src/model.ts";
 import { hostPaths } from "../../src/paths.ts";
 import type { PreflightSummary } from "../../src/status.ts";
 import type { Sysext } from "../../src/sysext/sysext.ts";
@@ -26,7 +27,7 @@ export interface ReconcilerOptions {
 export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promise<Reconciler> {
   const paths = hostPaths(root);
   const log = opts.log ?? createLogger(() => undefined);
-  const deps = buildReconcilerDeps({
+  const deps = composeReconciler({
     paths,
     config: (await loadConfig(paths.configFile)).config,
     configFile: "",

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock, systemRandom } from "../../../src/clock.ts";
 import { DEFAULTS } from "../../../src/config/schema.ts";
-import { urlFileSource } from "../../../src/controller/source.ts";
+import { urlFileSource } from "../../../src/fetch/release-source.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 import { buildImage } from "../../helpers/images.ts";
 import {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
   blamesCandidate,
-  type CandidateFailure,
   type CandidateInput,
   candidateKey,
   chooseCandidates,
@@ -10,6 +9,7 @@ import {
   RETRY_MAX_MS,
   rememberFailure,
 } from "../../../src/controller/candidates.ts";
+import type { CandidateFailure } from "../../../src/model.ts";
 
 const NOW = new Date("2026-12-01T12:00:00.000Z");
 const at = (offsetMs: number) => new Date(NOW.getTime() + offsetMs).toISOString();

@@ -1,4 +1,4 @@
-// FLATCAR_VERSION_ID on every journal record of a command or the daemon. Kept apart from commands.ts so the
+// FLATCAR_VERSION_ID on every journal record of a command or the daemon. Kept apart from compose.ts so the
 // daemon can use it before loading the reconciler (start-up time to the first answer on /status).
 import type { Logger } from "../log/logger.ts";
 import type { HostPaths } from "../paths.ts";

@@ -1,5 +1,7 @@
-// The one-shot commands `kata-sysextd --once` and `kata-sysextd boot`, and the adapter wiring the daemon
-// shares with them.
+// The composition root: the one place that builds the adapters (store, links, sources, systemd-sysext, preflight,
+// containerd registration, canary, cluster files) from the configuration and hands them to the controller. The
+// daemon (daemon/run.ts) and the one-shot commands (commands.ts) both wire through here; nothing under controller/
+// builds an adapter.
 import { canary, shippedCanaryImage } from "../canary/canary.ts";
 import { ctrClient } from "../canary/ctr.ts";
 import { canaryProbe } from "../canary/probe.ts";
@@ -9,20 +11,19 @@ import { RebootSentinel } from "../cluster/reboot-sentinel.ts";
 import type { Config } from "../config/schema.ts";
 import { containerdFiles } from "../containerd/registration.ts";
 import { containerdRegistration } from "../containerd/stage.ts";
+import type { ReconcilerDeps } from "../controller/reconciler.ts";
+import { urlFileSource } from "../fetch/release-source.ts";
 import type { Logger } from "../log/logger.ts";
+import type { Member } from "../model.ts";
 import type { HostPaths } from "../paths.ts";
 import { runPreflight } from "../preflight/run.ts";
 import { hostArchitecture } from "../release/os-release.ts";
 import { activeCompanions } from "../store/companions.ts";
 import { ActiveLink } from "../store/link.ts";
-import { clearNextBoot } from "../store/state.ts";
 import { ImageStore } from "../store/store.ts";
 import { binarySysext } from "../sysext/sysext.ts";
 import { systemdSysext } from "../sysext/via-systemd.ts";
 import type { SystemdManager } from "../systemd/manager.ts";
-import { withHostFields } from "./host-fields.ts";
-import { type Member, type PassOutcome, Reconciler, type ReconcilerDeps } from "./reconciler.ts";
-import { urlFileSource } from "./source.ts";
 
 export interface CommandContext {
   paths: HostPaths;
@@ -42,7 +43,8 @@ export interface CommandContext {
   canaryImage?: string;
 }
 
-export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
+/** Every adapter a Reconciler needs, built once for this configuration. */
+export function composeReconciler(ctx: CommandContext): ReconcilerDeps {
   const { paths, config, log } = ctx;
   const systemd = ctx.systemd ?? null;
   const arch = config.source.arch ?? hostArchitecture();
@@ -112,44 +114,4 @@ export function buildReconcilerDeps(ctx: CommandContext): ReconcilerDeps {
         ? undefined
         : nfdFeatureFile(paths.host(config.cluster.nfdFeaturesFile), log),
   };
-}
-
-/** Exit status per docs/interface.md: 0 active and verified, 1 failed (deferred counts: the target is not active). */
-export function exitCode(outcome: PassOutcome): number {
-  return outcome.result === "ok" ? 0 : 1;
-}
-
-function report(ctx: CommandContext, what: string, outcome: PassOutcome): void {
-  const active = outcome.observed?.link.kind === "store" ? outcome.observed.link.file : "none";
-  if (outcome.result === "ok") {
-    ctx.log.info(`${what}: ok, active ${active}${outcome.unconfirmed ? ` (${outcome.unconfirmed})` : ""}`);
-  } else if (outcome.result === "deferred") {
-    ctx.log.notice(`${what}: deferred, active ${active}`);
-  } else {
-    ctx.log.error(`${what}: failed: ${outcome.error?.message ?? "unknown"}`, { REMEDY: outcome.error?.remedy ?? "" });
-  }
-}
-
-export async function runOnce(given: CommandContext): Promise<number> {
-  const ctx = await withHostFields(given);
-  const outcome = await new Reconciler(buildReconcilerDeps(ctx)).reconcile();
-  report(ctx, "reconcile", outcome);
-  return exitCode(outcome);
-}
-
-export async function runBoot(given: CommandContext): Promise<number> {
-  const ctx = await withHostFields(given);
-  const reconciler = new Reconciler(buildReconcilerDeps(ctx));
-  const outcome = await reconciler.boot();
-  report(ctx, "boot", outcome);
-  // The reboot kata-sysextd asked for has happened. A pass that reached its goal withdrew the request already;
-  // one that failed withdraws it too, or a sentinel on a persistent path would have the node rebooted again and
-  // again. A pass that deferred (sandboxes already running) asked anew.
-  if (outcome.result === "failed") await reconciler.settleReboot(null, "the reboot it asked for has happened");
-  // Booted into the release the image was staged for: the next boot is now this boot.
-  const observed = outcome.observed;
-  if (outcome.result === "ok" && observed?.state.nextBoot?.flatcarVersion === observed?.host.versionId) {
-    await clearNextBoot(ctx.paths.stateFile, { log: ctx.log });
-  }
-  return exitCode(outcome);
 }

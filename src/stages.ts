@@ -1,7 +1,8 @@
-// Activation reads as a list of named stages, each with its undo right next to it (the shape of
-// kata-deploy's installer). If a stage fails, the stages already done are undone in reverse order.
-import { asKataError, KataError } from "../errors.ts";
-import type { Logger } from "../log/logger.ts";
+// Named stages, each with its undo right next to it (the shape of kata-deploy's installer). If a stage fails,
+// the stages already done are undone in reverse order. Below the controller and the adapters: activation is built
+// of them, and an adapter (containerd registration) offers its own.
+import { asKataError, KataError } from "./errors.ts";
+import type { Logger } from "./log/logger.ts";
 
 export interface Stage {
   name: string;

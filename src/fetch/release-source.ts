@@ -1,32 +1,16 @@
-// The release source as the reconciler sees it: an authenticated manifest and verified downloads.
-// Wraps src/fetch with the configured timeouts, limits and trust level.
+// A member's release source (model.ts ReleaseSource) over the url-file layout: source.ts's authenticated
+// manifest and metadata, download.ts's verified downloads, with the configured timeouts, limits and trust level.
 import { createHash } from "node:crypto";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
-import { type Downloaded, downloadImage } from "../fetch/download.ts";
-import { FetchError } from "../fetch/http.ts";
-import { fetchManifest, fetchOptional, fileUrl, sourceDirectory, type Trust } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
+import type { ReleaseSource } from "../model.ts";
 import { type Manifest, parseManifest } from "../release/manifest.ts";
 import { METADATA_FILE } from "../release/metadata.ts";
-import type { DownloadProgress } from "../status.ts";
-
-export interface PublishedManifest {
-  text: string;
-  trust: Trust;
-  /** The optional per-release metadata file's text, or null when the source publishes none. */
-  metadata: string | null;
-  /** Why metadata.json could not be fetched (network trouble after the retries), or null. */
-  metadataUnavailable: string | null;
-}
-
-export interface ReleaseSource {
-  readonly trust: Trust;
-  manifest(): Promise<PublishedManifest>;
-  imageUrl(file: string): string;
-  download(file: string, sha256: string, into: string, onProgress: (p: DownloadProgress) => void): Promise<Downloaded>;
-}
+import { downloadImage } from "./download.ts";
+import { FetchError } from "./http.ts";
+import { fetchManifest, fetchOptional, fileUrl, sourceDirectory, type Trust } from "./source.ts";
 
 /**
  * metadata.json steers which version is chosen (withdrawals, constraints), so it is trusted as far as the
