@@ -3,6 +3,8 @@
 // plugin, version 2 (containerd 1.3+) under "io.containerd.grpc.v1.cri", and a file without `version` is version 1,
 // whose plugins go by their short IDs ("cri"). Each file is written back in its own schema; containerd 2.x
 // migrates 1 and 2 on load, containerd 1.x cannot read 3.
+import { parse } from "smol-toml";
+
 export type ConfigVersion = 1 | 2 | 3;
 
 export type Table = Record<string, unknown>;
@@ -61,6 +63,18 @@ export function ensureTable(doc: Table, path: readonly string[]): Table {
     at = at[key] as Table;
   }
   return at;
+}
+
+/** devmapperConfigured for a file's text; false for text that is not a configuration (reported elsewhere). */
+export function devmapperIn(text: string): boolean {
+  let doc: Table;
+  try {
+    doc = parse(text) as Table;
+  } catch {
+    return false;
+  }
+  const schema = schemaOf(doc);
+  return typeof schema !== "string" && devmapperConfigured(doc, schema);
 }
 
 /** A devmapper snapshotter is configured when its plugin table names a pool (containerd refuses it without one). */

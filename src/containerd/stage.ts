@@ -4,7 +4,6 @@
 // the previous registration).
 
 import { readFile } from "node:fs/promises";
-import { parse } from "smol-toml";
 import type { Logger } from "../log/logger.ts";
 import type { Stage } from "../stages.ts";
 import type { StoredImage } from "../store/store.ts";
@@ -22,7 +21,7 @@ import {
   snapshot,
   unregister,
 } from "./registration.ts";
-import { devmapperConfigured, schemaOf, type Table } from "./schema.ts";
+import { devmapperIn } from "./schema.ts";
 import { type HandlerVerdict, selectHandlers } from "./selection.ts";
 
 export { CONTAINERD_UNIT };
@@ -94,14 +93,18 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
     log.info(`containerd restarted and loaded the Kata runtime handlers ${expect.map((h) => h.name).join(", ")}`);
   };
 
-  /** Which configuration to build on; said in the journal each time it is decided. */
+  /** Which configuration to build on; said in the journal when it differs from what was said last. */
+  let said = "";
   const discover = async (): Promise<Discovery> => {
     const found = await discoverBase(files, deps.systemd, log);
+    const now = found.skip ?? `${found.decision.choice.base}: ${found.decision.choice.why}`;
+    if (now === said) return found;
+    said = now;
     if (found.skip !== undefined) {
       log.warning(`${found.skip}: the Kata runtime handlers are not registered with containerd`);
     } else {
-      const { base, why } = found.decision.choice;
-      log.info(`containerd's Kata runtimes are merged into ${base}: ${why}`, { CONTAINERD_BASE: base });
+      const { base } = found.decision.choice;
+      log.info(`containerd's Kata runtimes are merged into ${now}`, { CONTAINERD_BASE: base });
     }
     return found;
   };
@@ -110,15 +113,7 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
 
   /** The handlers this host can run (selection.ts), each verdict logged once when it changes. */
   const select = async (image: StoredImage, decision: Decision): Promise<RuntimeHandler[]> => {
-    const baseText = await readFile(files.host(decision.choice.base), "utf8").catch(() => "");
-    let devmapper = false;
-    try {
-      const doc = parse(baseText) as Table;
-      const schema = schemaOf(doc);
-      devmapper = typeof schema !== "string" && devmapperConfigured(doc, schema);
-    } catch {
-      // register() reports a base that is not TOML, naming the file
-    }
+    const devmapper = devmapperIn(await readFile(files.host(decision.choice.base), "utf8").catch(() => ""));
     const trees = { hostRoot: deps.root, payloadRoot: deps.root };
     const facts = await handlerFacts(await runtimeHandlers(image.kataConfigs, deps.host), trees);
     const verdicts = selectHandlers(facts, await hostFacts(deps.host, devmapper), deps.pinned);

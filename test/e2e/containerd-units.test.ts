@@ -14,11 +14,11 @@ import { containerdFiles } from "../../src/containerd/registration.ts";
 import { containerdRegistration, type RuntimeRegistration } from "../../src/containerd/stage.ts";
 import { createLogger } from "../../src/log/logger.ts";
 import { hostPaths } from "../../src/paths.ts";
-import type { StoredImage } from "../../src/store/store.ts";
 import { type Bus, createBus } from "../../src/systemd/bus.ts";
 import { createSystemdManager, type SystemdManager } from "../../src/systemd/manager.ts";
 import { buildPayload } from "../fixtures/preflight/hosts.ts";
 import { scratch } from "../fixtures/preflight/toolchain.ts";
+import { kataImage } from "../helpers/containerd.ts";
 import { flatcarUsr, unmountUsr } from "../helpers/e2e-daemon.ts";
 import { writeOsRelease } from "../helpers/images.ts";
 import { bootContainer, type Container, nspawnUnavailableReason } from "../helpers/nspawn.ts";
@@ -63,20 +63,7 @@ runtime_type = "io.containerd.runc.v2"
 SystemdCgroup = ${systemdCgroup}
 `;
 
-const image: StoredImage = {
-  file: "kata-containers-3.32.0-x86-64.raw",
-  name: "kata-containers",
-  version: "3.32.0",
-  arch: "x86-64",
-  sha256: "",
-  bytes: 0,
-  trust: "checksum",
-  verifiedAt: "",
-  extensionRelease: "ID=_any\n",
-  kataConfigs: [`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`],
-  files: [],
-  path: "",
-};
+const image = kataImage([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`]);
 /** Registered: Cloud Hypervisor has /dev/kvm. Not: QEMU needs /dev/vhost-vsock, which the container lacks. */
 const HANDLERS = ["kata", "kata-clh"];
 

@@ -5,6 +5,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "smol-toml";
+import type { StoredImage } from "../../src/store/store.ts";
 
 type Runtimes = Record<string, { options?: { ConfigPath?: unknown } }>;
 
@@ -110,5 +111,23 @@ export async function startContainerd(): Promise<PrivateContainerd> {
       }
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** An active Kata image as the store records it; only the configurations it ships matter to the registration. */
+export function kataImage(kataConfigs: string[]): StoredImage {
+  return {
+    file: "kata-containers-3.32.0-x86-64.raw",
+    name: "kata-containers",
+    version: "3.32.0",
+    arch: "x86-64",
+    sha256: "",
+    bytes: 0,
+    trust: "checksum",
+    verifiedAt: "",
+    extensionRelease: "ID=_any\n",
+    kataConfigs,
+    files: kataConfigs,
+    path: "",
   };
 }

@@ -2,9 +2,8 @@
 // selection.ts over facts.ts): the ones offered to Kubernetes and, for the others, why not. A handler pinned in
 // [containerd] handlers that cannot run fails here with its reason instead of being dropped silently.
 import { readFile } from "node:fs/promises";
-import { parse } from "smol-toml";
 import { handlerFacts, hostFacts } from "../../containerd/facts.ts";
-import { devmapperConfigured, schemaOf, type Table } from "../../containerd/schema.ts";
+import { devmapperIn } from "../../containerd/schema.ts";
 import { selectHandlers } from "../../containerd/selection.ts";
 import type { PreflightCheck } from "../../status.ts";
 import { type Check, result } from "../check.ts";
@@ -14,13 +13,8 @@ const ID = "runtime-handlers";
 /** Whether the merged containerd configuration sets up devmapper (what Firecracker needs). */
 async function devmapper(host: (p: string) => string, configFile: string | null): Promise<boolean> {
   if (configFile === null) return false;
-  try {
-    const doc = parse(await readFile(host(configFile), "utf8")) as Table;
-    const schema = schemaOf(doc);
-    return typeof schema !== "string" && devmapperConfigured(doc, schema);
-  } catch {
-    return false; // the containerd-handler check reports an unreadable file
-  }
+  // An unreadable file is the containerd-handler check's finding.
+  return devmapperIn(await readFile(host(configFile), "utf8").catch(() => ""));
 }
 
 export const runtimeHandlers: Check = {

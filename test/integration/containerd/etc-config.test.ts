@@ -11,12 +11,11 @@ import { containerdFiles } from "../../../src/containerd/registration.ts";
 import { containerdRegistration } from "../../../src/containerd/stage.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
-import type { StoredImage } from "../../../src/store/store.ts";
 import type { Bus } from "../../../src/systemd/bus.ts";
 import { createSystemdManager, type SystemdManager } from "../../../src/systemd/manager.ts";
 import { buildHost, buildPayload, PATHS } from "../../fixtures/preflight/hosts.ts";
 import { scratch } from "../../fixtures/preflight/toolchain.ts";
-import { registeredConfigPaths } from "../../helpers/containerd.ts";
+import { kataImage, registeredConfigPaths } from "../../helpers/containerd.ts";
 import { startTestBus, type TestBus } from "../../helpers/dbus.ts";
 import { type FakeSystemd, startFakeSystemd } from "../../helpers/fake-systemd.ts";
 
@@ -30,22 +29,6 @@ const CONFIG = {
   unitDropIn: "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf",
 };
 const quiet = createLogger(() => undefined);
-
-/** An active image as the store records it; only what it ships under the defaults directory matters here. */
-const image = (kataConfigs: string[]): StoredImage => ({
-  file: "kata-containers-3.32.0-x86-64.raw",
-  name: "kata-containers",
-  version: "3.32.0",
-  arch: "x86-64",
-  sha256: "",
-  bytes: 0,
-  trust: "checksum",
-  verifiedAt: "",
-  extensionRelease: "ID=_any\n",
-  kataConfigs,
-  files: kataConfigs,
-  path: "",
-});
 
 let testBus: TestBus;
 const roots: string[] = [];
@@ -99,7 +82,7 @@ describe("ensure and the kata handler's configuration", () => {
     mkdirSync(join(root, "proc/4242"), { recursive: true });
     writeFileSync(join(root, "proc/4242/cmdline"), `/usr/bin/containerd\0--config\0${CONFIG.configFile}\0`);
     symlinkSync("/usr/bin/containerd", join(root, "proc/4242/exe"));
-    const active = image([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`]);
+    const active = kataImage([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`]);
     const restarts = () => systemd.calls.filter((c) => c === "RestartUnit containerd.service replace").length;
     const shipped = {
       kata: `/${D}/configuration-clh.toml`,

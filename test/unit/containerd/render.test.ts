@@ -6,7 +6,7 @@ import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import type { RuntimeHandler } from "../../../src/containerd/handlers.ts";
 import { renderContainerdConfig } from "../../../src/containerd/registration.ts";
-import { lookup, type Table } from "../../../src/containerd/schema.ts";
+import { devmapperIn, lookup, type Table } from "../../../src/containerd/schema.ts";
 
 const FIXTURES = join(import.meta.dirname, "../../fixtures/containerd");
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), "utf8");
@@ -83,5 +83,20 @@ describe("renderContainerdConfig", () => {
         message: expect.stringMatching(new RegExp(`^/etc/containerd/config.toml.*${why.replace(/[.()"]/g, "\\$&")}`)),
       }),
     );
+  });
+});
+
+describe("devmapperIn", () => {
+  const pool = (plugin: string) => `[plugins.${plugin}]\npool_name = "containerd-pool"\nroot_path = "/var/lib/dm"\n`;
+  it.each([
+    { text: `version = 2\n${pool('"io.containerd.snapshotter.v1.devmapper"')}`, set: true },
+    { text: `version = 3\n${pool("'io.containerd.snapshotter.v1.devmapper'")}`, set: true },
+    { text: pool("devmapper"), set: true },
+    { text: `version = 2\n${pool("devmapper")}`, set: false }, // a short ID is version 1's, not read by version 2
+    { text: 'version = 2\n[plugins."io.containerd.snapshotter.v1.devmapper"]\npool_name = ""\n', set: false },
+    { text: fixture("flatcar-v2.toml"), set: false },
+    { text: "[plugins\n", set: false },
+  ])("$text -> $set", ({ text, set }) => {
+    expect(devmapperIn(text)).toBe(set);
   });
 });
