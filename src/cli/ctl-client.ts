@@ -423,6 +423,14 @@ export function formatStatus(doc: StatusDocument): string {
     for (const hypervisor of pf.hypervisors) lines.push(`    ${hypervisor.verdict}`);
   }
   // Absent from a daemon older than the field.
+  if (doc.containerd) {
+    row("containerd", `runtimes merged into ${doc.containerd.base ?? "?"}`);
+    for (const h of doc.containerd.handlers) {
+      lines.push(
+        `    ${h.name}: ${h.registered ? "registered" : `not registered: ${h.reason ?? "?"}`}${h.pinned ? " (pinned)" : ""}`,
+      );
+    }
+  }
   if (doc.canary?.handler === null) row("canary", "off");
   for (const c of doc.canary?.results ?? []) {
     const how = c.outcome === "passed" ? "passed" : `FAILED at ${c.step}: ${c.reason}`;
