@@ -116,15 +116,12 @@ export async function decideRemote(
       .find((p) => p.why !== null);
     const skipped = published.flatMap((p) => p.choice.skipped.map((c) => `${c.file}: ${c.reason}`));
     const failedBefore = skipped.length === 0 ? "" : `; skipped after failing before: ${skipped.join("; ")}`;
-    throw new KataError(
-      "no-compatible-version",
+    throw new Unresolvable(
       `no acceptable Kata version: ${resolution.reasons.join("; ")}${failedBefore}`,
-      {
-        remedy:
-          unreadable === undefined
-            ? "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)"
-            : `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`,
-      },
+      unreadable === undefined
+        ? "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)"
+        : `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`,
+      candidateRecords(published),
     );
   }
   const targets: Targets = new Map();
@@ -142,10 +139,22 @@ export async function decideRemote(
         stored || chosen.sha256 === null ? null : { url: member.source.imageUrl(chosen.file), sha256: chosen.sha256 },
     });
   }
-  const candidates: CandidateRecords = new Map(
-    published.map((p) => [p.member.name, { skipped: p.choice.skipped, failures: p.choice.failures }]),
-  );
-  return { targets, metadata, candidates };
+  return { targets, metadata, candidates: candidateRecords(published) };
+}
+
+function candidateRecords(published: { member: Member; choice: CandidateChoice<PublishedCandidate> }[]) {
+  const records: CandidateRecords = new Map();
+  for (const p of published) records.set(p.member.name, { skipped: p.choice.skipped, failures: p.choice.failures });
+  return records;
+}
+
+/** No set can be chosen; it still carries what was skipped, so the pass records that too (/status). */
+export class Unresolvable extends KataError {
+  readonly candidates: CandidateRecords;
+  constructor(message: string, remedy: string, candidates: CandidateRecords) {
+    super("no-compatible-version", message, { remedy });
+    this.candidates = candidates;
+  }
 }
 
 /**

@@ -36,6 +36,7 @@ import {
   memberNamed,
   qualifies,
   readKeptMetadata,
+  Unresolvable,
 } from "./decide.ts";
 import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction } from "./plan.ts";
@@ -359,6 +360,8 @@ export class Reconciler {
     } catch (err) {
       const refused = err instanceof Refusal;
       const error = refused ? err.error : asKataError(err);
+      if (err instanceof Unresolvable && lock !== null)
+        await this.recordCandidates(err.candidates).catch(() => undefined);
       // Inspection failures carry the MESSAGE_ID where the image is quarantined (admit.ts); these two end here.
       const verification = error.code === "digest-mismatch" || error.code === "signature-invalid";
       if (refused) {

@@ -148,6 +148,8 @@ describe("newest good candidate", () => {
       const ran = await daemonOnce(root);
       expect(ran.code).toBe(1);
       expect(ran.stderr).toMatch(/skipped after failing before: kata-containers-3\.33\.0-x86-64\.raw: .*SHA-256/);
+      // /status shows it too: the skipped list is kept although the pass failed.
+      expect(state(root).skipped["kata-containers"].map((s: { version: string }) => s.version)).toEqual(["3.33.0"]);
       expect(readdirSync(join(root, "etc/extensions"))).toEqual([]);
     } finally {
       await bad.close();
