@@ -12,6 +12,7 @@ import { type HostRelease, parseExtensionRelease } from "../release/os-release.t
 import { resolveOffline } from "../release/resolve.ts";
 import { resolveSet } from "../release/set.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
+import { activeFile } from "../store/link.ts";
 import type { ImageStore } from "../store/store.ts";
 import { type CandidateChoice, candidateKey, chooseCandidates, type PublishedCandidate } from "./candidates.ts";
 import { type JudgedImage, judge, type Observed } from "./observe.ts";
@@ -253,7 +254,7 @@ export function decideOffline(ctx: DecideContext, observed: Observed, metadata: 
     const member = memberNamed(ctx, view.name);
     const ok = (images: JudgedImage[]) => qualifies(ctx, member, observed.host, images, metadata);
     const stagedFile = member.primary ? (bootedStaged?.file ?? null) : (bootedStaged?.companions[member.name] ?? null);
-    const active = view.link.kind === "store" ? view.link.file : null;
+    const active = activeFile(view.link);
     let chosen: JudgedImage | undefined;
     const deferred = observed.state.deferred[member.name] ?? null;
     for (const file of [stagedFile, deferred, active]) {

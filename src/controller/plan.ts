@@ -3,7 +3,7 @@
 import type { ActivationPolicy } from "../config/schema.ts";
 import type { Target } from "../model.ts";
 import { compareVersions } from "../release/version.ts";
-import type { LinkState } from "../store/link.ts";
+import { activeFile, type LinkState } from "../store/link.ts";
 
 export interface StoreEntry {
   file: string;
@@ -42,7 +42,7 @@ export type Action =
 
 /** The first thing to do next; the loop carries it out, observes again and asks again. */
 export function nextAction(input: PlanInput): Action | null {
-  const active = input.link.kind === "store" ? input.link.file : null;
+  const active = activeFile(input.link);
   const activeEntry = input.store.find((e) => e.file === active);
   const target = input.target;
 

@@ -20,6 +20,7 @@ import type { ReleaseMetadata } from "../release/metadata.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
 import type { PreflightSummary } from "../status.ts";
+import { activeFile } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import type { LinkChangeRecord, RebootRequest } from "../store/state.ts";
 import { type PersistedState, readState, sweepState, updateState } from "../store/state.ts";
@@ -38,9 +39,20 @@ import {
   readKeptMetadata,
   Unresolvable,
 } from "./decide.ts";
+import {
+  deferredTargets,
+  type FilesByMember,
+  holdsAfterFailedSwitch,
+  holdsAfterRollback,
+  type LinkMove,
+  mergeHolds,
+  previousOf,
+  rollbackTargets,
+  switchRecord,
+} from "./decisions.ts";
 import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction } from "./plan.ts";
-import { decideReboot, type HeldBackImage } from "./reboot.ts";
+import { decideReboot } from "./reboot.ts";
 import { takeOver } from "./takeover.ts";
 
 export interface ReconcilerDeps {
@@ -147,69 +159,35 @@ export class Reconciler {
     const before = new Map<string, string>(); // member -> the file active when the rollback started
     return this.pass(
       async (observed) => {
-        const targets: Targets = new Map();
-        const last = observed.state.lastSwitch; // null: recorded before lastSwitch existed, so every member
-        let moving = 0;
-        for (const view of observed.members) {
-          const current = view.link.kind === "store" ? view.link.file : null;
-          if (current !== null) before.set(view.name, current);
-          const previous =
-            last !== null && !last.includes(view.name)
-              ? null
-              : view.name === this.name
-                ? observed.state.previous
-                : (observed.state.previousCompanions[view.name] ?? null);
-          if (previous === null || previous === current) {
-            const image = view.images.find((i) => i.file === current);
-            targets.set(view.name, image ? { version: image.version, file: image.file, remote: null } : null);
-            continue;
-          }
+        const members = observed.members.map((view) => {
+          const member = this.member(view.name);
+          const active = activeFile(view.link);
+          if (active !== null) before.set(view.name, active);
+          const previous = previousOf(observed.state, view.name, member.primary);
           const image = view.images.find((i) => i.file === previous);
-          if (image === undefined) {
-            throw new Refusal(
-              new KataError("rollback-refused", `previous image ${previous} is no longer in the store`, {
-                remedy: "`kata-sysextctl versions` lists the images in the store",
-              }),
-            );
-          }
           // The same verdict the boot path uses: merging is not enough, the policy must allow it on this host too.
-          const verdict = this.qualifies(this.member(view.name), observed.host, [image]);
-          if (!verdict.ok) {
-            throw new Refusal(
-              new KataError(
-                "incompatible",
-                `previous image ${image.file} does not qualify for this host: ${verdict.reasons.join("; ")}`,
-              ),
-            );
-          }
-          targets.set(view.name, { version: image.version, file: image.file, remote: null });
-          moving += 1;
-        }
-        if (moving === 0) {
-          throw new Refusal(
-            new KataError("rollback-refused", "no previous image to roll back to", {
-              remedy: "`kata-sysextctl versions` lists the images in the store",
-            }),
-          );
-        }
-        return { targets };
+          const verdict = image === undefined ? null : this.qualifies(member, observed.host, [image]);
+          return {
+            name: view.name,
+            active,
+            previous,
+            images: view.images,
+            previousRefused: verdict?.ok === false ? verdict.reasons : null,
+          };
+        });
+        const decision = rollbackTargets(members, observed.state.lastSwitch);
+        if (!decision.ok) throw new Refusal(decision.error);
+        return { targets: decision.targets };
       },
       {
         decidesDownloads: false,
         // Still under the lock: a pass that took it right after this one must already see the holds.
         onSuccess: async (observed) => {
-          const from: Record<string, string[]> = {};
-          const to: Record<string, string[]> = {};
-          for (const view of observed.members) {
-            const now = view.link.kind === "store" ? view.link.file : null;
-            const was = before.get(view.name);
-            if (was === undefined || was === now) continue;
-            from[view.name] = [was];
-            if (now !== null) to[view.name] = [now];
-          }
-          const now = observed.members.map((m) => (m.link.kind === "store" ? m.link.file : `no ${m.name}`));
+          const after = observed.members.map((m) => ({ name: m.name, active: activeFile(m.link) }));
+          const { hold, release } = holdsAfterRollback(before, after);
+          const now = observed.members.map((m) => activeFile(m.link) ?? `no ${m.name}`);
           this.deps.log.notice(`rolled back on request to ${now.join(", ")}`, { MESSAGE_ID: MessageId.rolledBack });
-          await this.hold(from, "rollback", to);
+          await this.hold(hold, "rollback", release);
         },
       },
     );
@@ -219,18 +197,11 @@ export class Reconciler {
    * Adds images to the holds in state.json (passes skip them until the configuration changes or the operator
    * runs `kata-sysextctl refresh --release-holds`), and lifts the holds on `release`.
    */
-  private async hold(files: Record<string, string[]>, why: string, release: Record<string, string[]> = {}) {
-    const { held } = await this.updateState((state) => {
-      const merged: Record<string, string[]> = {};
-      for (const member of new Set([...Object.keys(state.held), ...Object.keys(files)])) {
-        const lifted = new Set(release[member] ?? []);
-        const list = [...new Set([...(state.held[member] ?? []), ...(files[member] ?? [])])].filter(
-          (f) => !lifted.has(f),
-        );
-        if (list.length > 0) merged[member] = list;
-      }
-      return { held: merged, heldUnder: configDigest(this.deps.config) };
-    });
+  private async hold(files: FilesByMember, why: string, release: FilesByMember = {}) {
+    const { held } = await this.updateState((state) => ({
+      held: mergeHolds(state.held, files, release),
+      heldUnder: configDigest(this.deps.config),
+    }));
     this.deps.log.notice(
       `${why} holds ${Object.values(held).flat().join(", ") || "nothing"} until the configuration changes or \`kata-sysextctl refresh --release-holds\``,
     );
@@ -496,7 +467,7 @@ export class Reconciler {
     for (const view of observed.members) {
       const member = this.member(view.name);
       const target = targets.get(view.name) ?? null;
-      const active = view.link.kind === "store" ? view.link.file : null;
+      const active = activeFile(view.link);
       if (view.link.kind === "foreign") {
         return new KataError("activation-failed", view.link.detail, {
           remedy: `remove ${member.link.path} (kata-sysextd manages it) and run the pass again`,
@@ -531,7 +502,7 @@ export class Reconciler {
       sandboxesRunning: observed.sandboxesRunning,
       activation: this.deps.config.policy.activation,
       keep: this.deps.config.policy.keep,
-      previous: primary ? observed.state.previous : (observed.state.previousCompanions[view.name] ?? null),
+      previous: previousOf(observed.state, view.name, primary),
       staged: primary
         ? (observed.state.nextBoot?.file ?? null)
         : (observed.state.nextBoot?.companions[view.name] ?? null),
@@ -557,17 +528,7 @@ export class Reconciler {
           await this.updateState(() => ({ switching: null }));
           throw err;
         }
-        await this.updateState((state) => {
-          const previousCompanions = { ...state.previousCompanions };
-          let previous = state.previous;
-          for (const change of action.changes) {
-            if (change.member === this.name) previous = change.from;
-            else previousCompanions[change.member] = change.from;
-          }
-          // What a rollback undoes: this switch's members only (a remerge moves nobody).
-          const lastSwitch = moving(action.changes).map((c) => c.member);
-          return { previous, previousCompanions, switching: null, lastSwitch };
-        });
+        await this.updateState((state) => ({ ...switchRecord(state, action.changes, this.name), switching: null }));
         for (const change of action.changes) {
           const image = observed.members
             .find((m) => m.name === change.member)
@@ -606,8 +567,8 @@ export class Reconciler {
   }
 
   /** Holds the images a switch that did not happen was moving to; a re-merge says nothing against its image. */
-  private holdTargets(changes: { member: string; to: string; from: string | null }[], why: string) {
-    return this.hold(Object.fromEntries(moving(changes).map((c) => [c.member, [c.to]])), why);
+  private holdTargets(changes: LinkMove[], why: string) {
+    return this.hold(holdsAfterFailedSwitch(changes), why);
   }
 
   private async takeOverBakeryLinks(observed: Observed): Promise<Observed> {
@@ -632,11 +593,17 @@ export class Reconciler {
     return { ...observed, state };
   }
 
+  /** The primary member's active image as the store describes it, or null. */
+  private async activeImage(observed: Observed): Promise<StoredImage | null> {
+    const file = activeFile(observed.link);
+    return file === null ? null : this.deps.store.get(file);
+  }
+
   /** containerd's Kata runtimes follow the primary image that is active now (stage.ts, ensure). */
   private async ensureRegistration(observed: Observed): Promise<void> {
     const runtime = this.deps.runtime;
     if (runtime === undefined) return;
-    const active = observed.link.kind === "store" ? await this.deps.store.get(observed.link.file) : null;
+    const active = await this.activeImage(observed);
     if (await runtime.ensure(active)) {
       this.deps.log.notice(
         `containerd's Kata runtime registration did not match ${active?.file ?? "the absence of an active Kata image"}, the base configuration or the presence of ${KATA_ETC_CONFIG}; rewrote it`,
@@ -644,7 +611,7 @@ export class Reconciler {
     }
   }
 
-  private async switch(changes: { member: string; to: string; from: string | null }[], observed: Observed) {
+  private async switch(changes: LinkMove[], observed: Observed) {
     const log = this.deps.log;
     const linkChanges: LinkChange[] = [];
     for (const change of changes) {
@@ -657,7 +624,7 @@ export class Reconciler {
     const after: StoredImage[] = [];
     for (const view of observed.members) {
       const changed = linkChanges.find((c) => c.name === view.name);
-      const file = changed?.to.file ?? (view.link.kind === "store" ? view.link.file : null);
+      const file = changed?.to.file ?? activeFile(view.link);
       const image = file === null ? null : await this.deps.store.get(file);
       if (image !== null) after.push(image);
     }
@@ -714,7 +681,7 @@ export class Reconciler {
   private async tellClusterWithoutCanary(observed: Observed): Promise<void> {
     const cluster = this.deps.cluster;
     if (cluster === undefined || this.deps.canary !== undefined) return;
-    const active = observed.link.kind === "store" ? observed.link.file : null;
+    const active = activeFile(observed.link);
     const version = observed.images.find((i) => i.file === active)?.version ?? null;
     if (version === null) await cluster.withdraw("no Kata image is active");
     else await cluster.publish({ ready: true, version, handlers: [] });
@@ -722,7 +689,7 @@ export class Reconciler {
 
   /** The switch's canary stage: for the Kata image it leaves active; a failure throws, and is undone. */
   private async canaryStage(primary: StoredImage | null, observed: Observed): Promise<void> {
-    const active = observed.link.kind === "store" ? await this.deps.store.get(observed.link.file) : null;
+    const active = await this.activeImage(observed);
     const result = await this.runCanary(primary ?? active);
     if (result.outcome === "failed") {
       throw new KataError("canary-failed", `canary (${result.handler}) failed at ${result.step}: ${result.reason}`, {
@@ -734,7 +701,7 @@ export class Reconciler {
   /** The canary for the Kata image active now (`kata-sysextctl canary`, and the daemon proving what it found). */
   async canaryActive(onProgress?: (phase: CanaryPhase) => void): Promise<CanaryResult> {
     const observed = await this.observe();
-    const active = observed.link.kind === "store" ? await this.deps.store.get(observed.link.file) : null;
+    const active = await this.activeImage(observed);
     return this.runCanary(active, onProgress);
   }
 
@@ -817,16 +784,15 @@ export class Reconciler {
     const { config, clock } = this.deps;
     const now = clock.now();
     const waitingSince = observed.state.waitingSince ?? now.toISOString();
-    const deferred: Record<string, string> = {};
-    const heldBack: HeldBackImage[] = [];
-    for (const view of observed.members) {
-      const target = targets.get(view.name);
-      const active = view.link.kind === "store" ? view.link.file : null;
-      if (target && target.file !== active && view.images.some((i) => i.file === target.file)) {
-        deferred[view.name] = target.file;
-        heldBack.push({ member: view.name, version: target.version, primary: this.member(view.name).primary });
-      }
-    }
+    const { deferred, heldBack } = deferredTargets(
+      observed.members.map((view) => ({
+        name: view.name,
+        primary: this.member(view.name).primary,
+        active: activeFile(view.link),
+        stored: view.images.map((i) => i.file),
+      })),
+      targets,
+    );
     const next = observed.state.nextBoot;
     const verdict = decideReboot({
       heldBack,
@@ -923,9 +889,4 @@ class Refusal extends Error {
 function configDigest(config: Config): string {
   const deciding = { source: config.source, policy: config.policy, companions: config.companions };
   return createHash("sha256").update(JSON.stringify(deciding)).digest("hex");
-}
-
-/** The changes of a switch that move a link (a re-merge of the active image has `to` equal to `from`). */
-function moving<T extends { to: string; from: string | null }>(changes: T[]): T[] {
-  return changes.filter((c) => c.to !== c.from);
 }

@@ -12,6 +12,7 @@ import {
   type SkippedRelease,
   type StatusDocument,
 } from "../status.ts";
+import { activeFile } from "../store/link.ts";
 import type { RebootRequest } from "../store/state.ts";
 import type { PassOutcome } from "./reconciler.ts";
 
@@ -69,8 +70,8 @@ export function initialStatus(opts: {
 
 export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusDocument {
   const observed = outcome.observed;
-  const activeFile = observed?.link.kind === "store" ? observed.link.file : null;
-  const active = observed?.images.find((i) => i.file === activeFile) ?? null;
+  const linked = observed ? activeFile(observed.link) : null;
+  const active = observed?.images.find((i) => i.file === linked) ?? null;
   const previous = observed?.images.find((i) => i.file === observed.state.previous) ?? null;
   const next = observed?.state.nextBoot ?? null;
   const failedPreflight = preflight !== null && !preflight.ok;
@@ -104,7 +105,7 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
       observed === null
         ? base.members
         : observed.members.map((m, i) => {
-            const linked = m.link.kind === "store" ? m.link.file : null;
+            const linked = activeFile(m.link);
             const previousFile =
               i === 0 ? observed.state.previous : (observed.state.previousCompanions[m.name] ?? null);
             const nextFile = i === 0 ? (next?.file ?? null) : (next?.companions[m.name] ?? null);

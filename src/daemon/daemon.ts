@@ -24,6 +24,7 @@ import { splitImageFileName } from "../release/names.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { resolve } from "../release/resolve.ts";
 import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
+import { activeFile } from "../store/link.ts";
 import { clearNextBoot, releaseHolds } from "../store/state.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
@@ -333,7 +334,7 @@ export class Daemon implements ApiActions {
   /** Whether every member's link names the version /status shows as active. */
   private linksAsShown(observed: Observed): boolean {
     return observed.members.every((view) => {
-      const linked = view.link.kind === "store" ? view.link.file : null;
+      const linked = activeFile(view.link);
       const version = view.images.find((i) => i.file === linked)?.version ?? null;
       return version === (this.doc.members.find((m) => m.name === view.name)?.active ?? null);
     });
@@ -393,7 +394,7 @@ export class Daemon implements ApiActions {
 
   async versions(): Promise<VersionsResult> {
     const observed = await this.deps.reconciler.observe();
-    const active = observed.link.kind === "store" ? observed.link.file : null;
+    const active = activeFile(observed.link);
     const held = observed.state.held[this.deps.config.source.name] ?? [];
     const result: VersionsResult = {
       name: this.deps.config.source.name,

@@ -2,6 +2,7 @@
 // machine's, wire a Reconciler (compose.ts), run one pass, report it and map it to the exit status.
 import { systemClock, systemRandom } from "../clock.ts";
 import { type PassOutcome, Reconciler } from "../controller/reconciler.ts";
+import { activeFile } from "../store/link.ts";
 import { clearNextBoot } from "../store/state.ts";
 import { type CommandContext, composeReconciler } from "./compose.ts";
 import { withHostFields } from "./host-fields.ts";
@@ -13,7 +14,7 @@ export function exitCode(outcome: PassOutcome): number {
 }
 
 function report(ctx: CommandContext, what: string, outcome: PassOutcome): void {
-  const active = outcome.observed?.link.kind === "store" ? outcome.observed.link.file : "none";
+  const active = (outcome.observed ? activeFile(outcome.observed.link) : null) ?? "none";
   if (outcome.result === "ok") {
     ctx.log.info(`${what}: ok, active ${active}${outcome.unconfirmed ? ` (${outcome.unconfirmed})` : ""}`);
   } else if (outcome.result === "deferred") {

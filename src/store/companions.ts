@@ -3,7 +3,7 @@
 // the same host the same way.
 import type { Config } from "../config/schema.ts";
 import type { HostPaths } from "../paths.ts";
-import { ActiveLink } from "./link.ts";
+import { ActiveLink, activeFile } from "./link.ts";
 import { ImageStore } from "./store.ts";
 
 export async function activeCompanions(paths: HostPaths, config: Config): Promise<{ name: string; files: string[] }[]> {
@@ -11,7 +11,8 @@ export async function activeCompanions(paths: HostPaths, config: Config): Promis
   const found: { name: string; files: string[] }[] = [];
   for (const companion of config.companions) {
     const link = await new ActiveLink(paths.activeLink(companion.name), paths.storeDir).read();
-    const image = link.kind === "store" ? await store.get(link.file) : null;
+    const file = activeFile(link);
+    const image = file === null ? null : await store.get(file);
     if (image !== null) found.push({ name: companion.name, files: image.files });
   }
   return found;

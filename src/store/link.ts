@@ -15,6 +15,11 @@ export type LinkState =
    */
   | { kind: "foreign"; detail: string; target: string | null };
 
+/** The store file a link names, or null when it names none (absent, or something that is not ours). */
+export function activeFile(link: LinkState): string | null {
+  return link.kind === "store" ? link.file : null;
+}
+
 export class ActiveLink {
   readonly path: string;
   readonly storeDir: string;
