@@ -109,7 +109,7 @@ export function chooseBase(view: UnitView, ours: string): BaseChoice | string {
     return {
       base,
       why: `containerd.service's ${shown} reads $${variable}, which its Environment= sets to ${base} (from ${where.join(", ")})`,
-      service: [`Environment=${variable}=${ours}`],
+      service: [`Environment=${quoteWord(`${variable}=${ours}`)}`],
     };
   }
   const argv = exec.argv.map((w, i) => (i !== arg.index ? w : arg.inline ? `--config=${ours}` : ours));
