@@ -3,6 +3,7 @@
 // `npm run bench -- api fetch` runs a subset; `--quick` shortens the API soak for a fast look.
 import { parseArgs } from "node:util";
 import { benchApi } from "./api.bench.ts";
+import { benchCanary } from "./canary.bench.ts";
 import { benchFetch } from "./fetch.bench.ts";
 import { benchPreflight } from "./preflight.bench.ts";
 import { benchResolve } from "./resolve.bench.ts";
@@ -21,6 +22,18 @@ interface Line {
 const fmt = (n: number, digits = 2): string => n.toFixed(digits);
 
 const BENCHES: Record<string, (quick: boolean) => Promise<Line[]>> = {
+  canary: async (quick) => {
+    const r = await benchCanary(quick ? 5 : 15);
+    return [
+      {
+        bench: "canary",
+        measure: `canary (image present) vs ctr run --rm, same image and runtime (runc), median of ${r.runs}`,
+        value: `${fmt(r.ratio)}x (${fmt(r.canaryMedianMs, 0)} vs ${fmt(r.ctrMedianMs, 0)} ms)`,
+        target: "<= 1.20x",
+        met: r.ratio <= 1.2,
+      },
+    ];
+  },
   resolve: async () => {
     const r = await benchResolve();
     return [
