@@ -67,7 +67,15 @@ const noteInput = (file: string, content: Buffer = readFileSync(file)): void => 
 };
 
 inputs.set("package.json#version", version);
-for (const file of ["scripts/build-sysext.ts", "src/delivery/layout.ts", "src/delivery/glibc-floor.ts"]) {
+for (const file of [
+  "scripts/build-sysext.ts",
+  "src/delivery/layout.ts",
+  "src/delivery/glibc-floor.ts",
+  "scripts/build-canary.ts",
+  "native/canary/canary.c",
+  "src/canary/oci.ts",
+  "src/canary/build.ts",
+]) {
   noteInput(join(PROJECT, file));
 }
 
@@ -148,6 +156,8 @@ function stageFiles(root: string): void {
   }
   ensureHelpers();
   for (const helper of HELPERS) copy(join(PROJECT, "build", helper), `${PATHS.helpers}/${helper}`, 0o755);
+  ensureCanary();
+  copy(join(PROJECT, "build", "canary.oci.tar"), PATHS.canaryImage);
   put(PATHS.daemonWrapper, wrapper(PATHS.daemonBundle), 0o755);
   put(PATHS.ctlWrapper, wrapper(PATHS.ctlBundle), 0o755);
   for (const unit of readdirSync(join(PROJECT, "units")).sort()) {
@@ -172,6 +182,8 @@ lib="$(readlink -f "$(dirname "$(readlink -f "$0")")/${lib}")"
 # The preflight's native helpers (src/preflight/helpers.ts finds them through these variables).
 export KATA_SYSEXTD_KVM_PROBE="\${KATA_SYSEXTD_KVM_PROBE:-$lib/helpers/kvm-probe}"
 export KATA_SYSEXTD_XATTR_GET="\${KATA_SYSEXTD_XATTR_GET:-$lib/helpers/xattr-get}"
+# The canary's image (src/canary/canary.ts): imported into containerd when missing, never pulled from a registry.
+export KATA_SYSEXTD_CANARY_IMAGE="\${KATA_SYSEXTD_CANARY_IMAGE:-$lib/canary.oci.tar}"
 exec "$lib/node" "$lib/${bundleFile}" "$@"
 `;
 }
@@ -194,6 +206,14 @@ function ensureHelpers(): void {
   execFileSync(process.execPath, [join(PROJECT, "scripts/build-helpers.mjs")], {
     stdio: ["ignore", "inherit", "inherit"],
     env: { ...process.env, KATA_SYSEXTD_REQUIRE_HELPERS: "1" },
+  });
+}
+
+/** The canary image, built again from its source (equal source and compiler: equal bytes; the build fails without gcc). */
+function ensureCanary(): void {
+  execFileSync(process.execPath, [join(PROJECT, "scripts/build-canary.ts")], {
+    stdio: ["ignore", values.quiet ? "ignore" : "inherit", "inherit"],
+    env: { ...process.env, KATA_SYSEXTD_REQUIRE_CANARY: "1" },
   });
 }
 

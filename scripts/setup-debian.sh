@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 # systemd-container: systemd-nspawn for the end-to-end tests; dbus: private bus daemons; util-linux: unshare,
 # nsenter, script, setpriv and flock (the store lock); containerd + runc: real containers for the canary and
 # `containerd config dump` for the registration; libsystemd-dev, gcc, g++, make, python3: the journald addon and
-# the preflight's C helpers; attr: getfattr for fixtures; openssl: a test CA for the https tests; curl: the fetch
+# the preflight's C helpers; libc6-dev: the static C library the canary program links (gcc -static); attr: getfattr for fixtures; openssl: a test CA for the https tests; curl: the fetch
 # benchmark's baseline; ca-certificates: https to the npm registry.
 PACKAGES=(
   squashfs-tools systemd systemd-container dbus util-linux containerd runc
-  libsystemd-dev gcc g++ make python3 attr openssl curl ca-certificates
+  libsystemd-dev gcc g++ make libc6-dev python3 attr openssl curl ca-certificates
 )
 # Only when the machine has no npm at all: Debian's own Node.js runs npm; the project's Node 24 comes from npm.
 command -v npm >/dev/null || PACKAGES+=(nodejs npm)

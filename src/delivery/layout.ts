@@ -15,6 +15,8 @@ export const PATHS = {
   /** createRequire(bundle) resolves "systemd-journald/log.js" here, as it does in the checkout's node_modules. */
   journaldAddon: `${LIB_DIR}/node_modules/systemd-journald`,
   helpers: `${LIB_DIR}/helpers`,
+  /** The canary's OCI image layout tarball (scripts/build-canary.ts); src/canary/canary.ts finds it via the wrappers. */
+  canaryImage: `${LIB_DIR}/canary.oci.tar`,
   daemonWrapper: "usr/bin/kata-sysextd",
   ctlWrapper: "usr/bin/kata-sysextctl",
   units: "usr/lib/systemd/system",
