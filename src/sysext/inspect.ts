@@ -10,6 +10,7 @@ import { chase } from "../paths.ts";
 import { helperPath } from "../preflight/helpers.ts";
 import { readXattrs } from "../preflight/xattr.ts";
 import { releaseText } from "../release/os-release.ts";
+import { imageUnreadable, squashfsXattrNames } from "./squashfs-xattrs.ts";
 
 export interface ImageContents {
   format: "squashfs" | "erofs";
@@ -36,6 +37,8 @@ const RELEASE_DIR = "usr/lib/extension-release.d/";
 const ALLOWED_TOP = new Set(["usr", "opt"]);
 export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
 export const MAX_RELEASE_BYTES = 1024 * 1024;
+/** The xattr that grants a file's capabilities on exec, as setuid grants root (capabilities(7)). */
+const CAPABILITY = "security.capability";
 /** How many offending paths a reason names before it says "and N more". */
 const NAMED_PATHS = 10;
 
@@ -143,9 +146,7 @@ async function catFile(format: "squashfs" | "erofs", path: string, file: string,
  */
 function unreadableUnless(path: string, result: { stdout: string; stderr: string; exitCode: number }): string {
   if (result.exitCode === 0) return result.stdout;
-  throw new KataError("inspect-failed", `${path} cannot be read as an image: ${result.stderr.trim().split("\n")[0]}`, {
-    remedy: "the published image is corrupt or truncated at the source; it matched SHA256SUMS, so republish both",
-  });
+  throw imageUnreadable(path, result.stderr.trim().split("\n")[0] ?? "");
 }
 
 /**
@@ -228,6 +229,11 @@ export async function inspectImage(path: string, name: string, limitsIn: Inspect
   let from = entries.has(releaseFile) ? await chaseInImage(entries, releaseFile) : null;
   if (from !== null && entries.get(from)?.type !== "-") from = null;
   const refused = refusedContents(entries);
+  if (format === "squashfs" && (await squashfsXattrNames(path, limits.maxListingBytes)).has(CAPABILITY)) {
+    refused.push(
+      "ships files with file capabilities (security.capability); systemd-sysext 252 would merge them with their privilege",
+    );
+  }
   if (from === null && format === "squashfs") {
     const plain = otherReleaseFiles.filter((f) => !f.slice(RELEASE_DIR.length).includes("/"));
     const relaxed = await relaxedReleaseFiles(
@@ -258,7 +264,8 @@ export async function inspectImage(path: string, name: string, limitsIn: Inspect
  * whole merge, every other extension with it. Device nodes and setuid/setgid files: 252 merges the overlay
  * without nodev and nosuid (newer systemd mounts extensions nodev, and nosuid unless asked otherwise), so a 0666
  * device node or a setuid-root binary under /usr would be live for every local user; we refuse them on every
- * systemd, so the same image behaves the same on every node.
+ * systemd, so the same image behaves the same on every node. File capabilities (security.capability, checked in
+ * inspectImage from the xattr table) are the same privilege by another name, and nosuid is what disarms them too.
  */
 function refusedContents(entries: ReadonlyMap<string, Entry>): string[] {
   const refused: string[] = [];

@@ -14,6 +14,8 @@ export interface ImageSpec {
   releaseFileName?: string;
   /** Extra files: path inside the image -> contents (string), {content, mode, xattrs}, a symlink or a device. */
   files?: Record<string, FileSpec>;
+  /** mksquashfs -comp; default gzip, as the sysext-bakery builds. */
+  compressor?: "gzip" | "zstd" | "xz";
 }
 
 export type FileSpec =
@@ -97,9 +99,12 @@ export function buildImage(spec: ImageSpec, out: string): string {
   const tree = buildTree(spec);
   try {
     mkdirSync(dirname(out), { recursive: true });
-    execFileSync("mksquashfs", [tree, out, "-all-root", "-noappend", "-quiet", "-mkfs-time", "0", "-all-time", "0"], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const comp = ["-comp", spec.compressor ?? "gzip"];
+    execFileSync(
+      "mksquashfs",
+      [tree, out, ...comp, "-all-root", "-noappend", "-quiet", "-mkfs-time", "0", "-all-time", "0"],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
   } finally {
     rmSync(tree, { recursive: true, force: true });
   }

@@ -56,6 +56,8 @@ interface Case {
   whole?: true;
 }
 
+/** security.capability granting cap_sys_admin=ep, as setcap writes it (setfattr's 0s: base64). */
+const CAP_SYS_ADMIN = { "security.capability": "0sAQAAAgAAIAAAAAAAAAAAAAAAAAA=" };
 const STRICT_FALSE = { "user.extension-release.strict": "false" };
 const RELEASE_D = "usr/lib/extension-release.d";
 
@@ -290,6 +292,14 @@ const CASES: Case[] = [
     whole: true,
     expect: false,
     differs252: "252 merges a setgid binary with its privilege (no nosuid); we refuse the image",
+  },
+  {
+    title: "image ships a file with capabilities (security.capability)",
+    ext: any,
+    files: { "usr/bin/kata-differential-caps": { content: "#!/bin/sh\n", mode: 0o755, xattrs: CAP_SYS_ADMIN } },
+    whole: true,
+    expect: false,
+    differs252: "252 merges a file with its capabilities (no nosuid); we refuse the image",
   },
   // host variations
   {

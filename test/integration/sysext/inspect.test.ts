@@ -7,10 +7,22 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { extensionReleasePath } from "../../../src/release/os-release.ts";
 import { inspectImage, payloadProblems } from "../../../src/sysext/inspect.ts";
-import { buildImage } from "../../helpers/images.ts";
+import { buildImage, type FileSpec } from "../../helpers/images.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kata-inspect-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** security.capability granting cap_net_raw=ep, as setcap writes it (setfattr's 0s: base64). */
+const CAP_NET_RAW = { "security.capability": "0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=" };
+
+/** Files each with a user xattr long enough that together they fill several metadata blocks. */
+const manyXattrs = (n: number): Record<string, FileSpec> =>
+  Object.fromEntries(
+    Array.from({ length: n }, (_, i) => [
+      `usr/share/kata-many/f${i}`,
+      { content: `${i}\n`, mode: 0o644, xattrs: { [`user.k${i}`]: "x".repeat(60) } },
+    ]),
+  );
 
 /** An image whose release file holds exactly these bytes. */
 const imageWith = (file: string, bytes: Buffer): string =>
@@ -62,6 +74,47 @@ describe("inspectImage", () => {
     expect(problems[1]).toContain("/usr/bin/su-kata");
     expect(problems[1]).toContain("/opt/kata/bin/sg");
     expect(problems[1]).not.toContain("plain");
+  });
+
+  it.each(["gzip", "zstd"] as const)(
+    "refuses files with capabilities, read from a %s image's xattr table; other xattrs alone pass",
+    async (compressor) => {
+      const capped = buildImage(
+        {
+          version: "3.32.0",
+          compressor,
+          files: {
+            "usr/bin/capped": { content: "#!/bin/sh\n", mode: 0o755, xattrs: CAP_NET_RAW },
+            // More xattrs than one 8 KiB metadata block holds: the table is read across blocks.
+            ...manyXattrs(200),
+          },
+        },
+        join(dir, `caps-${compressor}.raw`),
+      );
+      const problems = payloadProblems(await inspectImage(capped, "kata-containers"), "kata-containers");
+      expect(problems).toEqual([
+        "ships files with file capabilities (security.capability); systemd-sysext 252 would merge them with their privilege",
+      ]);
+      const plain = buildImage(
+        { version: "3.32.0", compressor, files: manyXattrs(200) },
+        join(dir, `x-${compressor}.raw`),
+      );
+      expect(payloadProblems(await inspectImage(plain, "kata-containers"), "kata-containers")).toEqual([]);
+    },
+  );
+
+  it("refuses an image whose xattrs it cannot read (xz), saying how to republish it; without xattrs it passes", async () => {
+    // Enough xattrs that mksquashfs compresses their blocks (a tiny table is stored as is, and read).
+    const files = {
+      "usr/bin/capped": { content: "#!/bin/sh\n", mode: 0o755, xattrs: CAP_NET_RAW },
+      ...manyXattrs(200),
+    };
+    const xz = buildImage({ version: "3.32.0", compressor: "xz", files }, join(dir, "caps-xz.raw"));
+    const err = await inspectImage(xz, "kata-containers").catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "inspect-failed", message: expect.stringContaining("compressed with xz") });
+    expect((err as KataError).remedy).toContain("gzip or zstd");
+    const bare = buildImage({ version: "3.32.0", compressor: "xz" }, join(dir, "bare-xz.raw"));
+    expect(payloadProblems(await inspectImage(bare, "kata-containers"), "kata-containers")).toEqual([]);
   });
 
   it("refuses a listing or a release file too big to inspect as the image's fault (quarantined, not fetched again)", async () => {
