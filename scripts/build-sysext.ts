@@ -166,6 +166,9 @@ function stageFiles(root: string): void {
   copy(join(PROJECT, "units/kata-sysextd.catalog"), PATHS.catalog);
   copy(join(PROJECT, "config/config.toml"), PATHS.configDefaults);
   copy(join(PROJECT, "README.md"), PATHS.doc);
+  for (const doc of readdirSync(join(PROJECT, "docs")).sort()) {
+    if (doc.endsWith(".md")) copy(join(PROJECT, "docs", doc), `${PATHS.docs}/${doc}`);
+  }
   put(PATHS.extensionRelease, extensionReleaseText());
 }
 

@@ -23,6 +23,8 @@ export const PATHS = {
   catalog: "usr/lib/systemd/catalog/kata-sysextd.catalog",
   configDefaults: "usr/share/kata-sysextd/config.toml",
   doc: "usr/share/doc/kata-sysextd/README.md",
+  /** docs/*.md beside the README, so its links (docs/operations.md, …) resolve on the node too. */
+  docs: "usr/share/doc/kata-sysextd/docs",
   extensionRelease: `usr/lib/extension-release.d/extension-release.${SYSEXT_NAME}`,
 } as const;
 

@@ -110,6 +110,8 @@ describe("build:sysext", () => {
     }
     for (const helper of ["kvm-probe", "xattr-get"]) expect(paths).toContain(`/${PATHS.helpers}/${helper}`);
     expect(paths).toContain(`/${PATHS.journaldAddon}/build/Release/journal_send.node`);
+    // The README's links into docs/ resolve on the node: the operator's guide is there.
+    for (const doc of ["operations.md", "interface.md", "design.md"]) expect(paths).toContain(`/${PATHS.docs}/${doc}`);
   });
 
   it("reports the ABI check of every ELF in it against the oldest supported Flatcar's glibc", async () => {
