@@ -6,7 +6,8 @@ import { join } from "node:path";
 import type { Clock, Random } from "../clock.ts";
 import { asKataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { type ContainerdClient, isImageMissing } from "./ctr.ts";
+import type { CanaryStatus } from "../status.ts";
+import { type ContainerdClient, isImageMissing, type RunOutcome } from "./ctr.ts";
 import { CANARY_MARKER, layoutRef } from "./oci.ts";
 
 /**
@@ -36,18 +37,41 @@ export interface CanaryRequest {
   onProgress?: (phase: CanaryPhase) => void;
 }
 
-export interface CanaryResult {
-  handler: string;
-  runtime: string;
-  image: string | null;
-  at: string;
-  durationMs: number;
-  outcome: "passed" | "failed";
+/** A run's result: what /status keeps (CanaryStatus), with the step typed and what the canary printed. */
+export interface CanaryResult extends CanaryStatus {
   step: CanaryStep | null;
-  /** Why it failed, with containerd's own error text; null when it passed. */
-  reason: string | null;
   /** What the canary printed (its first line), for the journal. */
   output: string;
+}
+
+/** How a finished `ctr run` is judged: passed with its first line, or failed at a step with the reason. */
+export type Verdict = { passed: true; output: string } | { passed: false; step: CanaryStep; reason: string };
+
+/**
+ * Judges one run, pure. A line "ctr: …" on stderr with a non-zero exit is containerd refusing to start it (its
+ * words kept); a non-zero exit without one is the program's own status; exit 0 must print the marker first.
+ */
+export function judgeRun(outcome: RunOutcome, runtime: string, timeoutMs: number): Verdict {
+  if (outcome.kind === "timeout") {
+    return { passed: false, step: "timeout", reason: `no exit within ${timeoutMs / 1000} s (${outcome.detail})` };
+  }
+  const first = outcome.stdout.split("\n")[0] ?? "";
+  const ctrError = outcome.stderr
+    .split("\n")
+    .filter((line) => line.startsWith("ctr: "))
+    .join("; ");
+  if (outcome.exitCode !== 0 && ctrError !== "") {
+    return { passed: false, step: "start", reason: `runtime ${runtime} could not start the canary: ${ctrError}` };
+  }
+  if (outcome.exitCode !== 0) {
+    const printed = first ? ` after printing "${first.slice(0, 200)}"` : "";
+    return { passed: false, step: "exit", reason: `the canary exited ${outcome.exitCode}${printed}` };
+  }
+  if (!first.startsWith(CANARY_MARKER)) {
+    const reason = `the canary printed "${first.slice(0, 200)}" instead of "${CANARY_MARKER} …"`;
+    return { passed: false, step: "output", reason };
+  }
+  return { passed: true, output: first };
 }
 
 export interface CanaryDeps {
@@ -127,24 +151,9 @@ export function canary(deps: CanaryDeps): Canary {
       req.onProgress?.("start");
       outcome = await start();
     }
-    if (outcome.kind === "timeout") {
-      throw new StepFailed("timeout", `no exit within ${req.timeoutMs / 1000} s (${outcome.detail})`);
-    }
-    const first = outcome.stdout.split("\n")[0] ?? "";
-    const ctrError = outcome.stderr
-      .split("\n")
-      .filter((line) => line.startsWith("ctr: "))
-      .join("; ");
-    if (outcome.exitCode !== 0 && ctrError !== "") {
-      throw new StepFailed("start", `runtime ${req.runtime} could not start the canary: ${ctrError}`);
-    }
-    if (outcome.exitCode !== 0) {
-      throw new StepFailed("exit", `the canary exited ${outcome.exitCode}${first ? ` after printing "${first}"` : ""}`);
-    }
-    if (!first.startsWith(CANARY_MARKER)) {
-      throw new StepFailed("output", `the canary printed "${first.slice(0, 200)}" instead of "${CANARY_MARKER} …"`);
-    }
-    return first;
+    const verdict = judgeRun(outcome, req.runtime, req.timeoutMs);
+    if (!verdict.passed) throw new StepFailed(verdict.step, verdict.reason);
+    return verdict.output;
   };
 
   return {
