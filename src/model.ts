@@ -69,6 +69,8 @@ export interface CandidateFailure {
   lastAt: string;
   /** When a pass may try it again; null: never (the same bytes failed inspection). */
   retryAt: string | null;
+  /** fetch-too-large: the [fetch] max_bytes it was over; under a larger cap it is tried again at once. */
+  maxBytes?: number;
 }
 
 /** A published candidate a pass leaves out, and why; shown on /status and by `kata-sysextctl versions`. */

@@ -6,7 +6,8 @@
 // server has no such file) or inspection (it cannot merge here) is remembered by the digest SHA256SUMS published
 // it with, and the pass falls back to the next newest in policy. A republished file (another digest) is tried at
 // once; the same one again only after a backoff, or, after an inspection failure, never: those very bytes fail
-// the same way every time (the quarantine keeps them aside).
+// the same way every time (the quarantine keeps them aside). One over [fetch] max_bytes is tried at once when the
+// operator raised the cap: the failure was the setting's as much as the image's.
 import type { ErrorCode } from "../errors.ts";
 import type { CandidateFailure, SkippedCandidate } from "../model.ts";
 
@@ -27,6 +28,8 @@ export interface CandidateInput<E extends PublishedCandidate> {
   held: ReadonlySet<string>;
   /** Files stored already and made for another release of this OS: not fetched again, not linked here. */
   elsewhere: ReadonlySet<string>;
+  /** [fetch] max_bytes now: a candidate that was over a smaller cap is tried again at once. */
+  maxBytes: number;
   now: Date;
 }
 
@@ -57,7 +60,8 @@ export function chooseCandidates<E extends PublishedCandidate>(input: CandidateI
       skipped.push({ file: entry.file, version: entry.version, reason, retryAt: null });
       continue;
     }
-    if (failure !== undefined && (failure.retryAt === null || Date.parse(failure.retryAt) > now)) {
+    const capRaised = failure?.maxBytes !== undefined && failure.maxBytes < input.maxBytes;
+    if (failure !== undefined && !capRaised && (failure.retryAt === null || Date.parse(failure.retryAt) > now)) {
       skipped.push({ file: entry.file, version: entry.version, reason: failure.reason, retryAt: failure.retryAt });
       continue;
     }
@@ -88,7 +92,7 @@ export function blamesCandidate(error: { code: ErrorCode; status?: number | null
 /** The failures after `failed` failed (again) at `now`, with its next retry time. */
 export function rememberFailure(
   failures: CandidateFailure[],
-  failed: { file: string; version: string; sha256: string; code: ErrorCode; reason: string },
+  failed: { file: string; version: string; sha256: string; code: ErrorCode; reason: string; maxBytes?: number },
   now: Date,
 ): CandidateFailure[] {
   const key = candidateKey(failed.file, failed.sha256);

@@ -71,6 +71,7 @@ export async function decideRemote(
         quarantined: new Set(parsed.entries.filter((_, i) => bad[i]).map((e) => candidateKey(e.file, e.sha256))),
         held,
         elsewhere: new Set(stored.filter((i) => !i.compatible).map((i) => i.file)),
+        maxBytes: config.fetch.maxBytes,
         now: ctx.now,
       });
       return {
@@ -117,11 +118,17 @@ export async function decideRemote(
       .find((p) => p.why !== null);
     const skipped = published.flatMap((p) => p.choice.skipped.map((c) => `${c.file}: ${c.reason}`));
     const failedBefore = skipped.length === 0 ? "" : `; skipped after failing before: ${skipped.join("; ")}`;
+    // Skipped for being over [fetch] max_bytes: the setting may be what is wrong (raising it retries them at once).
+    const overCap = published.some((p) =>
+      p.choice.failures.some((f) => f.code === "fetch-too-large" && p.choice.skipped.some((c) => c.file === f.file)),
+    );
     throw new Unresolvable(
       `no acceptable Kata version: ${resolution.reasons.join("; ")}${failedBefore}`,
-      unreadable === undefined
-        ? "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)"
-        : `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`,
+      unreadable !== undefined
+        ? `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`
+        : overCap
+          ? "raise [fetch] max_bytes if the releases really are that large: those over it are tried again at once"
+          : "check [policy] versions and constraints against what the source publishes (`kata-sysextctl versions`)",
       candidateRecords(published),
     );
   }

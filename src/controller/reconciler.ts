@@ -410,6 +410,7 @@ export class Reconciler {
         sha256: remote.sha256,
         code: error.code,
         reason: error.message,
+        ...(error.code === "fetch-too-large" ? { maxBytes: this.deps.config.fetch.maxBytes } : {}),
       };
       const now = this.deps.clock.now();
       const state = await updateState(this.deps.paths.stateFile, (s) => ({

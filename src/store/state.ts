@@ -218,6 +218,7 @@ const candidateFailure: Check<CandidateFailure> = (v, at) => {
     attempts: count(v.attempts, `${at}.attempts`),
     firstAt: instant(v.firstAt, `${at}.firstAt`),
     lastAt: instant(v.lastAt, `${at}.lastAt`),
+    ...(v.maxBytes === undefined ? {} : { maxBytes: count(v.maxBytes, `${at}.maxBytes`) }),
   };
 };
 

@@ -137,6 +137,29 @@ describe("newest good candidate", () => {
     }
   });
 
+  it("skips releases over [fetch] max_bytes, and tries them at once when the operator raises the cap", async () => {
+    const root = sandbox();
+    const capped = (max: number) =>
+      writeConfig(
+        root,
+        `[source]\nurl = "${server.url}"\n[fetch]\nmax_bytes = ${max}\n[containerd]\nenabled = false\n`,
+      );
+    capped(100);
+    const small = await daemonOnce(root);
+    expect(small.code).toBe(1);
+    expect(small.stderr).toMatch(/skipping kata-containers-3\.32\.0-x86-64\.raw: .*exceeds the cap of 100/);
+    expect(small.stderr).toContain("REMEDY=raise [fetch] max_bytes if the releases really are that large");
+    expect(state(root).failedCandidates["kata-containers"]).toContainEqual(
+      expect.objectContaining({ version: "3.32.0", code: "fetch-too-large", maxBytes: 100 }),
+    );
+
+    // The retry is an hour away, but the cap that refused them is gone: this pass fetches them again.
+    capped(1 << 30);
+    const raised = await daemonOnce(root);
+    expect(raised.code, raised.stderr).toBe(0);
+    expect(readlinkSync(join(root, LINK))).toBe(`../../var/lib/kata-sysextd/images/${file("3.32.0")}`);
+  });
+
   it("fails with the skipped releases named when no good candidate is left", async () => {
     const dir = join(work, "all-bad");
     await publishBakery(dir, [{ version: "3.33.0" }]);

@@ -39,6 +39,7 @@ const base: CandidateInput<PublishedCandidate> = {
   quarantined: new Set(),
   held: new Set(),
   elsewhere: new Set(),
+  maxBytes: 4096,
   now: NOW,
 };
 
@@ -84,6 +85,21 @@ describe("chooseCandidates", () => {
       "held and stored-for-another-release images are left out without counting as failures",
       { held: new Set([file("3.40.0")]), elsewhere: new Set([file("3.33.0")]) },
       { tryable: ["3.30.0", "3.32.0"], skipped: [] },
+    ],
+    [
+      "over a cap the operator has since raised: tried at once",
+      { failures: [failed("3.40.0", { code: "fetch-too-large", maxBytes: 1024 })] },
+      { tryable: ["3.30.0", "3.32.0", "3.33.0", "3.40.0"], skipped: [] },
+    ],
+    [
+      "over the cap still in force (or a lowered one): skipped until its retry is due",
+      {
+        failures: [
+          failed("3.40.0", { code: "fetch-too-large", maxBytes: 4096 }),
+          failed("3.33.0", { code: "fetch-too-large", maxBytes: 8192 }),
+        ],
+      },
+      { tryable: ["3.30.0", "3.32.0"], skipped: ["3.33.0", "3.40.0"] },
     ],
     [
       "digest case does not matter",
