@@ -7,7 +7,33 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
-export const systemClock: Clock = {
+/** Stops a timer; stopping one that already fired or stopped does nothing. */
+export type Cancel = () => void;
+
+/**
+ * Timers of a long-running process, from the same clock: they never keep the process alive on their own (a stop
+ * must not wait for the next tick), and a delay beyond what the platform can hold fires at that limit instead of
+ * at once.
+ */
+export interface Timers {
+  every(ms: number, tick: () => void): Cancel;
+  after(ms: number, fire: () => void): Cancel;
+}
+
+/** setTimeout's limit (2^31 - 1 ms); a longer delay would fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+export const systemClock: Clock & Timers = {
+  every: (ms, tick) => {
+    const timer = setInterval(tick, Math.min(ms, MAX_TIMER_MS));
+    timer.unref();
+    return () => clearInterval(timer);
+  },
+  after: (ms, fire) => {
+    const timer = setTimeout(fire, Math.min(ms, MAX_TIMER_MS));
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
   now: () => new Date(),
   monotonicMs: () => performance.now(),
   sleep: (ms, signal) =>

@@ -38,6 +38,63 @@ export type ErrorCode =
   | "not-implemented"
   | "internal";
 
+/**
+ * What an error says about trying again: `retryable` may succeed later without anyone acting (the network, a busy
+ * bus, a full disk being cleaned); `configuration` needs the operator to change the configuration or the host;
+ * `terminal` will fail the same way until the input itself changes (the published bytes, the image).
+ */
+export type ErrorCategory = "retryable" | "terminal" | "configuration";
+
+/** The part of a pass an error failed, where metrics count it apart. */
+export type ErrorPhase = "download" | "verification";
+
+/** Every code's category and phase, in one table instead of rules on the code's spelling. */
+const ERROR_KINDS: Record<ErrorCode, { category: ErrorCategory; phase?: ErrorPhase }> = {
+  usage: { category: "configuration" },
+  "config-invalid": { category: "configuration" },
+  "config-unreadable": { category: "configuration" },
+  "release-unreadable": { category: "configuration" },
+  "release-invalid": { category: "configuration" },
+  incompatible: { category: "terminal" },
+  "no-compatible-version": { category: "configuration" },
+  "manifest-invalid": { category: "terminal" },
+  "name-invalid": { category: "terminal" },
+  "fetch-failed": { category: "retryable", phase: "download" },
+  "fetch-timeout": { category: "retryable", phase: "download" },
+  "fetch-too-large": { category: "terminal", phase: "download" },
+  "fetch-http-status": { category: "retryable", phase: "download" },
+  "digest-mismatch": { category: "terminal", phase: "verification" },
+  "signature-invalid": { category: "terminal", phase: "verification" },
+  "inspect-failed": { category: "terminal", phase: "verification" },
+  "store-failed": { category: "retryable" },
+  "disk-full": { category: "retryable", phase: "download" },
+  "activation-failed": { category: "terminal" },
+  "rollback-refused": { category: "terminal" },
+  "merge-not-confirmed": { category: "terminal" },
+  deferred: { category: "retryable" },
+  "dbus-failed": { category: "retryable" },
+  "dbus-timeout": { category: "retryable" },
+  "unit-job-failed": { category: "retryable" },
+  "containerd-failed": { category: "terminal" },
+  "unit-not-active": { category: "retryable" },
+  "preflight-failed": { category: "terminal" },
+  "api-failed": { category: "configuration" },
+  "subprocess-failed": { category: "terminal" },
+  "subprocess-timeout": { category: "retryable" },
+  "canary-failed": { category: "terminal" },
+  "not-implemented": { category: "terminal" },
+  internal: { category: "terminal" },
+};
+
+export function errorCategory(code: ErrorCode): ErrorCategory {
+  return ERROR_KINDS[code].category;
+}
+
+/** The phase of a pass a code fails, or null for the rest. */
+export function errorPhase(code: ErrorCode): ErrorPhase | null {
+  return ERROR_KINDS[code].phase ?? null;
+}
+
 export class KataError extends Error {
   readonly code: ErrorCode;
   /** What the operator should do about it; shown next to the message in /status and the CLI. */
@@ -49,6 +106,11 @@ export class KataError extends Error {
     this.name = "KataError";
     this.code = code;
     this.remedy = options.remedy === undefined ? undefined : redactCredentials(options.remedy);
+  }
+
+  /** Whether trying again can help (errorCategory), carried by the error rather than read off its message. */
+  get category(): ErrorCategory {
+    return errorCategory(this.code);
   }
 }
 

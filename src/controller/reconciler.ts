@@ -50,7 +50,7 @@ import {
   rollbackTargets,
   switchRecord,
 } from "./decisions.ts";
-import { type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
+import { countKataSandboxes, type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction } from "./plan.ts";
 import { decideReboot } from "./reboot.ts";
 import { takeOver } from "./takeover.ts";
@@ -89,6 +89,8 @@ export interface PassOutcome {
   reboot?: RebootRequest | null;
   /** Run a pass again after this long: a wait for sandboxes runs out then (policy.max_wait_seconds). */
   requeueAfterMs?: number | null;
+  /** Run a pass again once this is over: the Kata sandboxes that deferred the activation have ended. */
+  waitFor?: "sandboxes" | null;
 }
 
 /** Bounds one pass: download, switch, prune and a spare; a plan that wants more is a bug, not a reason to spin. */
@@ -122,6 +124,11 @@ export class Reconciler {
 
   private emit(event: ReconcileEvent): void {
     this.deps.onProgress?.(event);
+  }
+
+  /** Running Kata sandboxes, without observing the rest (the daemon looks every few seconds while it waits). */
+  sandboxesRunning(): Promise<number> {
+    return countKataSandboxes();
   }
 
   async observe(): Promise<Observed> {
@@ -809,7 +816,9 @@ export class Reconciler {
       verdict.request ? verdict.reason : null,
       "the policy no longer asks for one (policy.activation, policy.max_wait_seconds)",
     );
-    return { reboot, requeueAfterMs: verdict.request ? null : verdict.recheckAfterMs };
+    // "wait": the next pass should come as soon as the last sandbox ends, not at the next timer tick.
+    const waitFor = config.policy.activation === "wait" ? ("sandboxes" as const) : null;
+    return { reboot, requeueAfterMs: verdict.request ? null : verdict.recheckAfterMs, waitFor };
   }
 
   /**

@@ -6,14 +6,14 @@ import type { RemoteVersion } from "../api/schemas.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { CanaryPhase } from "../canary/canary.ts";
 import { canaryHandler } from "../canary/probe.ts";
-import type { Clock } from "../clock.ts";
+import type { Cancel, Clock, Timers } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { parsePublishedMetadata } from "../controller/decide.ts";
-import { countKataSandboxes, type Observed } from "../controller/observe.ts";
+import type { Observed } from "../controller/observe.ts";
 import type { PassOutcome, Reconciler } from "../controller/reconciler.ts";
 import { skippedReleases, statusAfterPass, withCanary } from "../controller/snapshot.ts";
-import { asKataError, KataError } from "../errors.ts";
+import { asKataError, errorPhase, KataError } from "../errors.ts";
 import { sourceDirectory } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
@@ -32,8 +32,6 @@ import { stageNextBoot } from "./next-boot.ts";
 const HELD_REASON = "held: rolled back from; `kata-sysextctl refresh --release-holds` lifts the hold";
 
 const SANDBOX_POLL_MS = 5_000;
-/** setTimeout's limit (2^31 - 1 ms); a longer delay would fire at once. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** What a configuration reload replaces. */
 export interface Configured {
@@ -49,7 +47,7 @@ export interface DaemonDeps extends Configured {
   arch: string;
   stateFile: string;
   metrics: Metrics;
-  clock: Clock;
+  clock: Clock & Timers;
   log: Logger;
   initial: StatusDocument;
   preflight?: () => Promise<PreflightSummary>;
@@ -67,13 +65,13 @@ export class Daemon implements ApiActions {
   private preflightThisPass = false;
   private doc: StatusDocument;
   private queue: Promise<unknown> = Promise.resolve();
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Cancel | null = null;
   /** A timer tick's pass is queued and has not started yet. */
   private timerPassQueued = false;
   /** While a pass waits for Kata sandboxes to end (policy.activation = "wait"): the look for them. */
-  private sandboxWatch: NodeJS.Timeout | null = null;
+  private sandboxWatch: Cancel | null = null;
   /** The pass that runs when the wait for sandboxes runs out (policy.max_wait_seconds), if one is due. */
-  private recheck: NodeJS.Timeout | null = null;
+  private recheck: Cancel | null = null;
 
   constructor(deps: DaemonDeps) {
     this.deps = deps;
@@ -136,14 +134,10 @@ export class Daemon implements ApiActions {
     );
     this.deps.metrics.reconciled(outcome.result, (this.deps.clock.monotonicMs() - startedMs) / 1000);
     this.recheckAfter(outcome.requeueAfterMs ?? null);
-    if (outcome.error !== null) {
-      const code = outcome.error.code;
-      if (code === "digest-mismatch" || code === "signature-invalid" || code === "inspect-failed") {
-        this.deps.metrics.verificationFailed(code);
-      } else if (code.startsWith("fetch") || code === "disk-full") {
-        this.deps.metrics.downloadFailed(code);
-      }
-    }
+    const code = outcome.error?.code ?? null;
+    const phase = code === null ? null : errorPhase(code);
+    if (code !== null && phase === "verification") this.deps.metrics.verificationFailed(code);
+    else if (code !== null && phase === "download") this.deps.metrics.downloadFailed(code);
     const active = this.doc.extension.active;
     return {
       ok: outcome.result !== "failed",
@@ -204,7 +198,7 @@ export class Daemon implements ApiActions {
         this.deps.log.notice("holds of earlier rollbacks lifted on request");
       }
       const outcome = await this.deps.reconciler.reconcile();
-      if (outcome.result === "deferred" && this.deps.config.policy.activation === "wait") this.awaitSandboxesEnd();
+      if (outcome.waitFor === "sandboxes") this.awaitSandboxesEnd();
       const result = await this.finishPass(outcome, started);
       await this.proveActive();
       return result;
@@ -243,7 +237,7 @@ export class Daemon implements ApiActions {
       const handler = next.config.health.canary ? canaryHandler(next.config.health.canaryRuntime) : null;
       if (handler !== this.doc.canary.handler) this.update({ ...this.doc, canary: { ...this.doc.canary, handler } });
       if (intervalChanged && this.timer !== null) {
-        clearInterval(this.timer);
+        this.timer();
         this.startTimer();
       }
       this.deps.log.notice("configuration reloaded");
@@ -471,14 +465,13 @@ export class Daemon implements ApiActions {
 
   startTimer(): void {
     const everyMs = this.deps.config.daemon.intervalSeconds * 1000;
-    this.timer = setInterval(() => {
+    this.timer = this.deps.clock.every(everyMs, () => {
       // One timer pass waiting is enough: behind a pass slower than the interval, ticks would otherwise pile
       // up without bound, and a stop or a refresh would wait for all of them.
       if (this.timerPassQueued) return;
       this.timerPassQueued = true;
       this.background(this.serial(async () => (this.timerPassQueued = false)).then(() => this.refresh()));
-    }, everyMs);
-    this.timer.unref();
+    });
   }
 
   /**
@@ -487,14 +480,13 @@ export class Daemon implements ApiActions {
    */
   private awaitSandboxesEnd(): void {
     if (this.sandboxWatch !== null) return;
-    const watch = setInterval(async () => {
-      if ((await countKataSandboxes()) > 0 || this.sandboxWatch !== watch) return;
-      clearInterval(watch);
+    const watch = this.deps.clock.every(SANDBOX_POLL_MS, async () => {
+      if ((await this.deps.reconciler.sandboxesRunning()) > 0 || this.sandboxWatch !== watch) return;
+      watch();
       this.sandboxWatch = null;
       this.deps.log.info("no Kata sandbox runs any more: activating what was waiting");
       void this.refresh();
-    }, SANDBOX_POLL_MS);
-    watch.unref();
+    });
     this.sandboxWatch = watch;
   }
 
@@ -503,25 +495,21 @@ export class Daemon implements ApiActions {
    * replaces it. A wait longer than a timer can hold (24.8 days) is decided again when the timer fires.
    */
   private recheckAfter(ms: number | null): void {
-    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck?.();
     this.recheck = null;
     if (ms === null) return;
-    this.recheck = setTimeout(
-      () => {
-        this.recheck = null;
-        void this.refresh();
-      },
-      Math.min(ms, MAX_TIMER_MS),
-    );
-    this.recheck.unref();
+    this.recheck = this.deps.clock.after(ms, () => {
+      this.recheck = null;
+      void this.refresh();
+    });
   }
 
   /** Waits for the pass in flight, so a stop never interrupts a switch halfway through its stages. */
   async stop(): Promise<void> {
-    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck?.();
     this.recheck = null;
-    if (this.timer !== null) clearInterval(this.timer);
-    if (this.sandboxWatch !== null) clearInterval(this.sandboxWatch);
+    this.timer?.();
+    this.sandboxWatch?.();
     this.sandboxWatch = null;
     await this.queue;
     // Nobody keeps Kata's readiness true while kata-sysextd is away: a switch could happen without it.

@@ -97,6 +97,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   let lastState: StatusDocument["state"] | null = null;
   const running = new Daemon({
     ...first,
+    clock: systemClock,
     stateFile: paths.stateFile,
     metrics,
     initial,
