@@ -62,6 +62,9 @@ export function inMountNamespace(root: string, command: string[], opts: { sandbo
     "env",
     `R=${root}`,
     `SANDBOX=${opts.sandboxShim ?? ""}`,
+    // The command runs as PID 1 of its namespace, where systemd's tools log to the journal or kmsg instead of
+    // stderr: a refused merge would say nothing to the test.
+    "SYSTEMD_LOG_TARGET=console",
     "sh",
     "-c",
     NAMESPACE_SETUP,
