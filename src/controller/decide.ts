@@ -60,6 +60,7 @@ export async function decideRemote(
       // Stored images judged against the host this decision is for (the booted one, or an update's next
       // release): one made for another release is no candidate here, and is not fetched again either.
       const stored = judge(view?.images ?? [], host, member.name, arch);
+      const elsewhere = stored.filter((i) => !i.compatible);
       // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
       const held = new Set(observed.state.held[member.name] ?? []);
       const choice = chooseCandidates({
@@ -70,7 +71,7 @@ export async function decideRemote(
         failures: observed.state.failedCandidates[member.name] ?? [],
         quarantined: new Set(parsed.entries.filter((_, i) => bad[i]).map((e) => candidateKey(e.file, e.sha256))),
         held,
-        elsewhere: new Set(stored.filter((i) => !i.compatible).map((i) => i.file)),
+        elsewhere: new Set(elsewhere.map((i) => i.file)),
         maxBytes: config.fetch.maxBytes,
         now: ctx.now,
       });
@@ -81,6 +82,10 @@ export async function decideRemote(
         offersAny: parsed.entries.some((e) => typeof splitImageFileName(e.file, member.name, arch) !== "string"),
         entries: choice.tryable.map(({ version: _, ...entry }) => entry),
         installed: stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version),
+        // Published, and stored already as made for another release: named when nothing is left to choose.
+        elsewhere: elsewhere
+          .filter((i) => parsed.entries.some((e) => e.file === i.file))
+          .map((i) => `${i.file} (${i.reasons.join("; ")})`),
         choice,
       };
     }),
@@ -118,12 +123,17 @@ export async function decideRemote(
       .find((p) => p.why !== null);
     const skipped = published.flatMap((p) => p.choice.skipped.map((c) => `${c.file}: ${c.reason}`));
     const failedBefore = skipped.length === 0 ? "" : `; skipped after failing before: ${skipped.join("; ")}`;
+    const forOthers = published.flatMap((p) => p.elsewhere);
+    const madeElsewhere =
+      forOthers.length === 0
+        ? ""
+        : `; made for another release of the OS (stored, not linked here): ${forOthers.join("; ")}`;
     // Skipped for being over [fetch] max_bytes: the setting may be what is wrong (raising it retries them at once).
     const overCap = published.some((p) =>
       p.choice.failures.some((f) => f.code === "fetch-too-large" && p.choice.skipped.some((c) => c.file === f.file)),
     );
     throw new Unresolvable(
-      `no acceptable Kata version: ${resolution.reasons.join("; ")}${failedBefore}`,
+      `no acceptable Kata version: ${resolution.reasons.join("; ")}${failedBefore}${madeElsewhere}`,
       unreadable !== undefined
         ? `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`
         : overCap

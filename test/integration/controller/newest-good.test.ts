@@ -160,6 +160,27 @@ describe("newest good candidate", () => {
     expect(readlinkSync(join(root, LINK))).toBe(`../../var/lib/kata-sysextd/images/${file("3.32.0")}`);
   });
 
+  it("names the releases it stored for another release of the OS when they are all there is", async () => {
+    const dir = join(work, "other-os");
+    await publishBakery(dir, [
+      { version: "3.50.0", release: "ID=flatcar\nVERSION_ID=9999.0.0\nARCHITECTURE=x86-64\n" },
+    ]);
+    const other = await startStaticServer(dir);
+    try {
+      const root = sandbox();
+      writeConfig(root, `[source]\nurl = "${other.url}"\n[containerd]\nenabled = false\n`);
+      for (const pass of [await daemonOnce(root), await daemonOnce(root)]) {
+        expect(pass.code).toBe(1);
+        expect(pass.stderr).toMatch(
+          /made for another release of the OS \(stored, not linked here\): kata-containers-3\.50\.0-x86-64\.raw \(VERSION_ID: extension has "9999\.0\.0"/,
+        );
+      }
+      expect(other.requests().filter((r) => r.includes(file("3.50.0")))).toHaveLength(1);
+    } finally {
+      await other.close();
+    }
+  });
+
   it("fails with the skipped releases named when no good candidate is left", async () => {
     const dir = join(work, "all-bad");
     await publishBakery(dir, [{ version: "3.33.0" }]);
