@@ -21,10 +21,10 @@ import { scratch } from "../fixtures/preflight/toolchain.ts";
 import { kataImage } from "../helpers/containerd.ts";
 import { flatcarUsr, unmountUsr } from "../helpers/e2e-daemon.ts";
 import { writeOsRelease } from "../helpers/images.ts";
+import { skipWithout } from "../helpers/needs.ts";
 import { bootContainer, type Container, nspawnUnavailableReason } from "../helpers/nspawn.ts";
 
-const skipReason = nspawnUnavailableReason();
-if (skipReason) console.log(`skipping containerd unit test: ${skipReason}`);
+const skip = skipWithout(nspawnUnavailableReason(), "the containerd unit test");
 
 const D = "opt/kata/share/defaults/kata-containers";
 const OURS = "/etc/kata-sysextd/containerd.toml";
@@ -67,7 +67,7 @@ const image = kataImage([`${D}/configuration-clh.toml`, `${D}/configuration-qemu
 /** Registered: Cloud Hypervisor has /dev/kvm. Not: QEMU needs /dev/vhost-vsock, which the container lacks. */
 const HANDLERS = ["kata", "kata-clh"];
 
-describe.skipIf(skipReason !== null)("containerd registration under real systemd and containerd 1.6", () => {
+describe.skipIf(skip)("containerd registration under real systemd and containerd 1.6", () => {
   let work = "";
   let usr = "";
   let c: Container;

@@ -9,15 +9,19 @@ import { confirmLoaded } from "../../../src/containerd/confirm.ts";
 import { renderContainerdConfig } from "../../../src/containerd/registration.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import type { ServiceInfo } from "../../../src/systemd/manager.ts";
+import { skipWithout } from "../../helpers/needs.ts";
 
-const hasContainerd = (() => {
-  try {
-    execFileSync("containerd", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const noContainerd = skipWithout(
+  (() => {
+    try {
+      execFileSync("containerd", ["--version"], { stdio: "ignore" });
+      return null;
+    } catch {
+      return "containerd is not installed (Debian package containerd)";
+    }
+  })(),
+  "the containerd confirmLoaded test",
+);
 
 const OURS = "/etc/kata-sysextd/containerd.toml";
 const DROP_IN = "/etc/systemd/system/containerd.service.d/50-kata-sysextd.conf";
@@ -50,7 +54,7 @@ const info = (dropInPaths: string[] = [DROP_IN]): ServiceInfo => ({
   mainPid: 77,
 });
 
-describe.skipIf(!hasContainerd)("confirmLoaded (real containerd 1.6 config dump)", () => {
+describe.skipIf(noContainerd)("confirmLoaded (real containerd 1.6 config dump)", () => {
   it("passes when the process reads our version 2 file and containerd's dump has the handler", async () => {
     const root = host(["/usr/bin/containerd", "--config", OURS], "flatcar-v2.toml");
     await expect(confirmLoaded(info(), OURS, DROP_IN, ["kata"], hostPaths(root).host)).resolves.toBeUndefined();
