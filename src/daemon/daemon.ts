@@ -10,7 +10,7 @@ import type { Cancel, Clock, Timers } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { parsePublishedMetadata } from "../controller/decide.ts";
-import type { Observed } from "../controller/observe.ts";
+import type { JudgedImage, Observed } from "../controller/observe.ts";
 import type { PassOutcome, Reconciler } from "../controller/reconciler.ts";
 import { skippedReleases, statusAfterPass, withCanary } from "../controller/snapshot.ts";
 import { asKataError, errorPhase, KataError } from "../errors.ts";
@@ -413,7 +413,8 @@ export class Daemon implements ApiActions {
       // Withdrawals and constraints from the publisher count here as they do in a pass.
       const metadata = parsePublishedMetadata(published.metadata, this.deps.log);
       result.remote = manifest.entries.flatMap((entry) => {
-        const decision = this.judgeRemote(observed.host, entry, metadata, held.includes(entry.file));
+        const stored = observed.images.find((i) => i.file === entry.file);
+        const decision = this.judgeRemote(observed.host, entry, metadata, held.includes(entry.file), stored);
         return decision === null ? [] : [decision];
       });
     } catch (err) {
@@ -429,6 +430,7 @@ export class Daemon implements ApiActions {
     entry: { file: string; sha256: string; line: number },
     metadata: ReleaseMetadata | undefined,
     held: boolean,
+    stored: JudgedImage | undefined,
   ): RemoteVersion | null {
     const { config, arch } = this.deps;
     const image = splitImageFileName(entry.file, config.source.name, arch);
@@ -446,6 +448,11 @@ export class Daemon implements ApiActions {
     // A pass skips what a rollback holds, however compatible: say so rather than promise it.
     if (held) {
       return { version: image.version, compatible: false, reason: HELD_REASON, held };
+    }
+    // Fetched already and made for another release of the OS: a pass never links it here.
+    if (stored !== undefined && !stored.compatible) {
+      const reason = `made for another release of the OS (stored, not linked here): ${stored.reasons.join("; ")}`;
+      return { version: image.version, compatible: false, reason, held };
     }
     return { version: image.version, compatible: true, reason: null, held };
   }

@@ -150,6 +150,31 @@ describe("the daemon's API, for real", () => {
     expect(status.lastReconcile.result).toBe("ok");
   });
 
+  it("lists a release it stored for another release of the OS as not compatible, saying why", async () => {
+    const other = buildImage(
+      { version: "3.40.0", extensionRelease: "ID=flatcar\nVERSION_ID=9999.0.0\nARCHITECTURE=x86-64\n" },
+      join(pub, "other.raw"),
+    );
+    await publishRelease(pub, {
+      images: [
+        { version: "3.32.0", content: join(pub, "b.raw") },
+        { version: "3.40.0", content: other },
+      ],
+    });
+    writeFileSync(join(pub, "kata-containers/metadata.json"), JSON.stringify({ schemaVersion: 1 }));
+    expect((await runArgv([NODE, CTL, "refresh", "--root", root])).code).toBe(0);
+    const versions = await runArgv([NODE, CTL, "versions", "--root", root, "--json"]);
+    expect(JSON.parse(versions.stdout).remote).toEqual([
+      { version: "3.32.0", compatible: true, reason: null, held: false },
+      {
+        version: "3.40.0",
+        compatible: false,
+        reason: expect.stringMatching(/^made for another release of the OS \(stored, not linked here\): VERSION_ID/),
+        held: false,
+      },
+    ]);
+  });
+
   it("stops cleanly on SIGTERM", async () => {
     expect(await daemon.stop()).toBe(0);
     expect(daemon.stderr()).toContain("SIGTERM: stopping");
