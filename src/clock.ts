@@ -57,3 +57,18 @@ export const systemClock: Clock & Timers = {
 /** Randomness is injected too, so backoff jitter is reproducible in tests. */
 export type Random = () => number;
 export const systemRandom: Random = Math.random;
+
+export interface BackoffOptions {
+  /** The first retry's step. */
+  initialMs: number;
+  maxMs: number;
+}
+
+/**
+ * Delay before retry number `retry` (0 for the first): the step doubles each time up to `maxMs`, and the delay is
+ * half fixed, half random within it, so clients that failed together do not retry in lockstep.
+ */
+export function backoffDelay(retry: number, random: Random, options: BackoffOptions): number {
+  const step = Math.min(options.maxMs, options.initialMs * 2 ** Math.max(0, retry));
+  return Math.round(step / 2 + random() * (step / 2));
+}

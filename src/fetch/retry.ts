@@ -1,5 +1,5 @@
 // Retries for network work: exponential backoff with jitter, or the server's Retry-After when it sent one.
-import type { Clock, Random } from "../clock.ts";
+import { type BackoffOptions, backoffDelay, type Clock, type Random } from "../clock.ts";
 import type { Logger } from "../log/logger.ts";
 import { FetchError } from "./http.ts";
 
@@ -14,22 +14,19 @@ export interface RetryPolicy {
   maxDelayMs?: number;
 }
 
-const BASE_DELAY_MS = 1_000;
-const MAX_DELAY_MS = 60_000;
+/** Network retries: 1 s, doubling, at most a minute. */
+export const FETCH_BACKOFF: BackoffOptions = { initialMs: 1_000, maxMs: 60_000 };
 /** A server asking for more than this is not waited for within one pass; the next pass tries again. */
 const MAX_RETRY_AFTER_MS = 10 * 60_000;
-
-/** Delay before retry number `attempt` (0-based): half fixed, half random, doubling each time, capped. */
-export function backoffDelay(attempt: number, random: Random, baseMs = BASE_DELAY_MS, maxMs = MAX_DELAY_MS): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** attempt);
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
-}
 
 /** How long to wait after `err` before trying again, or null when it is not worth retrying. */
 export function retryDelay(err: unknown, attempt: number, policy: RetryPolicy): number | null {
   if (!(err instanceof FetchError) || !err.retryable) return null;
   if (err.retryAfterMs !== null) return err.retryAfterMs <= MAX_RETRY_AFTER_MS ? err.retryAfterMs : null;
-  return backoffDelay(attempt, policy.random, policy.baseDelayMs, policy.maxDelayMs);
+  return backoffDelay(attempt, policy.random, {
+    initialMs: policy.baseDelayMs ?? FETCH_BACKOFF.initialMs,
+    maxMs: policy.maxDelayMs ?? FETCH_BACKOFF.maxMs,
+  });
 }
 
 /** Runs `attempt` until it succeeds, fails for good, or retries run out; the last error is thrown. */

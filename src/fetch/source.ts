@@ -35,7 +35,7 @@ export interface ManifestOptions extends SourceOptions {
   keyring: string;
 }
 
-export interface Manifest {
+export interface SignedManifest {
   /** SHA256SUMS as published, authenticated to the level in `trust`. */
   text: string;
   trust: Trust;
@@ -72,7 +72,7 @@ export function manifestUrl(dir: string): string {
 }
 
 /** Fetches SHA256SUMS and, when asked to, checks its detached signature; any doubt means no manifest. */
-export async function fetchManifest(opts: ManifestOptions): Promise<Manifest> {
+export async function fetchManifest(opts: ManifestOptions): Promise<SignedManifest> {
   const url = manifestUrl(opts.dir);
   const bytes = await getWithRetries(url, opts.maxBytes, opts, MANIFEST_TOO_LARGE);
   if (opts.verify === "checksum") return { text: bytes.toString("utf8"), trust: "checksum" };

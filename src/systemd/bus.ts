@@ -4,7 +4,7 @@
 // on every listen and never removes one) and re-registered after a reconnect, and plain JS values at the edge
 // (int64/uint64 arrive as BigInt, variants as objects).
 import { Message, type MessageBus, MessageType } from "dbus-next";
-import type { Clock, Random } from "../clock.ts";
+import { type BackoffOptions, backoffDelay, type Clock, type Random } from "../clock.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { type BusSignal, matches, matchRule, type SignalMatch } from "./match.ts";
@@ -50,20 +50,9 @@ export interface BusOptions {
   backoff?: BackoffOptions;
 }
 
-export interface BackoffOptions {
-  initialMs: number;
-  maxMs: number;
-}
-
 const DEFAULT_TIMEOUT_MS = 25_000; // libdbus's default reply timeout
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 30_000 };
-
-/** Exponential backoff with jitter in [50 %, 100 %] of the step, so restarted clients do not reconnect in lockstep. */
-export function backoffDelayMs(attempt: number, random: Random, options: BackoffOptions = DEFAULT_BACKOFF): number {
-  const step = Math.min(options.maxMs, options.initialMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(step * (0.5 + random() / 2));
-}
 
 /** dbus-next 0.10.2 internals we rely on: our unique name, the stream's end, dropping a timed-out reply handler. */
 interface ClientInternals {
@@ -315,7 +304,7 @@ export function createBus(options: BusOptions): Bus {
         everConnected = true;
         return;
       } catch (err) {
-        const delay = backoffDelayMs(attempt, random, backoff);
+        const delay = backoffDelay(attempt - 1, random, backoff);
         const say = attempt === 1 ? log.warning : log.debug;
         say(`cannot connect to ${target}: ${errorText(err)}; retrying in ${delay} ms`, { ATTEMPT: attempt });
         await clock.sleep(delay, lifetime.signal).catch(() => undefined);

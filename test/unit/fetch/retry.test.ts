@@ -1,8 +1,9 @@
 // Backoff and retry decisions, and the small parsers of the HTTP client, without I/O.
 import { describe, expect, test } from "vitest";
+import { backoffDelay } from "../../../src/clock.ts";
 import { KataError } from "../../../src/errors.ts";
 import { FetchError, parseContentRange, parseRetryAfter } from "../../../src/fetch/http.ts";
-import { backoffDelay, type RetryPolicy, retryDelay, withRetries } from "../../../src/fetch/retry.ts";
+import { FETCH_BACKOFF, type RetryPolicy, retryDelay, withRetries } from "../../../src/fetch/retry.ts";
 import { fileUrl, manifestUrl, sourceDirectory } from "../../../src/fetch/source.ts";
 import { fakeClock, memoryLogger } from "../../integration/fetch/support.ts";
 
@@ -17,9 +18,9 @@ const status = (code: number, retryAfterMs: number | null = null): FetchError =>
 
 describe("backoffDelay", () => {
   test("doubles per attempt, stays within [ceiling/2, ceiling] and is capped", () => {
-    expect([0, 1, 2, 3].map((n) => backoffDelay(n, () => 0))).toEqual([500, 1000, 2000, 4000]);
-    expect([0, 1, 2, 3].map((n) => backoffDelay(n, () => 1))).toEqual([1000, 2000, 4000, 8000]);
-    expect(backoffDelay(20, () => 1)).toBe(60_000);
+    expect([0, 1, 2, 3].map((n) => backoffDelay(n, () => 0, FETCH_BACKOFF))).toEqual([500, 1000, 2000, 4000]);
+    expect([0, 1, 2, 3].map((n) => backoffDelay(n, () => 1, FETCH_BACKOFF))).toEqual([1000, 2000, 4000, 8000]);
+    expect(backoffDelay(20, () => 1, FETCH_BACKOFF)).toBe(60_000);
   });
 });
 
