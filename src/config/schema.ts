@@ -140,14 +140,21 @@ const isHttpUrl = (v: unknown): boolean => {
     (u.protocol === "http:" || u.protocol === "https:") &&
     String(v).endsWith("/") &&
     u.username === "" &&
-    u.password === ""
+    u.password === "" &&
+    u.search === "" &&
+    u.hash === ""
   );
 };
 const urlProblem = (v: unknown): string | null => {
   const u = parsedUrl(v);
-  return u !== null && (u.username !== "" || u.password !== "")
-    ? 'it carries a user or password: kata-sysextd sends no credentials and refuses to keep them where /status and the journal show the URL; publish the release where it can be read without them (the images are verified by SHA256SUMS and, with verify = "signature", its signature)'
-    : null;
+  if (u !== null && (u.username !== "" || u.password !== "")) {
+    return 'it carries a user or password: kata-sysextd sends no credentials and refuses to keep them where /status and the journal show the URL; publish the release where it can be read without them (the images are verified by SHA256SUMS and, with verify = "signature", its signature)';
+  }
+  // Every file's URL is resolved against this one, which drops a query and a fragment: a token there is never sent.
+  if (u !== null && (u.search !== "" || u.hash !== "")) {
+    return `it has a ${u.search !== "" ? "query" : "fragment"}, which no file's URL would keep (they are resolved against <url><name>/); give the directory's plain URL`;
+  }
+  return null;
 };
 // The rule `kata-sysextctl compat --name` and the image store use, so a name that loads makes safe file names.
 const isName = (v: unknown): boolean => isString(v) && extensionNameProblem(v) === null;

@@ -92,6 +92,13 @@ export function parseTransfer(text: string, file: string): TransferSource {
   if (url.username !== "" || url.password !== "") {
     fail(path, "the URL carries credentials", "publish the images where no password in a file is needed");
   }
+  if (url.search !== "" || url.hash !== "") {
+    fail(
+      path,
+      `the URL has a ${url.search !== "" ? "query" : "fragment"}, which no file's URL would keep (SHA256SUMS and the images are resolved against Path=)`,
+      "Path= must be the plain http(s) URL of the directory holding SHA256SUMS",
+    );
+  }
   if (patterns === undefined)
     return fail(path.line, "[Source] has no MatchPattern=", 'add "MatchPattern=<name>-@v-%a.raw"');
   if (patterns.values.length > 1) {

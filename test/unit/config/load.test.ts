@@ -85,6 +85,8 @@ describe("configuration", () => {
       'key "companion[0].url"',
       "user or password",
     ],
+    ['[source]\nurl = "https://x/?token=t/"\n', ':2: key "source.url" must be an http(s) URL', "it has a query"],
+    ['[source]\nurl = "https://x/#top/"\n', ':2: key "source.url" must be an http(s) URL', "it has a fragment"],
     ["[constructor]\n", ':1: unknown section "constructor"; expected one of source, policy', "companion"],
     ["[policy]\nrequires = [{ __proto__ = 1 }]\n", 'unknown key "policy.requires[0].__proto__"', "kata, companion"],
     ["[fetch]\nmanifest_max_bytes = 100\n", 'key "fetch.manifest_max_bytes" must be an integer from 4096', "100"],

@@ -138,6 +138,11 @@ describe("parseTransfer", () => {
       "the URL carries credentials",
     ],
     [
+      "a Path= with a query, which the files' URLs would drop",
+      "[Source]\nType=url-file\nPath=https://m.example/k?token=t\nMatchPattern=k-@v-%a.raw\n",
+      ":3: [Source] Path=: the URL has a query",
+    ],
+    [
       "a Verify= that is no boolean",
       `[Transfer]\nVerify=maybe\n${SOURCE("MatchPattern=k-@v-%a.raw\n")}`,
       ':2: [Transfer] Verify=: "maybe" is not a boolean',
