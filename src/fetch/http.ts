@@ -68,7 +68,7 @@ function remedyFor(kind: FetchFailure, status: number | null): string {
   switch (kind) {
     case "status":
       return status === 404
-        ? "check [source] url and name in the configuration; the file is not published there"
+        ? "check [source] url and name (or Path= in the [source] sysupdate transfer file); the file is not published there"
         : "the release server is failing; it is retried on the next pass";
     case "too-large":
       return "raise [fetch] max_bytes if the image is really this large";

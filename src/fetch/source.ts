@@ -88,7 +88,8 @@ export async function fetchManifest(opts: ManifestOptions): Promise<SignedManife
   } catch (err) {
     if (err instanceof FetchError && err.status === 404) {
       throw new KataError("signature-invalid", `${url}.gpg is missing, so SHA256SUMS cannot be trusted`, {
-        remedy: 'publish SHA256SUMS.gpg next to SHA256SUMS, or set [source] verify = "checksum"',
+        remedy:
+          'publish SHA256SUMS.gpg next to SHA256SUMS, or set [source] verify = "checksum" (Verify=no in the [source] sysupdate transfer file)',
         cause: err,
       });
     }

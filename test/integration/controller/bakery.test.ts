@@ -84,6 +84,17 @@ describe("[source] sysupdate", () => {
     expect(existsSync(join(root, LINK))).toBe(false);
   });
 
+  it("a Path= with no SHA256SUMS answers 404, and the remedy points at Path=", async () => {
+    const root = bakeryHost();
+    writeFileSync(join(root, TRANSFER), transfer(`${server.url}nowhere/`));
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toMatch(/nowhere\/kata-containers\/SHA256SUMS: HTTP 404/);
+    expect(ran.stderr).toContain(
+      "REMEDY=check [source] url and name (or Path= in the [source] sysupdate transfer file)",
+    );
+  });
+
   it("Verify=yes (sysupdate's default) needs SHA256SUMS.gpg, which the bakery does not publish", async () => {
     const root = bakeryHost();
     writeFileSync(join(root, TRANSFER), transfer(server.url, "yes"));
@@ -91,6 +102,8 @@ describe("[source] sysupdate", () => {
     const ran = await daemonOnce(root);
     expect(ran.code).toBe(1);
     expect(ran.stderr).toContain("SHA256SUMS.gpg is missing, so SHA256SUMS cannot be trusted");
+    // The way out names the transfer file's key: [source] verify cannot be set beside [source] sysupdate.
+    expect(ran.stderr).toContain("Verify=no in the [source] sysupdate transfer file");
     expect(existsSync(join(root, LINK))).toBe(false);
     expect(readFileSync(join(root, TRANSFER), "utf8")).toContain("Verify=yes");
   });
