@@ -231,21 +231,39 @@ const known = (t: Record<string, unknown>): string => Object.keys(t).join(", ");
 const invalid = (message: string): KataError =>
   new KataError("config-invalid", message, { remedy: "fix the configuration file and restart or reload the daemon" });
 
-/** Best effort "file:line" for a key, so the operator's editor jumps to it. */
+/**
+ * Best effort "file:line" for a key, so the operator's editor jumps to it: the first header or assignment whose
+ * key path (quoted parts, dotted keys and sub-tables too: `["source"]`, `[source.foo]`, `source.url =`) starts
+ * with `section.key` (or `key` alone for a section).
+ */
 function at(text: string, file: string, key: string, section?: string): string {
+  const wanted = section === undefined ? [key] : [section, key];
   const lines = text.split("\n");
-  let inSection = section === undefined;
+  let table: string[] = [];
   for (let i = 0; i < lines.length; i++) {
     const line = (lines[i] ?? "").trim();
-    const header = /^\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?/.exec(line);
-    if (header) {
-      if (section === undefined && header[1] === key) return `${file}:${i + 1}`;
-      inSection = header[1] === section;
-      continue;
-    }
-    if (inSection && new RegExp(`^"?${key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"?\\s*=`).test(line)) {
-      return `${file}:${i + 1}`;
-    }
+    const header = /^\[\[?(.*?)\]\]?\s*(?:#.*)?$/.exec(line);
+    const assignment = header === null ? /^((?:"(?:[^"\\]|\\.)*"|'[^']*'|[^=#"'])+)=/.exec(line) : null;
+    const path = keyPath(header?.[1] ?? assignment?.[1] ?? "");
+    if (path === null) continue;
+    const full = header === null ? [...table, ...path] : path;
+    if (header !== null) table = path;
+    if (wanted.every((part, n) => full[n] === part)) return `${file}:${i + 1}`;
   }
   return file;
+}
+
+/** The parts of a TOML key as written, bare or quoted, joined by dots; null when it is none. */
+function keyPath(raw: string): string[] | null {
+  const part = /\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*/y;
+  const parts: string[] = [];
+  for (let i = 0; ; i++) {
+    part.lastIndex = i;
+    const m = part.exec(raw);
+    if (m === null) return null;
+    parts.push(m[1] ?? m[2] ?? m[3] ?? "");
+    i = part.lastIndex;
+    if (i === raw.length) return parts;
+    if (raw[i] !== ".") return null;
+  }
 }
