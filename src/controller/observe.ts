@@ -5,7 +5,7 @@ import type { HostPaths } from "../paths.ts";
 import { compatible } from "../release/compat.ts";
 import { type HostRelease, parseExtensionRelease, readHostReleaseUnder } from "../release/os-release.ts";
 import type { ActiveLink, LinkState } from "../store/link.ts";
-import { type PersistedState, readState, type StateOptions, stateDamage } from "../store/state.ts";
+import type { PersistedState, StateStore } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 
@@ -45,8 +45,8 @@ export interface ObserveDeps {
   /** The primary first. */
   members: readonly { name: string; link: ActiveLink }[];
   sysext: Sysext;
-  /** How state.json's recoveries are reported. */
-  state: StateOptions;
+  /** state.json. */
+  state: StateStore;
 }
 
 /** Judges stored images against a host (the booted one, or an update's next release). */
@@ -65,9 +65,7 @@ export async function observe(deps: ObserveDeps): Promise<Observed> {
     deps.sysext.merged(),
     countKataSandboxes(),
     // In this order: reading may move an unusable file aside.
-    readState(deps.paths.stateFile, deps.state).then(
-      async (read) => [read, await stateDamage(deps.paths.stateFile)] as const,
-    ),
+    deps.state.read().then(async (read) => [read, await deps.state.damage()] as const),
   ]);
   const members = deps.members.map((m, i) => ({
     name: m.name,

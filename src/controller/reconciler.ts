@@ -22,8 +22,7 @@ import { compareVersions } from "../release/version.ts";
 import type { PreflightSummary } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
-import type { LinkChangeRecord, RebootRequest } from "../store/state.ts";
-import { type PersistedState, readState, sweepState, updateState } from "../store/state.ts";
+import type { LinkChangeRecord, NextBoot, PersistedState, RebootRequest, StateStore } from "../store/state.ts";
 import type { ImageStore, StoredImage } from "../store/store.ts";
 import type { Sysext } from "../sysext/sysext.ts";
 import { type ActivationDeps, type LinkChange, sharedFiles, switchImages } from "./activation.ts";
@@ -63,6 +62,8 @@ export interface ReconcilerDeps {
   clock: Clock;
   random: Random;
   store: ImageStore;
+  /** state.json: this Reconciler is its one writer in the process. */
+  state: StateStore;
   /** Kata first, then its companion extensions; each with its own link and source. */
   members: Member[];
   sysext: Sysext;
@@ -132,13 +133,28 @@ export class Reconciler {
   }
 
   async observe(): Promise<Observed> {
-    const { paths, arch, store, members, sysext, log, clock } = this.deps;
-    return observe({ paths, arch, store, members, sysext, state: { log, clock } });
+    const { paths, arch, store, members, sysext, state } = this.deps;
+    return observe({ paths, arch, store, members, sysext, state });
   }
 
   /** state.json's read-modify-write, its recoveries reported in this pass's journal. */
   private updateState(change: (state: PersistedState) => Partial<PersistedState>): Promise<PersistedState> {
-    return updateState(this.deps.paths.stateFile, change, { log: this.deps.log, clock: this.deps.clock });
+    return this.deps.state.update(change);
+  }
+
+  /** Lifts the holds of earlier rollbacks (`kata-sysextctl refresh --release-holds`). */
+  releaseHolds(): Promise<void> {
+    return this.deps.state.releaseHolds();
+  }
+
+  /** Records what is staged for the next boot's OS release (daemon/next-boot.ts). */
+  async recordNextBoot(next: NextBoot): Promise<void> {
+    await this.updateState(() => ({ nextBoot: next }));
+  }
+
+  /** Forgets a pending next boot: the update was booted, or update_engine no longer has one pending. */
+  forgetNextBoot(): Promise<void> {
+    return this.deps.state.clearNextBoot();
   }
 
   /** One full pass: resolve against the source, fetch and verify what is missing, activate, prune. */
@@ -263,7 +279,7 @@ export class Reconciler {
       await this.deps.store.ensure();
       lock = await acquireLock(this.deps.store.lockFile);
       await this.deps.store.sweep();
-      await sweepState(this.deps.paths.stateFile, { log, clock: this.deps.clock });
+      await this.deps.state.sweep(log);
       for (const member of this.deps.members) {
         for (const name of await member.link.sweep()) log.info(`removed ${name}, left by a link switch cut short`);
       }
@@ -420,7 +436,7 @@ export class Reconciler {
         ...(error.code === "fetch-too-large" ? { maxBytes: this.deps.config.fetch.maxBytes } : {}),
       };
       const now = this.deps.clock.now();
-      const state = await updateState(this.deps.paths.stateFile, (s) => ({
+      const state = await this.updateState((s) => ({
         failedCandidates: {
           ...s.failedCandidates,
           [member]: rememberFailure(s.failedCandidates[member] ?? [], failure, now),
@@ -443,7 +459,7 @@ export class Reconciler {
   /** Keeps the failures still worth remembering and what this decision left out (shown on /status). */
   private async recordCandidates(records: CandidateRecords | undefined): Promise<void> {
     if (records === undefined) return;
-    await updateState(this.deps.paths.stateFile, (s) => {
+    await this.updateState((s) => {
       const failedCandidates = { ...s.failedCandidates };
       const skipped: Record<string, SkippedCandidate[]> = {};
       for (const [member, record] of records) {
@@ -826,9 +842,9 @@ export class Reconciler {
    * says why). Trouble with the sentinel file is said and does not fail the pass: the request stands in /status.
    */
   async settleReboot(reason: string | null, why: string): Promise<RebootRequest | null> {
-    const { log, clock, paths } = this.deps;
+    const { log, clock } = this.deps;
     const sentinel = this.deps.reboot;
-    const previous = (await readState(paths.stateFile, { log, clock })).reboot;
+    const previous = (await this.deps.state.read()).reboot;
     let carrier = previous?.sentinel ?? null;
     try {
       carrier = await sentinel.apply(reason === null ? null : sentinelLine(reason));

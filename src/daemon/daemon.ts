@@ -25,7 +25,6 @@ import type { HostRelease } from "../release/os-release.ts";
 import { resolve } from "../release/resolve.ts";
 import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
 import { activeFile } from "../store/link.ts";
-import { clearNextBoot, releaseHolds } from "../store/state.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
 
@@ -45,7 +44,6 @@ export interface Configured {
 
 export interface DaemonDeps extends Configured {
   arch: string;
-  stateFile: string;
   metrics: Metrics;
   clock: Clock & Timers;
   log: Logger;
@@ -194,7 +192,7 @@ export class Daemon implements ApiActions {
     const result = this.serial(async () => {
       const started = this.deps.clock.monotonicMs();
       if (options.releaseHolds === true) {
-        await releaseHolds(this.deps.stateFile, { log: this.deps.log, clock: this.deps.clock });
+        await this.deps.reconciler.releaseHolds();
         this.deps.log.notice("holds of earlier rollbacks lifted on request");
       }
       const outcome = await this.deps.reconciler.reconcile();
@@ -262,7 +260,7 @@ export class Daemon implements ApiActions {
       this.background(
         this.serial(async () => {
           if (this.pendingUpdate !== null || this.doc.nextBoot === null) return;
-          await clearNextBoot(this.deps.stateFile, { log: this.deps.log, clock: this.deps.clock });
+          await this.deps.reconciler.forgetNextBoot();
           this.update({ ...this.doc, nextBoot: null });
         }),
       );
@@ -282,11 +280,7 @@ export class Daemon implements ApiActions {
       this.update({ ...this.doc, state: "fetching" });
       let next: Awaited<ReturnType<typeof stageNextBoot>>;
       try {
-        next = await stageNextBoot(
-          { reconciler: this.deps.reconciler, stateFile: this.deps.stateFile, log: this.deps.log },
-          observed.host,
-          version,
-        );
+        next = await stageNextBoot({ reconciler: this.deps.reconciler, log: this.deps.log }, observed.host, version);
       } finally {
         this.update({ ...this.doc, state: settled, download: null });
       }

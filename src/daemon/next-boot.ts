@@ -6,11 +6,10 @@ import { asKataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import { type HostRelease, hostAfterUpdate } from "../release/os-release.ts";
-import { type NextBoot, updateState } from "../store/state.ts";
+import type { NextBoot } from "../store/state.ts";
 
 export interface StageDeps {
   reconciler: Reconciler;
-  stateFile: string;
   log: Logger;
 }
 
@@ -51,6 +50,6 @@ export async function stageNextBoot(deps: StageDeps, current: HostRelease, versi
       ERROR_CODE: error.code,
     });
   }
-  await updateState(deps.stateFile, () => ({ nextBoot: next }), { log: deps.log });
+  await deps.reconciler.recordNextBoot(next);
   return next;
 }

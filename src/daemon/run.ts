@@ -98,7 +98,6 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   const running = new Daemon({
     ...first,
     clock: systemClock,
-    stateFile: paths.stateFile,
     metrics,
     initial,
     onStatus: (doc) => {

@@ -3,7 +3,6 @@
 import { systemClock, systemRandom } from "../clock.ts";
 import { type PassOutcome, Reconciler } from "../controller/reconciler.ts";
 import { activeFile } from "../store/link.ts";
-import { clearNextBoot } from "../store/state.ts";
 import { type CommandContext, composeReconciler } from "./compose.ts";
 import { withHostFields } from "./host-fields.ts";
 import { connectSystemd } from "./systemd.ts";
@@ -57,7 +56,7 @@ export async function runBoot(given: CommandContext): Promise<number> {
   // Booted into the release the image was staged for: the next boot is now this boot.
   const observed = outcome.observed;
   if (outcome.result === "ok" && observed?.state.nextBoot?.flatcarVersion === observed?.host.versionId) {
-    await clearNextBoot(ctx.paths.stateFile, { log: ctx.log });
+    await reconciler.forgetNextBoot();
   }
   return exitCode(outcome);
 }

@@ -20,6 +20,7 @@ import { runPreflight } from "../preflight/run.ts";
 import { hostArchitecture } from "../release/os-release.ts";
 import { activeCompanions } from "../store/companions.ts";
 import { ActiveLink } from "../store/link.ts";
+import { stateStore } from "../store/state.ts";
 import { ImageStore } from "../store/store.ts";
 import { binarySysext } from "../sysext/sysext.ts";
 import { systemdSysext } from "../sysext/via-systemd.ts";
@@ -71,6 +72,7 @@ export function composeReconciler(ctx: CommandContext): ReconcilerDeps {
     clock,
     random,
     store,
+    state: stateStore(paths.stateFile, { log, clock }),
     members,
     sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
     preflight: async () =>

@@ -463,3 +463,33 @@ export async function releaseHolds(file: string, options: StateOptions = {}): Pr
     options,
   );
 }
+
+/**
+ * state.json as the controller holds it: every read and write of the file in a running command or daemon goes
+ * through the one StateStore the composition root (src/main/compose.ts) builds, so recoveries are reported in
+ * one journal and no other module writes the file.
+ */
+export interface StateStore {
+  readonly file: string;
+  read(): Promise<PersistedState>;
+  /** Read-modify-write under the file's lock (updateState). */
+  update(change: (state: PersistedState) => Partial<PersistedState>): Promise<PersistedState>;
+  /** Where an unusable file was moved aside, until it is gone (stateDamage). */
+  damage(): Promise<{ movedTo: string; remedy: string } | null>;
+  /** Removes what an interrupted write left (sweepState), said in `log` (default: the store's). */
+  sweep(log?: Logger): Promise<string[]>;
+  clearNextBoot(): Promise<void>;
+  releaseHolds(): Promise<void>;
+}
+
+export function stateStore(file: string, options: StateOptions = {}): StateStore {
+  return {
+    file,
+    read: () => readState(file, options),
+    update: (change) => updateState(file, change, options),
+    damage: () => stateDamage(file),
+    sweep: (log) => sweepState(file, log === undefined ? options : { ...options, log }),
+    clearNextBoot: () => clearNextBoot(file, options),
+    releaseHolds: () => releaseHolds(file, options),
+  };
+}

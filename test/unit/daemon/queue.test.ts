@@ -13,7 +13,7 @@ afterEach(() => vi.useRealTimers());
 
 const FAILED: PassOutcome = { result: "failed", error: null, observed: null, unconfirmed: null };
 
-function daemonWith(reconcile: () => Promise<PassOutcome>, stateFile = "/nonexistent/state.json") {
+function daemonWith(reconcile: () => Promise<PassOutcome>) {
   const logged: string[] = [];
   const config = structuredClone(DEFAULTS);
   config.daemon.intervalSeconds = 60;
@@ -22,7 +22,6 @@ function daemonWith(reconcile: () => Promise<PassOutcome>, stateFile = "/nonexis
     members: [],
     config,
     arch: "x86-64",
-    stateFile,
     metrics: createMetrics({ processMetrics: false }),
     clock: systemClock,
     log: createLogger((level, message) => void logged.push(`${level}: ${message}`)),
