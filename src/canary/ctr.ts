@@ -42,7 +42,8 @@ export const isImageMissing = (stderr: string, ref: string): boolean => stderr.i
  * ProtectSystem=strict, nor from a private mount namespace.
  */
 export function ctrClient(address: string, fifoDir: string, ctr = "ctr"): ContainerdClient {
-  const base = ["--address", address, "--namespace", CANARY_NAMESPACE];
+  // ctr waits 10 s for a socket that is not there; a containerd that does not answer in 3 s is down.
+  const base = ["--address", address, "--connect-timeout", "3s", "--namespace", CANARY_NAMESPACE];
   const ctrRun = (args: string[], timeoutMs = 30_000) => run(ctr, [...base, ...args], { timeoutMs });
   const failed = (what: string, stderr: string) =>
     new KataError("canary-failed", `${what}: ${stderr.trim().split("\n").pop() ?? "no error text"}`, {

@@ -31,6 +31,9 @@ import { stageNextBoot } from "./next-boot.ts";
 const HELD_REASON = "held: rolled back from; `kata-sysextctl refresh --release-holds` lifts the hold";
 
 const SANDBOX_POLL_MS = 5_000;
+/** A canary that failed outside a switch runs again after this, doubling up to the maximum. */
+const CANARY_RETRY_FIRST_MS = 10_000;
+const CANARY_RETRY_MAX_MS = 30 * 60_000;
 
 /** What a configuration reload replaces. */
 export interface Configured {
@@ -70,6 +73,9 @@ export class Daemon implements ApiActions {
   private sandboxWatch: Cancel | null = null;
   /** The pass that runs when the wait for sandboxes runs out (policy.max_wait_seconds), if one is due. */
   private recheck: Cancel | null = null;
+  /** The next try of a canary that failed outside a switch (proveActive), and the wait after that one. */
+  private canaryRetry: Cancel | null = null;
+  private canaryRetryMs = CANARY_RETRY_FIRST_MS;
 
   constructor(deps: DaemonDeps) {
     this.deps = deps;
@@ -181,11 +187,29 @@ export class Daemon implements ApiActions {
     const file = image.split("/").pop();
     const last = this.doc.canary.results.find((r) => r.handler === handler);
     if (last !== undefined && last.image === file && last.outcome === "passed") return;
+    let passed = false;
     try {
-      await this.deps.reconciler.canaryActive();
+      passed = (await this.deps.reconciler.canaryActive()).outcome === "passed";
     } catch (err) {
       this.deps.log.warning(`the canary could not run: ${asKataError(err).message}`);
     }
+    if (passed) this.canaryRetryMs = CANARY_RETRY_FIRST_MS;
+    else this.proveAgainLater();
+  }
+
+  /**
+   * A canary that failed outside a switch is tried again, backing off, rather than at the next pass hours later:
+   * containerd may simply not have been up yet when the daemon started (kubelet starts it on some hosts).
+   */
+  private proveAgainLater(): void {
+    if (this.canaryRetry !== null) return;
+    const delayMs = this.canaryRetryMs;
+    this.canaryRetryMs = Math.min(delayMs * 2, CANARY_RETRY_MAX_MS);
+    this.deps.log.info(`the canary runs again in ${Math.round(delayMs / 1000)} s`);
+    this.canaryRetry = this.deps.clock.after(delayMs, () => {
+      this.canaryRetry = null;
+      this.background(this.serial(() => this.proveActive()));
+    });
   }
 
   refresh(options: RefreshOptions = {}): Promise<ActionResult> {
@@ -509,6 +533,8 @@ export class Daemon implements ApiActions {
   async stop(): Promise<void> {
     this.recheck?.();
     this.recheck = null;
+    this.canaryRetry?.();
+    this.canaryRetry = null;
     this.timer?.();
     this.sandboxWatch?.();
     this.sandboxWatch = null;

@@ -115,6 +115,30 @@ describe("the canary in the daemon", () => {
     expect(nfd()).toContain("feature.node.kubernetes.io/kata-sysextd.ready=false\n");
   });
 
+  it("tries a failed canary again soon: containerd may come up after the daemon", async () => {
+    const socket = join(root, "run/containerd/containerd.sock");
+    rmSync(socket);
+    const daemon = daemonWith(images.good);
+    try {
+      await until(
+        "the canary to fail",
+        () => daemon.stderr().includes("the canary runs again in 10 s"),
+        () => daemon.stderr(),
+      );
+      expect(daemon.stderr()).toMatch(/canary failed with io\.containerd\.runc\.v2 at start: .*containerd\.sock/);
+      expect(nfd()).toContain("feature.node.kubernetes.io/kata-sysextd.ready=false\n");
+    } finally {
+      symlinkSync(containerd.address, socket);
+    }
+    await until(
+      "the canary to pass",
+      () => daemon.stderr().includes(`canary passed with ${RUNC}`),
+      () => daemon.stderr(),
+    );
+    expect(nfd()).toContain("feature.node.kubernetes.io/kata-sysextd.ready=true\n");
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it("sweeps at start what a daemon SIGKILLed inside its canary left in containerd", async () => {
     configure(600);
     const killed = daemonWith(images.hang);
