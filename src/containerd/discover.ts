@@ -9,13 +9,22 @@ import { pathExists } from "../files.ts";
 import type { Logger } from "../log/logger.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
 import type { ServiceInfo, SystemdManager } from "../systemd/manager.ts";
+import { commandLine } from "./confirm.ts";
 import type { ContainerdFiles, Decision } from "./registration.ts";
-import { chooseBase, recordedChoice, type UnitView } from "./unit.ts";
+import { chooseBase, configOfCommandLine, recordedChoice, type UnitView } from "./unit.ts";
 
 export const CONTAINERD_UNIT = "containerd.service";
 
 /** The decision, or why there is nothing to register with (containerd.service is not installed). */
-export type Discovery = { decision: Decision; skip?: undefined } | { skip: string; decision?: undefined };
+export type Discovery =
+  | { decision: Decision; skip?: undefined; running?: RunningContainerd }
+  | { skip: string; decision?: undefined };
+
+/** The containerd process systemd runs now, and the file its command line makes it read. */
+export interface RunningContainerd {
+  pid: number;
+  reads: string;
+}
 
 const viewOf = (info: ServiceInfo): UnitView => ({
   execStart: info.execStart.at(-1) ?? null,
@@ -87,5 +96,8 @@ async function decide(files: ContainerdFiles, systemd: SystemdManager | null, lo
       remedy: `check the unit with: systemctl cat ${CONTAINERD_UNIT}`,
     });
   }
-  return { decision: { choice, unitFiles } };
+  // What the unit says, checked against the process it runs now (one started before a unit change differs).
+  const argv = info.mainPid > 0 ? await commandLine(files.host(`/proc/${info.mainPid}/cmdline`)) : null;
+  const running = argv === null ? undefined : { pid: info.mainPid, reads: configOfCommandLine(argv) };
+  return { decision: { choice, unitFiles }, running };
 }

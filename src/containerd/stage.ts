@@ -97,15 +97,24 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
   let said = "";
   const discover = async (): Promise<Discovery> => {
     const found = await discoverBase(files, deps.systemd, log);
-    const now = found.skip ?? `${found.decision.choice.base}: ${found.decision.choice.why}`;
-    if (now === said) return found;
-    said = now;
     if (found.skip !== undefined) {
-      log.warning(`${found.skip}: the Kata runtime handlers are not registered with containerd`);
-    } else {
-      const { base } = found.decision.choice;
-      log.info(`containerd's Kata runtimes are merged into ${now}`, { CONTAINERD_BASE: base });
+      if (found.skip !== said)
+        log.warning(`${found.skip}: the Kata runtime handlers are not registered with containerd`);
+      said = found.skip;
+      return found;
     }
+    const { base, why } = found.decision.choice;
+    const running = found.running;
+    const process =
+      running === undefined
+        ? "containerd is not running"
+        : running.reads === base || running.reads === files.configOnHost
+          ? `the running containerd (pid ${running.pid}) reads ${running.reads}`
+          : `the running containerd (pid ${running.pid}) still reads ${running.reads}, from before a change to its unit`;
+    const now = `${base}: ${why}; ${process.replace(/\(pid \d+\) /, "")}`;
+    if (now !== said)
+      log.info(`containerd's Kata runtimes are merged into ${base}: ${why}; ${process}`, { CONTAINERD_BASE: base });
+    said = now;
     return found;
   };
 

@@ -155,7 +155,10 @@ describe.skipIf(skip)("containerd registration under real systemd and containerd
     expect(dump).toContain("SystemdCgroup = true");
     expect(await c.check(["cat", CONFIG.unitDropIn])).toContain(`Environment=CONTAINERD_CONFIG=${OURS}\n`);
     expect(logged).toContainEqual(
-      expect.stringMatching(/merged into \/usr\/share\/containerd\/config\.toml: .*reads \$CONTAINERD_CONFIG/),
+      // Confirmed against the process systemd runs: before the registration it reads Flatcar's file.
+      expect.stringMatching(
+        /merged into \/usr\/share\/containerd\/config\.toml: .*reads \$CONTAINERD_CONFIG.*; the running containerd \(pid \d+\) reads \/usr\/share\/containerd\/config\.toml$/,
+      ),
     );
     expect(registration.status()?.handlers).toEqual([
       expect.objectContaining({ name: "kata", registered: true, reason: null }),
