@@ -99,6 +99,8 @@ describe.skipIf(skip)("containerd registration under real systemd and containerd
         },
       },
       bootTimeoutMs: 240_000,
+      // Other test files' containers run one at a time before ours.
+      lockTimeoutMs: 480_000,
     });
     await c.waitForUnit("containerd.service", "active", 60_000);
     const root = `/proc/${c.leaderPid}/root`;
@@ -120,7 +122,7 @@ describe.skipIf(skip)("containerd registration under real systemd and containerd
       restart: true,
       log,
     });
-  }, 300_000);
+  }, 780_000);
 
   afterAll(async () => {
     manager?.close();
