@@ -84,8 +84,8 @@ const errors = {
 };
 
 /**
- * What /readyz checks: an active, merged extension on a host whose preflight found no failure, and, when the
- * canary is on, whose last canary ran with the active image and passed.
+ * What /readyz checks: an active, merged extension set (Kata and every companion) on a host whose preflight found
+ * no failure, and, when the canary is on, whose last canary ran with the active Kata image and passed.
  */
 export function readiness(doc: StatusDocument): ReadyBody {
   const reasons: string[] = [];
@@ -93,6 +93,13 @@ export function readiness(doc: StatusDocument): ReadyBody {
   if (ext.active === null) reasons.push(`no ${ext.name} image is active`);
   else if (!ext.merged) {
     reasons.push(`${ext.name} ${ext.active} is active but not merged${ext.limitation ? ` (${ext.limitation})` : ""}`);
+  }
+  // Kata is the extension above; its companions are the members after it.
+  for (const m of doc.members.slice(1)) {
+    if (m.active === null) reasons.push(`no ${m.name} image is active`);
+    else if (!m.merged) {
+      reasons.push(`${m.name} ${m.active} is active but not merged${ext.limitation ? ` (${ext.limitation})` : ""}`);
+    }
   }
   const handler = doc.canary.handler;
   if (handler !== null && ext.image !== null) {

@@ -403,6 +403,11 @@ export function formatStatus(doc: StatusDocument): string {
     lines.push(`  ${label.padEnd(10)} ${value}`);
   };
   if (ext.image !== null) row("image", ext.image);
+  // Kata is the extension above; its companions are the members after it.
+  for (const m of doc.members.slice(1)) {
+    const merge = m.merged ? "merged" : `NOT merged${ext.limitation ? ` (${ext.limitation})` : ""}`;
+    row("companion", m.active === null ? `${m.name}: no image active` : `${m.name} ${m.active}: active, ${merge}`);
+  }
   const host = doc.host;
   row(
     "host",

@@ -18,6 +18,16 @@ describe("describeDownload", () => {
 });
 
 describe("formatStatus", () => {
+  it.each([
+    ["active and merged", { active: "44.0", merged: true }, "  companion  cloud-hypervisor 44.0: active, merged\n"],
+    ["not merged", { active: "44.0", merged: false }, "  companion  cloud-hypervisor 44.0: active, NOT merged\n"],
+    ["nothing active", { active: null, merged: false }, "  companion  cloud-hypervisor: no image active\n"],
+  ])("shows a companion %s", (_, state, line) => {
+    const companion = { name: "cloud-hypervisor", previous: null, nextBoot: null, held: [], ...state };
+    const doc = statusDoc();
+    expect(formatStatus({ ...doc, members: [...doc.members, companion] })).toContain(line);
+  });
+
   it("summarises a healthy node in a few lines", () => {
     expect(formatStatus(statusDoc())).toBe(
       [

@@ -17,6 +17,7 @@ import {
 
 describe("readiness", () => {
   const ext = statusDoc().extension;
+  const companion = { name: "cloud-hypervisor", active: null, previous: null, nextBoot: null, merged: false, held: [] };
   const cases: Array<[string, Partial<StatusDocument>, string[]]> = [
     ["active, merged, preflight ok", {}, []],
     ["a warning does not block", { preflight: { ...PREFLIGHT, warnings: 3 } }, []],
@@ -40,6 +41,21 @@ describe("readiness", () => {
       ["preflight failed: kvm-usable, vhost-vsock"],
     ],
     ["the canary off", { canary: { handler: null, results: [] } }, []],
+    [
+      "a companion active and merged",
+      { members: [...statusDoc().members, { ...companion, active: "44.0", merged: true }] },
+      [],
+    ],
+    [
+      "a companion with nothing active",
+      { members: [...statusDoc().members, companion] },
+      ["no cloud-hypervisor image is active"],
+    ],
+    [
+      "a companion active but not merged",
+      { members: [...statusDoc().members, { ...companion, active: "44.0" }] },
+      ["cloud-hypervisor 44.0 is active but not merged"],
+    ],
     [
       "no canary yet for the active image",
       { canary: { handler: "kata", results: [] } },
