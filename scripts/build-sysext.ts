@@ -27,6 +27,7 @@ import { build, type Plugin } from "esbuild";
 import { checkGlibcFloor, OLDEST_FLATCAR } from "../src/delivery/glibc-floor.ts";
 import { extensionReleaseText, imageFileName, PATHS } from "../src/delivery/layout.ts";
 import { butaneToIgnition, imageBaseUrl, withImage } from "../src/delivery/provisioning.ts";
+import { bundleOptions } from "./bundle.ts";
 
 const PROJECT = resolve(import.meta.dirname, "..");
 /** The pinned runtime: the `node` package's platform binary, or the copy it installs as its bin (same bytes). */
@@ -99,41 +100,35 @@ try {
 
 /** One ESM file per executable; the few things resolved at run time stay files beside it. */
 async function bundle(root: string): Promise<void> {
-  // src/version.ts reads ../package.json at run time; the bundle carries the version instead.
-  const inlineVersion: Plugin = {
-    name: "inline-version",
+  // What bin/*.js do, without their choice between build/bundle/ and the sources: the image has one bundle each.
+  const launcher: Plugin = {
+    name: "launcher",
     setup(b) {
-      b.onLoad({ filter: /[\\/]src[\\/]version\.ts$/ }, () => ({
-        contents: `export const DAEMON_VERSION = ${JSON.stringify(version)};\n`,
-        loader: "ts",
+      b.onResolve({ filter: /^launch:/ }, (args) => ({ path: args.path.slice("launch:".length), namespace: "launch" }));
+      b.onLoad({ filter: /.*/, namespace: "launch" }, (args) => ({
+        contents: `import { enableCompileCache } from "node:module";
+enableCompileCache?.();
+const { main } = await import(${JSON.stringify(join(PROJECT, args.path))});
+process.exitCode = await main(process.argv.slice(2));
+`,
+        loader: "js",
+        resolveDir: PROJECT,
       }));
     },
   };
+  const options = bundleOptions(version);
   const result = await build({
-    absWorkingDir: PROJECT,
-    entryPoints: {
-      "kata-sysextd": join(PROJECT, "bin/kata-sysextd.js"),
-      "kata-sysextctl": join(PROJECT, "bin/kata-sysextctl.js"),
-    },
+    ...options,
+    entryPoints: { "kata-sysextd": "launch:src/cli/daemon.ts", "kata-sysextctl": "launch:src/cli/ctl.ts" },
+    plugins: [...(options.plugins ?? []), launcher],
     outdir: join(root, dirname(PATHS.daemonBundle)),
     outExtension: { ".js": ".mjs" },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node24",
-    // dbus-next's optional transports (the usocket addon, X11 address lookup) are never used: leave them out.
-    external: ["usocket", "x11"],
-    // CommonJS dependencies call require(): give the ES module one, rooted at the bundle's own folder.
-    banner: {
-      js: 'import { createRequire as __bundleRequire } from "node:module";\nconst require = __bundleRequire(import.meta.url);',
-    },
-    plugins: [inlineVersion],
     legalComments: "eof",
-    charset: "utf8",
-    logLevel: "warning",
     metafile: true,
   });
-  for (const file of Object.keys(result.metafile.inputs)) noteInput(join(PROJECT, file));
+  // The launchers are generated from this script, which is an input already.
+  for (const file of Object.keys(result.metafile.inputs))
+    if (!file.startsWith("launch:")) noteInput(join(PROJECT, file));
   for (const [file, out] of Object.entries(result.metafile.outputs))
     say(`  bundle ${relative(root, join(PROJECT, file))}: ${mib(out.bytes)}`);
 }

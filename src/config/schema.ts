@@ -1,6 +1,6 @@
 // The configuration's shape, declared once: defaults, types and expectations come from this table, and so do
 // the error messages ("key "policy.versions" must be a semver range, got "latest"").
-import semver from "semver";
+import validRange from "semver/ranges/valid.js";
 import { MAX_MANIFEST_CHARS } from "../release/manifest.ts";
 import { extensionNameProblem } from "../release/names.ts";
 import { hostArchitecture, SYSTEMD_ARCHITECTURES } from "../release/os-release.ts";
@@ -123,7 +123,7 @@ const intIn =
     Number(v) >= min &&
     Number(v) <= max;
 const isBool = (v: unknown): boolean => typeof v === "boolean";
-const isRange = (v: unknown): boolean => isString(v) && v.trim() !== "" && semver.validRange(v) !== null;
+const isRange = (v: unknown): boolean => isString(v) && v.trim() !== "" && validRange(v) !== null;
 const parsedUrl = (v: unknown): URL | null => {
   if (!isString(v)) return null;
   try {

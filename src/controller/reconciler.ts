@@ -1,6 +1,5 @@
 // The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
 // One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
-import { createHash } from "node:crypto";
 import type { CanaryPhase, CanaryResult } from "../canary/canary.ts";
 import type { CanaryProbe } from "../canary/probe.ts";
 import type { Clock, Random } from "../clock.ts";
@@ -19,6 +18,7 @@ import type { HostPaths } from "../paths.ts";
 import type { ReleaseMetadata } from "../release/metadata.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
+import { sha256Hex } from "../sha256.ts";
 import type { PreflightSummary } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
@@ -914,5 +914,5 @@ class Refusal extends Error {
  */
 function configDigest(config: Config): string {
   const deciding = { source: config.source, policy: config.policy, companions: config.companions };
-  return createHash("sha256").update(JSON.stringify(deciding)).digest("hex");
+  return sha256Hex(JSON.stringify(deciding));
 }

@@ -1,12 +1,13 @@
 // Downloads one image: streamed into `<tmpDir>/.<file>.partial` with the SHA-256 computed as bytes arrive,
 // resumed with HTTP Range after an interruption, verified, fsynced and only then renamed into place.
-import { createHash, type Hash } from "node:crypto";
+import type { Hash } from "node:crypto";
 import { createReadStream, write } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, truncate } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Clock, Random } from "../clock.ts";
 import { asKataError, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import { sha256 } from "../sha256.ts";
 import type { DownloadProgress } from "../status.ts";
 import { fsyncDir } from "../store/fsutil.ts";
 import { FetchError, httpGet, parseContentRange, type Response } from "./http.ts";
@@ -146,7 +147,7 @@ async function transfer(
   let offset = await sizeOf(partial);
   if (offset > opts.maxBytes) offset = await restart(partial);
   const continued = before !== undefined && before.bytes === offset;
-  const hash = continued ? before.hash : createHash("sha256");
+  const hash = continued ? before.hash : sha256();
   if (offset > 0 && !continued) await hashPrefix(partial, offset, hash);
 
   let res: Response;
@@ -181,7 +182,7 @@ async function transfer(
     log.info("server did not resume the download, starting from the beginning", { HTTP_STATUS: res.status });
     if (res.status === 200) {
       return stream(opts, file, partial, res, {
-        hash: createHash("sha256"),
+        hash: sha256(),
         offset: 0,
         total: res.contentLength,
         rangeEnd: null,

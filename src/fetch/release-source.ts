@@ -1,6 +1,5 @@
 // A member's release source (model.ts ReleaseSource) over the url-file layout: source.ts's authenticated
 // manifest and metadata, download.ts's verified downloads, with the configured timeouts, limits and trust level.
-import { createHash } from "node:crypto";
 import type { Clock, Random } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
@@ -8,6 +7,7 @@ import type { Logger } from "../log/logger.ts";
 import type { ReleaseSource } from "../model.ts";
 import { type Manifest, parseManifest } from "../release/manifest.ts";
 import { METADATA_FILE } from "../release/metadata.ts";
+import { sha256Hex } from "../sha256.ts";
 import { downloadImage } from "./download.ts";
 import { FetchError } from "./http.ts";
 import { fetchManifest, fetchOptional, fileUrl, sourceDirectory, type Trust } from "./source.ts";
@@ -43,7 +43,7 @@ function vouchedMetadata(
         remedy: `publish ${METADATA_FILE} next to SHA256SUMS, or drop its line from SHA256SUMS`,
       });
     }
-    const digest = createHash("sha256").update(served, "utf8").digest("hex");
+    const digest = sha256Hex(served);
     if (digest !== line.sha256) {
       throw new KataError("digest-mismatch", `${METADATA_FILE}: SHA-256 is ${digest}, SHA256SUMS says ${line.sha256}`, {
         remedy: `the published ${METADATA_FILE} or its SHA256SUMS line is wrong or was tampered with`,

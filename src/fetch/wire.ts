@@ -10,7 +10,7 @@
 // the buffer is reused once the sink is done with it (its returned promise settled). While every buffer is in
 // use, the socket stops reading, so a slow disk slows the server down instead of filling memory.
 import { isIP, Socket } from "node:net";
-import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
 
 /** Called in order with each piece of the body; the chunk stays valid until the returned promise settles. */
 export type Sink = (chunk: Buffer) => void | Promise<void>;
@@ -124,7 +124,8 @@ class Exchange {
     };
     this.#socket =
       url.protocol === "https:"
-        ? tlsConnect({
+        ? // node:tls loads only for an https source: it costs a plain-http or offline command (the boot step) 10 ms.
+          process.getBuiltinModule("node:tls").connect({
             host,
             port,
             servername: isIP(host) === 0 ? host : undefined,

@@ -16,7 +16,6 @@ import { urlFileSource } from "../fetch/release-source.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Member } from "../model.ts";
 import type { HostPaths } from "../paths.ts";
-import { runPreflight } from "../preflight/run.ts";
 import { hostArchitecture } from "../release/os-release.ts";
 import { activeCompanions } from "../store/companions.ts";
 import { ActiveLink } from "../store/link.ts";
@@ -75,8 +74,9 @@ export function composeReconciler(ctx: CommandContext): ReconcilerDeps {
     state: stateStore(paths.stateFile, { log, clock }),
     members,
     sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
+    // Loaded when a switch asks for it, not by every pass (the boot step usually switches nothing).
     preflight: async () =>
-      runPreflight({
+      (await import("../preflight/run.ts")).runPreflight({
         paths,
         containerd: config.containerd.enabled ? config.containerd : null,
         companions: await activeCompanions(paths, config),

@@ -1,7 +1,10 @@
 // Two version orders. compareVersions is systemd's strverscmp_improved (the UAPI Version Format), the order
 // systemd-sysupdate and vpick use for image versions. Policy ranges are semver (package semver), with Flatcar
 // (4593.2.5) and Kata (3.32.0) versions read as semver where they parse.
-import semver, { type SemVer } from "semver";
+// Only the parts used, not the package index: the index loads all of semver (47 modules), on every command.
+import type { SemVer } from "semver";
+import Range from "semver/classes/range.js";
+import parse from "semver/functions/parse.js";
 
 export type Ordering = -1 | 0 | 1;
 
@@ -85,11 +88,11 @@ const DOTTED_NUMBERS = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$/;
  */
 export function toSemver(version: string): SemVer | null {
   if (version.length > 256) return null;
-  const strict = semver.parse(version);
+  const strict = parse(version);
   if (strict !== null) return strict;
   const m = DOTTED_NUMBERS.exec(version);
   if (m === null) return null;
-  return semver.parse(`${Number(m[1])}.${Number(m[2] ?? 0)}.${Number(m[3] ?? 0)}`);
+  return parse(`${Number(m[1])}.${Number(m[2] ?? 0)}.${Number(m[3] ?? 0)}`);
 }
 
 /**
@@ -97,7 +100,7 @@ export function toSemver(version: string): SemVer | null {
  * Pre-releases follow semver: they match only when the range names one on the same major.minor.patch, so the
  * operator opts into them.
  */
-export function toRange(range: string): semver.Range | null {
+export function toRange(range: string): Range | null {
   return parseRange(range, false);
 }
 
@@ -105,20 +108,20 @@ export function toRange(range: string): semver.Range | null {
  * A range that restricts (constraints, withdrawals, requirements), or null. It matches pre-releases too:
  * `kata = ">=4.0.0"` withdraws or constrains 4.1.0-rc1 as well, or an opted-in pre-release would escape it.
  */
-export function toRestrictingRange(range: string): semver.Range | null {
+export function toRestrictingRange(range: string): Range | null {
   return parseRange(range, true);
 }
 
-function parseRange(range: string, includePrerelease: boolean): semver.Range | null {
+function parseRange(range: string, includePrerelease: boolean): Range | null {
   try {
-    return range.trim() === "" ? null : new semver.Range(range, { includePrerelease });
+    return range.trim() === "" ? null : new Range(range, { includePrerelease });
   } catch {
     return null;
   }
 }
 
 /** Whether `version` (read as semver) lies in `range`; false when it does not parse. Pre-releases as the range says. */
-export function satisfies(version: string, range: semver.Range): boolean {
+export function satisfies(version: string, range: Range): boolean {
   const v = toSemver(version);
   return v !== null && range.test(v);
 }

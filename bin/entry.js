@@ -1,0 +1,24 @@
+// Which module a launcher imports: the esbuild bundle in build/bundle/ (scripts/bundle.ts, run by `npm ci`) while
+// every source file it was built from is as it was then, else the TypeScript sources. A hundred stat calls, well
+// under a millisecond, decide it; a bundle of other sources than these never runs.
+import { readFileSync, statSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+
+/** The module to import for command `name` ("kata-sysextd", "kata-sysextctl"), whose source is `source`. */
+export function entry(name, source) {
+  return pathToFileURL(current() ? `${root}build/bundle/${name}.js` : `${root}${source}`).href;
+}
+
+function current() {
+  try {
+    const { inputs } = JSON.parse(readFileSync(`${root}build/bundle/inputs.json`, "utf8"));
+    return inputs.every(([file, size, mtimeMs]) => {
+      const now = statSync(`${root}${file}`, { throwIfNoEntry: false });
+      return now !== undefined && now.size === size && now.mtimeMs === mtimeMs;
+    });
+  } catch {
+    return false; // never built, or built by another version of this script
+  }
+}
