@@ -3,8 +3,10 @@
 // `npm run bench -- api fetch` runs a subset; `--quick` shortens the API soak for a fast look.
 import { parseArgs } from "node:util";
 import { benchApi } from "./api.bench.ts";
+import { benchBoot } from "./boot.bench.ts";
 import { benchCanary } from "./canary.bench.ts";
 import { benchFetch } from "./fetch.bench.ts";
+import { benchIdle } from "./idle.bench.ts";
 import { benchPreflight } from "./preflight.bench.ts";
 import { benchResolve } from "./resolve.bench.ts";
 import { benchStart } from "./start.bench.ts";
@@ -55,8 +57,8 @@ const BENCHES: Record<string, (quick: boolean) => Promise<Line[]>> = {
     return [
       {
         bench: "fetch",
-        measure: `downloadImage vs curl -o, ${fmt(r.bytes / 1024 / 1024, 0)} MiB on loopback`,
-        value: `${fmt(r.ratio)}x (${fmt(r.oursMiBps, 0)} vs ${fmt(r.curlMiBps, 0)} MiB/s)`,
+        measure: `downloadImage vs the slower of curl -o and dd conv=fdatasync, ${fmt(r.bytes / 1024 / 1024, 0)} MiB`,
+        value: `${fmt(r.ratio)}x (ours ${fmt(r.oursMiBps, 0)}, curl -o ${fmt(r.curlMiBps, 0)}, dd ${fmt(r.diskMiBps, 0)} MiB/s)`,
         target: ">= 0.90x",
         met: r.ratio >= 0.9,
       },
@@ -77,8 +79,8 @@ const BENCHES: Record<string, (quick: boolean) => Promise<Line[]>> = {
       },
       {
         bench: "fetch",
-        measure: "the disk, same runs: dd conv=fdatasync of the image",
-        value: `${fmt(r.diskMiBps, 0)} MiB/s`,
+        measure: "downloadImage vs curl -o alone (which never waits for the disk)",
+        value: `${fmt(r.ratioToCurl)}x`,
         target: "none",
         met: true,
         info: true,
@@ -109,6 +111,30 @@ const BENCHES: Record<string, (quick: boolean) => Promise<Line[]>> = {
         value: `${fmt(r.rssGrowthMiB, 1)} MiB`,
         target: "<= 5 MiB",
         met: r.rssGrowthMiB <= 5,
+      },
+    ];
+  },
+  boot: async () => {
+    const r = await benchBoot();
+    return [
+      {
+        bench: "boot",
+        measure: `kata-sysextd boot, nothing to relink, vs node -e 0 (medians of ${r.runs}, alternated)`,
+        value: `${fmt(r.ratio)}x (${fmt(r.bootMs, 0)} vs ${fmt(r.nodeMs, 0)} ms)`,
+        target: "<= 2.00x",
+        met: r.ratio <= 2,
+      },
+    ];
+  },
+  idle: async () => {
+    const r = await benchIdle();
+    return [
+      {
+        bench: "idle",
+        measure: "RSS of the idle daemon vs a bare fastify server, side by side",
+        value: `${fmt(r.ratio)}x (${fmt(r.daemonMiB, 1)} vs ${fmt(r.fastifyMiB, 1)} MiB)`,
+        target: "<= 1.20x",
+        met: r.ratio <= 1.2,
       },
     ];
   },

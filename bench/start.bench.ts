@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../test/helpers/net.ts";
 import { DAEMON, makeSandboxRoot, NODE, writeConfig } from "../test/helpers/sandbox.ts";
+import { median } from "./stats.ts";
 
 export interface StartBench {
   coldMs: number;
@@ -58,8 +59,7 @@ export async function benchStart(runs = 5): Promise<StartBench> {
     const coldMs = await once(root, port, cacheDir);
     const warmMs: number[] = [];
     for (let i = 0; i < runs; i++) warmMs.push(await once(root, port, cacheDir));
-    const sorted = [...warmMs].sort((a, b) => a - b);
-    return { coldMs, warmMs, warmMedianMs: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN };
+    return { coldMs, warmMs, warmMedianMs: median(warmMs) };
   } finally {
     rmSync(root, { recursive: true, force: true });
     rmSync(cacheDir, { recursive: true, force: true });

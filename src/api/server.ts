@@ -176,22 +176,20 @@ function buildApp(
  */
 export async function startApi(opts: ApiOptions): Promise<ApiHandle> {
   const version = opts.snapshot().daemon.version;
-  const docs: Record<Transport, unknown> = { tcp: null, socket: null };
+  const docs: Record<Transport, unknown> = { tcp: undefined, socket: undefined };
   const specsFor = (transport: Transport): RouteSpec[] =>
     routes({
       snapshot: opts.snapshot,
       metrics: opts.metrics,
       actions: opts.actions,
       progressIntervalMs: opts.progressIntervalMs ?? 250,
-      openapi: () => docs[transport],
+      // Assembled when first asked for, which most daemons never are.
+      openapi: () => (docs[transport] ??= openApiDocument(specs[transport], transport, version)),
     });
-  const tcpSpecs = specsFor("tcp");
-  const socketSpecs = specsFor("socket");
-  docs.tcp = openApiDocument(tcpSpecs, "tcp", version);
-  docs.socket = openApiDocument(socketSpecs, "socket", version);
+  const specs: Record<Transport, RouteSpec[]> = { tcp: specsFor("tcp"), socket: specsFor("socket") };
 
-  const tcp = opts.listen === null ? null : buildApp("tcp", tcpSpecs, opts.log);
-  const socket = buildApp("socket", socketSpecs, opts.log);
+  const tcp = opts.listen === null ? null : buildApp("tcp", specs.tcp, opts.log);
+  const socket = buildApp("socket", specs.socket, opts.log);
   const tcpServers: Server[] = [];
   let tcpAddresses: string[] = [];
   let closeSocket: (() => Promise<void>) | null = null;

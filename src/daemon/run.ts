@@ -71,15 +71,13 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   await notifier.ready("serving the status API");
   const stopWatchdog = startWatchdog(notifier, systemClock, watchdogIntervalMs());
 
-  const [{ composeReconciler }, { Reconciler }, { Daemon }, { connectSystemd }, { watchFiles }, { watchUpdateEngine }] =
-    await Promise.all([
-      import("../main/compose.ts"),
-      import("../controller/reconciler.ts"),
-      import("./daemon.ts"),
-      import("../main/systemd.ts"),
-      import("./watch.ts"),
-      import("../systemd/update-engine.ts"),
-    ]);
+  const [{ composeReconciler }, { Reconciler }, { Daemon }, { connectSystemd }, { watchFiles }] = await Promise.all([
+    import("../main/compose.ts"),
+    import("../controller/reconciler.ts"),
+    import("./daemon.ts"),
+    import("../main/systemd.ts"),
+    import("./watch.ts"),
+  ]);
   const systemd = await connectSystemd({
     clock: systemClock,
     random: systemRandom,
@@ -118,7 +116,13 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   void running.refresh();
   running.startTimer();
 
-  const updates = systemd === null ? null : watchUpdateEngine(systemd.bus, log, (s) => running.onUpdateStatus(s));
+  // Without a system bus dbus-next (some 10 MiB resident) stays unloaded: update_engine is not asked.
+  const updates =
+    systemd === null
+      ? null
+      : (await import("../systemd/update-engine.ts")).watchUpdateEngine(systemd.bus, log, (s) =>
+          running.onUpdateStatus(s),
+        );
 
   const reload = async (why: string): Promise<void> => {
     try {
