@@ -5,10 +5,18 @@ export interface CommandIo {
   isTTY: boolean;
 }
 
+// Getters: Node builds process.stdout and process.stderr on first use, a stream over a pipe or a tty each, and
+// most commands (the boot step) never print to stdout.
 export const processIo = (): CommandIo => ({
-  stdout: process.stdout,
-  stderr: process.stderr,
-  isTTY: process.stdout.isTTY === true,
+  get stdout() {
+    return process.stdout;
+  },
+  get stderr() {
+    return process.stderr;
+  },
+  get isTTY() {
+    return process.stdout.isTTY === true;
+  },
 });
 
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
