@@ -52,15 +52,21 @@ async function bundle(): Promise<void> {
   // Built beside and renamed: a command started meanwhile runs the old bundle or the new one, never half of one.
   const tmp = `${OUT}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
-  const result = await build({
-    ...bundleOptions(version),
-    entryPoints: Object.fromEntries(Object.entries(ENTRIES).map(([name, file]) => [name, join(PROJECT, file)])),
-    outdir: tmp,
-    splitting: true,
-    chunkNames: "chunk-[hash]",
-  });
+  // One build per command: chunks shared by both would cut each command's modules into more, smaller chunks, and
+  // every chunk is one more module to load (27 of them cost a start some 6 ms).
+  const own = new Set<string>();
+  for (const [name, file] of Object.entries(ENTRIES)) {
+    const result = await build({
+      ...bundleOptions(version),
+      entryPoints: { [name]: join(PROJECT, file) },
+      outdir: tmp,
+      splitting: true,
+      chunkNames: `${name}-[hash]`,
+    });
+    for (const input of Object.keys(result.metafile?.inputs ?? {}))
+      if (!input.includes("node_modules/")) own.add(input);
+  }
   // Our own inputs by size and mtime, as make judges them; the dependencies by npm's record of the last install.
-  const own = Object.keys(result.metafile?.inputs ?? {}).filter((file) => !file.includes("node_modules/"));
   const inputs = [...own, "package.json", "node_modules/.package-lock.json"].map((file) => {
     const stat = statSync(join(PROJECT, file));
     return [file, stat.size, stat.mtimeMs];
