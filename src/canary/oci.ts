@@ -1,8 +1,8 @@
 // The canary's image as an OCI image layout in one tar file (what `ctr images import` reads), built from a single
 // static binary. Deterministic: the same binary gives the same bytes (sorted entries, owner 0, fixed time and
 // modes, no timestamps in the JSON, an uncompressed layer so no compressor's version leaks in).
-import { createHash } from "node:crypto";
 import { KataError } from "../errors.ts";
+import { sha256 as sha256Hash } from "../sha256.ts";
 
 const BLOCK = 512;
 
@@ -78,7 +78,7 @@ export interface CanaryLayout {
   manifestDigest: string;
 }
 
-const sha256 = (bytes: Buffer): string => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+const sha256 = (bytes: Buffer): string => `sha256:${sha256Hash().update(bytes).digest("hex")}`;
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
 
 /**

@@ -2,11 +2,11 @@
 // ExecStart and Environment after every drop-in, the operator's included. Our own drop-in hides what it replaces,
 // so the choice is recorded in it together with a fingerprint of the other unit files; only when those changed
 // is our drop-in set aside for one daemon-reload to see the unit without it.
-import { createHash } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { KataError } from "../errors.ts";
 import { pathExists } from "../files.ts";
 import type { Logger } from "../log/logger.ts";
+import { sha256 } from "../sha256.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
 import type { ServiceInfo, SystemdManager } from "../systemd/manager.ts";
 import { commandLine } from "./confirm.ts";
@@ -35,7 +35,7 @@ const viewOf = (info: ServiceInfo): UnitView => ({
 
 /** sha256 over the unit file and every drop-in but ours, names and contents, in systemd's order. */
 async function fingerprint(files: ContainerdFiles, info: ServiceInfo): Promise<string> {
-  const hash = createHash("sha256");
+  const hash = sha256();
   for (const path of [info.fragmentPath, ...info.dropInPaths.filter((p) => p !== files.unitDropInOnHost)]) {
     hash.update(`${path}\0`);
     hash.update(await readFile(files.host(path)).catch(() => Buffer.from("(unreadable)")));

@@ -4,7 +4,6 @@
 // admits a copy into the store like any download (inspected, quarantined if bad), and points the link at the copy
 // (the same bytes, so nothing merged changes); the switch that follows then records it as `previous`. Nothing
 // under /opt/extensions is touched: kata-sysextd never deletes what it did not create.
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, lstat, readdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
@@ -16,6 +15,7 @@ import type { HostPaths } from "../paths.ts";
 import { parseManifest } from "../release/manifest.ts";
 import { splitImageFileName } from "../release/names.ts";
 import type { HostRelease } from "../release/os-release.ts";
+import { sha256 } from "../sha256.ts";
 import type { LinkState } from "../store/link.ts";
 import type { ImageStore } from "../store/store.ts";
 import { type AdmitDeps, fetchAndAdmit } from "./admit.ts";
@@ -74,7 +74,7 @@ export async function sysupdateTimers(paths: HostPaths, name: string): Promise<s
 }
 
 async function sha256Of(path: string): Promise<string> {
-  const hash = createHash("sha256");
+  const hash = sha256();
   await pipeline(createReadStream(path), hash);
   return hash.digest("hex");
 }
