@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:http";
 import { join } from "node:path";
-import { procPid, readProc } from "../test/helpers/proc.ts";
+import { childrenOf, procPid, readProc } from "../test/helpers/proc.ts";
 import { NODE, startDaemon, until } from "../test/helpers/sandbox.ts";
 import { installedRoot } from "./installed.ts";
 import { median, round } from "./stats.ts";
@@ -33,21 +33,19 @@ function get(port: number, path: string): Promise<{ status: number; body: string
   });
 }
 
-/** VmRSS of a child, from /proc (in /proc's PID numbering). */
-function rss(child: ChildProcess): number {
-  const pid = child.pid;
-  if (pid === undefined) throw new Error("the process did not start");
+/** VmRSS of a process (this process's PID numbering), from /proc. */
+function rss(pid: number): number {
   const kib = /^VmRSS:\s+(\d+) kB$/m.exec(readProc(`/proc/${procPid(pid)}/status`))?.[1];
   if (kib === undefined) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(kib) * 1024;
 }
 
 /** Median of a few samples a second apart, once the process is idle. */
-async function settledRss(child: ChildProcess): Promise<number> {
+async function settledRss(pid: number): Promise<number> {
   const samples: number[] = [];
   for (let i = 0; i < 5; i++) {
     await new Promise((r) => setTimeout(r, 1000));
-    samples.push(rss(child));
+    samples.push(rss(pid));
   }
   return median(samples);
 }
@@ -81,7 +79,10 @@ export async function benchIdle(): Promise<IdleBench> {
     fastify = await startFastify();
     const served = await get(fastify.port, "/");
     if (served.status !== 200) throw new Error(`bare fastify answered ${served.status}`);
-    const [daemonRss, fastifyRss] = await Promise.all([settledRss(daemon.child), settledRss(fastify.child)]);
+    // The daemon runs under unshare, as the first process of its own PID namespace: unshare's child.
+    const [daemonPid] = daemon.child.pid === undefined ? [] : childrenOf(daemon.child.pid);
+    if (daemonPid === undefined || fastify.child.pid === undefined) throw new Error("a process did not start");
+    const [daemonRss, fastifyRss] = await Promise.all([settledRss(daemonPid), settledRss(fastify.child.pid)]);
     return {
       daemonMiB: round(daemonRss / MiB),
       fastifyMiB: round(fastifyRss / MiB),

@@ -29,12 +29,9 @@ export async function installedRoot(): Promise<InstalledRoot> {
     server = await startReleaseServer(pub);
     root = makeSandboxRoot();
     const port = await freePort();
-    // activation = "force": the daemon counts Kata sandboxes in this machine's own /proc, where tests running
-    // beside the bench may have a stand-in shim.
     writeConfig(
       root,
-      `[source]\nurl = "${server.url}"\n[policy]\nactivation = "force"\n[api]\nlisten = "127.0.0.1:${port}"\n` +
-        "[containerd]\nenabled = false\n",
+      `[source]\nurl = "${server.url}"\n[api]\nlisten = "127.0.0.1:${port}"\n[containerd]\nenabled = false\n`,
     );
     const once = await daemonOnce(root);
     if (once.code !== 0) throw new Error(`kata-sysextd --once failed (${once.code}):\n${once.stderr}`);
