@@ -79,8 +79,10 @@ export function ctrClient(address: string, fifoDir: string, ctr = "ctr"): Contai
         ["snapshots", "rm", id],
       ]) {
         // A task whose shim is going away as it is killed answers "ttrpc: closed" once; the next try finds it gone.
+        // containerd not answering at all is not retried: the next start sweeps what is left.
         let result = await ctrRun(args);
         for (let retry = 0; retry < 3 && result.exitCode !== 0 && !notFound(result.stderr); retry++) {
+          if (result.stderr.includes("failed to dial")) break;
           result = await ctrRun(args);
         }
         if (result.exitCode !== 0 && !notFound(result.stderr)) {

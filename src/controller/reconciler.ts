@@ -713,8 +713,7 @@ export class Reconciler {
 
   /** The switch's canary stage: for the Kata image it leaves active; a failure throws, and is undone. */
   private async canaryStage(primary: StoredImage | null, observed: Observed): Promise<void> {
-    const active = await this.activeImage(observed);
-    const result = await this.runCanary(primary ?? active);
+    const result = await this.runCanary(primary ?? (await this.activeImage(observed)));
     if (result.outcome === "failed") {
       throw new KataError("canary-failed", `canary (${result.handler}) failed at ${result.step}: ${result.reason}`, {
         remedy: `the previous image stays active and ${result.image ?? "the new image"} is held; \`kata-sysextctl canary\` runs it again`,
