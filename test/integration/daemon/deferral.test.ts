@@ -1,7 +1,7 @@
 // policy.activation = "wait" with the real daemon: a new image waits while a Kata sandbox runs, and is activated
 // soon after the last one ends, without waiting for the next timer pass (hours away). The sandbox is a real
 // process named containerd-shim-kata-v2, in the daemon's own PID namespace, killed with SIGKILL.
-import { copyFileSync, mkdtempSync, readlinkSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -55,5 +55,49 @@ it("activates the waiting image within seconds of the last sandbox ending", asyn
     // unshare, which runs the daemon's PID namespace, ignores SIGTERM; its --kill-child takes the daemon along.
     daemon.child.kill("SIGKILL");
     await daemon.exited;
+  }
+}, 60_000);
+
+it("asks for a reboot once policy.max_wait_seconds ran out, and withdraws it when the sandbox ends first", async () => {
+  const root = makeSandboxRoot();
+  const port = await freePort();
+  const base = `[source]\nurl = "${server.url}"\n[api]\nlisten = "127.0.0.1:${port}"\n[containerd]\nenabled = false\n`;
+  writeConfig(root, `${base}[policy]\nversions = "<3.31"\n`);
+  expect((await daemonOnce(root)).code).toBe(0);
+
+  writeConfig(root, `${base}[policy]\nactivation = "wait"\nmax_wait_seconds = 2\n`);
+  const shimDir = mkdtempSync(join(tmpdir(), "kata-shim-"));
+  const shim = join(shimDir, "containerd-shim-kata-v2");
+  copyFileSync("/bin/sleep", shim);
+  const sentinel = join(root, "run/reboot-required");
+  const daemon = startDaemon(root, { sandboxShim: shim });
+  const status = async () =>
+    (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as {
+      reboot: { requested: boolean; reason: string | null; since: string | null };
+    };
+  try {
+    // No pass is due for hours (interval_seconds): the daemon runs one when the wait runs out.
+    await until("the reboot request", () => existsSync(sentinel), daemon.stderr, 30_000);
+    const reason =
+      "Kata 3.32.0 waited 2 s for running Kata sandboxes to end (policy.max_wait_seconds = 2) and activates at the next boot";
+    expect(readFileSync(sentinel, "utf8")).toBe(`kata-sysextd: ${reason}\n`);
+    await until("/status", async () => (await status()).reboot.requested, daemon.stderr);
+    expect((await status()).reboot).toMatchObject({ requested: true, reason });
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^kata_sysextd_reboot_requested 1$/m);
+    expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
+
+    // The sandbox ends before any reboot: the image is activated at once, and the request goes.
+    const [sandbox] = runningAs(shim);
+    expect(sandbox).toBeGreaterThan(0);
+    process.kill(sandbox ?? 0, "SIGKILL");
+    await until("3.32.0 active", () => readlinkSync(join(root, LINK)).includes("3.32.0"), daemon.stderr, 30_000);
+    await until("the withdrawal", () => !existsSync(sentinel), daemon.stderr);
+    await until("/status", async () => !(await status()).reboot.requested, daemon.stderr);
+    expect(daemon.stderr()).toContain("reboot request withdrawn, what it was for is active or no longer wanted");
+  } finally {
+    daemon.child.kill("SIGKILL");
+    await daemon.exited;
+    for (const dir of [root, shimDir]) rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
