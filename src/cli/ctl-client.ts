@@ -417,6 +417,15 @@ export function formatStatus(doc: StatusDocument): string {
   if (next === null) row("next boot", "no OS update pending");
   else if (next.staged) row("next boot", `flatcar ${next.flatcarVersion}: kata ${next.kata ?? "?"} staged`);
   else row("next boot", `flatcar ${next.flatcarVersion}: nothing staged${next.reason ? ` (${next.reason})` : ""}`);
+  // Absent from a daemon older than the field.
+  const reboot = doc.reboot;
+  if (reboot?.requested) {
+    const carrier =
+      reboot.sentinel === null
+        ? "no sentinel configured"
+        : `${reboot.sentinel.path}${reboot.sentinel.owner === "other" ? ", written by another package" : ""}`;
+    row("reboot", `REQUESTED since ${reboot.since ?? "?"} (${carrier}): ${reboot.reason ?? ""}`);
+  }
   const pf = doc.preflight;
   if (pf === null) row("preflight", "not run yet");
   else {

@@ -72,6 +72,29 @@ describe("formatStatus", () => {
     expect(text).toContain("state      fetching; no reconcile yet");
   });
 
+  it.each([
+    [
+      { path: "/run/reboot-required", owner: "kata-sysextd" as const },
+      "  reboot     REQUESTED since 2026-12-01T10:00:00.000Z (/run/reboot-required): Kata 3.32.1 is staged and activates at the next boot",
+    ],
+    [
+      { path: "/run/reboot-required", owner: "other" as const },
+      "  reboot     REQUESTED since 2026-12-01T10:00:00.000Z (/run/reboot-required, written by another package): Kata 3.32.1 is staged and activates at the next boot",
+    ],
+    [
+      null,
+      "  reboot     REQUESTED since 2026-12-01T10:00:00.000Z (no sentinel configured): Kata 3.32.1 is staged and activates at the next boot",
+    ],
+  ])("shows a standing reboot request and what carries it (%o)", (sentinel, line) => {
+    const reboot = {
+      requested: true,
+      reason: "Kata 3.32.1 is staged and activates at the next boot",
+      since: "2026-12-01T10:00:00.000Z",
+      sentinel,
+    };
+    expect(formatStatus(statusDoc({ reboot })).split("\n")).toContain(line);
+  });
+
   it("names the limitation when the image is active but not merged", () => {
     const doc = statusDoc();
     const text = formatStatus({
