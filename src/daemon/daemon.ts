@@ -137,7 +137,8 @@ export class Daemon implements ApiActions {
       statusAfterPass({ base: this.doc, outcome, at, preflight, containerd: this.deps.runtime?.status() ?? null }),
     );
     this.deps.metrics.reconciled(outcome.result, (this.deps.clock.monotonicMs() - startedMs) / 1000);
-    this.recheckAfter(outcome.requeueAfterMs ?? null);
+    // A failed pass says nothing about the wait: a re-check already due stays.
+    if (outcome.requeueAfterMs !== undefined) this.recheckAfter(outcome.requeueAfterMs);
     const code = outcome.error?.code ?? null;
     const phase = code === null ? null : errorPhase(code);
     if (code !== null && phase === "verification") this.deps.metrics.verificationFailed(code);
