@@ -1,7 +1,7 @@
 // What every end-to-end test of the daemon under real systemd needs, in one place: where the checkout appears
 // in the container, a Flatcar /usr for it, and the project's own units installed to run from the checkout.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
 import { join, relative } from "node:path";
 import { writeOsRelease } from "./images.ts";
 import type { Container, EtcEntry } from "./nspawn.ts";
@@ -17,6 +17,21 @@ export const CHECKOUT = "/srv/kata-sysextd";
 export function inContainer(hostPath: string): string {
   const rel = relative(PROJECT, hostPath);
   return rel.startsWith("..") ? hostPath : join(CHECKOUT, rel);
+}
+
+/**
+ * The binds that show the checkout to the container at CHECKOUT, read-only. When its node_modules is a symlink
+ * out of the checkout (a git worktree sharing another checkout's), that folder is bound at its own path too, so
+ * the symlink, and the pinned node under it, resolve inside the container as on the host.
+ */
+export function checkoutBinds(): { host: string; container: string; readOnly: true }[] {
+  const binds: { host: string; container: string; readOnly: true }[] = [
+    { host: PROJECT, container: CHECKOUT, readOnly: true },
+  ];
+  const modules = join(PROJECT, "node_modules");
+  const real = existsSync(modules) ? realpathSync(modules) : modules;
+  if (relative(PROJECT, real).startsWith("..")) binds.push({ host: real, container: real, readOnly: true });
+  return binds;
 }
 
 /** The pinned node the tests run under, as the container sees it. */
