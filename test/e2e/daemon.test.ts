@@ -1,12 +1,13 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MessageId } from "../../src/log/logger.ts";
 import {
   CHECKOUT,
   CONTAINER_NODE,
+  checkoutBinds,
   flatcarUsr,
   kataPayload,
   projectUnits,
@@ -34,7 +35,6 @@ const HAS_CONTAINERD = !skipWithout(
   "the e2e daemon test's containerd checks",
 );
 
-const REPO = resolve(import.meta.dirname, "../..");
 const NODE = CONTAINER_NODE;
 const STORE = "/var/lib/kata-sysextd/images";
 const LINK = "/etc/extensions/kata-containers.raw";
@@ -46,6 +46,7 @@ const UNSUPPORTED_OS = "5000.0.0";
 const UPDATE_ENGINE_UNIT = "e2e-update-engine.service";
 const DAEMON_UNIT = "kata-sysextd.service";
 const BOOT_UNIT = "kata-sysextd-boot.service";
+const SANDBOX_UNIT = "e2e-kata-sandbox.service";
 // Generous: a boot waits while another test file's container runs (one container at a time).
 const BOOT_TIMEOUT_MS = 240_000;
 const STEP_TIMEOUT_MS = 60_000;
@@ -83,7 +84,7 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
       etcDir: join(host, "etc"),
       binds: [
         { host: usrFor(versionId), container: "/usr", readOnly: true },
-        { host: REPO, container: CHECKOUT, readOnly: true },
+        ...checkoutBinds(),
         // The store and state survive a reboot; the rest of the volatile /var does not.
         { host: join(host, "state"), container: "/var/lib/kata-sysextd" },
       ],
@@ -106,6 +107,28 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
     (await sh(["systemctl", "show", "-P", property, "--", unit])).trim();
   const journalWith = async (unit: string, messageId: string): Promise<JournalEntry[]> =>
     (await c.journal(unit)).filter((e) => e.MESSAGE_ID === messageId);
+
+  /** The daemon's configuration; `policy` adds lines to [policy]. */
+  const daemonConfig = (policy: string[] = []): string =>
+    [
+      "[source]",
+      `url = "${server?.url}"`,
+      "[policy]",
+      'versions = ">=3.21.0"',
+      "constraints = [",
+      `  { kata = ">=3.33.0", flatcar = ">=${NEW_OS}", reason = "3.33 needs the newer Flatcar kernel" },`,
+      `  { kata = ">=3.0.0", flatcar = "<${UNSUPPORTED_OS}", reason = "Kata 3 does not run on Flatcar 5000" },`,
+      "]",
+      ...policy,
+      "[api]",
+      `listen = "127.0.0.1:${port}"`,
+      "[containerd]",
+      'base_config = "/etc/containerd/config.toml"',
+      // runc cannot start containers inside nspawn; test/integration/canary runs the canary outside.
+      "[health]",
+      "canary = false",
+      "",
+    ].join("\n");
 
   beforeAll(async () => {
     host = mkdtempSync(join(tmpdir(), "kata-e2e-daemon-"));
@@ -132,24 +155,7 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
         "[Service]\nEnvironment=CONTAINERD_CONFIG=/etc/containerd/config.toml\nExecStart=\nExecStart=/usr/bin/containerd --config $CONTAINERD_CONFIG\n",
       "containerd/config.toml":
         'version = 2\n\n[plugins."io.containerd.grpc.v1.cri".containerd]\nsnapshotter = "native"\n',
-      "kata-sysextd/config.toml": [
-        "[source]",
-        `url = "${server.url}"`,
-        "[policy]",
-        'versions = ">=3.21.0"',
-        "constraints = [",
-        `  { kata = ">=3.33.0", flatcar = ">=${NEW_OS}", reason = "3.33 needs the newer Flatcar kernel" },`,
-        `  { kata = ">=3.0.0", flatcar = "<${UNSUPPORTED_OS}", reason = "Kata 3 does not run on Flatcar 5000" },`,
-        "]",
-        "[api]",
-        `listen = "127.0.0.1:${port}"`,
-        "[containerd]",
-        'base_config = "/etc/containerd/config.toml"',
-        // runc cannot start containers inside nspawn; test/integration/canary runs the canary outside.
-        "[health]",
-        "canary = false",
-        "",
-      ].join("\n"),
+      "kata-sysextd/config.toml": daemonConfig(),
     };
     // The first machine has no /dev/kvm: a degraded host (preflight failing), which must stay degraded and
     // still manage its extension; the reboots get /dev/kvm where this machine has it.
@@ -487,10 +493,99 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
       expect((await status()).lastReconcile?.result).toBe("ok");
       expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
       expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.0\n");
+    },
+    BOOT_TIMEOUT_MS,
+  );
+
+  it(
+    "asks for a reboot in /run/reboot-required while a sandbox holds an activation back; the boot unit removes it after relinking",
+    async () => {
+      await c.waitForUnit(DAEMON_UNIT, "active", STEP_TIMEOUT_MS);
+      // policy.activation = "next-boot", taken by the running daemon at `systemctl reload`.
+      writeFileSync(join(host, "etc/kata-sysextd/config.toml"), daemonConfig(['activation = "next-boot"']));
+      await sh(["systemctl", "reload", DAEMON_UNIT]);
+      await until("the reload", async () => (await daemonMessages()).includes("configuration reloaded"));
+      // A stand-in Kata sandbox: a process whose argv[0] is containerd-shim-kata-v2, as a unit of its own.
+      await sh(["sh", "-c", "mkdir -p /run/e2e-sandbox && cp /usr/bin/sleep /run/e2e-sandbox/containerd-shim-kata-v2"]);
+      await sh([
+        "systemd-run",
+        "--quiet",
+        `--unit=${SANDBOX_UNIT}`,
+        "/run/e2e-sandbox/containerd-shim-kata-v2",
+        "infinity",
+      ]);
+      // A newer Kata for this release appears at the source.
+      await publishRelease(join(host, "release"), {
+        images: ["3.32.0", "3.32.1", "3.33.0"].map((version) => ({
+          version,
+          content: existsSync(join(host, "build", `${version}.raw`))
+            ? join(host, "build", `${version}.raw`)
+            : buildImage({ version, files: kataPayload(version) }, join(host, "build", `${version}.raw`)),
+        })),
+      });
+      const refresh = await c.exec([NODE, join(CHECKOUT, "bin/kata-sysextctl.js"), "refresh"]);
+      expect(refresh.exitCode, `${refresh.stdout}${refresh.stderr}`).toBe(0);
+
+      const line =
+        'kata-sysextd: Kata 3.32.1 is staged and activates at the next boot (policy.activation = "next-boot")\n';
+      expect(await sh(["cat", "/run/reboot-required"])).toBe(line);
+      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.0")}\n`);
+      const doc = await status();
+      expect(doc.lastReconcile?.result).toBe("deferred");
+      expect(doc.reboot).toMatchObject({
+        requested: true,
+        reason: line.slice("kata-sysextd: ".length, -1),
+        sentinel: { path: "/run/reboot-required", owner: "kata-sysextd" },
+      });
+      const metrics = await sh(["curl", "-s", `http://127.0.0.1:${port}/metrics`]);
+      expect(metrics).toMatch(/^kata_sysextd_reboot_requested 1$/m);
+      expect(metrics).toMatch(
+        new RegExp(
+          `^kata_sysextd_reboot_requested_since_seconds ${Math.floor(Date.parse(doc.reboot.since ?? "") / 1000)}$`,
+          "m",
+        ),
+      );
+      const [requested] = await journalWith(DAEMON_UNIT, MessageId.rebootRequested);
+      expect(requested).toMatchObject({
+        PRIORITY: "5",
+        REBOOT_SENTINEL: "/run/reboot-required",
+        REBOOT_SENTINEL_OWNER: "kata-sysextd",
+      });
+
+      // What the reboot does, without emptying /run (a real one would, and so hide whether the boot unit removes
+      // a sentinel it wrote, as it must on a persistent path): the sandboxes end, and the boot unit runs again.
+      await sh(["systemctl", "kill", "--signal=SIGKILL", SANDBOX_UNIT]);
+      await sh(["systemctl", "stop", DAEMON_UNIT]);
+      await sh(["systemctl", "restart", BOOT_UNIT]);
+      expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
+      expect(await sh(["readlink", "-f", LINK])).toBe(`${image("3.32.1")}\n`);
+      expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe("3.32.1\n");
+      expect((await c.exec(["test", "-e", "/run/reboot-required"])).exitCode).toBe(1);
+      const bootMessages = (await c.journal(BOOT_UNIT)).map((e) => String(e.MESSAGE));
+      const relinked = bootMessages.findIndex((m) => m.includes("activated kata-containers-3.32.1-x86-64.raw"));
+      const withdrawn = bootMessages.findIndex(
+        (m) => m.startsWith("reboot request withdrawn") && m.endsWith("removed /run/reboot-required"),
+      );
+      expect(relinked, bootMessages.join("\n")).toBeGreaterThanOrEqual(0);
+      expect(withdrawn, bootMessages.join("\n")).toBeGreaterThan(relinked);
       expect((await c.poweroff()).clean).toBe(true);
     },
     BOOT_TIMEOUT_MS,
   );
+
+  /** The daemon unit's journal messages. */
+  async function daemonMessages(): Promise<unknown[]> {
+    return (await c.journal(DAEMON_UNIT)).map((e) => e.MESSAGE);
+  }
+
+  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + STEP_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (await check()) return;
+      await sleep(100);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
 
   /** containerd runs, started with the configuration that has the Kata runtimes merged in. */
   async function expectContainerdOnKataConfig(): Promise<void> {
@@ -536,6 +631,12 @@ interface StatusDoc {
   host: { id: string | null; versionId: string | null; sysextLevel: string | null; arch: string };
   extension: { name: string; active: string | null; merged: boolean; image: string | null };
   nextBoot: { flatcarVersion: string; kata: string | null; staged: boolean; reason: string | null } | null;
+  reboot: {
+    requested: boolean;
+    reason: string | null;
+    since: string | null;
+    sentinel: { path: string; owner: string } | null;
+  };
   preflight: {
     ok: boolean;
     failed: number;
