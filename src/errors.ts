@@ -35,6 +35,7 @@ export type ErrorCode =
   | "subprocess-failed"
   | "subprocess-timeout"
   | "canary-failed"
+  | "nfd-write-failed"
   | "not-implemented"
   | "internal";
 
@@ -82,6 +83,7 @@ const ERROR_KINDS: Record<ErrorCode, { category: ErrorCategory; phase?: ErrorPha
   "subprocess-failed": { category: "terminal" },
   "subprocess-timeout": { category: "retryable" },
   "canary-failed": { category: "terminal" },
+  "nfd-write-failed": { category: "configuration" },
   "not-implemented": { category: "terminal" },
   internal: { category: "terminal" },
 };

@@ -49,13 +49,33 @@ export interface ClusterReadiness {
 /** The feature file at `path` (already resolved under --root); every write replaces it whole. */
 export function nfdFeatureFile(path: string, log: Logger): ClusterReadiness {
   let last: string | null = null;
-  /** Writes unless the file already says so (as this process last wrote it); returns whether it wrote. */
+  let lastFailure: string | null = null;
+  /**
+   * Writes unless the file already says so (as this process last wrote it); returns whether it wrote. A file that
+   * cannot be written is a warning, said once per cause, and tried again next time: the labels are advice to the
+   * scheduler, and a pass that keeps Kata working must not fail over them.
+   */
   const write = async (readiness: NodeReadiness): Promise<boolean> => {
     const text = featureFileText(readiness);
     if (text === last) return false;
-    await mkdir(dirname(path), { recursive: true });
-    await writeFileAtomic(path, text);
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFileAtomic(path, text);
+    } catch (err) {
+      const cause = err instanceof Error ? err.message : String(err);
+      if (cause !== lastFailure) {
+        log.warning(
+          `Node Feature Discovery labels not written to ${path}: ${cause}; the node's labels are stale until it ` +
+            "can be written (under the systemd unit, add its folder to ReadWritePaths= in a drop-in, or set " +
+            '[cluster] nfd_features_file = "" to turn the labels off)',
+          { ERROR_CODE: "nfd-write-failed" },
+        );
+        lastFailure = cause;
+      }
+      return false;
+    }
     last = text;
+    lastFailure = null;
     return true;
   };
   return {

@@ -1,6 +1,10 @@
 // The NFD feature file's text: NFD's local format, labels in feature.node.kubernetes.io/, valid label values.
-import { describe, expect, it } from "vitest";
-import { featureFileText, handlerLabel, NOT_READY } from "../../../src/cluster/nfd.ts";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { featureFileText, handlerLabel, NOT_READY, nfdFeatureFile } from "../../../src/cluster/nfd.ts";
+import { createLogger } from "../../../src/log/logger.ts";
 
 const HEADER = "# Written by kata-sysextd: this node's Kata readiness. Do not edit; it is rewritten.\n";
 const P = "feature.node.kubernetes.io/kata-sysextd";
@@ -33,5 +37,33 @@ describe("featureFileText", () => {
     ["kata/odd name", `${P}.handler.kata-odd-name`],
   ])("labels handler %s as %s", (handler, label) => {
     expect(handlerLabel(handler)).toBe(label);
+  });
+});
+
+describe("nfdFeatureFile", () => {
+  let dir = "";
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("a file it cannot write is a warning said once, never a failed pass; it writes once it can", async () => {
+    dir = mkdtempSync(join(tmpdir(), "kata-nfd-"));
+    // The feature file's folder is a regular file: mkdir fails with ENOTDIR, as a read-only or wrong path would.
+    const folder = join(dir, "features.d");
+    writeFileSync(folder, "not a folder");
+    const warnings: string[] = [];
+    const log = createLogger((level, message) => {
+      if (level === "warning") warnings.push(message);
+    });
+    const file = nfdFeatureFile(join(folder, "kata-sysextd"), log);
+
+    await expect(file.withdraw("a switch starts")).resolves.toBeUndefined();
+    await expect(file.publish({ ready: true, version: "3.32.0", handlers: ["kata"] })).resolves.toBeUndefined();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/not written to .*features\.d\/kata-sysextd: .*ReadWritePaths=/);
+
+    rmSync(folder);
+    await file.publish({ ready: true, version: "3.32.0", handlers: ["kata"] });
+    expect(readFileSync(join(folder, "kata-sysextd"), "utf8")).toBe(
+      `${HEADER}${P}.ready=true\n${P}.version=3.32.0\n${P}.handler.kata=true\n`,
+    );
   });
 });
