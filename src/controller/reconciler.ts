@@ -1,5 +1,6 @@
 // The reconcile loop: observe the host, decide the next step (plan.ts, pure), carry it out, observe again.
 // One pass is what `kata-sysextd --once` runs; the daemon runs passes on start, on events and on a timer.
+import type { VersionsResult } from "../api/schemas.ts";
 import type { CanaryPhase, CanaryResult } from "../canary/canary.ts";
 import type { CanaryProbe } from "../canary/probe.ts";
 import type { Clock, Random } from "../clock.ts";
@@ -11,10 +12,12 @@ import type { RuntimeRegistration } from "../containerd/stage.ts";
 import { asKataError, KataError } from "../errors.ts";
 import { cleanupPartials } from "../fetch/download.ts";
 import { FetchError } from "../fetch/http.ts";
+import { sourceDirectory } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import type { Member, ReconcileEvent, SkippedCandidate, Target, Targets } from "../model.ts";
 import type { HostPaths } from "../paths.ts";
+import { parseManifest } from "../release/manifest.ts";
 import type { ReleaseMetadata } from "../release/metadata.ts";
 import type { HostRelease } from "../release/os-release.ts";
 import { compareVersions } from "../release/version.ts";
@@ -34,6 +37,7 @@ import {
   decideOffline,
   decideRemote,
   memberNamed,
+  parsePublishedMetadata,
   qualifies,
   readKeptMetadata,
   Unresolvable,
@@ -53,6 +57,7 @@ import { countKataSandboxes, type JudgedImage, type MemberView, type Observed, o
 import { type JointAction, nextAction, nextJointAction } from "./plan.ts";
 import { decideReboot } from "./reboot.ts";
 import { takeOver } from "./takeover.ts";
+import { judgeRemote, skippedReleases } from "./versions.ts";
 
 export interface ReconcilerDeps {
   paths: HostPaths;
@@ -140,6 +145,52 @@ export class Reconciler {
   /** state.json's read-modify-write, its recoveries reported in this pass's journal. */
   private updateState(change: (state: PersistedState) => Partial<PersistedState>): Promise<PersistedState> {
     return this.deps.state.update(change);
+  }
+
+  /** Stored and published Kata versions, judged as a pass would (versions.ts); source trouble is reported, not thrown. */
+  async versions(): Promise<VersionsResult> {
+    const observed = await this.observe();
+    const active = activeFile(observed.link);
+    const held = observed.state.held[this.deps.config.source.name] ?? [];
+    const result: VersionsResult = {
+      name: this.deps.config.source.name,
+      arch: this.deps.arch,
+      active: observed.images.find((i) => i.file === active)?.version ?? null,
+      source: sourceDirectory(this.deps.config.source),
+      local: observed.images.map((i) => ({
+        version: i.version,
+        image: i.path,
+        active: i.file === active,
+        held: held.includes(i.file),
+      })),
+      remote: [],
+      remoteError: null,
+      skipped: skippedReleases(observed.state.skipped),
+    };
+    try {
+      const published = await this.primary.source.manifest();
+      const manifest = parseManifest(published.text);
+      // Withdrawals and constraints from the publisher count here as they do in a pass.
+      const metadata = parsePublishedMetadata(published.metadata, this.deps.log);
+      result.remote = manifest.entries.flatMap((entry) => {
+        const stored = observed.images.find((i) => i.file === entry.file);
+        const decision = judgeRemote({
+          host: observed.host,
+          arch: this.deps.arch,
+          policy: this.deps.config.policy,
+          name: this.deps.config.source.name,
+          entry,
+          metadata,
+          held: held.includes(entry.file),
+          stored,
+        });
+        return decision === null ? [] : [decision];
+      });
+    } catch (err) {
+      const e = asKataError(err);
+      result.remoteError = { code: e.code, message: e.message, remedy: e.remedy ?? null };
+    }
+    return result;
   }
 
   /** Lifts the holds of earlier rollbacks (`kata-sysextctl refresh --release-holds`). */

@@ -1,20 +1,18 @@
 // Builds the /status document from what a pass observed. Pure: the daemon keeps the result in memory.
 
-import type { SkippedCandidate } from "../model.ts";
 import type { HostRelease } from "../release/os-release.ts";
-import { compareVersions } from "../release/version.ts";
 import {
   type CanaryStatus,
   type ContainerdRegistration,
   NO_REBOOT,
   type PreflightSummary,
   type RebootStatus,
-  type SkippedRelease,
   type StatusDocument,
 } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import type { RebootRequest } from "../store/state.ts";
 import type { PassOutcome } from "./reconciler.ts";
+import { skippedReleases } from "./versions.ts";
 
 export interface SnapshotInput {
   base: StatusDocument;
@@ -138,13 +136,6 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
           ? "degraded"
           : "idle",
   };
-}
-
-/** The skipped candidates state.json keeps by member, as /status and `versions` list them: newest first. */
-export function skippedReleases(byMember: Record<string, SkippedCandidate[]>): SkippedRelease[] {
-  return Object.entries(byMember)
-    .flatMap(([member, list]) => list.map((c) => ({ member, ...c })))
-    .sort((a, b) => compareVersions(b.version, a.version));
 }
 
 /** /status's reboot block for the request persisted in state.json. */

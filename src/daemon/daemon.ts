@@ -2,33 +2,23 @@
 // and the actions the API's unix socket offers. Wiring to the outside (API, D-Bus, watchers) is in run.ts.
 import type { Metrics } from "../api/metrics.ts";
 import type { RefreshOptions } from "../api/routes.ts";
-import type { RemoteVersion } from "../api/schemas.ts";
 import type { ActionResult, ApiActions, VersionsResult } from "../api/server.ts";
 import type { CanaryPhase } from "../canary/canary.ts";
 import { canaryHandler } from "../canary/probe.ts";
 import type { Cancel, Clock, Timers } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
-import { parsePublishedMetadata } from "../controller/decide.ts";
-import type { JudgedImage, Observed } from "../controller/observe.ts";
+import type { Observed } from "../controller/observe.ts";
 import type { PassOutcome, Reconciler } from "../controller/reconciler.ts";
-import { skippedReleases, statusAfterPass, withCanary } from "../controller/snapshot.ts";
+import { statusAfterPass, withCanary } from "../controller/snapshot.ts";
 import { asKataError, errorPhase, KataError } from "../errors.ts";
-import { sourceDirectory } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import type { Member, ReconcileEvent } from "../model.ts";
-import { parseManifest } from "../release/manifest.ts";
-import type { ReleaseMetadata } from "../release/metadata.ts";
-import { splitImageFileName } from "../release/names.ts";
-import type { HostRelease } from "../release/os-release.ts";
-import { resolve } from "../release/resolve.ts";
 import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { stageNextBoot } from "./next-boot.ts";
-
-const HELD_REASON = "held: rolled back from; `kata-sysextctl refresh --release-holds` lifts the hold";
 
 const SANDBOX_POLL_MS = 5_000;
 /** A canary that failed outside a switch runs again after this, doubling up to the maximum. */
@@ -405,75 +395,8 @@ export class Daemon implements ApiActions {
     this.update({ ...this.doc, preflight: summary });
   }
 
-  async versions(): Promise<VersionsResult> {
-    const observed = await this.deps.reconciler.observe();
-    const active = activeFile(observed.link);
-    const held = observed.state.held[this.deps.config.source.name] ?? [];
-    const result: VersionsResult = {
-      name: this.deps.config.source.name,
-      arch: this.deps.arch,
-      active: observed.images.find((i) => i.file === active)?.version ?? null,
-      source: sourceDirectory(this.deps.config.source),
-      local: observed.images.map((i) => ({
-        version: i.version,
-        image: i.path,
-        active: i.file === active,
-        held: held.includes(i.file),
-      })),
-      remote: [],
-      remoteError: null,
-      skipped: skippedReleases(observed.state.skipped),
-    };
-    try {
-      const primary = this.deps.members[0];
-      if (primary === undefined) throw new KataError("internal", "no primary member");
-      const published = await primary.source.manifest();
-      const manifest = parseManifest(published.text);
-      // Withdrawals and constraints from the publisher count here as they do in a pass.
-      const metadata = parsePublishedMetadata(published.metadata, this.deps.log);
-      result.remote = manifest.entries.flatMap((entry) => {
-        const stored = observed.images.find((i) => i.file === entry.file);
-        const decision = this.judgeRemote(observed.host, entry, metadata, held.includes(entry.file), stored);
-        return decision === null ? [] : [decision];
-      });
-    } catch (err) {
-      const e = asKataError(err);
-      result.remoteError = { code: e.code, message: e.message, remedy: e.remedy ?? null };
-    }
-    return result;
-  }
-
-  /** Would this one published image be chosen for this host and policy? The same resolve() the pass uses. */
-  private judgeRemote(
-    host: HostRelease,
-    entry: { file: string; sha256: string; line: number },
-    metadata: ReleaseMetadata | undefined,
-    held: boolean,
-    stored: JudgedImage | undefined,
-  ): RemoteVersion | null {
-    const { config, arch } = this.deps;
-    const image = splitImageFileName(entry.file, config.source.name, arch);
-    if (typeof image === "string") return null;
-    const r = resolve({
-      host,
-      arch,
-      name: config.source.name,
-      manifest: [entry],
-      installed: [],
-      policy: { versions: config.policy.versions, constraints: config.policy.constraints },
-      metadata,
-    });
-    if (!r.ok) return { version: image.version, compatible: false, reason: r.reasons.join("; "), held };
-    // A pass skips what a rollback holds, however compatible: say so rather than promise it.
-    if (held) {
-      return { version: image.version, compatible: false, reason: HELD_REASON, held };
-    }
-    // Fetched already and made for another release of the OS: a pass never links it here.
-    if (stored !== undefined && !stored.compatible) {
-      const reason = `made for another release of the OS (stored, not linked here): ${stored.reasons.join("; ")}`;
-      return { version: image.version, compatible: false, reason, held };
-    }
-    return { version: image.version, compatible: true, reason: null, held };
+  versions(): Promise<VersionsResult> {
+    return this.deps.reconciler.versions();
   }
 
   /**
