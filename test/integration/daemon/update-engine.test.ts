@@ -2,7 +2,7 @@
 // sequences a real one produces around an update: a restart that forgets the version, and an update that goes
 // away while its Kata image is still being fetched.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
@@ -11,7 +11,14 @@ import { type FakeUpdateEngine, startFakeUpdateEngine } from "../../helpers/fake
 import { buildImage, flatcarRelease } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
 import { publishRelease, type ReleaseServer, releasePath, startReleaseServer } from "../../helpers/release-server.ts";
-import { makeSandboxRoot, type RunningDaemon, startDaemon, until, writeConfig } from "../../helpers/sandbox.ts";
+import {
+  daemonOnce,
+  makeSandboxRoot,
+  type RunningDaemon,
+  startDaemon,
+  until,
+  writeConfig,
+} from "../../helpers/sandbox.ts";
 
 const NEXT = "kata-containers-3.31.0-x86-64.raw";
 let server: ReleaseServer;
@@ -23,6 +30,10 @@ beforeAll(async () => {
   const pub = mkdtempSync(join(tmpdir(), "kata-pub-ue-"));
   await publishRelease(pub, {
     images: [
+      {
+        version: "3.30.0",
+        content: buildImage({ version: "3.30.0", extensionRelease: flatcarRelease("4593.2.5") }, join(pub, "c.raw")),
+      },
       {
         version: "3.32.0",
         content: buildImage({ version: "3.32.0", extensionRelease: flatcarRelease("4593.2.5") }, join(pub, "a.raw")),
@@ -118,3 +129,35 @@ it("forgets the next boot when the update goes away while its image is still bei
   await until("the next boot to be forgotten", async () => (await status()).nextBoot === null, daemon?.stderr);
   expect(stateNextBoot(root)).toBeNull();
 }, 120_000);
+
+it("asks for one reboot that serves both when update_engine already waits for its own", async () => {
+  engine = await startFakeUpdateEngine({ address: bus.address, initial: { operation: "UPDATE_STATUS_IDLE" } });
+  const root = makeSandboxRoot("4593.2.5");
+  const port = await freePort();
+  const base = `[source]\nurl = "${server.url}"\n[api]\nlisten = "127.0.0.1:${port}"\n[containerd]\nenabled = false\n`;
+  writeConfig(root, `${base}[policy]\nversions = "<3.31"\n`);
+  expect((await daemonOnce(root)).code).toBe(0);
+  // 3.32.0 is wanted now, a Kata sandbox runs, and the policy defers it to the next boot.
+  writeConfig(root, `${base}[policy]\nactivation = "next-boot"\n`);
+  const shimDir = mkdtempSync(join(tmpdir(), "kata-shim-"));
+  copyFileSync("/bin/sleep", join(shimDir, "containerd-shim-kata-v2"));
+  daemon = startDaemon(root, { sandboxShim: join(shimDir, "containerd-shim-kata-v2") });
+  const d = daemon;
+  const sentinel = () =>
+    existsSync(join(root, "run/reboot-required")) ? readFileSync(join(root, "run/reboot-required"), "utf8") : "";
+  try {
+    await until("the reboot request", () => sentinel().includes("Kata 3.32.0 is staged"), d.stderr);
+    // update_engine installs Flatcar 4650.0.0: its Kata (3.31.0) is staged, and the reboot asked for serves both.
+    engine.emit({ operation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", newVersion: "4650.0.0", progress: 1 });
+    await until("the sentinel to say so", () => sentinel().includes("one reboot serves both"), d.stderr, 30_000);
+    expect(sentinel()).toBe(
+      'kata-sysextd: Kata 3.31.0 is staged for Flatcar 4650.0.0, which update_engine installed and waits to reboot into: one reboot serves both (Kata 3.32.0 is staged and activates at the next boot (policy.activation = "next-boot"))\n',
+    );
+    expect(stateNextBoot(root)).toMatchObject({ flatcarVersion: "4650.0.0", file: NEXT, staged: true });
+  } finally {
+    d.child.kill("SIGKILL"); // unshare's --kill-child takes the daemon and the stand-in sandbox along
+    await d.exited;
+    daemon = null;
+    for (const dir of [root, shimDir]) rmSync(dir, { recursive: true, force: true });
+  }
+}, 90_000);
