@@ -9,7 +9,7 @@ import { createLogger, type Fields, MessageId } from "../../../src/log/logger.ts
 import { hostPaths } from "../../../src/paths.ts";
 import { ActiveLink } from "../../../src/store/link.ts";
 import type { Sysext } from "../../../src/sysext/sysext.ts";
-import { buildHost, buildPayload } from "../../fixtures/preflight/hosts.ts";
+import { handlerCapableHost } from "../../fixtures/preflight/hosts.ts";
 import { scratch } from "../../fixtures/preflight/toolchain.ts";
 import { buildImage, writeOsRelease } from "../../helpers/images.ts";
 import { reconcilerOn } from "../../helpers/reconciler.ts";
@@ -42,9 +42,7 @@ async function hostInsideSwitch() {
   const root = makeSandboxRoot();
   // A host that can run the handlers (KVM, vhost-vsock, a loader and libc) with the Kata files where a merge puts
   // them (under --root nothing merges): which handlers are registered then follows the linked image alone.
-  buildPayload(buildHost({ containerdRunning: false, containerdConfig: null, unitDropIn: null }, root), {
-    hypervisors: ["qemu", "clh"],
-  });
+  handlerCapableHost(root);
   writeOsRelease(root);
   const paths = hostPaths(root);
   const link = new ActiveLink(join(root, "etc/extensions/kata-containers.raw"), paths.storeDir);

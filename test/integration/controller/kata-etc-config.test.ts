@@ -2,13 +2,15 @@
 // store, the containerd files under a sandbox root): the default "kata" handler runs with it while it exists, and
 // the preflight judges the file the handler runs with.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { runPreflight } from "../../../src/preflight/run.ts";
+import { handlerCapableHost } from "../../fixtures/preflight/hosts.ts";
+import { scratch } from "../../fixtures/preflight/toolchain.ts";
 import { registeredConfigPaths } from "../../helpers/containerd.ts";
 import { buildImage } from "../../helpers/images.ts";
 import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
@@ -27,11 +29,17 @@ beforeAll(async () => {
   });
   server = await startReleaseServer(pub);
 });
-afterAll(async () => server?.close());
+afterAll(async () => {
+  await server?.close();
+  rmSync(scratch(), { recursive: true, force: true });
+});
 
 /** A sandbox host with Flatcar's containerd configuration, and a pass that logs into `logs`. */
 function host() {
-  const root = makeSandboxRoot();
+  const root = handlerCapableHost(makeSandboxRoot());
+  // The operator's own Cloud Hypervisor, which their /etc file names: a runnable one.
+  mkdirSync(join(root, "usr/local/bin"), { recursive: true });
+  copyFileSync(join(root, "opt/kata/bin/cloud-hypervisor"), join(root, "usr/local/bin/cloud-hypervisor"));
   mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
   writeFileSync(join(root, "usr/share/containerd/config.toml"), "version = 2\n");
   writeConfig(root, `[source]\nurl = "${server.url}"\n`);

@@ -12,12 +12,15 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { handlerCapableHost } from "../../fixtures/preflight/hosts.ts";
+import { scratch } from "../../fixtures/preflight/toolchain.ts";
 import { buildImage, flatcarRelease, writeOsRelease } from "../../helpers/images.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import {
@@ -47,7 +50,10 @@ beforeAll(async () => {
   await publishRelease(pub, { images });
   server = await startReleaseServer(pub);
 });
-afterAll(async () => server?.close());
+afterAll(async () => {
+  await server?.close();
+  rmSync(scratch(), { recursive: true, force: true });
+});
 
 /** Whether some process holds a flock on `file` (a non-blocking try fails). */
 function flockIsHeld(file: string): boolean {
@@ -304,7 +310,7 @@ describe("kata-sysextd --once --root", () => {
     });
     const pubServer = await startReleaseServer(pubDir);
     try {
-      const root = makeSandboxRoot();
+      const root = handlerCapableHost(makeSandboxRoot());
       mkdirSync(join(root, "usr/share/containerd"), { recursive: true });
       writeFileSync(join(root, "usr/share/containerd/config.toml"), "version = 2\n");
       const registered = () => readFileSync(join(root, "etc/kata-sysextd/containerd.toml"), "utf8");
