@@ -125,12 +125,9 @@ export class RebootSentinel {
         await this.writeMarker({ sentinel: path, wrote: [action.line] });
         return { path, owner: "kata-sysextd" };
       case "remove":
-        // Read again right before: a file another package put over ours since stays (a narrow window remains
-        // between this read and the unlink; no rename-based protocol closes it for a writer that is not us).
-        {
-          const again = await this.read(path);
-          if (again !== null && marker?.wrote.includes(again)) await removeDurably(file);
-        }
+        // Judged on a read just above: a file another package writes over ours between that read and this unlink
+        // would go too. No protocol closes that window for a writer that is not us; it is a few microseconds.
+        await removeDurably(file);
         await removeDurably(this.files.marker);
         return null;
       case "foreign":
