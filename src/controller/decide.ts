@@ -15,6 +15,7 @@ import { writeFileAtomic } from "../store/fsutil.ts";
 import { activeFile } from "../store/link.ts";
 import type { ImageStore } from "../store/store.ts";
 import { type CandidateChoice, candidateKey, chooseCandidates, type PublishedCandidate } from "./candidates.ts";
+import { stagedOf } from "./decisions.ts";
 import { type JudgedImage, judge, type Observed } from "./observe.ts";
 
 export interface DecideContext {
@@ -270,7 +271,7 @@ export function decideOffline(ctx: DecideContext, observed: Observed, metadata: 
   for (const view of observed.members) {
     const member = memberNamed(ctx, view.name);
     const ok = (images: JudgedImage[]) => qualifies(ctx, member, observed.host, images, metadata);
-    const stagedFile = member.primary ? (bootedStaged?.file ?? null) : (bootedStaged?.companions[member.name] ?? null);
+    const stagedFile = stagedOf(bootedStaged, member.name, member.primary);
     const active = activeFile(view.link);
     let chosen: JudgedImage | undefined;
     const deferred = observed.state.deferred[member.name] ?? null;

@@ -3,7 +3,7 @@
 // deferred to the next boot. No I/O here; test/unit/controller/decisions.test.ts drives each with a table.
 import { KataError } from "../errors.ts";
 import type { Target, Targets } from "../model.ts";
-import type { PersistedState } from "../store/state.ts";
+import type { NextBoot, PersistedState } from "../store/state.ts";
 
 /** One link moving: to a stored image, from the one it named (null: none). A re-merge has `to` equal to `from`. */
 export interface LinkMove {
@@ -24,6 +24,12 @@ export function previousOf(
   primary: boolean,
 ): string | null {
   return primary ? state.previous : (state.previousCompanions[member] ?? null);
+}
+
+/** The image staged for a member with the next boot's OS release, or null. */
+export function stagedOf(nextBoot: Pick<NextBoot, "file" | "companions"> | null, member: string, primary: boolean) {
+  if (nextBoot === null) return null;
+  return primary ? nextBoot.file : (nextBoot.companions[member] ?? null);
 }
 
 /** What a rollback decision sees of one member. */

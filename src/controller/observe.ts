@@ -26,12 +26,8 @@ export interface MemberView {
 export interface Observed {
   host: HostRelease;
   arch: string;
-  /** The primary member's (Kata's) link, images and merge, as every single-extension path reads them. */
-  link: LinkState;
-  images: JudgedImage[];
-  merged: boolean;
-  /** Every member, the primary first. */
-  members: MemberView[];
+  /** Every member, Kata (the primary) first: primaryOf() reads it. */
+  members: [MemberView, ...MemberView[]];
   sandboxesRunning: number;
   state: PersistedState;
   /** A state file moved aside as unusable (state.ts), which the operator has not looked at yet; null when none. */
@@ -78,19 +74,21 @@ export async function observe(deps: ObserveDeps): Promise<Observed> {
     ),
     merged: merged.includes(m.name),
   }));
-  const primary = members[0];
+  const [primary, ...companions] = members;
   if (primary === undefined) throw new Error("observe: no members");
   return {
     host,
     arch: deps.arch,
-    link: primary.link,
-    images: primary.images,
-    merged: primary.merged,
-    members,
+    members: [primary, ...companions],
     sandboxesRunning,
     state,
     stateDamage: damage,
   };
+}
+
+/** Kata's own view: its link, images and merge. */
+export function primaryOf(observed: Pick<Observed, "members">): MemberView {
+  return observed.members[0];
 }
 
 const SHIM = "containerd-shim-kata-v2";

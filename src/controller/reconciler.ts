@@ -51,9 +51,10 @@ import {
   mergeHolds,
   previousOf,
   rollbackTargets,
+  stagedOf,
   switchRecord,
 } from "./decisions.ts";
-import { countKataSandboxes, type JudgedImage, type MemberView, type Observed, observe } from "./observe.ts";
+import { countKataSandboxes, type JudgedImage, type MemberView, type Observed, observe, primaryOf } from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction } from "./plan.ts";
 import { decideReboot } from "./reboot.ts";
 import { takeOver } from "./takeover.ts";
@@ -150,14 +151,15 @@ export class Reconciler {
   /** Stored and published Kata versions, judged as a pass would (versions.ts); source trouble is reported, not thrown. */
   async versions(): Promise<VersionsResult> {
     const observed = await this.observe();
-    const active = activeFile(observed.link);
+    const kata = primaryOf(observed);
+    const active = activeFile(kata.link);
     const held = observed.state.held[this.deps.config.source.name] ?? [];
     const result: VersionsResult = {
       name: this.deps.config.source.name,
       arch: this.deps.arch,
-      active: observed.images.find((i) => i.file === active)?.version ?? null,
+      active: kata.images.find((i) => i.file === active)?.version ?? null,
       source: sourceDirectory(this.deps.config.source),
-      local: observed.images.map((i) => ({
+      local: kata.images.map((i) => ({
         version: i.version,
         image: i.path,
         active: i.file === active,
@@ -173,7 +175,7 @@ export class Reconciler {
       // Withdrawals and constraints from the publisher count here as they do in a pass.
       const metadata = parsePublishedMetadata(published.metadata, this.deps.log);
       result.remote = manifest.entries.flatMap((entry) => {
-        const stored = observed.images.find((i) => i.file === entry.file);
+        const stored = kata.images.find((i) => i.file === entry.file);
         const decision = judgeRemote({
           host: observed.host,
           arch: this.deps.arch,
@@ -390,7 +392,7 @@ export class Reconciler {
       this.reportSkipped(observed, decision.candidates);
       await this.ensureRegistration(observed);
       await this.tellClusterWithoutCanary(observed);
-      if (unconfirmed === null && this.deps.sysext.limitation !== null && !observed.merged) {
+      if (unconfirmed === null && this.deps.sysext.limitation !== null && !primaryOf(observed).merged) {
         unconfirmed = this.deps.sysext.limitation;
       }
       if (options.onSuccess !== undefined) {
@@ -578,9 +580,7 @@ export class Reconciler {
       activation: this.deps.config.policy.activation,
       keep: this.deps.config.policy.keep,
       previous: previousOf(observed.state, view.name, primary),
-      staged: primary
-        ? (observed.state.nextBoot?.file ?? null)
-        : (observed.state.nextBoot?.companions[view.name] ?? null),
+      staged: stagedOf(observed.state.nextBoot, view.name, primary),
     };
   }
 
@@ -670,7 +670,7 @@ export class Reconciler {
 
   /** The primary member's active image as the store describes it, or null. */
   private async activeImage(observed: Observed): Promise<StoredImage | null> {
-    const file = activeFile(observed.link);
+    const file = activeFile(primaryOf(observed).link);
     return file === null ? null : this.deps.store.get(file);
   }
 
@@ -756,8 +756,9 @@ export class Reconciler {
   private async tellClusterWithoutCanary(observed: Observed): Promise<void> {
     const cluster = this.deps.cluster;
     if (cluster === undefined || this.deps.canary !== undefined) return;
-    const active = activeFile(observed.link);
-    const version = observed.images.find((i) => i.file === active)?.version ?? null;
+    const kata = primaryOf(observed);
+    const active = activeFile(kata.link);
+    const version = kata.images.find((i) => i.file === active)?.version ?? null;
     if (version === null) await cluster.withdraw("no Kata image is active");
     else await cluster.publish({ ready: true, version, handlers: [] });
   }

@@ -11,6 +11,8 @@ import {
 } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import type { RebootRequest } from "../store/state.ts";
+import { previousOf, stagedOf } from "./decisions.ts";
+import { primaryOf } from "./observe.ts";
 import type { PassOutcome } from "./reconciler.ts";
 import { skippedReleases } from "./versions.ts";
 
@@ -68,9 +70,10 @@ export function initialStatus(opts: {
 
 export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusDocument {
   const observed = outcome.observed;
-  const linked = observed ? activeFile(observed.link) : null;
-  const active = observed?.images.find((i) => i.file === linked) ?? null;
-  const previous = observed?.images.find((i) => i.file === observed.state.previous) ?? null;
+  const kata = observed === null ? null : primaryOf(observed);
+  const linked = kata === null ? null : activeFile(kata.link);
+  const active = kata?.images.find((i) => i.file === linked) ?? null;
+  const previous = kata?.images.find((i) => i.file === observed?.state.previous) ?? null;
   const next = observed?.state.nextBoot ?? null;
   const failedPreflight = preflight !== null && !preflight.ok;
   return {
@@ -89,7 +92,7 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
       ...base.extension,
       active: active?.version ?? null,
       previous: previous?.version ?? null,
-      merged: observed?.merged ?? false,
+      merged: kata?.merged ?? false,
       image: active?.path ?? null,
       trust: active?.trust ?? null,
       limitation: outcome.unconfirmed,
@@ -104,9 +107,8 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
         ? base.members
         : observed.members.map((m, i) => {
             const linked = activeFile(m.link);
-            const previousFile =
-              i === 0 ? observed.state.previous : (observed.state.previousCompanions[m.name] ?? null);
-            const nextFile = i === 0 ? (next?.file ?? null) : (next?.companions[m.name] ?? null);
+            const previousFile = previousOf(observed.state, m.name, i === 0);
+            const nextFile = stagedOf(next, m.name, i === 0);
             const version = (file: string | null) => m.images.find((img) => img.file === file)?.version ?? null;
             return {
               name: m.name,

@@ -1,6 +1,7 @@
 // The one-shot commands `kata-sysextd --once` and `kata-sysextd boot`: connect to systemd where it is this
 // machine's, wire a Reconciler (compose.ts), run one pass, report it and map it to the exit status.
 import { systemClock, systemRandom } from "../clock.ts";
+import { primaryOf } from "../controller/observe.ts";
 import { type PassOutcome, Reconciler } from "../controller/reconciler.ts";
 import { activeFile } from "../store/link.ts";
 import { type CommandContext, composeReconciler } from "./compose.ts";
@@ -13,7 +14,7 @@ export function exitCode(outcome: PassOutcome): number {
 }
 
 function report(ctx: CommandContext, what: string, outcome: PassOutcome): void {
-  const active = (outcome.observed ? activeFile(outcome.observed.link) : null) ?? "none";
+  const active = (outcome.observed ? activeFile(primaryOf(outcome.observed).link) : null) ?? "none";
   if (outcome.result === "ok") {
     ctx.log.info(`${what}: ok, active ${active}${outcome.unconfirmed ? ` (${outcome.unconfirmed})` : ""}`);
   } else if (outcome.result === "deferred") {

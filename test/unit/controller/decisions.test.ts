@@ -9,6 +9,7 @@ import {
   previousOf,
   type RollbackMember,
   rollbackTargets,
+  stagedOf,
   switchRecord,
 } from "../../../src/controller/decisions.ts";
 import type { Target } from "../../../src/model.ts";
@@ -36,6 +37,18 @@ describe("previousOf", () => {
     ["a companion never switched has none", "virtiofsd", false, null],
   ])("%s", (_, member, primary, expected) => {
     expect(previousOf(state, member, primary)).toBe(expected);
+  });
+});
+
+describe("stagedOf", () => {
+  const next = { file: k("3.33.0"), companions: { "cloud-hypervisor": ch("44.0") } };
+  it.each<[string, typeof next | null, string, boolean, string | null]>([
+    ["Kata's is the top-level file", next, "kata-containers", true, k("3.33.0")],
+    ["a companion's is kept by name", next, "cloud-hypervisor", false, ch("44.0")],
+    ["a companion staged without one has none", next, "virtiofsd", false, null],
+    ["nothing staged", null, "kata-containers", true, null],
+  ])("%s", (_, nextBoot, member, primary, expected) => {
+    expect(stagedOf(nextBoot, member, primary)).toBe(expected);
   });
 });
 
