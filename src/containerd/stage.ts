@@ -90,7 +90,11 @@ export function containerdRegistration(deps: RegistrationDeps): RuntimeRegistrat
       expect.map((h) => h.name),
       deps.host,
     );
-    log.info(`containerd restarted and loaded the Kata runtime handlers ${expect.map((h) => h.name).join(", ")}`);
+    log.info(
+      expect.length > 0
+        ? `containerd restarted and loaded the Kata runtime handlers ${expect.map((h) => h.name).join(", ")}`
+        : "containerd restarted with no Kata runtime handler: none can run on this host (/status containerd.handlers says why)",
+    );
   };
 
   /** Which configuration to build on; said in the journal when it differs from what was said last. */
