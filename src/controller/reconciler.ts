@@ -287,7 +287,7 @@ export class Reconciler {
    * Fetches, verifies and inspects the image a not-yet-booted Flatcar release needs, without activating it.
    * Returns the stored image, or throws with the reasons none is compatible.
    */
-  async stageFor(nextOs: HostRelease): Promise<StoredImage[]> {
+  async fetchForRelease(nextOs: HostRelease): Promise<StoredImage[]> {
     await this.deps.store.ensure();
     // The store lock, as for a pass: a hand-run --once must not sweep this download from under us.
     const lock = await acquireLock(this.deps.store.lockFile);

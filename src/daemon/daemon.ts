@@ -18,7 +18,7 @@ import type { Member, ReconcileEvent } from "../model.ts";
 import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
-import { stageNextBoot } from "./next-boot.ts";
+import { prepareNextBoot } from "./next-boot.ts";
 
 const SANDBOX_POLL_MS = 5_000;
 /** A canary that failed outside a switch runs again after this, doubling up to the maximum. */
@@ -218,7 +218,7 @@ export class Daemon implements ApiActions {
     });
     // A pending OS update whose image could not be staged yet (network, no release) is retried with every pass,
     // also after a failed one.
-    this.background(result.finally(() => this.background(this.stageNextBoot())));
+    this.background(result.finally(() => this.background(this.prepareNextBoot())));
     return result;
   }
 
@@ -268,7 +268,7 @@ export class Daemon implements ApiActions {
       return;
     }
     this.pendingUpdate = needReboot ? status.newVersion : null;
-    if (needReboot) this.background(this.stageNextBoot());
+    if (needReboot) this.background(this.prepareNextBoot());
     else if (status.operation === "UPDATE_STATUS_IDLE") {
       // Queued whatever /status shows now: a staging still running behind us would otherwise record its result
       // after this, for an update that went away.
@@ -282,7 +282,7 @@ export class Daemon implements ApiActions {
     }
   }
 
-  private stageNextBoot(): Promise<void> {
+  private prepareNextBoot(): Promise<void> {
     return this.serial(async () => {
       const version = this.pendingUpdate;
       if (version === null) return;
@@ -293,9 +293,9 @@ export class Daemon implements ApiActions {
       // degraded host stays degraded).
       const settled = this.doc.state;
       this.update({ ...this.doc, state: "fetching" });
-      let next: Awaited<ReturnType<typeof stageNextBoot>>;
+      let next: Awaited<ReturnType<typeof prepareNextBoot>>;
       try {
-        next = await stageNextBoot({ reconciler: this.deps.reconciler, log: this.deps.log }, observed.host, version);
+        next = await prepareNextBoot({ reconciler: this.deps.reconciler, log: this.deps.log }, observed.host, version);
       } finally {
         this.update({ ...this.doc, state: settled, download: null });
       }

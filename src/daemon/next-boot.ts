@@ -8,18 +8,18 @@ import { MessageId } from "../log/logger.ts";
 import { type HostRelease, hostAfterUpdate } from "../release/os-release.ts";
 import type { NextBoot } from "../store/state.ts";
 
-export interface StageDeps {
+export interface NextBootDeps {
   reconciler: Reconciler;
   log: Logger;
 }
 
 /** Fetches and verifies the image for `version` into the store and records it as the next boot's image. */
-export async function stageNextBoot(deps: StageDeps, current: HostRelease, version: string): Promise<NextBoot> {
+export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, version: string): Promise<NextBoot> {
   const log = deps.log.with({ FLATCAR_VERSION_ID: current.versionId ?? "", FLATCAR_NEXT_VERSION: version });
   let next: NextBoot;
   try {
-    const [image, ...companions] = await deps.reconciler.stageFor(hostAfterUpdate(current, version));
-    if (image === undefined) throw new Error("stageFor returned no image");
+    const [image, ...companions] = await deps.reconciler.fetchForRelease(hostAfterUpdate(current, version));
+    if (image === undefined) throw new Error("fetchForRelease returned no image");
     next = {
       flatcarVersion: version,
       kata: image.version,

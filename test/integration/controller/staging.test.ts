@@ -43,7 +43,7 @@ describe("staging for the next release", () => {
     const fetched = server.requests.filter((r) => r.path.endsWith(".raw")).length;
 
     const next = hostAfterUpdate(await readHostReleaseUnder(hostPaths(root).root), "4650.0.0");
-    const staged = await reconciler.stageFor(next);
+    const staged = await reconciler.fetchForRelease(next);
     expect(staged.map((i) => i.file)).toEqual(["kata-containers-3.33.0-x86-64.raw"]);
     expect(server.requests.filter((r) => r.path.endsWith(".raw")).length).toBe(fetched); // already stored
     expect(readlinkSync(join(root, LINK))).toContain("3.32.0"); // staging links nothing
@@ -54,6 +54,8 @@ describe("staging for the next release", () => {
     const reconciler = await reconcilerFor(root);
     expect((await reconciler.reconcile()).result).toBe("ok");
     const next = hostAfterUpdate(await readHostReleaseUnder(hostPaths(root).root), "4700.0.0");
-    await expect(reconciler.stageFor(next)).rejects.toThrow(/no acceptable Kata version|no Kata version matches/);
+    await expect(reconciler.fetchForRelease(next)).rejects.toThrow(
+      /no acceptable Kata version|no Kata version matches/,
+    );
   });
 });
