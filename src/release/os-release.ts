@@ -1,9 +1,11 @@
 // The host's os-release and an extension's extension-release, as typed values. Fields keep systemd's
 // distinction between absent (null) and present but empty (""), because SYSEXT_SCOPE= (empty) and no
 // SYSEXT_SCOPE at all decide differently.
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { machine } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../errors.ts";
 import { resolveUnderRoot } from "../paths.ts";
 import { type EnvFileProblem, parseEnvFile } from "./envfile.ts";
@@ -176,14 +178,30 @@ export function releaseText(bytes: Buffer, path: string, kind: string): string {
   }
 }
 
-/** Reads up to `limit` bytes; works for regular files and for pipes (kata-sysextctl compat --os-release <(…)). */
+/** How long a pipe (`<(…)`) may take to deliver the release file. */
+const PIPE_WAIT_MS = 30_000;
+
+/**
+ * Reads up to `limit` bytes; works for regular files and for pipes (kata-sysextctl compat --os-release <(…)).
+ * Opened non-blocking, so a FIFO nobody writes to cannot hang the open (its read ends at once, empty); a pipe
+ * is read as it fills, for at most PIPE_WAIT_MS.
+ */
 async function readAtMost(path: string, limit: number): Promise<Buffer> {
-  const handle = await open(path, "r");
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    const deadline = Date.now() + PIPE_WAIT_MS;
     const buffer = Buffer.alloc(limit);
     let length = 0;
     while (length < limit) {
-      const { bytesRead } = await handle.read(buffer, length, limit - length, null);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(buffer, length, limit - length, null));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+        if (Date.now() > deadline) throw new Error(`nothing more came through it in ${PIPE_WAIT_MS / 1000} s`);
+        await sleep(20);
+        continue;
+      }
       if (bytesRead === 0) break;
       length += bytesRead;
     }

@@ -107,6 +107,28 @@ describe("kata-sysextctl compat", () => {
     expect(r.stderr).toContain(message);
   });
 
+  it("refuses a FIFO nobody writes to (exit 2) instead of waiting on it, and still reads a pipe as it fills", async () => {
+    const fifo = join(dir, "fifo");
+    await run("mkfifo", [fifo]);
+    const bin = resolve(import.meta.dirname, "../../../bin/kata-sysextctl.js");
+    const hung = await run(process.execPath, [bin, "compat", "--os-release", fifo, "--extension-release", bakery], {
+      timeoutMs: 20_000,
+    });
+    expect(hung.exitCode).toBe(2);
+    expect(hung.stderr).toContain(`${fifo}: os-release file is empty`);
+    // A pipe whose writer is slow (as with --os-release <(…)) is waited for.
+    const piped = await run("bash", [
+      "-c",
+      `"$0" "$1" compat --os-release <(sleep 1; cat "$2") --extension-release "$3" --json`,
+      process.execPath,
+      bin,
+      osRelease,
+      bakery,
+    ]);
+    expect(piped.exitCode, piped.stderr).toBe(0);
+    expect(JSON.parse(piped.stdout)).toMatchObject({ compatible: true });
+  });
+
   it("works through the installed kata-sysextctl entry point, exit status included", async () => {
     const bin = resolve(import.meta.dirname, "../../../bin/kata-sysextctl.js");
     const args = [
