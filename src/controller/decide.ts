@@ -5,7 +5,7 @@ import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Member, PublishedManifest, Targets } from "../model.ts";
-import { parseManifest, summarizeRejected } from "../release/manifest.ts";
+import { type Manifest, parseManifest, summarizeRejected } from "../release/manifest.ts";
 import { METADATA_FILE, type PublishedRequirement, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
 import { splitImageFileName } from "../release/names.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
@@ -38,62 +38,93 @@ export function memberNamed(ctx: Pick<DecideContext, "members">, name: string): 
   return found;
 }
 
+/** What one member's source publishes, as read for a decision: the manifest and which of its bytes are quarantined. */
+export interface PublishedSource {
+  member: Member;
+  manifest: PublishedManifest;
+  parsed: Manifest;
+  /** candidateKey()s of the published images whose bytes failed inspection before. */
+  quarantined: ReadonlySet<string>;
+}
+
 /**
  * Reads every member's manifest and picks the set: the newest Kata whose companions can all be satisfied. The
- * publisher's metadata.json is kept in the store for the decisions taken offline, and returned.
+ * publisher's metadata.json is kept in the store for the decisions taken offline, and returned. The reading is
+ * here; the choice is chooseTargets(), without I/O.
  */
 export async function decideRemote(
   ctx: DecideContext,
   host: HostRelease,
   observed: Observed,
 ): Promise<{ targets: Targets; metadata: ReleaseMetadata | undefined; candidates: CandidateRecords }> {
-  const { config, arch } = ctx;
-  const published = await Promise.all(
-    ctx.members.map(async (member) => {
-      const manifest = await member.source.manifest();
-      const parsed = parseManifest(manifest.text);
-      for (const rejected of parsed.rejected) {
-        ctx.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
-      }
-      const view = observed.members.find((m) => m.name === member.name);
-      // Quarantined: these very bytes failed inspection before (a republished file gets a fresh look).
-      const bad = await Promise.all(parsed.entries.map((e) => ctx.store.isQuarantined(e.file, e.sha256)));
-      // Stored images judged against the host this decision is for (the booted one, or an update's next
-      // release): one made for another release is no candidate here, and is not fetched again either.
-      const stored = judge(view?.images ?? [], host, member.name, arch);
-      const elsewhere = stored.filter((i) => !i.compatible);
-      // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
-      const held = new Set(observed.state.held[member.name] ?? []);
-      const choice = chooseCandidates({
-        published: parsed.entries.map((e) => {
-          const name = splitImageFileName(e.file, member.name, arch);
-          return { ...e, version: typeof name === "string" ? e.file : name.version };
-        }),
-        failures: observed.state.failedCandidates[member.name] ?? [],
-        quarantined: new Set(parsed.entries.filter((_, i) => bad[i]).map((e) => candidateKey(e.file, e.sha256))),
-        held,
-        elsewhere: new Set(elsewhere.map((i) => i.file)),
-        maxBytes: config.fetch.maxBytes,
-        now: ctx.now,
-      });
-      return {
-        member,
-        manifest,
-        rejected: parsed.rejected,
-        offersAny: parsed.entries.some((e) => typeof splitImageFileName(e.file, member.name, arch) !== "string"),
-        entries: choice.tryable.map(({ version: _, ...entry }) => entry),
-        installed: stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version),
-        // Published, and stored already as made for another release: named when nothing is left to choose.
-        elsewhere: elsewhere
-          .filter((i) => parsed.entries.some((e) => e.file === i.file))
-          .map((i) => `${i.file} (${i.reasons.join("; ")})`),
-        choice,
-      };
-    }),
-  );
-  const [primary, ...companions] = published;
+  const sources = await Promise.all(ctx.members.map((member) => readPublished(ctx, member)));
+  const primary = sources[0];
   if (primary === undefined) throw new KataError("internal", "no primary member");
   const metadata = await publishedOrKeptMetadata(ctx, primary.manifest);
+  return { ...chooseTargets(ctx, host, observed, sources, metadata), metadata };
+}
+
+async function readPublished(ctx: DecideContext, member: Member): Promise<PublishedSource> {
+  const manifest = await member.source.manifest();
+  const parsed = parseManifest(manifest.text);
+  for (const rejected of parsed.rejected) {
+    ctx.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
+  }
+  // Quarantined: these very bytes failed inspection before (a republished file gets a fresh look).
+  const bad = await Promise.all(parsed.entries.map((e) => ctx.store.isQuarantined(e.file, e.sha256)));
+  const quarantined = new Set(parsed.entries.filter((_, i) => bad[i]).map((e) => candidateKey(e.file, e.sha256)));
+  return { member, manifest, parsed, quarantined };
+}
+
+/**
+ * The set a pass wants from what the sources publish (readPublished) and what is stored: the newest Kata whose
+ * companions can all be satisfied, within policy and the publisher's metadata. Throws Unresolvable, with what was
+ * skipped, when no set qualifies. No I/O.
+ */
+export function chooseTargets(
+  ctx: Pick<DecideContext, "config" | "arch" | "members" | "log" | "now">,
+  host: HostRelease,
+  observed: Pick<Observed, "members" | "state">,
+  sources: readonly PublishedSource[],
+  metadata: ReleaseMetadata | undefined,
+): { targets: Targets; candidates: CandidateRecords } {
+  const { config, arch } = ctx;
+  const published = sources.map(({ member, manifest, parsed, quarantined }) => {
+    const view = observed.members.find((m) => m.name === member.name);
+    // Stored images judged against the host this decision is for (the booted one, or an update's next
+    // release): one made for another release is no candidate here, and is not fetched again either.
+    const stored = judge(view?.images ?? [], host, member.name, arch);
+    const elsewhere = stored.filter((i) => !i.compatible);
+    // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
+    const held = new Set(observed.state.held[member.name] ?? []);
+    const choice = chooseCandidates({
+      published: parsed.entries.map((e) => {
+        const name = splitImageFileName(e.file, member.name, arch);
+        return { ...e, version: typeof name === "string" ? e.file : name.version };
+      }),
+      failures: observed.state.failedCandidates[member.name] ?? [],
+      quarantined,
+      held,
+      elsewhere: new Set(elsewhere.map((i) => i.file)),
+      maxBytes: config.fetch.maxBytes,
+      now: ctx.now,
+    });
+    return {
+      member,
+      manifest,
+      rejected: parsed.rejected,
+      offersAny: parsed.entries.some((e) => typeof splitImageFileName(e.file, member.name, arch) !== "string"),
+      entries: choice.tryable.map(({ version: _, ...entry }) => entry),
+      installed: stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version),
+      // Published, and stored already as made for another release: named when nothing is left to choose.
+      elsewhere: elsewhere
+        .filter((i) => parsed.entries.some((e) => e.file === i.file))
+        .map((i) => `${i.file} (${i.reasons.join("; ")})`),
+      choice,
+    };
+  });
+  const [primary, ...companions] = published;
+  if (primary === undefined) throw new KataError("internal", "no primary member");
   const resolution = resolveSet({
     primary: {
       host,
@@ -158,7 +189,7 @@ export async function decideRemote(
         stored || chosen.sha256 === null ? null : { url: member.source.imageUrl(chosen.file), sha256: chosen.sha256 },
     });
   }
-  return { targets, metadata, candidates: candidateRecords(published) };
+  return { targets, candidates: candidateRecords(published) };
 }
 
 function candidateRecords(published: { member: Member; choice: CandidateChoice<PublishedCandidate> }[]) {
@@ -206,7 +237,7 @@ async function publishedOrKeptMetadata(ctx: DecideContext, manifest: PublishedMa
  * The publisher's requirements on companions this host runs. One on a companion the operator did not configure
  * does not apply here (Kata uses what its own image ships); it is said, not treated as unsatisfiable.
  */
-function publishedRequirements(ctx: DecideContext, metadata: ReleaseMetadata | undefined) {
+function publishedRequirements(ctx: Pick<DecideContext, "config" | "log">, metadata: ReleaseMetadata | undefined) {
   const configured = new Set(ctx.config.companions.map((c) => c.name));
   const [apply, skip] = [[], []] as [PublishedRequirement[], PublishedRequirement[]];
   for (const r of metadata?.requires ?? []) (configured.has(r.companion) ? apply : skip).push(r);
