@@ -35,22 +35,27 @@ export async function squashfsXattrNames(path: string, maxBytes: number): Promis
       throw imageUnreadable(path, `its xattr table spans ${kvEnd - kvStart} bytes, more than ${maxBytes}`);
     }
     const raw = await readAt(handle, kvStart, Number(kvEnd - kvStart), path);
-    return namesIn(metadata(raw, compressor, path), path);
+    return namesIn(metadata(raw, compressor, path, maxBytes), path);
   } finally {
     await handle.close();
   }
 }
 
-/** The bytes of consecutive metadata blocks, each decompressed. */
-function metadata(raw: Buffer, compressor: number, path: string): Buffer {
+/** The bytes of consecutive metadata blocks, each decompressed; at most `maxBytes` of them (tiny blocks that
+ * each inflate to 8 KiB must not add up to gigabytes). */
+function metadata(raw: Buffer, compressor: number, path: string, maxBytes: number): Buffer {
   const parts: Buffer[] = [];
+  let total = 0;
   for (let at = 0; at < raw.length; ) {
     if (at + 2 > raw.length) throw imageUnreadable(path, "its xattr table ends inside a block header");
     const word = raw.readUInt16LE(at);
     const size = word & ~UNCOMPRESSED;
     const block = raw.subarray(at + 2, at + 2 + size);
     if (block.length !== size) throw imageUnreadable(path, "its xattr table ends inside a block");
-    parts.push(word & UNCOMPRESSED ? block : decompress(block, compressor, path));
+    const part = word & UNCOMPRESSED ? block : decompress(block, compressor, path);
+    total += part.length;
+    if (total > maxBytes) throw imageUnreadable(path, `its xattr table holds more than ${maxBytes} bytes`);
+    parts.push(part);
     at += 2 + size;
   }
   return Buffer.concat(parts);

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KataError } from "../../../src/errors.ts";
 import { extensionReleasePath } from "../../../src/release/os-release.ts";
 import { inspectImage, payloadProblems } from "../../../src/sysext/inspect.ts";
+import { squashfsXattrNames } from "../../../src/sysext/squashfs-xattrs.ts";
 import { buildImage, type FileSpec } from "../../helpers/images.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kata-inspect-"));
@@ -20,7 +21,7 @@ const manyXattrs = (n: number): Record<string, FileSpec> =>
   Object.fromEntries(
     Array.from({ length: n }, (_, i) => [
       `usr/share/kata-many/f${i}`,
-      { content: `${i}\n`, mode: 0o644, xattrs: { [`user.k${i}`]: "x".repeat(60) } },
+      { content: `${i}\n`, mode: 0o644, xattrs: { [`user.k${i}`]: `v${i}`.padEnd(60, "x") } },
     ]),
   );
 
@@ -102,6 +103,16 @@ describe("inspectImage", () => {
       expect(payloadProblems(await inspectImage(plain, "kata-containers"), "kata-containers")).toEqual([]);
     },
   );
+
+  it("bounds what the xattr table inflates to, not only what it takes on disk", async () => {
+    const image = buildImage({ version: "3.32.0", files: manyXattrs(200) }, join(dir, "inflates.raw"));
+    // ~200 entries of ~70 bytes: a few hundred bytes compressed, some 14 KiB inflated.
+    expect((await squashfsXattrNames(image, 1 << 20)).size).toBe(200);
+    await expect(squashfsXattrNames(image, 4096)).rejects.toMatchObject({
+      code: "inspect-failed",
+      message: expect.stringContaining("its xattr table holds more than 4096 bytes"),
+    });
+  });
 
   it("refuses an image whose xattrs it cannot read (xz), saying how to republish it; without xattrs it passes", async () => {
     // Enough xattrs that mksquashfs compresses their blocks (a tiny table is stored as is, and read).
