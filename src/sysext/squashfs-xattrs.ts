@@ -3,7 +3,6 @@
 // which the daemon's unit does not have. Format: squashfs-tools' squashfs_fs.h (superblock, xattr id table,
 // metadata blocks of at most 8 KiB, each with a 2-byte header).
 import { type FileHandle, open } from "node:fs/promises";
-import { inflateSync, zstdDecompressSync } from "node:zlib";
 import { KataError } from "../errors.ts";
 
 const SUPERBLOCK_BYTES = 96;
@@ -62,6 +61,8 @@ function metadata(raw: Buffer, compressor: number, path: string, maxBytes: numbe
 }
 
 function decompress(block: Buffer, compressor: number, path: string): Buffer {
+  // node:zlib loads when an image is inspected, not with every pass that might inspect one (the boot step).
+  const { inflateSync, zstdDecompressSync } = process.getBuiltinModule("node:zlib");
   const opts = { maxOutputLength: METADATA_MAX };
   try {
     if (compressor === 1) return inflateSync(block, opts);
