@@ -1,5 +1,5 @@
 // What containerd loaded, not what we wrote: after the restart, the running process's own command line must name
-// our merged file, and containerd's `config dump` of that file (the same binary, /proc/PID/exe) must show every
+// our merged file, and containerd's `config dump` of that file (the binary the process runs) must show every
 // handler we registered in the runtimes table of its schema.
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
@@ -63,7 +63,10 @@ export async function confirmLoaded(
       `see the effective unit with \`systemctl cat containerd\`; name our drop-in to sort last ([containerd] unit_drop_in, e.g. 99-kata-sysextd.conf) or remove the override`,
     );
   }
-  const dump = await run(host(`/proc/${info.mainPid}/exe`), ["--config", host(reads), "config", "dump"], {
+  // The binary its argv[0] names (else the unit's ExecStart program). Not /proc/PID/exe: exec'ing another
+  // process's exe link needs ptrace access, which the sandboxed daemon does not have.
+  const program = argv[0]?.startsWith("/") ? argv[0] : (info.execStart.at(-1)?.path ?? "containerd");
+  const dump = await run(host(program), ["--config", host(reads), "config", "dump"], {
     timeoutMs: 30_000,
   });
   if (dump.exitCode !== 0) {

@@ -238,9 +238,7 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
     // No handler can run without /dev/kvm, so none is registered, and containerd serves no Kata runtime.
     expect(doc.preflight.checks.find((check) => check.id === "containerd-handler")).toMatchObject({
       status: HAS_CONTAINERD ? "fail" : expect.any(String),
-      detail: HAS_CONTAINERD
-        ? expect.stringContaining("which registers no")
-        : expect.any(String),
+      detail: HAS_CONTAINERD ? expect.stringContaining("which registers no") : expect.any(String),
     });
     expect(doc.containerd?.handlers).toContainEqual(
       expect.objectContaining({ name: "kata-clh", registered: false, reason: "no /dev/kvm" }),

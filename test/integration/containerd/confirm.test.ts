@@ -1,5 +1,5 @@
 // What containerd loaded, judged the way the stage judges it after a restart: the process's /proc/PID/cmdline
-// (a fixture under the root) names the file, and the real containerd 1.6 (as /proc/PID/exe) dumps it.
+// (a fixture under the root) names the file, and the real containerd 1.6 its argv[0] names dumps it.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,7 +38,8 @@ function host(argv: string[], base: string): string {
   roots.push(root);
   mkdirSync(join(root, "proc/77"), { recursive: true });
   writeFileSync(join(root, "proc/77/cmdline"), `${argv.join("\0")}\0`);
-  symlinkSync("/usr/bin/containerd", join(root, "proc/77/exe"));
+  mkdirSync(join(root, "usr/bin"), { recursive: true });
+  symlinkSync("/usr/bin/containerd", join(root, "usr/bin/containerd"));
   mkdirSync(join(root, "etc/kata-sysextd"), { recursive: true });
   const text = renderContainerdConfig(readFileSync(join(FIXTURES, base), "utf8"), HANDLERS, base);
   writeFileSync(join(root, OURS), text);

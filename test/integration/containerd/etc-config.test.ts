@@ -78,10 +78,11 @@ describe("ensure and the kata handler's configuration", () => {
       environment: ["CONTAINERD_CONFIG=/usr/share/containerd/config.toml"],
       mainPid: 4242,
     });
-    // The process containerd.service runs once our drop-in applies; exe is the real binary for its config dump.
+    // The process containerd.service runs once our drop-in applies; its argv[0], the real binary, dumps the config.
     mkdirSync(join(root, "proc/4242"), { recursive: true });
     writeFileSync(join(root, "proc/4242/cmdline"), `/usr/bin/containerd\0--config\0${CONFIG.configFile}\0`);
-    symlinkSync("/usr/bin/containerd", join(root, "proc/4242/exe"));
+    mkdirSync(join(root, "usr/bin"), { recursive: true });
+    symlinkSync("/usr/bin/containerd", join(root, "usr/bin/containerd"));
     const active = kataImage([`${D}/configuration-clh.toml`, `${D}/configuration-qemu.toml`]);
     const restarts = () => systemd.calls.filter((c) => c === "RestartUnit containerd.service replace").length;
     const shipped = {
