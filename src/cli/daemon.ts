@@ -5,7 +5,7 @@ import { asKataError } from "../errors.ts";
 import { defaultLogger } from "../log/logger.ts";
 import { hostPaths } from "../paths.ts";
 import { DAEMON_VERSION } from "../version.ts";
-import { type CommandIo, EXIT, processIo } from "./io.ts";
+import { type CommandIo, EXIT, processIo, rootProblem } from "./io.ts";
 
 const USAGE = `Usage:
   kata-sysextd [--config FILE] [--root DIR]         run the daemon: reconcile on start, on events and on a timer;
@@ -49,6 +49,11 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     return EXIT.usage;
   }
 
+  const badRoot = rootProblem(values.root);
+  if (badRoot !== null) {
+    io.stderr.write(`kata-sysextd: ${badRoot}\n`);
+    return EXIT.usage;
+  }
   const paths = hostPaths(values.root ?? "/");
   const configFile = values.config ?? paths.configFile;
   let loaded: Awaited<ReturnType<typeof loadConfig>>;

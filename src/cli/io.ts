@@ -1,4 +1,6 @@
 // What a command needs from the outside world, injectable so commands run in-process in tests.
+import { statSync } from "node:fs";
+
 export interface CommandIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
@@ -20,6 +22,20 @@ export const processIo = (): CommandIo => ({
 });
 
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+/**
+ * Why `--root DIR` cannot be used, or null. A root that is empty (an unset shell variable) or missing is a usage
+ * error: resolved as given, "" would be the working directory and a missing one would be created, state and all.
+ */
+export function rootProblem(root: string | undefined): string | null {
+  if (root === undefined) return null;
+  if (root === "") return "--root is empty: give the directory that holds the tree, or leave --root out for this host";
+  try {
+    return statSync(root).isDirectory() ? null : `--root ${root} is not a directory`;
+  } catch {
+    return `--root ${root} does not exist: give the directory that holds the tree`;
+  }
+}
 
 /** parseArgs with usage errors turned into a message and exit 2 instead of an exception. */
 export class UsageError extends Error {}

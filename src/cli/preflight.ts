@@ -9,7 +9,7 @@ import type { ContainerdFiles } from "../preflight/context.ts";
 import { GROUP_TITLES, type PreflightReport, runPreflight } from "../preflight/run.ts";
 import type { CheckStatus } from "../status.ts";
 import { activeCompanions } from "../store/companions.ts";
-import { type CommandIo, EXIT } from "./io.ts";
+import { type CommandIo, EXIT, rootProblem } from "./io.ts";
 
 const USAGE = `Usage: kata-sysextctl preflight [--json] [--root DIR] [--config FILE]
 
@@ -44,6 +44,11 @@ export async function preflightCommand(argv: string[], io: CommandIo): Promise<n
   if (values.help) {
     io.stdout.write(USAGE);
     return EXIT.ok;
+  }
+  const badRoot = rootProblem(values.root);
+  if (badRoot !== null) {
+    io.stderr.write(`kata-sysextctl preflight: ${badRoot}\n`);
+    return EXIT.usage;
   }
   const paths = hostPaths(values.root ?? "/");
   let containerd: ContainerdFiles | null;

@@ -1,9 +1,11 @@
 // The real `kata-sysextd` and `kata-sysextctl` refusing configurations they must not run on: exit 2, a message
 // naming the file (and line and key) and what to do, and never a password from a URL in what they print.
 import { execFileSync } from "node:child_process";
-import { rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { run } from "../../../src/exec.ts";
 import { CTL, DAEMON, inMountNamespace, makeSandboxRoot, NODE, runArgv, writeConfig } from "../../helpers/sandbox.ts";
 
 const roots: string[] = [];
@@ -27,6 +29,27 @@ describe("kata-sysextd refuses, with exit 2", () => {
     expect(ran.code).toBe(2);
     expect(ran.stderr).toContain(`${join(r, "nowhere.toml")}: does not exist`);
     expect(ran.stderr).not.toContain("extensions.flatcar.org");
+  });
+
+  it.each([
+    ["an empty --root (an unset shell variable), instead of taking the working directory", "", "--root is empty"],
+    ["a --root that does not exist, instead of creating it", "missing", "does not exist"],
+  ])("%s", async (_title, name, message) => {
+    const cwd = mkdtempSync(join(tmpdir(), "kata-cwd-"));
+    roots.push(cwd);
+    const given = name === "" ? "" : join(cwd, name);
+    for (const argv of [
+      [NODE, DAEMON, "--once", "--root", given],
+      [NODE, DAEMON, "boot", "--root", given],
+      [NODE, CTL, "preflight", "--root", given],
+    ]) {
+      const [file = "", ...args] = argv;
+      const ran = await run(file, args, { timeoutMs: 20_000, cwd });
+      expect(ran.exitCode, ran.stderr).toBe(2);
+      expect(ran.stderr).toContain(message);
+    }
+    // Nothing was created, neither in the working directory nor where --root pointed.
+    expect(readdirSync(cwd)).toEqual([]);
   });
 
   it("a dangling symlink at the default path", async () => {
