@@ -62,6 +62,11 @@ async function bundle(): Promise<void> {
       outdir: tmp,
       splitting: true,
       chunkNames: `${name}-[hash]`,
+      // V8 keeps every loaded module's source: without comments and blanks the idle daemon holds ~1.5 MiB less.
+      // Names stay, so stack traces still name functions; delete build/bundle/ to debug on the sources.
+      minifyWhitespace: true,
+      minifySyntax: true,
+      legalComments: "none",
     });
     for (const input of Object.keys(result.metafile?.inputs ?? {}))
       if (!input.includes("node_modules/")) own.add(input);
