@@ -143,6 +143,8 @@ export async function runDaemon(given: CommandContext): Promise<number> {
   const stopWatching = watchFiles(
     {
       configFile: ctx.configFile,
+      // Its Path=, MatchPattern= and Verify= are configuration too: an edit there is taken as one in config.toml.
+      transferFile: ctx.config.source.sysupdate === null ? null : paths.host(ctx.config.source.sysupdate),
       extensionsDir: paths.extensionsDir,
       rebootRequired: paths.host(sentinel),
     },

@@ -1,6 +1,6 @@
 // The running daemon watches its configuration (chokidar): a bad new file is rejected and the old one kept, a
 // good one is taken without a restart; a link changed behind its back is noticed and reconciled.
-import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -84,5 +84,41 @@ describe("the daemon's file watches", () => {
     });
     writeFileSync(join(root, "run/reboot-required"), "");
     await waitFor("reboot-required", () => daemon.stderr().includes("/run/reboot-required appeared"));
+  });
+});
+
+describe("with [source] sysupdate", () => {
+  const TRANSFER = "/etc/sysupdate.kata-containers.d/kata-containers.conf";
+  let bakery: RunningDaemon;
+  let host: string;
+  const transfer = (extra = "") =>
+    `[Transfer]\nVerify=false\n\n[Source]\nType=url-file\nPath=${server.url}kata-containers/\nMatchPattern=kata-containers-@v-%a.raw\n${extra}`;
+
+  beforeAll(async () => {
+    host = makeSandboxRoot();
+    mkdirSync(join(host, "etc/sysupdate.kata-containers.d"));
+    writeFileSync(join(host, TRANSFER), transfer());
+    const port = await freePort();
+    writeConfig(
+      host,
+      `[source]\nsysupdate = "${TRANSFER}"\n[api]\nlisten = "127.0.0.1:${port}"\n[containerd]\nenabled = false\n`,
+    );
+    bakery = startDaemon(host);
+    await until("3.32.0 active", () => bakery.stderr().includes("activated kata-containers-3.32.0-x86-64.raw"));
+  }, 60_000);
+
+  afterAll(async () => {
+    await bakery?.stop();
+    rmSync(host, { recursive: true, force: true });
+  });
+
+  it("takes an edit of the transfer file as one of the configuration, without a signal", async () => {
+    writeFileSync(join(host, TRANSFER), transfer("MinVersion=3.30\n"));
+    await until(
+      "the rejection",
+      () => bakery.stderr().includes("rejected the new configuration, keeping the old one"),
+      () => `daemon stderr:\n${bakery.stderr()}`,
+    );
+    expect(bakery.stderr()).toContain("[Source] MinVersion=: kata-sysextd cannot honour this");
   });
 });
