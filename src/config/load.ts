@@ -221,12 +221,16 @@ function checked(leaf: Leaf, raw: unknown, key: string, where: string): unknown 
   if (!leaf.check(raw)) {
     const why = leaf.why?.(raw) ?? null;
     const detail = why === null ? "" : ` (${why})`;
-    throw invalid(`${where}: key "${key}" must be ${leaf.expected}, got ${JSON.stringify(toJson(raw))}${detail}`);
+    throw invalid(`${where}: key "${key}" must be ${leaf.expected}, got ${shown(raw)}${detail}`);
   }
   return typeof raw === "bigint" ? Number(raw) : raw;
 }
 
-const toJson = (v: unknown): unknown => (typeof v === "bigint" ? Number(v) : v);
+/** A value as the operator wrote it: TOML's inf and nan, which JSON would print as null. */
+const shown = (v: unknown): string => {
+  if (typeof v === "number" && !Number.isFinite(v)) return Number.isNaN(v) ? "nan" : v > 0 ? "inf" : "-inf";
+  return JSON.stringify(typeof v === "bigint" ? Number(v) : v);
+};
 const known = (t: Record<string, unknown>): string => Object.keys(t).join(", ");
 const invalid = (message: string): KataError =>
   new KataError("config-invalid", message, { remedy: "fix the configuration file and restart or reload the daemon" });

@@ -96,6 +96,8 @@ describe("configuration", () => {
     ["[policy]\nrequires = [{ __proto__ = 1 }]\n", 'unknown key "policy.requires[0].__proto__"', "kata, companion"],
     ["[fetch]\nmanifest_max_bytes = 100\n", 'key "fetch.manifest_max_bytes" must be an integer from 4096', "100"],
     ["[daemon]\ninterval_seconds = 5\n", 'key "daemon.interval_seconds" must be an integer from 60', "5"],
+    ["[daemon]\ninterval_seconds = inf\n", 'key "daemon.interval_seconds" must be an integer from 60', "got inf"],
+    ["[fetch]\nretries = nan\n", ':2: key "fetch.retries" must be an integer from 0 to 20', "got nan"],
     ["[sources]\nurl = 1\n", 'unknown section "sources"', "source, policy"],
     ['[policy]\nconstraints = [{ kata = ">=4" }]\n', 'policy.constraints[0] is missing "flatcar"', "semver"],
     ["source = 3\n", '"source" must be a table', "[source]"],
