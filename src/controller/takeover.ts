@@ -3,7 +3,9 @@
 // systemd-sysupdate timer keeps moving it. The first pass verifies that image against the source's SHA256SUMS,
 // admits a copy into the store like any download (inspected, quarantined if bad), and points the link at the copy
 // (the same bytes, so nothing merged changes); the switch that follows then records it as `previous`. Nothing
-// under /opt/extensions is touched: kata-sysextd never deletes what it did not create.
+// under /opt/extensions is touched: kata-sysextd never deletes what it did not create. An image written straight
+// to /etc/extensions/<name>.raw (a regular file) is taken over the same way, known by its digest in SHA256SUMS:
+// the link replaces it only once its bytes are in the store, recorded as `previous`.
 import { createReadStream } from "node:fs";
 import { copyFile, lstat, readdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
@@ -90,12 +92,30 @@ export async function takeOver(
   host: HostRelease,
   emit: (event: ReconcileEvent) => void,
 ): Promise<boolean> {
-  const found = takeoverCandidate(link, member.link.path, member.name, deps.arch, deps.paths.host);
-  if (found === null) return false;
-  const st = await stat(found.path).catch(() => null);
+  const regular = link.kind === "foreign" && link.target === null;
+  const named = takeoverCandidate(link, member.link.path, member.name, deps.arch, deps.paths.host);
+  const path = regular ? member.link.path : named?.path;
+  if (path === undefined) return false;
+  const st = await stat(path).catch(() => null);
   if (st === null || !st.isFile()) return false;
-  const listed = parseManifest((await member.source.manifest()).text).entries.find((e) => e.file === found.file);
-  const digest = await sha256Of(found.path);
+  const entries = parseManifest((await member.source.manifest()).text).entries;
+  const digest = await sha256Of(path);
+  // A regular file's name says nothing of its version: SHA256SUMS, by its digest, does.
+  let found = named;
+  for (const entry of regular ? entries.filter((e) => e.sha256 === digest) : []) {
+    const image = splitImageFileName(entry.file, member.name, deps.arch);
+    if (typeof image !== "string") found ??= { path, file: entry.file, version: image.version };
+  }
+  if (found === null) {
+    throw new KataError(
+      "activation-failed",
+      `${member.link.path} is a regular file the source's SHA256SUMS does not list: it cannot be verified, so it is not replaced`,
+      {
+        remedy: `move ${member.link.path} away (kata-sysextd then links a verified image), or point [source] at the release it came from`,
+      },
+    );
+  }
+  const listed = entries.find((e) => e.file === found.file);
   if (listed === undefined || listed.sha256 !== digest) {
     throw new KataError(
       "activation-failed",
@@ -123,7 +143,9 @@ export async function takeOver(
   }
   await member.link.point(found.file);
   deps.log.notice(
-    `took over ${member.link.path} from ${found.path} (the sysext-bakery's layout): verified against SHA256SUMS and kept in the store; ${dirname(found.path)} is left as it is`,
+    regular
+      ? `took over ${member.link.path}, a regular file: verified against SHA256SUMS as ${found.file} and kept in the store, which the link now points into`
+      : `took over ${member.link.path} from ${found.path} (the sysext-bakery's layout): verified against SHA256SUMS and kept in the store; ${dirname(found.path)} is left as it is`,
     { KATA_SYSEXT_NAME: member.name, KATA_SYSEXT_VERSION: found.version },
   );
   for (const timer of await sysupdateTimers(deps.paths, member.name)) {

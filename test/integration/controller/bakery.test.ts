@@ -156,6 +156,31 @@ describe("taking over a host set up the bakery way", () => {
     expect(readFileSync(opt)).toEqual(bytes);
   });
 
+  it("takes over an image written straight to /etc/extensions as a regular file: kept, and recorded as previous", async () => {
+    const root = bakeryHost();
+    const bytes = readFileSync(join(mirror, NAME, file("3.21.0")));
+    writeFileSync(join(root, LINK), bytes);
+    const ran = await daemonOnce(root);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stderr).toContain(
+      `took over ${join(root, LINK)}, a regular file: verified against SHA256SUMS as ${file("3.21.0")}`,
+    );
+    expect(readlinkSync(join(root, LINK))).toBe(`../../var/lib/kata-sysextd/images/${file("3.32.0")}`);
+    expect(JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8")).previous).toBe(
+      file("3.21.0"),
+    );
+    expect(readFileSync(join(root, "var/lib/kata-sysextd/images", file("3.21.0")))).toEqual(bytes);
+  });
+
+  it("leaves a regular file it cannot verify in place, and says what to do", async () => {
+    const root = bakeryHost();
+    writeFileSync(join(root, LINK), "an image from somewhere else\n");
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toContain("is a regular file the source's SHA256SUMS does not list");
+    expect(readFileSync(join(root, LINK), "utf8")).toBe("an image from somewhere else\n");
+  });
+
   it("leaves a link to an image it cannot verify as it is, and says what to do", async () => {
     const root = bakeryHost();
     const opt = provisionedByButane(root, join(mirror, NAME, file("3.32.0")));
