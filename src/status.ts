@@ -91,7 +91,14 @@ export interface StatusDocument {
     /** Why the merge cannot be confirmed here, e.g. systemd-sysext 252 under --root ignores symlinked images. */
     limitation: string | null;
   };
-  nextBoot: null | { flatcarVersion: string; kata: string | null; staged: boolean; reason: string | null };
+  /** An OS update waiting for its reboot, and what was staged for it; `skipped` as below, for that release. */
+  nextBoot: null | {
+    flatcarVersion: string;
+    kata: string | null;
+    staged: boolean;
+    reason: string | null;
+    skipped: SkippedRelease[];
+  };
   reboot: RebootStatus;
   /** Every managed extension, Kata first; a single-extension setup lists Kata alone. */
   members: MemberStatus[];

@@ -156,7 +156,15 @@ export const statusDocumentSchema = object({
     trust: nullableStr,
     limitation: nullableStr,
   }),
-  nextBoot: nullable(object({ flatcarVersion: str, kata: nullableStr, staged: bool, reason: nullableStr })),
+  nextBoot: nullable(
+    object({
+      flatcarVersion: str,
+      kata: nullableStr,
+      staged: bool,
+      reason: nullableStr,
+      skipped: { type: "array", items: skippedReleaseSchema },
+    }),
+  ),
   reboot: object({
     requested: bool,
     reason: nullableStr,

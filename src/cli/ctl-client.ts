@@ -418,6 +418,9 @@ export function formatStatus(doc: StatusDocument): string {
   else if (next.staged) row("next boot", `flatcar ${next.flatcarVersion}: kata ${next.kata ?? "?"} staged`);
   else row("next boot", `flatcar ${next.flatcarVersion}: nothing staged${next.reason ? ` (${next.reason})` : ""}`);
   // Absent from a daemon older than the field.
+  for (const s of next?.skipped ?? [])
+    lines.push(`    skipped for flatcar ${next?.flatcarVersion}: ${describeSkipped(s)}`);
+  // Absent from a daemon older than the field.
   const reboot = doc.reboot;
   if (reboot?.requested) {
     const carrier =

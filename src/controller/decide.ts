@@ -4,7 +4,7 @@ import { readFile, rm } from "node:fs/promises";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Member, PublishedManifest, Targets } from "../model.ts";
+import type { Member, PublishedManifest, SkippedCandidate, Targets } from "../model.ts";
 import { type Manifest, parseManifest, summarizeRejected } from "../release/manifest.ts";
 import { METADATA_FILE, type PublishedRequirement, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
 import { splitImageFileName } from "../release/names.ts";
@@ -31,6 +31,13 @@ export interface DecideContext {
 
 /** Per member: the candidates left out because they failed before, and the failures still worth keeping. */
 export type CandidateRecords = Map<string, Pick<CandidateChoice<PublishedCandidate>, "skipped" | "failures">>;
+
+/** What a decision left out, by member: as state.json keeps it (a pass's `skipped`, a next boot's). */
+export type SkippedByMember = Record<string, SkippedCandidate[]>;
+
+export function skippedByMember(records: CandidateRecords): SkippedByMember {
+  return Object.fromEntries([...records].flatMap(([member, r]) => (r.skipped.length > 0 ? [[member, r.skipped]] : [])));
+}
 
 export function memberNamed(ctx: Pick<DecideContext, "members">, name: string): Member {
   const found = ctx.members.find((m) => m.name === name);

@@ -15,7 +15,7 @@ import { FetchError } from "../fetch/http.ts";
 import { sourceDirectory } from "../fetch/source.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
-import type { Member, ReconcileEvent, SkippedCandidate, Target, Targets } from "../model.ts";
+import type { Member, ReconcileEvent, Target, Targets } from "../model.ts";
 import type { HostPaths } from "../paths.ts";
 import { parseManifest } from "../release/manifest.ts";
 import type { ReleaseMetadata } from "../release/metadata.ts";
@@ -40,6 +40,8 @@ import {
   parsePublishedMetadata,
   qualifies,
   readKeptMetadata,
+  type SkippedByMember,
+  skippedByMember,
   Unresolvable,
 } from "./decide.ts";
 import {
@@ -54,7 +56,15 @@ import {
   stagedOf,
   switchRecord,
 } from "./decisions.ts";
-import { countKataSandboxes, type JudgedImage, type MemberView, type Observed, observe, primaryOf } from "./observe.ts";
+import {
+  countKataSandboxes,
+  type JudgedImage,
+  judge,
+  type MemberView,
+  type Observed,
+  observe,
+  primaryOf,
+} from "./observe.ts";
 import { type JointAction, nextAction, nextJointAction } from "./plan.ts";
 import { decideReboot } from "./reboot.ts";
 import { takeOver } from "./takeover.ts";
@@ -284,28 +294,47 @@ export class Reconciler {
   }
 
   /**
-   * Fetches, verifies and inspects the image a not-yet-booted Flatcar release needs, without activating it.
-   * Returns the stored image, or throws with the reasons none is compatible.
+   * Fetches, verifies and inspects the images a not-yet-booted Flatcar release needs, without activating them.
+   * A candidate that fails verification or inspection is remembered and skipped as in a pass (blame), and the
+   * next newest one for that release is tried. Returns the stored images, Kata first, with what was skipped; or
+   * throws with the reasons none is compatible.
    */
-  async fetchForRelease(nextOs: HostRelease): Promise<StoredImage[]> {
+  async fetchForRelease(nextOs: HostRelease): Promise<{ images: StoredImage[]; skipped: SkippedByMember }> {
     await this.deps.store.ensure();
     // The store lock, as for a pass: a hand-run --once must not sweep this download from under us.
     const lock = await acquireLock(this.deps.store.lockFile);
     try {
-      const observed = await this.observe();
-      const { targets } = await this.resolveRemote(nextOs, observed);
-      const staged: StoredImage[] = [];
-      for (const member of this.deps.members) {
-        const target = targets.get(member.name);
-        if (target === undefined || target === null) continue;
-        if (target.remote !== null) await this.download(member, target, nextOs);
-        const stored = await this.deps.store.get(target.file);
-        if (stored === null) throw new KataError("store-failed", `${target.file} vanished from the store`);
-        staged.push(stored);
+      const who = `staging for ${nextOs.id ?? "the OS"} ${nextOs.versionId ?? "?"}`;
+      // Each failed candidate is one more round; a publisher's list bounds them, this bounds a bug.
+      for (let round = 0; round < MAX_STEPS + 2 * this.deps.members.length; round++) {
+        const { targets, candidates } = await this.resolveRemote(nextOs, await this.observe());
+        const images: StoredImage[] = [];
+        let failed = false;
+        for (const member of this.deps.members) {
+          const target = targets.get(member.name);
+          if (target === undefined || target === null) continue;
+          try {
+            await this.download(member, target, nextOs);
+          } catch (err) {
+            await this.blame(member.name, target, err, who);
+            failed = true;
+            break;
+          }
+          const stored = await this.deps.store.get(target.file);
+          if (stored === null) throw new KataError("store-failed", `${target.file} vanished from the store`);
+          // Stored, but made for yet another release (admit.ts): deciding again passes it over, as a pass does.
+          if (judge([stored], nextOs, member.name, this.deps.arch)[0]?.compatible !== true) {
+            failed = true;
+            break;
+          }
+          images.push(stored);
+        }
+        if (failed) continue;
+        if (images[0]?.name !== this.name)
+          throw new KataError("no-compatible-version", "no Kata version matches the next OS");
+        return { images, skipped: skippedByMember(candidates) };
       }
-      if (staged[0]?.name !== this.name)
-        throw new KataError("no-compatible-version", "no Kata version matches the next OS");
-      return staged;
+      throw new KataError("internal", `${who} gave up after too many failed candidates`);
     } finally {
       await lock.release();
     }
@@ -475,38 +504,47 @@ export class Reconciler {
       this.lastUnconfirmed = await this.carryOut(action, observed);
       return null;
     } catch (err) {
-      const error = asKataError(err);
-      const status = err instanceof FetchError ? err.status : null;
-      const remote = action.kind === "download" ? action.target.remote : null;
-      if (action.kind !== "download" || remote === null || !blamesCandidate({ ...error, status })) throw err;
-      const { member, target } = action;
-      const failure = {
-        file: target.file,
-        version: target.version,
-        sha256: remote.sha256,
-        code: error.code,
-        reason: error.message,
-        ...(error.code === "fetch-too-large" ? { maxBytes: this.deps.config.fetch.maxBytes } : {}),
-      };
-      const now = this.deps.clock.now();
-      const state = await this.updateState((s) => ({
-        failedCandidates: {
-          ...s.failedCandidates,
-          [member]: rememberFailure(s.failedCandidates[member] ?? [], failure, now),
-        },
-      }));
-      const record = state.failedCandidates[member]?.find((f) => f.file === target.file);
-      this.deps.log.warning(
-        `skipping ${target.file}: ${error.message}; ${record?.retryAt ? `tried again after ${record.retryAt}` : "those bytes are not tried again"}, and this pass falls back to the next newest release in policy`,
-        {
-          KATA_SYSEXT_NAME: member,
-          KATA_SYSEXT_VERSION: target.version,
-          ERROR_CODE: error.code,
-          ...(error.code === "digest-mismatch" ? { MESSAGE_ID: MessageId.verificationFailed } : {}),
-        },
-      );
-      return failure;
+      if (action.kind !== "download") throw err;
+      return this.blame(action.member, action.target, err, "this pass");
     }
+  }
+
+  /**
+   * A download that failed because of the candidate itself (candidates.ts, blamesCandidate) is remembered against
+   * it and returned, so whoever fetched (`who`: a pass, or staging for a next release) falls back to the next
+   * newest in policy; any other failure is rethrown.
+   */
+  private async blame(member: string, target: Target, err: unknown, who: string) {
+    const error = asKataError(err);
+    const status = err instanceof FetchError ? err.status : null;
+    const remote = target.remote;
+    if (remote === null || !blamesCandidate({ ...error, status })) throw err;
+    const failure = {
+      file: target.file,
+      version: target.version,
+      sha256: remote.sha256,
+      code: error.code,
+      reason: error.message,
+      ...(error.code === "fetch-too-large" ? { maxBytes: this.deps.config.fetch.maxBytes } : {}),
+    };
+    const now = this.deps.clock.now();
+    const state = await this.updateState((s) => ({
+      failedCandidates: {
+        ...s.failedCandidates,
+        [member]: rememberFailure(s.failedCandidates[member] ?? [], failure, now),
+      },
+    }));
+    const record = state.failedCandidates[member]?.find((f) => f.file === target.file);
+    this.deps.log.warning(
+      `skipping ${target.file}: ${error.message}; ${record?.retryAt ? `tried again after ${record.retryAt}` : "those bytes are not tried again"}, and ${who} falls back to the next newest release in policy`,
+      {
+        KATA_SYSEXT_NAME: member,
+        KATA_SYSEXT_VERSION: target.version,
+        ERROR_CODE: error.code,
+        ...(error.code === "digest-mismatch" ? { MESSAGE_ID: MessageId.verificationFailed } : {}),
+      },
+    );
+    return failure;
   }
 
   /** Keeps the failures still worth remembering and what this decision left out (shown on /status). */
@@ -514,13 +552,11 @@ export class Reconciler {
     if (records === undefined) return;
     await this.updateState((s) => {
       const failedCandidates = { ...s.failedCandidates };
-      const skipped: Record<string, SkippedCandidate[]> = {};
       for (const [member, record] of records) {
         if (record.failures.length > 0) failedCandidates[member] = record.failures;
         else delete failedCandidates[member];
-        if (record.skipped.length > 0) skipped[member] = record.skipped;
       }
-      return { failedCandidates, skipped };
+      return { failedCandidates, skipped: skippedByMember(records) };
     });
   }
 

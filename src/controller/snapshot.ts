@@ -10,7 +10,7 @@ import {
   type StatusDocument,
 } from "../status.ts";
 import { activeFile } from "../store/link.ts";
-import type { RebootRequest } from "../store/state.ts";
+import type { NextBoot, RebootRequest } from "../store/state.ts";
 import { previousOf, stagedOf } from "./decisions.ts";
 import { primaryOf } from "./observe.ts";
 import type { PassOutcome } from "./reconciler.ts";
@@ -68,6 +68,13 @@ export function initialStatus(opts: {
   };
 }
 
+/** What /status shows of the next boot state.json records. */
+export function nextBootStatus(next: NextBoot | null): StatusDocument["nextBoot"] {
+  if (next === null) return null;
+  const { flatcarVersion, kata, staged, reason } = next;
+  return { flatcarVersion, kata, staged, reason, skipped: skippedReleases(next.skipped) };
+}
+
 export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusDocument {
   const observed = outcome.observed;
   const kata = observed === null ? null : primaryOf(observed);
@@ -97,10 +104,7 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
       trust: active?.trust ?? null,
       limitation: outcome.unconfirmed,
     },
-    nextBoot:
-      next === null
-        ? null
-        : { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
+    nextBoot: nextBootStatus(next),
     reboot: outcome.reboot === undefined ? base.reboot : rebootStatus(outcome.reboot),
     members:
       observed === null

@@ -10,7 +10,7 @@ import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import type { Observed } from "../controller/observe.ts";
 import type { PassOutcome, Reconciler } from "../controller/reconciler.ts";
-import { statusAfterPass, withCanary } from "../controller/snapshot.ts";
+import { nextBootStatus, statusAfterPass, withCanary } from "../controller/snapshot.ts";
 import { asKataError, errorPhase, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
@@ -299,10 +299,7 @@ export class Daemon implements ApiActions {
       } finally {
         this.update({ ...this.doc, state: settled, download: null });
       }
-      this.update({
-        ...this.doc,
-        nextBoot: { flatcarVersion: next.flatcarVersion, kata: next.kata, staged: next.staged, reason: next.reason },
-      });
+      this.update({ ...this.doc, nextBoot: nextBootStatus(next) });
       // A reboot already asked for now serves the OS update too; a pass says so in the sentinel's line.
       if (next.staged && this.doc.reboot.requested) void this.refresh();
     });

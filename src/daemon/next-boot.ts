@@ -1,11 +1,15 @@
 // Before Flatcar reboots into an update, stage the Kata image that update needs (what Flatcar does for its own
 // extensions and nobody did for Kata: Flatcar issue 2426). Triggered by update_engine reaching
 // UPDATED_NEED_REBOOT; retried on every pass until staged; cleared once the machine runs that release.
+import { skippedByMember, Unresolvable } from "../controller/decide.ts";
 import type { Reconciler } from "../controller/reconciler.ts";
+import { skippedReleases } from "../controller/versions.ts";
 import { asKataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import { type HostRelease, hostAfterUpdate } from "../release/os-release.ts";
+import { compareVersions } from "../release/version.ts";
+import type { SkippedRelease } from "../status.ts";
 import type { NextBoot } from "../store/state.ts";
 
 export interface NextBootDeps {
@@ -13,12 +17,16 @@ export interface NextBootDeps {
   log: Logger;
 }
 
-/** Fetches and verifies the image for `version` into the store and records it as the next boot's image. */
+/**
+ * Fetches and verifies the image for `version` into the store and records it as the next boot's image. Candidates
+ * that fail are skipped and remembered as in a pass (Reconciler.fetchForRelease): the newest good one is staged.
+ */
 export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, version: string): Promise<NextBoot> {
   const log = deps.log.with({ FLATCAR_VERSION_ID: current.versionId ?? "", FLATCAR_NEXT_VERSION: version });
   let next: NextBoot;
   try {
-    const [image, ...companions] = await deps.reconciler.fetchForRelease(hostAfterUpdate(current, version));
+    const { images, skipped } = await deps.reconciler.fetchForRelease(hostAfterUpdate(current, version));
+    const [image, ...companions] = images;
     if (image === undefined) throw new Error("fetchForRelease returned no image");
     next = {
       flatcarVersion: version,
@@ -28,8 +36,13 @@ export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, 
       reason: null,
       companions: Object.fromEntries(companions.map((c) => [c.name, c.file])),
       stagedOn: current.versionId,
+      skipped,
     };
-    log.notice(`staged Kata ${image.version} for Flatcar ${version}`, {
+    const newer = skippedReleases(skipped).filter(
+      (s) => s.member !== image.name || compareVersions(s.version, image.version) > 0,
+    );
+    const passedOver = newer.length === 0 ? "" : `; newer releases were skipped: ${describe(newer)}`;
+    log.notice(`staged Kata ${image.version} for Flatcar ${version}${passedOver}`, {
       MESSAGE_ID: MessageId.nextBootStaged,
       KATA_SYSEXT_VERSION: image.version,
     });
@@ -43,6 +56,7 @@ export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, 
       reason: error.message,
       companions: {},
       stagedOn: current.versionId,
+      skipped: err instanceof Unresolvable ? skippedByMember(err.candidates) : {},
     };
     const loud = error.code === "no-compatible-version" || error.code === "incompatible";
     log.warning(`nothing staged for Flatcar ${version}: ${error.message}`, {
@@ -53,3 +67,5 @@ export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, 
   await deps.reconciler.recordNextBoot(next);
   return next;
 }
+
+const describe = (skipped: SkippedRelease[]) => skipped.map((s) => `${s.member} ${s.version} (${s.reason})`).join("; ");

@@ -26,6 +26,8 @@ export interface NextBoot {
   companions: Record<string, string>;
   /** The Flatcar version that was booted when this was staged, so a boot on the old release can be recognised. */
   stagedOn: string | null;
+  /** Candidates for that release left out because they failed verification or inspection, by member. */
+  skipped: Record<string, SkippedCandidate[]>;
 }
 
 export interface PersistedState {
@@ -168,6 +170,7 @@ const nextBoot: Check<NextBoot> = (v, at) => {
     reason: orNull(text)(v.reason, `${at}.reason`),
     companions: field(v, "companions", byMember(storeFile), {}, `${at}.`),
     stagedOn: field(v, "stagedOn", orNull(text), null, `${at}.`),
+    skipped: field(v, "skipped", byMember(listOf(skippedCandidate)), {}, `${at}.`),
   };
 };
 

@@ -130,7 +130,13 @@ describe("kata-sysextctl status", () => {
         checks: [{ id: "kvm-usable", status: "fail", detail: "/dev/kvm missing", remedy: "load kvm_intel" }],
         hypervisors: [{ name: "qemu", ok: false, verdict: "qemu: cannot run Kata: kvm-usable failed" }],
       },
-      nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no kata release supports 4650" },
+      nextBoot: {
+        flatcarVersion: "4650.0.0",
+        kata: null,
+        staged: false,
+        reason: "no kata release supports 4650",
+        skipped: [],
+      },
     });
     const r = await ctl("status", [], opts);
     expect(r.code).toBe(0);

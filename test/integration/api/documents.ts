@@ -50,7 +50,7 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
       trust: "checksum",
       limitation: null,
     },
-    nextBoot: { flatcarVersion: "4650.0.0", kata: "3.32.0", staged: true, reason: null },
+    nextBoot: { flatcarVersion: "4650.0.0", kata: "3.32.0", staged: true, reason: null, skipped: [] },
     reboot: NO_REBOOT,
     members: [
       {

@@ -167,7 +167,9 @@ describe("read-only routes", () => {
 
   it("/metrics is Prometheus text 0.0.4 derived from the snapshot at scrape time", async () => {
     const s = await start();
-    s.holder.set({ nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no compatible kata" } });
+    s.holder.set({
+      nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no compatible kata", skipped: [] },
+    });
     const res = await fetch(`${s.base}/metrics`);
     expect(res.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
     const text = await res.text();

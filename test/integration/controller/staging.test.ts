@@ -44,7 +44,7 @@ describe("staging for the next release", () => {
 
     const next = hostAfterUpdate(await readHostReleaseUnder(hostPaths(root).root), "4650.0.0");
     const staged = await reconciler.fetchForRelease(next);
-    expect(staged.map((i) => i.file)).toEqual(["kata-containers-3.33.0-x86-64.raw"]);
+    expect(staged.images.map((i) => i.file)).toEqual(["kata-containers-3.33.0-x86-64.raw"]);
     expect(server.requests.filter((r) => r.path.endsWith(".raw")).length).toBe(fetched); // already stored
     expect(readlinkSync(join(root, LINK))).toContain("3.32.0"); // staging links nothing
   });

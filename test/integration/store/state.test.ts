@@ -51,6 +51,7 @@ describe("state.json updates", () => {
       reason: null,
       companions: {},
       stagedOn: "4152.2.0",
+      skipped: {},
     };
     await updateState(file, () => ({ nextBoot: next, held: { "kata-containers": ["x.raw"] }, heldUnder: "d" }));
     await Promise.all([

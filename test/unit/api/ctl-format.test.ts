@@ -48,6 +48,21 @@ describe("formatStatus", () => {
     );
   });
 
+  it("lists what staging for the next OS release skipped, under its row", () => {
+    const skipped = {
+      member: "kata-containers",
+      version: "3.33.0",
+      file: "k.raw",
+      reason: "SHA-256 is a, SHA256SUMS says b",
+    };
+    const next = { flatcarVersion: "4650.0.0", kata: "3.32.0", staged: true, reason: null };
+    const retry = "2026-12-02T10:00:00.000Z";
+    expect(formatStatus(statusDoc({ nextBoot: { ...next, skipped: [{ ...skipped, retryAt: retry }] } }))).toContain(
+      "  next boot  flatcar 4650.0.0: kata 3.32.0 staged\n" +
+        `    skipped for flatcar 4650.0.0: kata-containers 3.33.0: SHA-256 is a, SHA256SUMS says b (tried again after ${retry})\n`,
+    );
+  });
+
   it("says when the canary is off, and why one failed", () => {
     expect(formatStatus(statusDoc({ canary: { handler: null, results: [] } }))).toContain("  canary     off\n");
     const failed = { ...CANARY_PASSED, outcome: "failed" as const, step: "timeout", reason: "no exit within 60 s" };

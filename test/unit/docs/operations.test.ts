@@ -117,7 +117,7 @@ describe("config/prometheus/alerts.yml", () => {
 
 /** The API tests' status document, with a next boot pending and a failing preflight check. */
 const FULL_STATUS: StatusDocument = statusDoc({
-  nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no image" },
+  nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no image", skipped: [] },
   preflight: {
     ok: false,
     failed: 1,

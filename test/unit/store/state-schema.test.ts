@@ -73,6 +73,20 @@ describe("parseState refuses what kata-sysextd never writes, naming the field", 
       "nextBoot.companions.ch must be a store file name",
     ],
     [
+      "a next boot's skipped release without its reason",
+      state({
+        nextBoot: {
+          flatcarVersion: "1",
+          kata: null,
+          file: null,
+          staged: false,
+          reason: "none",
+          skipped: { "kata-containers": [{ file: "k.raw", version: "1", retryAt: null }] },
+        },
+      }),
+      "nextBoot.skipped.kata-containers[0].reason must be",
+    ],
+    [
       "a result nobody writes",
       state({ lastReconcile: { at: "2026-12-02T07:00:00Z", result: "great", error: null, remedy: null } }),
       'lastReconcile.result must be ok or failed or deferred, got "great"',
@@ -132,6 +146,16 @@ describe("parseState reads what kata-sysextd writes, and older files with fewer 
       reason: null,
       companions: { "cloud-hypervisor": "cloud-hypervisor-48.0-x86-64.raw" },
       stagedOn: "4593.2.5",
+      skipped: {
+        "kata-containers": [
+          {
+            file: "kata-containers-3.33.0-x86-64.raw",
+            version: "3.33.0",
+            reason: "SHA-256 is a, SHA256SUMS says b",
+            retryAt: "2026-12-01T08:00:00.000Z",
+          },
+        ],
+      },
     },
     deferred: { "kata-containers": IMAGE },
     waitingSince: "2026-12-01T07:00:00.000Z",
@@ -153,7 +177,7 @@ describe("parseState reads what kata-sysextd writes, and older files with fewer 
     ["the empty state", JSON.stringify(EMPTY_STATE), EMPTY_STATE],
     ["only the schema (fields added later are empty)", '{"schema":1}', EMPTY_STATE],
     [
-      "a next boot from before companions and stagedOn",
+      "a next boot from before companions, stagedOn and skipped",
       state({ nextBoot: { flatcarVersion: "1.2.3", kata: null, file: null, staged: false, reason: "none" } }),
       {
         ...EMPTY_STATE,
@@ -165,6 +189,7 @@ describe("parseState reads what kata-sysextd writes, and older files with fewer 
           reason: "none",
           companions: {},
           stagedOn: null,
+          skipped: {},
         },
       },
     ],
