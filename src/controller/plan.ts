@@ -46,6 +46,15 @@ export function nextAction(input: PlanInput): Action | null {
   const activeEntry = input.store.find((e) => e.file === active);
   const target = input.target;
 
+  // An image file someone wrote where the link goes is never renamed over unverified: a pass with the network
+  // takes it over first (takeover.ts); a pass without it (boot, rollback) leaves it.
+  if (target !== null && input.link.kind === "foreign" && input.link.target === null) {
+    return {
+      kind: "blocked",
+      reason: `${input.link.detail}: an image kata-sysextd did not put there is replaced only once SHA256SUMS vouches for it (the daemon's next pass), or move it away`,
+    };
+  }
+
   if (target !== null && target.file !== active) {
     const stored = input.store.find((e) => e.file === target.file);
     if (stored === undefined) return { kind: "download", target };

@@ -583,7 +583,10 @@ export class Reconciler {
       const active = activeFile(view.link);
       if (view.link.kind === "foreign") {
         return new KataError("activation-failed", view.link.detail, {
-          remedy: `remove ${member.link.path} (kata-sysextd manages it) and run the pass again`,
+          remedy:
+            view.link.target === null
+              ? `a pass with the network takes the image over once SHA256SUMS vouches for it (kata-sysextctl refresh); or move ${member.link.path} away`
+              : `remove ${member.link.path} (kata-sysextd manages it) and run the pass again`,
         });
       }
       if (target === null) {

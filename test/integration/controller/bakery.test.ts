@@ -17,7 +17,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildImage } from "../../helpers/images.ts";
 import { publishRelease } from "../../helpers/release-server.ts";
-import { daemonOnce, makeSandboxRoot, writeConfig } from "../../helpers/sandbox.ts";
+import {
+  DAEMON,
+  daemonOnce,
+  inMountNamespace,
+  makeSandboxRoot,
+  NODE,
+  runArgv,
+  writeConfig,
+} from "../../helpers/sandbox.ts";
 import { type StaticServer, startStaticServer } from "../../helpers/static-server.ts";
 
 const NAME = "kata-containers";
@@ -170,6 +178,22 @@ describe("taking over a host set up the bakery way", () => {
       file("3.21.0"),
     );
     expect(readFileSync(join(root, "var/lib/kata-sysextd/images", file("3.21.0")))).toEqual(bytes);
+  });
+
+  it("the boot step, without the network, leaves such a file in place for the daemon's pass", async () => {
+    const root = bakeryHost();
+    expect((await daemonOnce(root)).code).toBe(0);
+    rmSync(join(root, LINK));
+    const bytes = readFileSync(join(mirror, NAME, file("3.21.0")));
+    writeFileSync(join(root, LINK), bytes);
+    const boot = await runArgv(inMountNamespace(root, [NODE, DAEMON, "boot", "--root", root]));
+    expect(boot.code).toBe(1);
+    expect(boot.stderr).toContain("a pass with the network takes the image over once SHA256SUMS vouches for it");
+    expect(readFileSync(join(root, LINK))).toEqual(bytes);
+    // The pass that follows it takes the file over, as on a host that never booted with kata-sysextd.
+    const ran = await daemonOnce(root);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stderr).toContain(`took over ${join(root, LINK)}, a regular file`);
   });
 
   it("leaves a regular file it cannot verify in place, and says what to do", async () => {

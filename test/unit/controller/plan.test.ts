@@ -43,6 +43,19 @@ describe("nextAction", () => {
       { kind: "blocked", reason: "k-3.32.0-x86-64.raw does not match this host" },
     ],
     [
+      "an image file where the link goes (not ours): blocked, never renamed over",
+      {
+        target: local("3.32.0"),
+        store: [img("3.32.0")],
+        link: { kind: "foreign", detail: "/etc/extensions/k.raw is not a symlink", target: null },
+      },
+      {
+        kind: "blocked",
+        reason:
+          "/etc/extensions/k.raw is not a symlink: an image kata-sysextd did not put there is replaced only once SHA256SUMS vouches for it (the daemon's next pass), or move it away",
+      },
+    ],
+    [
       "already active and merged",
       { target: local("3.32.0"), store: [img("3.32.0")], link: linked("3.32.0"), merged: true },
       null,
