@@ -1,8 +1,20 @@
 // kata-sysextctl status | refresh | rollback | versions: the daemon's API client verbs. Mutations go over the
 // root-only unix socket; status falls back to loopback TCP so non-root users can read it.
 import { parseArgs } from "node:util";
+import { type CheckOptions, matches, mismatch } from "../api/check.ts";
 import { ApiConnectError, type ApiResponse, type Endpoint, request, streamLines } from "../api/client.ts";
-import type { ActionResult, ErrorBody, VersionsResult } from "../api/schemas.ts";
+import type { FromSchema } from "../api/schema-type.ts";
+import {
+  type ActionResult,
+  actionResultSchema,
+  canaryStatusSchema,
+  downloadProgressSchema,
+  type ErrorBody,
+  errorBodySchema,
+  type JsonSchema,
+  statusDocumentSchema,
+  versionsSchema,
+} from "../api/schemas.ts";
 import type { CanaryStatus, DownloadProgress, SkippedRelease, StatusDocument } from "../status.ts";
 import { type CommandIo, EXIT } from "./io.ts";
 
@@ -128,8 +140,8 @@ async function status(io: CommandIo, opts: CtlOptions, json: boolean): Promise<n
       return EXIT.failed;
     }
   }
-  const doc = parseAnswer(res, isStatusDocument);
-  if (doc === null) return failAnswer(io, res);
+  const doc = parseAnswer(io, res, statusDocumentSchema, STATUS_ADDED_LATER);
+  if (doc === null) return EXIT.failed;
   io.stdout.write(json ? `${res.body}\n` : formatStatus(doc));
   return EXIT.ok;
 }
@@ -157,9 +169,10 @@ async function refresh(
         streaming = true;
         if (!isObject(raw)) return;
         if (raw.type === "progress" && typeof raw.state === "string") {
-          view.update(raw.state, isDownload(raw.download) ? raw.download : null);
-        } else if (raw.type === "result" && isActionResult(raw.result)) {
-          seen.outcome = raw.result;
+          view.update(raw.state, matches(downloadProgressSchema, raw.download) ? raw.download : null);
+        } else if (raw.type === "result") {
+          if (matches(actionResultSchema, raw.result)) seen.outcome = raw.result;
+          else seen.failure = unexpected(mismatch(actionResultSchema, raw.result, { at: "result" }) ?? "");
         } else if (raw.type === "error" && isErrorBody(raw.error)) {
           seen.failure = raw.error;
         }
@@ -214,8 +227,10 @@ async function canary(io: CommandIo, socket: Endpoint, opts: CtlOptions, json: b
         if (!isObject(raw)) return;
         if (raw.type === "progress" && typeof raw.phase === "string") {
           io.stderr.write(`canary: ${PHASES[raw.phase] ?? raw.phase}…\n`);
-        } else if (raw.type === "result" && isCanaryStatus(raw.result)) seen.result = raw.result;
-        else if (raw.type === "error" && isErrorBody(raw.error)) seen.failure = raw.error;
+        } else if (raw.type === "result") {
+          if (matches(canaryStatusSchema, raw.result)) seen.result = raw.result;
+          else seen.failure = unexpected(mismatch(canaryStatusSchema, raw.result, { at: "result" }) ?? "");
+        } else if (raw.type === "error" && isErrorBody(raw.error)) seen.failure = raw.error;
       },
       onBody: (statusCode, body) => {
         seen.answer = { status: statusCode, contentType: "application/json", body };
@@ -243,8 +258,8 @@ async function canary(io: CommandIo, socket: Endpoint, opts: CtlOptions, json: b
 }
 
 async function action(io: CommandIo, res: ApiResponse, json: boolean): Promise<number> {
-  const result = parseAnswer(res, isActionResult);
-  if (result === null) return failAnswer(io, res);
+  const result = parseAnswer(io, res, actionResultSchema);
+  if (result === null) return EXIT.failed;
   return printOutcome(io, result, json);
 }
 
@@ -256,8 +271,8 @@ function printOutcome(io: CommandIo, result: ActionResult, json: boolean): numbe
 }
 
 async function versions(io: CommandIo, res: ApiResponse, json: boolean): Promise<number> {
-  const list = parseAnswer(res, isVersionsResult);
-  if (list === null) return failAnswer(io, res);
+  const list = parseAnswer(io, res, versionsSchema, VERSIONS_ADDED_LATER);
+  if (list === null) return EXIT.failed;
   if (json) {
     io.stdout.write(`${res.body}\n`);
   } else {
@@ -289,65 +304,52 @@ function describeSkipped(s: SkippedRelease): string {
 
 // ---- answers from the daemon, checked before use ----
 
+// Each answer is checked against the schema its route serves it with (src/api/schemas.ts): another program on the
+// port, or a daemon of another version, is refused with the field that does not match. Fields the CLI does not
+// know (a newer daemon's) pass; fields newer than some daemons may be absent, and are read as such below.
+
+/** Absent from a daemon older than the field; formatStatus reads each with `?.` or `?? []`. */
+const STATUS_ADDED_LATER: CheckOptions = {
+  addedLater: ["reboot", "stateDamage", "skipped", "canary", "containerd", "members[].held", "nextBoot.skipped"],
+};
+const VERSIONS_ADDED_LATER: CheckOptions = { addedLater: ["skipped"] };
+/** failAnswer prints the remedy only when there is one. */
+const ERROR_ADDED_LATER: CheckOptions = { addedLater: ["remedy"] };
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
 
-/** Everything formatStatus reads: another program on the port, or a daemon of another version, fails here. */
-function isStatusDocument(v: unknown): v is StatusDocument {
-  return (
-    isObject(v) &&
-    isObject(v.daemon) &&
-    isObject(v.host) &&
-    isObject(v.extension) &&
-    typeof v.extension.name === "string" &&
-    typeof v.extension.merged === "boolean" &&
-    typeof v.state === "string" &&
-    (v.nextBoot === null || isObject(v.nextBoot)) &&
-    (v.lastReconcile === null || isObject(v.lastReconcile)) &&
-    (v.download === null || isObject(v.download)) &&
-    (v.preflight === null ||
-      (isObject(v.preflight) && Array.isArray(v.preflight.checks) && Array.isArray(v.preflight.hypervisors)))
-  );
-}
+const isErrorBody = (v: unknown): v is ErrorBody => matches(errorBodySchema, v, ERROR_ADDED_LATER);
 
-function isActionResult(v: unknown): v is ActionResult {
-  return isObject(v) && typeof v.ok === "boolean" && typeof v.result === "string" && typeof v.message === "string";
-}
+const SAME_VERSION = "is kata-sysextd the same version as kata-sysextctl? install both from one release";
 
-function isVersionsResult(v: unknown): v is VersionsResult {
-  return isObject(v) && typeof v.name === "string" && Array.isArray(v.local) && Array.isArray(v.remote);
-}
+const unexpected = (why: string): ErrorBody => ({
+  code: "unexpected-answer",
+  message: `unexpected answer from kata-sysextd: ${why}`,
+  remedy: SAME_VERSION,
+});
 
-function isDownload(v: unknown): v is DownloadProgress {
-  return (
-    isObject(v) &&
-    typeof v.file === "string" &&
-    typeof v.bytes === "number" &&
-    (typeof v.total === "number" || v.total === null) &&
-    typeof v.bytesPerSecond === "number"
-  );
-}
-
-function isCanaryStatus(v: unknown): v is CanaryStatus {
-  return (
-    isObject(v) &&
-    typeof v.handler === "string" &&
-    typeof v.durationMs === "number" &&
-    (v.outcome === "passed" || v.outcome === "failed")
-  );
-}
-
-function isErrorBody(v: unknown): v is ErrorBody {
-  return isObject(v) && typeof v.code === "string" && typeof v.message === "string";
-}
-
-function parseAnswer<T>(res: ApiResponse, is: (v: unknown) => v is T): T | null {
-  if (res.status !== 200) return null;
-  try {
-    const value: unknown = JSON.parse(res.body);
-    return is(value) ? value : null;
-  } catch {
+/** The 200 answer as its schema types it; else reports why not (the daemon's error, or the field) and gives null. */
+function parseAnswer<const S extends JsonSchema>(
+  io: CommandIo,
+  res: ApiResponse,
+  schema: S,
+  options: CheckOptions = {},
+): FromSchema<S> | null {
+  if (res.status === 200) {
+    let value: unknown;
+    try {
+      value = JSON.parse(res.body);
+    } catch {
+      failAnswer(io, res);
+      return null;
+    }
+    if (matches(schema, value, options)) return value;
+    const why = mismatch(schema, value, options);
+    io.stderr.write(`kata-sysextctl: unexpected answer from kata-sysextd: ${why}; ${SAME_VERSION}\n`);
     return null;
   }
+  failAnswer(io, res);
+  return null;
 }
 
 function failAnswer(io: CommandIo, res: ApiResponse): number {

@@ -367,6 +367,60 @@ describe("answers kata-sysextctl does not expect", () => {
     expect(r.err).not.toContain("TypeError");
   });
 
+  /** A daemon that answers every request with `body` as JSON (HTTP 200). */
+  const answering = (body: unknown): Promise<CtlOptions> => {
+    const text = JSON.stringify(body);
+    return oddDaemon((socket) =>
+      socket.end(
+        `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+      ),
+    );
+  };
+
+  it("status: a document missing a required field is refused, naming the field", async () => {
+    const { merged: _merged, ...extension } = statusDoc().extension;
+    const r = await ctl("status", [], await answering({ ...statusDoc(), extension }));
+    expect(r.code).toBe(1);
+    expect(r.out).toBe("");
+    expect(r.err).toBe(
+      "kata-sysextctl: unexpected answer from kata-sysextd: field extension.merged: missing; is kata-sysextd the same version as kata-sysextctl? install both from one release\n",
+    );
+  });
+
+  it("rollback and versions: an answer of the wrong shape is refused, naming the field", async () => {
+    const rollback = await ctl("rollback", [], await answering({ ok: "yes", result: "ok", message: "m" }));
+    expect(rollback.code).toBe(1);
+    expect(rollback.err).toContain("field ok: must be boolean, got string");
+    const { local: _local, ...versions } = VERSIONS;
+    const list = await ctl("versions", [], await answering(versions));
+    expect(list.code).toBe(1);
+    expect(list.err).toContain("field local: missing");
+  });
+
+  it("status: a daemon older than the optional fields, or newer with fields it does not know, is still shown", async () => {
+    const { reboot: _r, containerd: _c, canary: _k, skipped: _s, stateDamage: _d, ...older } = statusDoc();
+    const members = older.members.map(({ held: _held, ...m }) => m);
+    const nextBoot = { flatcarVersion: "4600.0.0", kata: null, staged: false, reason: null };
+    const r = await ctl("status", [], await answering({ ...older, members, nextBoot, uptime: 12 }));
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("kata-containers 3.32.0: active, merged");
+    expect(r.out).toContain("next boot  flatcar 4600.0.0: nothing staged");
+  });
+
+  it("refresh: a result line of the wrong shape ends with the field named, not 'ended without an outcome'", async () => {
+    const opts = await oddDaemon((socket) => {
+      const line = `${JSON.stringify({ type: "result", result: { ok: true, result: "ok" } })}\n`;
+      socket.end(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          `${Buffer.byteLength(line).toString(16)}\r\n${line}\r\n0\r\n\r\n`,
+      );
+    });
+    const r = await ctl("refresh", [], opts);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("refresh failed: unexpected answer from kata-sysextd: field result.message: missing");
+  });
+
   it("refresh: a connection lost mid-stream says the refresh may still run, and ends the progress line", async () => {
     const opts = await oddDaemon((socket) => {
       socket.write("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n");
