@@ -402,7 +402,7 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
     async () => {
       await updateEngineNeedsReboot(NEW_OS);
       const doc = await statusUntil((d) => d.nextBoot?.staged === true);
-      expect(doc.nextBoot).toEqual({ flatcarVersion: NEW_OS, kata: "3.33.0", staged: true, reason: null });
+      expect(doc.nextBoot).toEqual({ flatcarVersion: NEW_OS, kata: "3.33.0", staged: true, reason: null, skipped: [] });
       expect(doc.state).toBe("degraded"); // staging is no pass: the host's verdict stays
       expect((await c.exec(["test", "-f", image("3.33.0")])).exitCode).toBe(0);
       // Design (b): staging fetches and records; the running overlay and the link stay on 3.32.0 until the reboot.
