@@ -196,6 +196,14 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
       const mainPid = await unitProperty(DAEMON_UNIT, "MainPID");
       expect(await sh(["grep", "^CapEff:", `/proc/${mainPid}/status`])).toMatch(/^CapEff:\s+0+\n$/);
       expect(await sh(["readlink", `/proc/${mainPid}/exe`])).toBe(`${NODE}\n`);
+      // /run is writable for the reboot sentinel only: what other services keep under it stays read-only.
+      const inSandbox = (path: string) =>
+        c.exec(["nsenter", "-t", mainPid, "-m", "sh", "-c", `touch ${path} && rm ${path}`]);
+      expect((await inSandbox("/run/.kata-sysextd-probe")).exitCode).toBe(0);
+      for (const dir of ["/run/systemd", "/run/dbus", "/run/containerd"]) {
+        expect((await inSandbox(`${dir}/.kata-sysextd-probe`)).stderr).toMatch(/Read-only file system/);
+      }
+      expect((await inSandbox("/etc/.kata-sysextd-probe")).stderr).toMatch(/Read-only file system/);
     },
     2 * STEP_TIMEOUT_MS,
   );
