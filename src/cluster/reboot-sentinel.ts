@@ -3,9 +3,8 @@
 // ever removes a sentinel it wrote itself. A marker in its state directory remembers what it wrote where; it lives
 // on /var, never shorter than a sentinel on /run, so a reboot can only leave a marker without its file (forgotten
 // at the next look), never one of our files without its marker (which nothing would remove: a reboot loop).
-import { link, open, readFile, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { fsyncDir, removeDurably, writeFileAtomic } from "../store/fsutil.ts";
+import { readFile } from "node:fs/promises";
+import { createFileExclusive, removeDurably, writeFileAtomic } from "../store/fsutil.ts";
 
 /** Who the sentinel that carries a request belongs to: written by us, or found there (another package asked too). */
 export type SentinelOwner = "kata-sysextd" | "other";
@@ -114,7 +113,7 @@ export class RebootSentinel {
       case "create": {
         // The marker first: a crash between the two leaves a marker without a file, never our file unclaimed.
         await this.writeMarker({ sentinel: path, wrote: [action.line] });
-        if (await createExclusive(file, action.line)) return { path, owner: "kata-sysextd" };
+        if (await createFileExclusive(file, action.line)) return { path, owner: "kata-sysextd" };
         // Someone else's file appeared in between: theirs stands, and carries our request.
         await removeDurably(this.files.marker);
         return { path, owner: "other" };
@@ -161,30 +160,5 @@ export class RebootSentinel {
 
   private async writeMarker(marker: Marker): Promise<void> {
     await writeFileAtomic(this.files.marker, `${JSON.stringify(marker)}\n`);
-  }
-}
-
-/**
- * Writes `data` to `path` only if nothing is there, atomically: a complete temp file, then link(2), which fails
- * with EEXIST instead of replacing. Returns false when a file was already there.
- */
-async function createExclusive(path: string, data: string): Promise<boolean> {
-  const tmp = join(dirname(path), `.${basename(path)}.kata-sysextd.${process.pid}.tmp`);
-  try {
-    const handle = await open(tmp, "w", 0o644);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await link(tmp, path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw err;
-  } finally {
-    await rm(tmp, { force: true });
-    await fsyncDir(dirname(path));
   }
 }

@@ -1,6 +1,6 @@
 // Crash-safe file system primitives: every change is a rename of something complete, followed by an fsync of
 // the directory, so a kill -9 at any point leaves either the old or the new state, never a half.
-import { open, rename, rm, symlink } from "node:fs/promises";
+import { link, open, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 /** Makes a directory's entries (a rename, a new or removed file) durable. */
@@ -16,26 +16,52 @@ export async function fsyncDir(path: string): Promise<void> {
 /** Tells apart the temp files of this process's writes that overlap in time. */
 let writes = 0;
 
-/** Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+/**
+ * Writes `data` to a complete, synced temp file beside `path` and hands its name to `place`, which puts it in
+ * position; the temp file never stays behind, whether `place` succeeds or fails. Then the directory is synced.
+ */
+async function placeTempFile(
+  path: string,
+  data: string | Buffer,
+  mode: number,
+  place: (tmp: string) => Promise<void>,
+): Promise<void> {
   // Named per write, not per process: two overlapping writes of one path would otherwise share (and truncate,
   // and rename away) one temp file, and one of them fail with ENOENT.
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${++writes}.tmp`);
-  const handle = await open(tmp, "w", mode);
   try {
+    const handle = await open(tmp, "w", mode);
     try {
       await handle.writeFile(data);
       await handle.sync();
     } finally {
       await handle.close();
     }
-    await rename(tmp, path);
-  } catch (err) {
-    // A full disk fails the write or the sync: the partial temp file must not stay behind.
+    await place(tmp);
+  } finally {
+    // A full disk fails the write or the sync, and link(2) leaves the temp name behind: neither may stay.
     await rm(tmp, { force: true });
-    throw err;
   }
   await fsyncDir(dirname(path));
+}
+
+/** Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  await placeTempFile(path, data, mode, (tmp) => rename(tmp, path));
+}
+
+/**
+ * Writes `data` to `path` only if nothing is there, atomically: a complete temp file, then link(2), which fails
+ * with EEXIST instead of replacing. Returns false when a file was already there.
+ */
+export async function createFileExclusive(path: string, data: string | Buffer, mode = 0o644): Promise<boolean> {
+  try {
+    await placeTempFile(path, data, mode, (tmp) => link(tmp, path));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw err;
+  }
 }
 
 /** Whether `name` is a temp file of writeFileAtomic for a file named `base` (left behind only by a crash). */
