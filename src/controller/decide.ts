@@ -27,6 +27,8 @@ export interface DecideContext {
   log: Logger;
   /** When a remembered failure's retry is due is judged against this. */
   now: Date;
+  /** Reads a member's published manifest; unset, straight from its source (PassDecisions reads each once). */
+  manifest?: (member: Member) => Promise<PublishedManifest>;
 }
 
 /** Per member: the candidates left out because they failed before, and the failures still worth keeping. */
@@ -72,7 +74,7 @@ export async function decideRemote(
 }
 
 async function readPublished(ctx: DecideContext, member: Member): Promise<PublishedSource> {
-  const manifest = await member.source.manifest();
+  const manifest = await (ctx.manifest?.(member) ?? member.source.manifest());
   const parsed = parseManifest(manifest.text);
   for (const rejected of parsed.rejected) {
     ctx.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
@@ -336,4 +338,57 @@ export function decideOffline(ctx: DecideContext, observed: Observed, metadata: 
     );
   }
   return targets;
+}
+
+/**
+ * The decisions of one pass, or of one staging for a next release: each source's manifest is read once however
+ * often the pass decides again after a failed candidate (its quarantine is looked up afresh each time), and the
+ * publisher's metadata, as last fetched or as fetched now, serves the decisions taken without the network.
+ */
+export class PassDecisions {
+  private metadata: ReleaseMetadata | undefined;
+  private readonly manifests = new Map<string, Promise<PublishedManifest>>();
+  private readonly context: () => Omit<DecideContext, "manifest">;
+
+  private constructor(context: () => Omit<DecideContext, "manifest">, metadata: ReleaseMetadata | undefined) {
+    this.context = context;
+    this.metadata = metadata;
+  }
+
+  /** Starts with the metadata.json a previous pass kept in the store. */
+  static async begin(context: () => Omit<DecideContext, "manifest">): Promise<PassDecisions> {
+    return new PassDecisions(context, await readKeptMetadata(context().store));
+  }
+
+  private get ctx(): DecideContext {
+    return { ...this.context(), manifest: (member) => this.manifestOf(member) };
+  }
+
+  private manifestOf(member: Member): Promise<PublishedManifest> {
+    let read = this.manifests.get(member.name);
+    if (read === undefined) {
+      read = member.source.manifest();
+      // A failed read is not kept: the next decision asks the source again.
+      read.catch(() => this.manifests.delete(member.name));
+      this.manifests.set(member.name, read);
+    }
+    return read;
+  }
+
+  /** From the sources (decideRemote); keeps their metadata for the offline decisions that follow. */
+  async remote(host: HostRelease, observed: Observed) {
+    const decided = await decideRemote(this.ctx, host, observed);
+    this.metadata = decided.metadata;
+    return decided;
+  }
+
+  /** From the store alone (decideOffline). */
+  offline(observed: Observed): Targets {
+    return decideOffline(this.ctx, observed, this.metadata);
+  }
+
+  /** Whether stored images may be active on `host` without the network (qualifies). */
+  qualifies(member: Member, host: HostRelease, images: JudgedImage[]) {
+    return qualifies(this.ctx, member, host, images, this.metadata);
+  }
 }

@@ -1,5 +1,5 @@
 // `kata-sysextctl versions`: what is stored and what the source publishes for Kata, each judged the way a pass
-// would. Pure: the Reconciler reads the store and the manifest and hands them in (Reconciler.versions).
+// would. Pure: catalog.ts reads the store and the manifest and hands them in.
 import type { RemoteVersion } from "../api/schemas.ts";
 import type { Config } from "../config/schema.ts";
 import type { SkippedCandidate } from "../model.ts";

@@ -151,7 +151,7 @@ export class Daemon implements ApiActions {
   sweepCanaries(): Promise<void> {
     return this.serial(async () => {
       try {
-        await this.deps.reconciler.sweepCanaries();
+        await this.deps.reconciler.health.sweepCanaries();
       } catch (err) {
         this.deps.log.info(`canaries left behind not swept yet: ${asKataError(err).message}`);
       }
@@ -207,10 +207,10 @@ export class Daemon implements ApiActions {
     const result = this.serial(async () => {
       const started = this.deps.clock.monotonicMs();
       if (options.releaseHolds === true) {
-        await this.deps.reconciler.releaseHolds();
+        await this.deps.reconciler.records.releaseHolds();
         this.deps.log.notice("holds of earlier rollbacks lifted on request");
       }
-      const outcome = await this.deps.reconciler.reconcile();
+      const outcome = await this.deps.reconciler.run({ kind: "reconcile" });
       if (outcome.waitFor === "sandboxes") this.awaitSandboxesEnd();
       const result = await this.finishPass(outcome, started);
       await this.proveActive();
@@ -275,7 +275,7 @@ export class Daemon implements ApiActions {
       this.background(
         this.serial(async () => {
           if (this.pendingUpdate !== null || this.doc.nextBoot === null) return;
-          await this.deps.reconciler.forgetNextBoot();
+          await this.deps.reconciler.records.forgetNextBoot();
           this.update({ ...this.doc, nextBoot: null });
         }),
       );
@@ -308,7 +308,7 @@ export class Daemon implements ApiActions {
   rollback(): Promise<ActionResult> {
     return this.serial(async () => {
       const started = this.deps.clock.monotonicMs();
-      const outcome = await this.deps.reconciler.rollback();
+      const outcome = await this.deps.reconciler.run({ kind: "rollback" });
       if (outcome.result === "ok") this.deps.metrics.rolledBack();
       // A refused rollback changed nothing on the host: say no to the caller, but do not report the host as
       // degraded over it, as a failed pass would.
@@ -347,7 +347,7 @@ export class Daemon implements ApiActions {
    */
   observeOffline(): Promise<void> {
     return this.serial(async () => {
-      const outcome = await this.deps.reconciler.boot();
+      const outcome = await this.deps.reconciler.run({ kind: "offline" });
       const preflight = this.deps.preflight ? await this.runPreflight() : this.doc.preflight;
       const seen = statusAfterPass({ base: this.doc, outcome, at: this.deps.clock.now().toISOString(), preflight });
       this.update({ ...seen, lastReconcile: this.doc.lastReconcile, state: "resolving" });
@@ -462,7 +462,7 @@ export class Daemon implements ApiActions {
     await this.queue;
     // Nobody keeps Kata's readiness true while kata-sysextd is away: a switch could happen without it.
     try {
-      await this.deps.reconciler.withdrawReadiness("kata-sysextd stopped");
+      await this.deps.reconciler.health.withdrawReadiness("kata-sysextd stopped");
     } catch (err) {
       this.deps.log.warning(`could not withdraw the node's readiness: ${asKataError(err).message}`);
     }

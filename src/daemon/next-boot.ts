@@ -64,7 +64,7 @@ export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, 
       ERROR_CODE: error.code,
     });
   }
-  await deps.reconciler.recordNextBoot(next);
+  await deps.reconciler.records.recordNextBoot(next);
   return next;
 }
 

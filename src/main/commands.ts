@@ -40,24 +40,14 @@ export async function runCommand(verb: "once" | "boot", given: CommandContext): 
 
 export async function runOnce(given: CommandContext): Promise<number> {
   const ctx = await withHostFields(given);
-  const outcome = await new Reconciler(composeReconciler(ctx)).reconcile();
+  const outcome = await new Reconciler(composeReconciler(ctx)).run({ kind: "reconcile" });
   report(ctx, "reconcile", outcome);
   return exitCode(outcome);
 }
 
 export async function runBoot(given: CommandContext): Promise<number> {
   const ctx = await withHostFields(given);
-  const reconciler = new Reconciler(composeReconciler(ctx));
-  const outcome = await reconciler.boot();
+  const outcome = await new Reconciler(composeReconciler(ctx)).run({ kind: "boot" });
   report(ctx, "boot", outcome);
-  // The reboot kata-sysextd asked for has happened. A pass that reached its goal withdrew the request already;
-  // one that failed withdraws it too, or a sentinel on a persistent path would have the node rebooted again and
-  // again. A pass that deferred (sandboxes already running) asked anew.
-  if (outcome.result === "failed") await reconciler.settleReboot(null, "the reboot it asked for has happened");
-  // Booted into the release the image was staged for: the next boot is now this boot.
-  const observed = outcome.observed;
-  if (outcome.result === "ok" && observed?.state.nextBoot?.flatcarVersion === observed?.host.versionId) {
-    await reconciler.forgetNextBoot();
-  }
   return exitCode(outcome);
 }

@@ -88,7 +88,7 @@ async function activeOld(root: string): Promise<CanaryResult[]> {
     canaryImage: images.good,
     onProgress: (e) => void (e.kind === "canary" && results.push(e.result)),
   });
-  const outcome = await reconciler.reconcile();
+  const outcome = await reconciler.run({ kind: "reconcile" });
   expect(outcome.error).toBeNull();
   expect(linked(root)).toBe(OLD);
   return results;
@@ -113,7 +113,7 @@ describe("the canary as the last stage of a switch", () => {
       `[source]\nurl = "${server.url}"\n[policy]\nactivation = "force"\n[containerd]\nenabled = false\n`,
     );
     const reconciler = await reconcilerOn(root, { sysext: unobservedSysext(), preflight: null });
-    expect((await reconciler.reconcile()).error).toBeNull();
+    expect((await reconciler.run({ kind: "reconcile" })).error).toBeNull();
     expect(linked(root)).toBe(NEW);
     expect(nfd(root)).toBe(
       "# Written by kata-sysextd: this node's Kata readiness. Do not edit; it is rewritten.\n" +
@@ -144,7 +144,7 @@ describe("the canary as the last stage of a switch", () => {
         canaryImage: images[image],
         onProgress: (e) => void (e.kind === "canary" && results.push(e.result)),
       });
-      const outcome = await reconciler.reconcile();
+      const outcome = await reconciler.run({ kind: "reconcile" });
       expect(outcome.result).toBe("failed");
       expect(outcome.error?.code).toBe("canary-failed");
       expect(outcome.error?.message).toContain(`failed at ${step}`);

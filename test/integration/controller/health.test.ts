@@ -102,12 +102,12 @@ describe("health stage and the events it logs", () => {
       summary(linked().includes("3.33.0") ? "the 3.33.0 payload breaks /dev/kvm access" : null);
     const { paths, records, events, reconciler } = await reconcilerOn(server.url, sysext, preflight, root);
 
-    expect((await reconciler.reconcile()).result).toBe("ok");
+    expect((await reconciler.run({ kind: "reconcile" })).result).toBe("ok");
     expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
 
     await publish(["3.32.0", "3.33.0"]);
     refreshes = 0;
-    const upgrade = await reconciler.reconcile();
+    const upgrade = await reconciler.run({ kind: "reconcile" });
     expect(upgrade.result).toBe("failed");
     expect(upgrade.error?.code).toBe("preflight-failed");
     expect(upgrade.error?.message).toContain("the 3.33.0 payload breaks /dev/kvm access");
@@ -123,7 +123,7 @@ describe("health stage and the events it logs", () => {
 
     // The next pass keeps 3.32.0 instead of switching to the held image and back again.
     refreshes = 0;
-    const next = await reconciler.reconcile();
+    const next = await reconciler.run({ kind: "reconcile" });
     expect(next.result).toBe("ok");
     expect(linked()).toBe("kata-containers-3.32.0-x86-64.raw");
     expect(refreshes).toBe(0);
@@ -138,10 +138,10 @@ describe("health stage and the events it logs", () => {
       const sysext = unobservedSysext();
       const preflight = async () => summary(kvmGone ? "/dev/kvm went away (a host problem)" : null);
       const { root, reconciler } = await reconcilerOn(own.url, sysext, preflight);
-      expect((await reconciler.reconcile()).result).toBe("ok");
+      expect((await reconciler.run({ kind: "reconcile" })).result).toBe("ok");
       kvmGone = true; // long after the last switch, so the verdict from then is stale
       await publishTo(dir, ["3.32.0", "3.33.0"]);
-      const upgrade = await reconciler.reconcile();
+      const upgrade = await reconciler.run({ kind: "reconcile" });
       expect(upgrade.result, upgrade.error?.message).toBe("ok");
       expect(readlinkSync(join(root, LINK))).toContain("kata-containers-3.33.0-x86-64.raw");
     } finally {
@@ -157,11 +157,11 @@ describe("health stage and the events it logs", () => {
       const sysext = unobservedSysext();
       const { records, reconciler } = await reconcilerOn(ids.url, sysext, async () => summary(null));
       const withId = (id: string) => records.filter((r) => r.fields.MESSAGE_ID === id);
-      expect((await reconciler.reconcile()).result).toBe("ok");
+      expect((await reconciler.run({ kind: "reconcile" })).result).toBe("ok");
       await publishTo(dir, ["3.32.0", "3.33.0"]);
-      expect((await reconciler.reconcile()).result).toBe("ok");
+      expect((await reconciler.run({ kind: "reconcile" })).result).toBe("ok");
 
-      expect((await reconciler.rollback()).result).toBe("ok");
+      expect((await reconciler.run({ kind: "rollback" })).result).toBe("ok");
       expect(withId(ROLLED_BACK).map((r) => r.message)).toEqual([
         "rolled back on request to kata-containers-3.32.0-x86-64.raw",
       ]);
@@ -171,7 +171,7 @@ describe("health stage and the events it logs", () => {
       const wrong = images[1]?.sha256 ?? "";
       writeFileSync(sumsPath, readFileSync(sumsPath, "utf8").replace(wrong, "0".repeat(64)));
       // The pass skips it and stays on the good 3.32.0 (a newer release that fails does not fail the node).
-      const skipped = await reconciler.reconcile();
+      const skipped = await reconciler.run({ kind: "reconcile" });
       expect(skipped.result).toBe("ok");
       expect(withId(VERIFICATION_FAILED).map((r) => r.fields.ERROR_CODE)).toEqual(["digest-mismatch"]);
     } finally {

@@ -67,8 +67,8 @@ async function hostInsideSwitch() {
     writeConfig(root, `[source]\nurl = "${url}"\n${policy}`);
     return reconcilerOn(root, { sysext, preflight: null, log });
   };
-  expect((await (await reconciler('[policy]\nversions = "<3.33"\n')).reconcile()).result).toBe("ok");
-  expect((await (await reconciler("")).reconcile()).result).toBe("ok");
+  expect((await (await reconciler('[policy]\nversions = "<3.33"\n')).run({ kind: "reconcile" })).result).toBe("ok");
+  expect((await (await reconciler("")).run({ kind: "reconcile" })).result).toBe("ok");
   expect(merge.image).toBe(B);
   recordInterruptedSwitch(root, A, B);
   const registered = () => readFileSync(join(root, "etc/kata-sysextd/containerd.toml"), "utf8");
@@ -82,7 +82,7 @@ describe("a switch the daemon died inside", () => {
     // Killed inside its own undo: the link is back on A, its refresh never ran, so B is what is merged.
     await host.link.point(A);
     host.merge.refreshes = 0;
-    const pass = await (await host.reconciler('[policy]\nversions = "<3.33"\n')).reconcile();
+    const pass = await (await host.reconciler('[policy]\nversions = "<3.33"\n')).run({ kind: "reconcile" });
     expect(pass.result, pass.error?.message).toBe("ok");
     expect(host.linked()).toBe(A);
     expect(host.merge.image).toBe(A);
@@ -93,7 +93,9 @@ describe("a switch the daemon died inside", () => {
   it("puts containerd's runtimes back with the link, even when the rest of the pass fails", async () => {
     const host = await hostInsideSwitch();
     // The pass finds the switch, undoes it, then fails: this source refuses connections.
-    const pass = await (await host.reconciler("[fetch]\nretries = 0\n", "http://127.0.0.1:9/")).reconcile();
+    const pass = await (await host.reconciler("[fetch]\nretries = 0\n", "http://127.0.0.1:9/")).run({
+      kind: "reconcile",
+    });
     expect(pass.result).toBe("failed");
     expect(host.linked()).toBe(A);
     expect(host.registered()).not.toContain("kata-qemu");
@@ -106,7 +108,7 @@ describe("a switch the daemon died inside", () => {
     const seen: string[] = [];
     const watch = setInterval(() => seen.push(readlinkSync(host.link.path)), 1);
     try {
-      const pass = await (await host.reconciler("")).reconcile();
+      const pass = await (await host.reconciler("")).run({ kind: "reconcile" });
       expect(pass.result, pass.error?.message).toBe("ok");
     } finally {
       clearInterval(watch);
@@ -124,7 +126,7 @@ describe("a switch the daemon died inside", () => {
     const host = await hostInsideSwitch();
     writeFileSync(host.paths.stateFile, '{"schema":1,"switching":"yes"}');
     writeFileSync(`${host.paths.stateFile}.bak`, "");
-    const pass = await (await host.reconciler("")).reconcile();
+    const pass = await (await host.reconciler("")).run({ kind: "reconcile" });
     expect(pass.result, pass.error?.message).toBe("ok");
     expect(host.linked()).toBe(B);
     expect(host.journal.filter((r) => r.fields.MESSAGE_ID === MessageId.stateLost)).toHaveLength(1);
@@ -137,7 +139,7 @@ describe("a switch the daemon died inside", () => {
     expect(status.state).toBe("degraded");
     expect(status.stateDamage?.movedTo).toMatch(/state\.json\.corrupt-/);
     rmSync(status.stateDamage?.movedTo ?? "");
-    const after = await (await host.reconciler("")).reconcile();
+    const after = await (await host.reconciler("")).run({ kind: "reconcile" });
     const healthy = statusAfterPass({ base: status, outcome: after, at: "2026-12-02T08:01:00.000Z", preflight: null });
     expect(healthy).toMatchObject({ state: "idle", stateDamage: null });
     expect(host.journal.filter((r) => r.fields.MESSAGE_ID === MessageId.stateLost)).toHaveLength(1);

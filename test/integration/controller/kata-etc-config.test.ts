@@ -46,7 +46,9 @@ function host() {
   const logs: string[] = [];
   const log = createLogger((_level, message) => logs.push(message));
   const pass = async () => {
-    const outcome = await (await reconcilerOn(root, { sysext: unobservedSysext(), preflight: null, log })).reconcile();
+    const outcome = await (await reconcilerOn(root, { sysext: unobservedSysext(), preflight: null, log })).run({
+      kind: "reconcile",
+    });
     expect(outcome.result, outcome.error?.message).toBe("ok");
   };
   return { root, logs, pass };

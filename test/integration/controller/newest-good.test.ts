@@ -43,6 +43,7 @@ function sandbox(): string {
 
 const state = (root: string) => JSON.parse(readFileSync(join(root, STATE), "utf8"));
 const imageGets = (version: string) => server.requests().filter((r) => r.includes(file(version))).length;
+const manifestGets = () => server.requests().filter((r) => /\/SHA256SUMS /.test(r)).length;
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "kata-newest-good-"));
@@ -69,9 +70,12 @@ afterAll(async () => {
 describe("newest good candidate", () => {
   it("links and merges 3.32.0 in one pass when 3.40.0 is for another OS and 3.33.0 is tampered", async () => {
     const root = sandbox();
+    const manifestsBefore = manifestGets();
     const ran = await daemonOnce(root);
     expect(ran.code, ran.stderr).toBe(0);
     expect(readlinkSync(join(root, LINK))).toBe(`../../var/lib/kata-sysextd/images/${file("3.32.0")}`);
+    // Two fallbacks, one reading of SHA256SUMS: the pass decides again from what it read.
+    expect(manifestGets() - manifestsBefore).toBe(1);
     expect(ran.stderr).toMatch(/skipping kata-containers-3\.40\.0-x86-64\.raw: .*failed inspection.*ID/);
     expect(ran.stderr).toMatch(/skipping kata-containers-3\.33\.0-x86-64\.raw: .*SHA-256 is .*SHA256SUMS says/);
     expect(ran.stderr).toContain("activated kata-containers-3.32.0-x86-64.raw");

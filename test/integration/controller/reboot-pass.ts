@@ -21,7 +21,7 @@ const reconciler = await reconcilerOn(root, {
   clock,
   log: createLogger(stderrSink(), "debug"),
 });
-const outcome = await reconciler.reconcile();
+const outcome = await reconciler.run({ kind: "reconcile" });
 process.stdout.write(
   `${JSON.stringify({ result: outcome.result, reboot: outcome.reboot ?? null, requeueAfterMs: outcome.requeueAfterMs ?? null })}\n`,
 );

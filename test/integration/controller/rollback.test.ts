@@ -68,59 +68,59 @@ function host(withCompanion: boolean) {
 describe("rollback on request", () => {
   it("a rollback of a rollback returns, and leaves only the image it left held", async () => {
     const h = host(false);
-    expect((await (await h.configure("<3.33")).reconcile()).result).toBe("ok");
+    expect((await (await h.configure("<3.33")).run({ kind: "reconcile" })).result).toBe("ok");
     const r = await h.configure(">=3.30");
-    expect((await r.reconcile()).result).toBe("ok");
+    expect((await r.run({ kind: "reconcile" })).result).toBe("ok");
     expect(h.active()).toBe(K33);
 
-    expect((await r.rollback()).result).toBe("ok");
+    expect((await r.run({ kind: "rollback" })).result).toBe("ok");
     expect(h.active()).toBe(K32);
     expect(h.held()).toEqual({ "kata-containers": [K33] });
 
-    expect((await r.rollback()).result).toBe("ok");
+    expect((await r.run({ kind: "rollback" })).result).toBe("ok");
     expect(h.active()).toBe(K33);
     // The operator went back to 3.33.0 on purpose: it is no longer held; 3.32.0, rolled back from, is.
     expect(h.held()).toEqual({ "kata-containers": [K32] });
-    const pass = await r.reconcile();
+    const pass = await r.run({ kind: "reconcile" });
     expect(pass.result, pass.error?.message).toBe("ok");
     expect(h.active()).toBe(K33);
   });
 
   it("moves back only the members the last switch moved", async () => {
     const h = host(true);
-    expect((await (await h.configure("<3.33", "<52")).reconcile()).result).toBe("ok");
+    expect((await (await h.configure("<3.33", "<52")).run({ kind: "reconcile" })).result).toBe("ok");
     expect([h.active(), h.active(CH)]).toEqual([K32, C51]);
-    expect((await (await h.configure(">=3.30", "<52")).reconcile()).result).toBe("ok");
+    expect((await (await h.configure(">=3.30", "<52")).run({ kind: "reconcile" })).result).toBe("ok");
     expect([h.active(), h.active(CH)]).toEqual([K33, C51]);
     // Only the companion moves in this switch.
     const r = await h.configure(">=3.30", ">=51.0");
-    expect((await r.reconcile()).result).toBe("ok");
+    expect((await r.run({ kind: "reconcile" })).result).toBe("ok");
     expect([h.active(), h.active(CH)]).toEqual([K33, C52]);
 
-    expect((await r.rollback()).result).toBe("ok");
+    expect((await r.run({ kind: "rollback" })).result).toBe("ok");
     expect([h.active(), h.active(CH)]).toEqual([K33, C51]);
     expect(h.held()).toEqual({ [CH]: [C52] });
   });
 
   it("keeps its holds while the configuration stays, and any pass under another one lifts them", async () => {
     const h = host(false);
-    expect((await (await h.configure("<3.33")).reconcile()).result).toBe("ok");
+    expect((await (await h.configure("<3.33")).run({ kind: "reconcile" })).result).toBe("ok");
     const r = await h.configure(">=3.30");
-    expect((await r.reconcile()).result).toBe("ok");
-    expect((await r.rollback()).result).toBe("ok");
-    expect((await r.reconcile()).result).toBe("ok");
+    expect((await r.run({ kind: "reconcile" })).result).toBe("ok");
+    expect((await r.run({ kind: "rollback" })).result).toBe("ok");
+    expect((await r.run({ kind: "reconcile" })).result).toBe("ok");
     expect([h.active(), h.held()]).toEqual([K32, { "kata-containers": [K33] }]);
     // The boot step, choosing among stored images without the network, skips the held one too.
     rmSync(h.linkPath);
-    expect((await r.boot()).result).toBe("ok");
+    expect((await r.run({ kind: "offline" })).result).toBe("ok");
     expect(h.active()).toBe(K32);
     // An edit that decides nothing about versions (the log level) leaves the holds alone.
     const louder = await h.configure(">=3.30", undefined, '[daemon]\nlog_level = "debug"\n');
-    expect((await louder.reconcile()).result).toBe("ok");
+    expect((await louder.run({ kind: "reconcile" })).result).toBe("ok");
     expect([h.active(), h.held()]).toEqual([K32, { "kata-containers": [K33] }]);
     // Edited while no daemon ran (or on a host that only runs --once): the next pass sees another configuration.
     const edited = await h.configure(">=3.31");
-    expect((await edited.reconcile()).result).toBe("ok");
+    expect((await edited.run({ kind: "reconcile" })).result).toBe("ok");
     expect([h.active(), h.held()]).toEqual([K33, {}]);
   });
 
@@ -135,9 +135,9 @@ describe("rollback on request", () => {
         logged.push([level, message, fields]);
       }),
     );
-    expect((await r.reconcile()).result).toBe("ok");
+    expect((await r.run({ kind: "reconcile" })).result).toBe("ok");
     logged.length = 0;
-    const refused = await r.rollback();
+    const refused = await r.run({ kind: "rollback" });
     expect(refused.result).toBe("failed");
     expect(refused.error?.message).toBe("no previous image to roll back to");
     // An answer to the operator, not a failed activation: a notice with its own code.

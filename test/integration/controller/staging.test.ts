@@ -38,7 +38,7 @@ describe("staging for the next release", () => {
     const root = makeSandboxRoot("4593.2.5");
     const reconciler = await reconcilerFor(root);
     // The pass on 4593.2.5 links 3.32.0 and keeps 3.33.0 (made for 4650.0.0) in the store.
-    expect((await reconciler.reconcile()).result).toBe("ok");
+    expect((await reconciler.run({ kind: "reconcile" })).result).toBe("ok");
     expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
     const fetched = server.requests.filter((r) => r.path.endsWith(".raw")).length;
 
@@ -52,7 +52,7 @@ describe("staging for the next release", () => {
   it("refuses to stage when nothing published matches the next release", async () => {
     const root = makeSandboxRoot("4593.2.5");
     const reconciler = await reconcilerFor(root);
-    expect((await reconciler.reconcile()).result).toBe("ok");
+    expect((await reconciler.run({ kind: "reconcile" })).result).toBe("ok");
     const next = hostAfterUpdate(await readHostReleaseUnder(hostPaths(root).root), "4700.0.0");
     await expect(reconciler.fetchForRelease(next)).rejects.toThrow(
       /no acceptable Kata version|no Kata version matches/,

@@ -18,7 +18,7 @@ function daemonWith(reconcile: () => Promise<PassOutcome>) {
   const config = structuredClone(DEFAULTS);
   config.daemon.intervalSeconds = 60;
   const daemon = new Daemon({
-    reconciler: { reconcile } as never,
+    reconciler: { run: reconcile } as never,
     members: [],
     config,
     arch: "x86-64",
