@@ -3,12 +3,11 @@
 // outcome says how it ended and when to run again. The daemon (src/daemon/) owns the queue and the timers.
 import type { VersionsResult } from "../api/schemas.ts";
 import type { CanaryPhase, CanaryResult } from "../canary/canary.ts";
-import { asKataError, KataError } from "../errors.ts";
+import { asKataError, type KataError } from "../errors.ts";
 import { cleanupPartials } from "../fetch/download.ts";
 import { MessageId } from "../log/logger.ts";
 import type { Member, ReconcileEvent, Target, Targets } from "../model.ts";
 import type { HostRelease } from "../release/os-release.ts";
-import { compareVersions } from "../release/version.ts";
 import { activeFile } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import type { RebootRequest } from "../store/state.ts";
@@ -25,6 +24,7 @@ import { decideReboot } from "./reboot.ts";
 import { Records } from "./records.ts";
 import { fetchForRelease } from "./staging.ts";
 import { takeOver } from "./takeover.ts";
+import { passVerdict, skippedNewer } from "./verdict.ts";
 
 export type { ReconcilerDeps } from "./deps.ts";
 
@@ -52,6 +52,15 @@ export interface PassOutcome {
   /** Run a pass again once this is over: the Kata sandboxes that deferred the activation have ended. */
   waitFor?: "sandboxes" | null;
 }
+
+/**
+ * What the daemon drives: passes through `run`, and between them the queries and records it answers the API
+ * with. The daemon owns the queue and the timers; it decides nothing the controller decides.
+ */
+export type Controller = Pick<
+  Reconciler,
+  "run" | "observe" | "sandboxesRunning" | "versions" | "canaryActive" | "fetchForRelease" | "health" | "records"
+>;
 
 /** What a pass wants active, per member, with what the choice left out (passes with the network). */
 interface Decision {
@@ -373,10 +382,8 @@ export class Reconciler {
   /** A pass that ends on an image older than a skipped release says so, so nobody mistakes it for the newest. */
   private reportSkipped(observed: Observed, records: CandidateRecords | undefined): void {
     for (const view of observed.members) {
-      const active = view.images.find((i) => view.link.kind === "store" && i.file === view.link.file);
-      const newer = (records?.get(view.name)?.skipped ?? [])
-        .filter((s) => active === undefined || compareVersions(s.version, active.version) > 0)
-        .sort((a, b) => compareVersions(b.version, a.version));
+      const active = view.images.find((i) => i.file === activeFile(view.link));
+      const newer = skippedNewer(active?.version ?? null, records?.get(view.name)?.skipped ?? []);
       if (newer.length === 0) continue;
       this.deps.log.warning(
         `${view.name} ${active?.version ?? "none"} is active; newer releases were skipped: ${newer.map((s) => `${s.version} (${s.reason})`).join("; ")}`,
@@ -385,36 +392,25 @@ export class Reconciler {
     }
   }
 
-  /** Null when the pass reached its goal; else the error that says what is missing. */
+  /** Null when the pass reached its goal; else the error that says what is missing (verdict.ts). */
   private async verdict(observed: Observed, targets: Targets, requireActive: boolean): Promise<KataError | null> {
-    for (const view of observed.members) {
-      const member = this.member(view.name);
-      const target = targets.get(view.name) ?? null;
-      const active = activeFile(view.link);
-      if (view.link.kind === "foreign") {
-        return new KataError("activation-failed", view.link.detail, {
-          remedy:
-            view.link.target === null
-              ? `a pass with the network takes the image over once SHA256SUMS vouches for it (kata-sysextctl refresh); or move ${member.link.path} away`
-              : `remove ${member.link.path} (kata-sysextd manages it) and run the pass again`,
-        });
-      }
-      if (target === null) {
-        if (member.primary && active === null && requireActive) {
-          return new KataError("no-compatible-version", "no compatible Kata image is available for this host");
-        }
-        continue;
-      }
-      if (active !== target.file) {
-        const quarantined =
-          target.remote !== null && (await this.deps.store.isQuarantined(target.file, target.remote.sha256));
-        return new KataError(
-          quarantined ? "inspect-failed" : "activation-failed",
-          `${target.file} is not active${quarantined ? " (it failed inspection and was quarantined)" : ""}`,
-        );
-      }
-    }
-    return null;
+    const members = await Promise.all(
+      observed.members.map(async (view) => {
+        const member = this.member(view.name);
+        const target = targets.get(view.name) ?? null;
+        const remote = target?.remote ?? null;
+        const missing = target !== null && remote !== null && activeFile(view.link) !== target.file;
+        return {
+          name: view.name,
+          primary: member.primary,
+          linkPath: member.link.path,
+          link: view.link,
+          target,
+          targetQuarantined: missing && (await this.deps.store.isQuarantined(target.file, remote.sha256)),
+        };
+      }),
+    );
+    return passVerdict(members, requireActive);
   }
 
   private planInput(observed: Observed, view: MemberView, target: Target | null) {

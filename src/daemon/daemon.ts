@@ -9,7 +9,7 @@ import type { Cancel, Clock, Timers } from "../clock.ts";
 import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import type { Observed } from "../controller/observe.ts";
-import type { PassOutcome, Reconciler } from "../controller/reconciler.ts";
+import type { Controller, PassOutcome } from "../controller/reconciler.ts";
 import { nextBootStatus, statusAfterPass, withCanary } from "../controller/snapshot.ts";
 import { asKataError, errorPhase, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -27,7 +27,7 @@ const CANARY_RETRY_MAX_MS = 30 * 60_000;
 
 /** What a configuration reload replaces. */
 export interface Configured {
-  reconciler: Reconciler;
+  reconciler: Controller;
   /** The containerd registration, whose last decision /status shows; absent when [containerd] enabled = false. */
   runtime?: RuntimeRegistration;
   /** Kata first, then its companions. */

@@ -2,7 +2,7 @@
 // extensions and nobody did for Kata: Flatcar issue 2426). Triggered by update_engine reaching
 // UPDATED_NEED_REBOOT; retried on every pass until staged; cleared once the machine runs that release.
 import { skippedByMember, Unresolvable } from "../controller/decide.ts";
-import type { Reconciler } from "../controller/reconciler.ts";
+import type { Controller } from "../controller/reconciler.ts";
 import { skippedReleases } from "../controller/versions.ts";
 import { asKataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -13,13 +13,13 @@ import type { SkippedRelease } from "../status.ts";
 import type { NextBoot } from "../store/state.ts";
 
 export interface NextBootDeps {
-  reconciler: Reconciler;
+  reconciler: Pick<Controller, "fetchForRelease" | "records">;
   log: Logger;
 }
 
 /**
  * Fetches and verifies the image for `version` into the store and records it as the next boot's image. Candidates
- * that fail are skipped and remembered as in a pass (Reconciler.fetchForRelease): the newest good one is staged.
+ * that fail are skipped and remembered as in a pass (controller/staging.ts): the newest good one is staged.
  */
 export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, version: string): Promise<NextBoot> {
   const log = deps.log.with({ FLATCAR_VERSION_ID: current.versionId ?? "", FLATCAR_NEXT_VERSION: version });
