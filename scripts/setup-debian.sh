@@ -5,14 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# squashfs-tools: images (mksquashfs, unsquashfs); systemd: systemd-sysext, systemd-analyze, systemd-dissect;
-# systemd-container: systemd-nspawn for the end-to-end tests; dbus: private bus daemons; util-linux: unshare,
-# nsenter, script, setpriv and flock (the store lock); containerd + runc: real containers for the canary and
-# `containerd config dump` for the registration; libsystemd-dev, gcc, g++, make, python3: the journald addon and
-# the preflight's C helpers; libc6-dev: the static C library the canary program links (gcc -static); attr: getfattr for fixtures; openssl: a test CA for the https tests; curl: the fetch
+# squashfs-tools: images (mksquashfs, unsquashfs); erofs-utils: the erofs image inspection refuses; systemd:
+# systemd-sysext, systemd-analyze; systemd-container: systemd-nspawn for the end-to-end tests; dbus: private bus
+# daemons; util-linux: unshare, nsenter, script, setpriv and flock (the store lock); containerd + runc: real
+# containers for the canary and `containerd config dump` for the registration; libsystemd-dev, gcc, g++, make,
+# python3: the journald addon and the preflight's C helpers; libc6-dev: the static C library the canary program
+# links (gcc -static); attr: getfattr for fixtures; openssl: a test CA for the https tests; curl: the fetch
 # benchmark's baseline; ca-certificates: https to the npm registry.
 PACKAGES=(
-  squashfs-tools systemd systemd-container dbus util-linux containerd runc
+  squashfs-tools erofs-utils systemd systemd-container dbus util-linux containerd runc
   libsystemd-dev gcc g++ make libc6-dev python3 attr openssl curl ca-certificates
 )
 # Only when the machine has no npm at all: Debian's own Node.js runs npm; the project's Node 24 comes from npm.

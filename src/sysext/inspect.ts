@@ -1,7 +1,8 @@
 // Looks inside an image before it may be linked, deciding as systemd-sysext 252 will when it merges it: which
-// release file it judges the image by, whether the image may ship what it ships. Reads squashfs with unsquashfs
-// and other formats (erofs) with systemd-dissect; nothing is mounted. Every rule here is checked against the real
-// 252 binary in test/integration/release/sysext-differential.test.ts.
+// release file it judges the image by, whether the image may ship what it ships. Reads squashfs with unsquashfs;
+// nothing is mounted. Every rule here is checked against the real 252 binary in
+// test/integration/release/sysext-differential.test.ts. An erofs image is refused: no tool on the host lists its
+// modes and xattrs without mounting it, so its device nodes, setuid files and capabilities could not be checked.
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
 import { KataError } from "../errors.ts";
@@ -13,7 +14,6 @@ import { releaseText } from "../release/os-release.ts";
 import { imageUnreadable, squashfsXattrNames } from "./squashfs-xattrs.ts";
 
 export interface ImageContents {
-  format: "squashfs" | "erofs";
   /** Paths inside the image, without a leading slash; everything but directories. */
   files: string[];
   /** The text of the release file systemd-sysext judges the image by, or null if it finds none. */
@@ -90,19 +90,6 @@ async function listSquashfs(path: string, limits: Required<InspectLimits>): Prom
   return entries;
 }
 
-// systemd-dissect --list names paths only (a trailing "/" for directories): modes cannot be checked there.
-async function listDissect(path: string, limits: Required<InspectLimits>): Promise<Map<string, Entry>> {
-  const stdout = await listingOf(path, "systemd-dissect", ["--list", path], limits);
-  const entries = new Map<string, Entry>();
-  for (const line of stdout.split("\n")) {
-    const name = line.replace(/^\/+/, "");
-    if (name === "") continue;
-    const dir = name.endsWith("/");
-    entries.set(dir ? name.slice(0, -1) : name, { type: dir ? "d" : "-", setuid: false, setgid: false, target: null });
-  }
-  return entries;
-}
-
 /** The tool's listing; one too big to read is the image's fault (quarantined), not a reason to fetch it again. */
 async function listingOf(path: string, tool: string, args: string[], limits: Required<InspectLimits>) {
   try {
@@ -118,13 +105,9 @@ async function listingOf(path: string, tool: string, args: string[], limits: Req
 }
 
 // The cat helpers return bytes: the release file is judged by releaseText(), as systemd judges it, not repaired.
-async function catFile(format: "squashfs" | "erofs", path: string, file: string, limits: Required<InspectLimits>) {
-  const [tool, args] =
-    format === "squashfs"
-      ? ["unsquashfs", ["-cat", path, file]]
-      : ["systemd-dissect", ["--copy-from", path, `/${file}`, "-"]];
+async function catFile(path: string, file: string, limits: Required<InspectLimits>) {
   try {
-    const result = await run(tool, args, {
+    const result = await run("unsquashfs", ["-cat", path, file], {
       timeoutMs: 30_000,
       stdout: "bytes",
       maxBufferBytes: limits.maxReleaseBytes,
@@ -217,10 +200,17 @@ export async function inspectImage(path: string, name: string, limitsIn: Inspect
   const format = await detectFormat(path);
   if (format === null) {
     throw new KataError("inspect-failed", `${path} is neither a squashfs nor an erofs image`, {
-      remedy: "publish the extension as a squashfs (mksquashfs) or erofs image",
+      remedy: "publish the extension as a squashfs image (mksquashfs)",
     });
   }
-  const entries = await (format === "squashfs" ? listSquashfs : listDissect)(path, limits);
+  if (format === "erofs") {
+    throw new KataError(
+      "inspect-failed",
+      `${path} is an erofs image, which kata-sysextd cannot check for device nodes, setuid files and file capabilities without mounting it`,
+      { remedy: "publish the extension as a squashfs image (mksquashfs), as the sysext-bakery does" },
+    );
+  }
+  const entries = await listSquashfs(path, limits);
   const files = [...entries].filter(([, e]) => e.type !== "d").map(([p]) => p);
   const releaseFile = `${RELEASE_DIR}extension-release.${name}`;
   const otherReleaseFiles = files.filter((f) => f.startsWith(RELEASE_DIR) && f !== releaseFile);
@@ -229,12 +219,12 @@ export async function inspectImage(path: string, name: string, limitsIn: Inspect
   let from = entries.has(releaseFile) ? await chaseInImage(entries, releaseFile) : null;
   if (from !== null && entries.get(from)?.type !== "-") from = null;
   const refused = refusedContents(entries);
-  if (format === "squashfs" && (await squashfsXattrNames(path, limits.maxListingBytes)).has(CAPABILITY)) {
+  if ((await squashfsXattrNames(path, limits.maxListingBytes)).has(CAPABILITY)) {
     refused.push(
       "ships files with file capabilities (security.capability); systemd-sysext 252 would merge them with their privilege",
     );
   }
-  if (from === null && format === "squashfs") {
+  if (from === null) {
     const plain = otherReleaseFiles.filter((f) => !f.slice(RELEASE_DIR.length).includes("/"));
     const relaxed = await relaxedReleaseFiles(
       path,
@@ -247,10 +237,9 @@ export async function inspectImage(path: string, name: string, limitsIn: Inspect
       );
     } else from = relaxed[0] ?? null;
   }
-  const bytes = from === null ? null : await catFile(format, path, from, limits);
+  const bytes = from === null ? null : await catFile(path, from, limits);
   const extensionRelease = bytes === null ? null : imageReleaseText(bytes, `${path}:/${from}`);
   return {
-    format,
     files,
     extensionRelease,
     releaseFrom: from === releaseFile ? null : from,

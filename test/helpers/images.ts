@@ -16,6 +16,8 @@ export interface ImageSpec {
   files?: Record<string, FileSpec>;
   /** mksquashfs -comp; default gzip, as the sysext-bakery builds. */
   compressor?: "gzip" | "zstd" | "xz";
+  /** The file system; squashfs unless said (erofs with mkfs.erofs, as some publishers build theirs). */
+  format?: "squashfs" | "erofs";
 }
 
 export type FileSpec =
@@ -99,6 +101,10 @@ export function buildImage(spec: ImageSpec, out: string): string {
   const tree = buildTree(spec);
   try {
     mkdirSync(dirname(out), { recursive: true });
+    if (spec.format === "erofs") {
+      execFileSync("mkfs.erofs", ["--all-root", "-T", "0", out, tree], { stdio: ["ignore", "ignore", "pipe"] });
+      return out;
+    }
     const comp = ["-comp", spec.compressor ?? "gzip"];
     execFileSync(
       "mksquashfs",

@@ -37,6 +37,19 @@ const imageWith = (file: string, bytes: Buffer): string =>
   );
 
 describe("inspectImage", () => {
+  it("refuses an erofs image, whose modes and xattrs it cannot list, naming squashfs as the way out", async () => {
+    // A clean payload with a setuid binary: what an erofs image could carry unchecked.
+    const image = buildImage(
+      { version: "3.32.0", format: "erofs", files: { "usr/bin/su-kata": { content: "#!/bin/sh\n", mode: 0o4755 } } },
+      join(dir, "erofs.raw"),
+    );
+    const err = await inspectImage(image, "kata-containers").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KataError);
+    expect((err as KataError).code).toBe("inspect-failed");
+    expect((err as KataError).message).toMatch(/is an erofs image, .*cannot check for device nodes, setuid files/);
+    expect((err as KataError).remedy).toMatch(/squashfs/);
+  });
+
   it("returns the release file's text", async () => {
     const contents = await inspectImage(imageWith("ok.raw", Buffer.from("ID=_any\nNAME=Café\n")), "kata-containers");
     expect(contents.extensionRelease).toBe("ID=_any\nNAME=Café\n");
