@@ -15,7 +15,7 @@ import Fastify from "fastify";
 import { createMetrics } from "../src/api/metrics.ts";
 import { startApi } from "../src/api/server.ts";
 import { createLogger } from "../src/log/logger.ts";
-import { statusDoc } from "../test/integration/api/documents.ts";
+import { statusSnapshot } from "../test/integration/api/documents.ts";
 
 export interface LoadResult {
   requests: number;
@@ -78,7 +78,7 @@ async function serve(kind: "status" | "hello"): Promise<void> {
     cleanup = () => app.close();
   } else {
     const dir = await mkdtemp(join(tmpdir(), "kata-bench-"));
-    const doc = statusDoc();
+    const doc = statusSnapshot();
     const t0 = performance.now();
     const api = await startApi({
       listen: "127.0.0.1:0",

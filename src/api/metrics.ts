@@ -3,7 +3,7 @@
 // property of the current status (versions, preflight, next boot) is derived from the status document.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ErrorCode } from "../errors.ts";
-import type { CanaryStatus, CheckStatus, StatusDocument } from "../status.ts";
+import type { CanaryStatus, CheckStatus, StatusSnapshot } from "../status.ts";
 import { DAEMON_STATES } from "./schemas.ts";
 
 export type ReconcileResult = "ok" | "failed" | "deferred";
@@ -19,7 +19,7 @@ export interface Metrics {
   /** A canary ran: its duration by handler and outcome, and a failure by the step that failed. */
   canaryRan(result: CanaryStatus): void;
   /** Derives the info, preflight, state and next-boot gauges from the document; cheap, call it on every change. */
-  setStatus(doc: StatusDocument): void;
+  setStatus(doc: StatusSnapshot): void;
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string>;
 }
@@ -189,10 +189,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       else canaryFailures.inc({ handler: result.handler, step: "start" }, 0);
     },
     setStatus(doc) {
-      const ext = doc.extension;
+      const kata = doc.members[0];
       kataInfo.reset();
-      if (ext.active !== null) kataInfo.set({ name: ext.name, version: ext.active, trust: ext.trust ?? "" }, 1);
-      merged.set(ext.merged ? 1 : 0);
+      if (kata.active !== null) kataInfo.set({ name: kata.name, version: kata.active, trust: kata.trust ?? "" }, 1);
+      merged.set(kata.merged ? 1 : 0);
 
       hostInfo.reset();
       hostInfo.set(
@@ -226,7 +226,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       }
 
       canaryPassed.reset();
-      const activeFile = ext.image?.split("/").pop() ?? null;
+      const activeFile = kata.image?.split("/").pop() ?? null;
       for (const r of doc.canary.results) {
         canaryPassed.set({ handler: r.handler }, r.outcome === "passed" && r.image === activeFile ? 1 : 0);
       }
@@ -235,7 +235,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       nextBootStaged.set(doc.nextBoot?.staged === true ? 1 : 0);
       nextBootInfo.reset();
       if (doc.nextBoot !== null) {
-        nextBootInfo.set({ flatcar_version: doc.nextBoot.flatcarVersion, kata: doc.nextBoot.kata ?? "" }, 1);
+        nextBootInfo.set({ flatcar_version: doc.nextBoot.flatcarVersion, kata: kata.nextBoot ?? "" }, 1);
       }
 
       rebootRequested.set(doc.reboot.requested ? 1 : 0);

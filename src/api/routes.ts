@@ -3,7 +3,7 @@
 import { PassThrough } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { CanaryPhase } from "../canary/canary.ts";
-import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
+import type { CanaryStatus, PreflightSummary, StatusDocument, StatusSnapshot } from "../status.ts";
 import type { Metrics } from "./metrics.ts";
 import {
   type ActionResult,
@@ -41,7 +41,8 @@ export interface ApiActions {
 }
 
 export interface RouteDeps {
-  snapshot: () => StatusDocument;
+  /** The daemon's status, from memory; /status serves it as the document (statusDocument). */
+  snapshot: () => StatusSnapshot;
   metrics: Metrics;
   actions: ApiActions;
   /** How often a streamed refresh looks at the snapshot for new progress. */
@@ -84,26 +85,45 @@ const errors = {
 };
 
 /**
+ * The /status document of a snapshot. Its `extension` block and `nextBoot.kata` are Kata's (members[0]) as clients
+ * have read them from the start; the snapshot keeps them only in its members, so they are derived here, the edge.
+ */
+export function statusDocument(snapshot: StatusSnapshot): StatusDocument {
+  const { members, nextBoot, limitation, ...rest } = snapshot;
+  const kata = members[0];
+  return {
+    ...rest,
+    extension: {
+      name: kata.name,
+      active: kata.active,
+      previous: kata.previous,
+      merged: kata.merged,
+      image: kata.image,
+      trust: kata.trust,
+      limitation,
+    },
+    nextBoot: nextBoot === null ? null : { ...nextBoot, kata: kata.nextBoot },
+    members: members.map(({ image: _image, trust: _trust, ...member }) => member),
+  };
+}
+
+/**
  * What /readyz checks: an active, merged extension set (Kata and every companion) on a host whose preflight found
  * no failure, and, when the canary is on, whose last canary ran with the active Kata image and passed.
  */
-export function readiness(doc: StatusDocument): ReadyBody {
+export function readiness(doc: StatusSnapshot): ReadyBody {
   const reasons: string[] = [];
-  const ext = doc.extension;
-  if (ext.active === null) reasons.push(`no ${ext.name} image is active`);
-  else if (!ext.merged) {
-    reasons.push(`${ext.name} ${ext.active} is active but not merged${ext.limitation ? ` (${ext.limitation})` : ""}`);
-  }
-  // Kata is the extension above; its companions are the members after it.
-  for (const m of doc.members.slice(1)) {
+  for (const m of doc.members) {
     if (m.active === null) reasons.push(`no ${m.name} image is active`);
     else if (!m.merged) {
-      reasons.push(`${m.name} ${m.active} is active but not merged${ext.limitation ? ` (${ext.limitation})` : ""}`);
+      reasons.push(`${m.name} ${m.active} is active but not merged${doc.limitation ? ` (${doc.limitation})` : ""}`);
     }
   }
+  // The canary runs Kata's image.
   const handler = doc.canary.handler;
-  if (handler !== null && ext.image !== null) {
-    const file = ext.image.split("/").pop() ?? ext.image;
+  const image = doc.members[0].image;
+  if (handler !== null && image !== null) {
+    const file = image.split("/").pop() ?? image;
     const last = doc.canary.results.find((r) => r.handler === handler);
     if (last === undefined || last.image !== file)
       reasons.push(`the canary has not run with ${handler} for ${file} yet`);
@@ -217,6 +237,13 @@ export function errorBody(err: unknown): ErrorBody {
 export function routes(deps: RouteDeps): RouteSpec[] {
   const sendJson = (reply: FastifyReply, code: number, body: unknown): FastifyReply =>
     reply.code(code).type(JSON_UTF8).send(body);
+  // The snapshot changes between passes, not between requests: its document is built once per change.
+  let built: { from: StatusSnapshot; doc: StatusDocument } | null = null;
+  const document = (): StatusDocument => {
+    const snapshot = deps.snapshot();
+    if (built?.from !== snapshot) built = { from: snapshot, doc: statusDocument(snapshot) };
+    return built.doc;
+  };
 
   return [
     {
@@ -225,7 +252,7 @@ export function routes(deps: RouteDeps): RouteSpec[] {
       summary: "The daemon's status document, from memory",
       socketOnly: false,
       responses: { "200": json("the status document", statusDocumentSchema), ...errors },
-      handler: async (_request, reply) => reply.code(200).type(JSON_UTF8).send(deps.snapshot()),
+      handler: async (_request, reply) => reply.code(200).type(JSON_UTF8).send(document()),
     },
     {
       method: "GET",

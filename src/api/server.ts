@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import type { StatusDocument } from "../status.ts";
+import type { StatusSnapshot } from "../status.ts";
 import { bindLoopback, bindSocket, closeServer } from "./listen.ts";
 import type { Metrics } from "./metrics.ts";
 import { openApiDocument, type Transport } from "./openapi.ts";
@@ -20,7 +20,7 @@ export interface ApiOptions {
   /** Loopback address for the read-only TCP listener ("127.0.0.1:8720"); null serves the unix socket only. */
   listen: string | null;
   socketPath: string;
-  snapshot: () => StatusDocument;
+  snapshot: () => StatusSnapshot;
   metrics: Metrics;
   actions: ApiActions;
   log: Logger;

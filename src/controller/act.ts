@@ -64,8 +64,7 @@ export class Actuator {
           await this.records.update(() => ({ switching: null }));
           throw err;
         }
-        const primary = this.deps.members[0]?.name ?? "";
-        await this.records.update((state) => ({ ...switchRecord(state, action.changes, primary), switching: null }));
+        await this.records.update((state) => ({ ...switchRecord(state, action.changes), switching: null }));
         for (const change of action.changes) {
           const image = observed.members
             .find((m) => m.name === change.member)

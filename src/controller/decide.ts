@@ -311,7 +311,7 @@ export function decideOffline(ctx: DecideContext, observed: Observed, metadata: 
   for (const view of observed.members) {
     const member = memberNamed(ctx, view.name);
     const ok = (images: JudgedImage[]) => qualifies(ctx, member, observed.host, images, metadata);
-    const stagedFile = stagedOf(bootedStaged, member.name, member.primary);
+    const stagedFile = stagedOf(bootedStaged, member.name);
     const active = activeFile(view.link);
     let chosen: JudgedImage | undefined;
     const deferred = observed.state.deferred[member.name] ?? null;

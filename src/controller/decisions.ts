@@ -3,6 +3,7 @@
 // deferred to the next boot. No I/O here; test/unit/controller/decisions.test.ts drives each with a table.
 import { KataError } from "../errors.ts";
 import type { Target, Targets } from "../model.ts";
+import { splitImageFileName } from "../release/names.ts";
 import type { NextBoot, PersistedState } from "../store/state.ts";
 
 /** One link moving: to a stored image, from the one it named (null: none). A re-merge has `to` equal to `from`. */
@@ -17,19 +18,24 @@ export function moving<T extends LinkMove>(changes: readonly T[]): T[] {
   return changes.filter((c) => c.to !== c.from);
 }
 
-/** The image a member had before the last switch, as state.json remembers it per member. */
-export function previousOf(
-  state: Pick<PersistedState, "previous" | "previousCompanions">,
-  member: string,
-  primary: boolean,
-): string | null {
-  return primary ? state.previous : (state.previousCompanions[member] ?? null);
+/** The image a member had before the last switch that moved it, as state.json remembers it; null when none. */
+export function previousOf(state: Pick<PersistedState, "previous">, member: string): string | null {
+  return Object.hasOwn(state.previous, member) ? (state.previous[member] ?? null) : null;
 }
 
 /** The image staged for a member with the next boot's OS release, or null. */
-export function stagedOf(nextBoot: Pick<NextBoot, "file" | "companions"> | null, member: string, primary: boolean) {
-  if (nextBoot === null) return null;
-  return primary ? nextBoot.file : (nextBoot.companions[member] ?? null);
+export function stagedOf(nextBoot: Pick<NextBoot, "files"> | null, member: string): string | null {
+  return nextBoot !== null && Object.hasOwn(nextBoot.files, member) ? (nextBoot.files[member] ?? null) : null;
+}
+
+/**
+ * The version of the image staged for a member, read off its store file name (`<name>-<version>-<arch>.raw`, as
+ * every stored image is named), or null when none is staged.
+ */
+export function stagedVersion(nextBoot: Pick<NextBoot, "files"> | null, member: string): string | null {
+  const file = stagedOf(nextBoot, member);
+  const image = file === null ? null : splitImageFileName(file, member);
+  return image === null || typeof image === "string" ? null : image.version;
 }
 
 /** What a rollback decision sees of one member. */
@@ -144,17 +150,12 @@ export function holdsAfterFailedSwitch(changes: readonly LinkMove[]): FilesByMem
  * and which members it moved (what a rollback undoes; a re-merge moves nobody).
  */
 export function switchRecord(
-  state: Pick<PersistedState, "previous" | "previousCompanions">,
+  state: Pick<PersistedState, "previous">,
   changes: readonly LinkMove[],
-  primary: string,
-): Pick<PersistedState, "previous" | "previousCompanions" | "lastSwitch"> {
-  const previousCompanions = { ...state.previousCompanions };
-  let previous = state.previous;
-  for (const change of changes) {
-    if (change.member === primary) previous = change.from;
-    else previousCompanions[change.member] = change.from;
-  }
-  return { previous, previousCompanions, lastSwitch: moving(changes).map((c) => c.member) };
+): Pick<PersistedState, "previous" | "lastSwitch"> {
+  const previous = { ...state.previous };
+  for (const change of changes) previous[change.member] = change.from;
+  return { previous, lastSwitch: moving(changes).map((c) => c.member) };
 }
 
 /** What a deferral decision sees of one member. */

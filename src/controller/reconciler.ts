@@ -15,7 +15,14 @@ import type { StoredImage } from "../store/store.ts";
 import { Actuator, type Step } from "./act.ts";
 import { listVersions } from "./catalog.ts";
 import { type CandidateRecords, memberNamed, PassDecisions, type SkippedByMember, Unresolvable } from "./decide.ts";
-import { deferredTargets, holdsAfterRollback, previousOf, rollbackTargets, stagedOf } from "./decisions.ts";
+import {
+  deferredTargets,
+  holdsAfterRollback,
+  previousOf,
+  rollbackTargets,
+  stagedOf,
+  stagedVersion,
+} from "./decisions.ts";
 import type { ReconcilerDeps } from "./deps.ts";
 import { Health } from "./health.ts";
 import { countKataSandboxes, type MemberView, type Observed, observe, primaryOf } from "./observe.ts";
@@ -197,7 +204,7 @@ export class Reconciler {
           const member = this.member(view.name);
           const active = activeFile(view.link);
           if (active !== null) before.set(view.name, active);
-          const previous = previousOf(observed.state, view.name, member.primary);
+          const previous = previousOf(observed.state, view.name);
           const image = view.images.find((i) => i.file === previous);
           // The same verdict the boot path uses: merging is not enough, the policy must allow it on this host too.
           const verdict = image === undefined ? null : decisions.qualifies(member, observed.host, [image]);
@@ -414,7 +421,6 @@ export class Reconciler {
   }
 
   private planInput(observed: Observed, view: MemberView, target: Target | null) {
-    const primary = view.name === this.primary.name;
     return {
       link: view.link,
       store: view.images.map((i) => ({ file: i.file, version: i.version, compatible: i.compatible })),
@@ -424,8 +430,8 @@ export class Reconciler {
       sandboxesRunning: observed.sandboxesRunning,
       activation: this.deps.config.policy.activation,
       keep: this.deps.config.policy.keep,
-      previous: previousOf(observed.state, view.name, primary),
-      staged: stagedOf(observed.state.nextBoot, view.name, primary),
+      previous: previousOf(observed.state, view.name),
+      staged: stagedOf(observed.state.nextBoot, view.name),
     };
   }
 
@@ -455,7 +461,10 @@ export class Reconciler {
       maxWaitSeconds: config.policy.maxWaitSeconds,
       nowMs: now.getTime(),
       // Pending until booted: runBoot forgets it once the machine runs that release.
-      osUpdate: next !== null && next.flatcarVersion !== observed.host.versionId ? next : null,
+      osUpdate:
+        next !== null && next.flatcarVersion !== observed.host.versionId
+          ? { ...next, kata: stagedVersion(next, this.primary.name) }
+          : null,
     });
     await this.records.update(() => (verdict.request ? { deferred, waitingSince } : { waitingSince }));
     const reboot = await this.records.settleReboot(

@@ -1,23 +1,25 @@
-// Builds the /status document from what a pass observed. Pure: the daemon keeps the result in memory.
+// Builds the status snapshot from what a pass observed, every member alike (Kata is members[0]). Pure: the daemon
+// keeps the result in memory, and the API builds the /status document from it (statusDocument in api/routes.ts).
 
 import type { HostRelease } from "../release/os-release.ts";
 import {
   type CanaryStatus,
   type ContainerdRegistration,
+  type MemberSnapshot,
   NO_REBOOT,
   type PreflightSummary,
   type RebootStatus,
-  type StatusDocument,
+  type StatusSnapshot,
 } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import type { NextBoot, RebootRequest } from "../store/state.ts";
-import { previousOf, stagedOf } from "./decisions.ts";
-import { primaryOf } from "./observe.ts";
+import { previousOf, stagedOf, stagedVersion } from "./decisions.ts";
+import type { MemberView, Observed } from "./observe.ts";
 import type { PassOutcome } from "./reconciler.ts";
 import { skippedReleases } from "./versions.ts";
 
 export interface SnapshotInput {
-  base: StatusDocument;
+  base: StatusSnapshot;
   outcome: PassOutcome;
   at: string;
   preflight: PreflightSummary | null;
@@ -35,7 +37,7 @@ export function initialStatus(opts: {
   host: Pick<HostRelease, "id" | "versionId" | "sysextLevel"> | null;
   /** The handler the canary proves; null when the canary is off. */
   canaryHandler?: string | null;
-}): StatusDocument {
+}): StatusSnapshot {
   return {
     daemon: { version: opts.version, startedAt: opts.startedAt, root: opts.root },
     host: {
@@ -44,18 +46,21 @@ export function initialStatus(opts: {
       sysextLevel: opts.host?.sysextLevel ?? null,
       arch: opts.arch,
     },
-    extension: {
-      name: opts.name,
-      active: null,
-      previous: null,
-      merged: false,
-      image: null,
-      trust: null,
-      limitation: null,
-    },
     nextBoot: null,
     reboot: NO_REBOOT,
-    members: [{ name: opts.name, active: null, previous: null, nextBoot: null, merged: false, held: [] }],
+    members: [
+      {
+        name: opts.name,
+        active: null,
+        previous: null,
+        nextBoot: null,
+        merged: false,
+        held: [],
+        image: null,
+        trust: null,
+      },
+    ],
+    limitation: null,
     preflight: null,
     lastReconcile: null,
     download: null,
@@ -68,21 +73,47 @@ export function initialStatus(opts: {
   };
 }
 
-/** What /status shows of the next boot state.json records. */
-export function nextBootStatus(next: NextBoot | null): StatusDocument["nextBoot"] {
+/** What /status shows of the next boot state.json records; each member's staged version is in its own entry. */
+export function nextBootStatus(next: NextBoot | null): StatusSnapshot["nextBoot"] {
   if (next === null) return null;
-  const { flatcarVersion, kata, staged, reason } = next;
-  return { flatcarVersion, kata, staged, reason, skipped: skippedReleases(next.skipped) };
+  const { flatcarVersion, staged, reason } = next;
+  return { flatcarVersion, staged, reason, skipped: skippedReleases(next.skipped) };
 }
 
-export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusDocument {
+/** The snapshot with a newly recorded (or forgotten) next boot: its block and each member's staged version. */
+export function withNextBoot(doc: StatusSnapshot, next: NextBoot | null): StatusSnapshot {
+  const [first, ...rest] = doc.members;
+  const staged = (m: MemberSnapshot): MemberSnapshot => ({ ...m, nextBoot: stagedVersion(next, m.name) });
+  return { ...doc, nextBoot: nextBootStatus(next), members: [staged(first), ...rest.map(staged)] };
+}
+
+/** One member as a pass observed it, with the versions of the images state.json names for it. */
+function memberSnapshot(view: MemberView, state: Observed["state"]): MemberSnapshot {
+  const image = (file: string | null) => view.images.find((i) => i.file === file);
+  const version = (file: string | null) => image(file)?.version ?? null;
+  const active = image(activeFile(view.link));
+  return {
+    name: view.name,
+    active: active?.version ?? null,
+    previous: version(previousOf(state, view.name)),
+    nextBoot: version(stagedOf(state.nextBoot, view.name)),
+    merged: view.merged,
+    held: (state.held[view.name] ?? []).map((file) => version(file) ?? file),
+    image: active?.path ?? null,
+    trust: active?.trust ?? null,
+  };
+}
+
+export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusSnapshot {
   const observed = outcome.observed;
-  const kata = observed === null ? null : primaryOf(observed);
-  const linked = kata === null ? null : activeFile(kata.link);
-  const active = kata?.images.find((i) => i.file === linked) ?? null;
-  const previous = kata?.images.find((i) => i.file === observed?.state.previous) ?? null;
-  const next = observed?.state.nextBoot ?? null;
   const failedPreflight = preflight !== null && !preflight.ok;
+  // Kept as last seen when the pass ended before it could look (the store's lock, say).
+  let members = base.members;
+  if (observed !== null) {
+    const [first, ...rest] = observed.members;
+    members = [memberSnapshot(first, observed.state), ...rest.map((m) => memberSnapshot(m, observed.state))];
+  }
+  const kataActive = observed === null ? null : members[0].active;
   return {
     ...base,
     containerd: containerd === undefined ? base.containerd : containerd,
@@ -95,34 +126,10 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
             sysextLevel: observed.host.sysextLevel,
             arch: observed.arch,
           },
-    extension: {
-      ...base.extension,
-      active: active?.version ?? null,
-      previous: previous?.version ?? null,
-      merged: kata?.merged ?? false,
-      image: active?.path ?? null,
-      trust: active?.trust ?? null,
-      limitation: outcome.unconfirmed,
-    },
-    nextBoot: nextBootStatus(next),
+    nextBoot: nextBootStatus(observed?.state.nextBoot ?? null),
     reboot: outcome.reboot === undefined ? base.reboot : rebootStatus(outcome.reboot),
-    members:
-      observed === null
-        ? base.members
-        : observed.members.map((m, i) => {
-            const linked = activeFile(m.link);
-            const previousFile = previousOf(observed.state, m.name, i === 0);
-            const nextFile = stagedOf(next, m.name, i === 0);
-            const version = (file: string | null) => m.images.find((img) => img.file === file)?.version ?? null;
-            return {
-              name: m.name,
-              active: version(linked),
-              previous: version(previousFile),
-              nextBoot: version(nextFile),
-              merged: m.merged,
-              held: (observed.state.held[m.name] ?? []).map((file) => version(file) ?? file),
-            };
-          }),
+    members,
+    limitation: outcome.unconfirmed,
     preflight,
     lastReconcile: {
       at,
@@ -135,7 +142,7 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
     skipped: observed === null ? base.skipped : skippedReleases(observed.state.skipped),
     state:
       outcome.result === "failed"
-        ? active === null
+        ? kataActive === null
           ? "error"
           : "degraded"
         : failedPreflight || observed?.stateDamage
@@ -152,7 +159,7 @@ export function rebootStatus(request: RebootRequest | null): RebootStatus {
 }
 
 /** The document with `result` as its handler's last canary (one entry per handler, the newest kept). */
-export function withCanary(doc: StatusDocument, result: CanaryStatus): StatusDocument {
+export function withCanary(doc: StatusSnapshot, result: CanaryStatus): StatusSnapshot {
   const others = doc.canary.results.filter((r) => r.handler !== result.handler);
   return {
     ...doc,

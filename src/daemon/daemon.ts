@@ -10,12 +10,12 @@ import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import type { Observed } from "../controller/observe.ts";
 import type { Controller, PassOutcome } from "../controller/reconciler.ts";
-import { nextBootStatus, statusAfterPass, withCanary } from "../controller/snapshot.ts";
+import { statusAfterPass, withCanary, withNextBoot } from "../controller/snapshot.ts";
 import { asKataError, errorPhase, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import type { Member, ReconcileEvent } from "../model.ts";
-import type { CanaryStatus, PreflightSummary, StatusDocument } from "../status.ts";
+import type { CanaryStatus, PreflightSummary, StatusSnapshot } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { prepareNextBoot } from "./next-boot.ts";
@@ -40,10 +40,10 @@ export interface DaemonDeps extends Configured {
   metrics: Metrics;
   clock: Clock & Timers;
   log: Logger;
-  initial: StatusDocument;
+  initial: StatusSnapshot;
   preflight?: () => Promise<PreflightSummary>;
   /** Told about every status change (sd_notify STATUS=, metrics). */
-  onStatus?: (doc: StatusDocument) => void;
+  onStatus?: (doc: StatusSnapshot) => void;
 }
 
 export class Daemon implements ApiActions {
@@ -54,7 +54,7 @@ export class Daemon implements ApiActions {
   private reportedPreflight: PreflightSummary | null = null;
   /** Whether the pass now running has produced a preflight verdict (its health stage). */
   private preflightThisPass = false;
-  private doc: StatusDocument;
+  private doc: StatusSnapshot;
   private queue: Promise<unknown> = Promise.resolve();
   private timer: Cancel | null = null;
   /** A timer tick's pass is queued and has not started yet. */
@@ -73,9 +73,9 @@ export class Daemon implements ApiActions {
   }
 
   /** What /status serves: the current document, never computed on request. */
-  readonly snapshot = (): StatusDocument => this.doc;
+  readonly snapshot = (): StatusSnapshot => this.doc;
 
-  private update(doc: StatusDocument): void {
+  private update(doc: StatusSnapshot): void {
     this.doc = doc;
     this.deps.metrics.setStatus(doc);
     this.deps.onStatus?.(doc);
@@ -133,14 +133,15 @@ export class Daemon implements ApiActions {
     const phase = code === null ? null : errorPhase(code);
     if (code !== null && phase === "verification") this.deps.metrics.verificationFailed(code);
     else if (code !== null && phase === "download") this.deps.metrics.downloadFailed(code);
-    const active = this.doc.extension.active;
+    const kata = this.doc.members[0];
+    const active = kata.active;
     return {
       ok: outcome.result !== "failed",
       result: outcome.result,
       message:
         outcome.result === "failed"
           ? (outcome.error?.message ?? "failed")
-          : `${this.doc.extension.name} ${active ?? "(none)"} active${this.doc.extension.merged ? " and merged" : ""}`,
+          : `${kata.name} ${active ?? "(none)"} active${kata.merged ? " and merged" : ""}`,
       code: outcome.error?.code ?? null,
       remedy: outcome.error?.remedy ?? null,
       active,
@@ -173,7 +174,7 @@ export class Daemon implements ApiActions {
    */
   private async proveActive(): Promise<void> {
     const handler = this.doc.canary.handler;
-    const image = this.doc.extension.image;
+    const image = this.doc.members[0].image;
     if (handler === null || image === null || !this.deps.config.health.canary) return;
     const file = image.split("/").pop();
     const last = this.doc.canary.results.find((r) => r.handler === handler);
@@ -276,7 +277,7 @@ export class Daemon implements ApiActions {
         this.serial(async () => {
           if (this.pendingUpdate !== null || this.doc.nextBoot === null) return;
           await this.deps.reconciler.records.forgetNextBoot();
-          this.update({ ...this.doc, nextBoot: null });
+          this.update(withNextBoot(this.doc, null));
         }),
       );
     }
@@ -299,7 +300,7 @@ export class Daemon implements ApiActions {
       } finally {
         this.update({ ...this.doc, state: settled, download: null });
       }
-      this.update({ ...this.doc, nextBoot: nextBootStatus(next) });
+      this.update(withNextBoot(this.doc, next));
       // A reboot already asked for now serves the OS update too; a pass says so in the sentinel's line.
       if (next.staged && this.doc.reboot.requested) void this.refresh();
     });
@@ -320,7 +321,7 @@ export class Daemon implements ApiActions {
           message: error?.message ?? "rollback refused",
           code: error?.code ?? null,
           remedy: error?.remedy ?? null,
-          active: this.doc.extension.active,
+          active: this.doc.members[0].active,
         };
       }
       return this.finishPass(outcome, started);
@@ -468,7 +469,7 @@ export class Daemon implements ApiActions {
     }
   }
 
-  patch(update: (doc: StatusDocument) => StatusDocument): void {
+  patch(update: (doc: StatusSnapshot) => StatusSnapshot): void {
     this.update(update(this.doc));
   }
 }

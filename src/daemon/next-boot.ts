@@ -26,15 +26,14 @@ export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, 
   let next: NextBoot;
   try {
     const { images, skipped } = await deps.reconciler.fetchForRelease(hostAfterUpdate(current, version));
-    const [image, ...companions] = images;
+    // Kata first: the journal names its version.
+    const [image] = images;
     if (image === undefined) throw new Error("fetchForRelease returned no image");
     next = {
       flatcarVersion: version,
-      kata: image.version,
-      file: image.file,
+      files: Object.fromEntries(images.map((i) => [i.name, i.file])),
       staged: true,
       reason: null,
-      companions: Object.fromEntries(companions.map((c) => [c.name, c.file])),
       stagedOn: current.versionId,
       skipped,
     };
@@ -50,11 +49,9 @@ export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, 
     const error = asKataError(err);
     next = {
       flatcarVersion: version,
-      kata: null,
-      file: null,
+      files: {},
       staged: false,
       reason: error.message,
-      companions: {},
       stagedOn: current.versionId,
       skipped: err instanceof Unresolvable ? skippedByMember(err.candidates) : {},
     };

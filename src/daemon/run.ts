@@ -15,7 +15,7 @@ import { asKataError } from "../errors.ts";
 import type { CommandContext } from "../main/compose.ts";
 import { readBootedHost, withHostFields } from "../main/host-fields.ts";
 import { hostArchitecture } from "../release/os-release.ts";
-import type { StatusDocument } from "../status.ts";
+import type { StatusSnapshot } from "../status.ts";
 import { createNotifier, startWatchdog, watchdogIntervalMs } from "../systemd/notify.ts";
 import { DAEMON_VERSION } from "../version.ts";
 import type { Daemon } from "./daemon.ts";
@@ -92,7 +92,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
     return { ...deps, reconciler: new Reconciler({ ...deps, onProgress: (e) => daemon?.onEvent(e) }) };
   };
   const first = configure(ctx.config);
-  let lastState: StatusDocument["state"] | null = null;
+  let lastState: StatusSnapshot["state"] | null = null;
   const running = new Daemon({
     ...first,
     clock: systemClock,
@@ -102,7 +102,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
       if (doc.state === lastState) return;
       lastState = doc.state;
       void notifier.status(
-        `${doc.state}; kata ${doc.extension.active ?? "none"}${doc.extension.merged ? " merged" : ""}`,
+        `${doc.state}; kata ${doc.members[0].active ?? "none"}${doc.members[0].merged ? " merged" : ""}`,
       );
     },
   });

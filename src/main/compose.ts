@@ -71,7 +71,7 @@ export function composeReconciler(ctx: CommandContext): ReconcilerDeps {
     clock,
     random,
     store,
-    state: stateStore(paths.stateFile, { log, clock }),
+    state: stateStore(paths.stateFile, { primary: config.source.name, log, clock }),
     members,
     sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
     // Loaded when a switch asks for it, not by every pass (the boot step usually switches nothing).

@@ -18,12 +18,10 @@ import { acquireLock } from "./lock.ts";
 
 export interface NextBoot {
   flatcarVersion: string;
-  kata: string | null;
-  file: string | null;
+  /** The image staged for each member with that release, by member name; empty when nothing is staged. */
+  files: Record<string, string>;
   staged: boolean;
   reason: string | null;
-  /** Companion images staged with it, by member name. */
-  companions: Record<string, string>;
   /** The Flatcar version that was booted when this was staged, so a boot on the old release can be recognised. */
   stagedOn: string | null;
   /** Candidates for that release left out because they failed verification or inspection, by member. */
@@ -31,11 +29,12 @@ export interface NextBoot {
 }
 
 export interface PersistedState {
-  schema: 1;
-  /** Store file name the active link pointed at before the last switch; the rollback target. */
-  previous: string | null;
-  /** The same for each companion extension, by name. */
-  previousCompanions: Record<string, string | null>;
+  schema: 2;
+  /**
+   * Per member (Kata and each companion), the store file its link named before the last switch that moved it
+   * (null: none); the rollback target. A member no switch has moved yet is absent.
+   */
+  previous: Record<string, string | null>;
   nextBoot: NextBoot | null;
   /**
    * Images a pass could not activate under running sandboxes, by member, for the boot step to activate:
@@ -97,9 +96,8 @@ export interface LinkChangeRecord {
 }
 
 export const EMPTY_STATE: PersistedState = {
-  schema: 1,
-  previous: null,
-  previousCompanions: {},
+  schema: 2,
+  previous: {},
   nextBoot: null,
   deferred: {},
   waitingSince: null,
@@ -115,7 +113,9 @@ export const EMPTY_STATE: PersistedState = {
 
 // The schema, checked on every read. Store file names and member names are checked as names, so no path that
 // comes from this file can point outside the store (a switch record with from: "../../x" would otherwise move
-// the live link there). Fields added after schema 1 was first written may be absent and read as empty.
+// the live link there). Fields added after a schema was first written may be absent and read as empty. Schema 2
+// keys every per-member field by member name, Kata (the primary) included; schema 1 kept Kata's rollback target
+// and next-boot image apart from the companions' and is migrated when read (parseState). Writes are schema 2.
 
 type Check<T> = (value: unknown, at: string) => T;
 
@@ -160,19 +160,39 @@ const byMember =
 const field = <T>(obj: Record<string, unknown>, key: string, check: Check<T>, empty: T, at = ""): T =>
   Object.hasOwn(obj, key) ? check(obj[key], `${at}${key}`) : empty;
 
+/** The next boot as schema 2 writes it: the staged images by member. */
 const nextBoot: Check<NextBoot> = (v, at) => {
   if (!isObject(v)) return problem(at, "an object", v);
   return {
     flatcarVersion: text(v.flatcarVersion, `${at}.flatcarVersion`),
-    kata: orNull(text)(v.kata, `${at}.kata`),
-    file: orNull(storeFile)(v.file, `${at}.file`),
+    files: field(v, "files", byMember(storeFile), {}, `${at}.`),
     staged: flag(v.staged, `${at}.staged`),
     reason: orNull(text)(v.reason, `${at}.reason`),
-    companions: field(v, "companions", byMember(storeFile), {}, `${at}.`),
     stagedOn: field(v, "stagedOn", orNull(text), null, `${at}.`),
     skipped: field(v, "skipped", byMember(listOf(skippedCandidate)), {}, `${at}.`),
   };
 };
+
+/**
+ * The next boot as schema 1 wrote it: Kata's image in `file` (and its version in `kata`, which schema 2 reads off
+ * the file name), the companions' in `companions`. Read into schema 2's `files`, Kata under `primary`.
+ */
+const nextBootV1 =
+  (primary: () => string): Check<NextBoot> =>
+  (v, at) => {
+    if (!isObject(v)) return problem(at, "an object", v);
+    orNull(text)(v.kata, `${at}.kata`);
+    const file = orNull(storeFile)(v.file, `${at}.file`);
+    const companions = field(v, "companions", byMember(storeFile), {}, `${at}.`);
+    return {
+      flatcarVersion: text(v.flatcarVersion, `${at}.flatcarVersion`),
+      files: Object.fromEntries([...Object.entries(companions), ...(file === null ? [] : [[primary(), file]])]),
+      staged: flag(v.staged, `${at}.staged`),
+      reason: orNull(text)(v.reason, `${at}.reason`),
+      stagedOn: field(v, "stagedOn", orNull(text), null, `${at}.`),
+      skipped: field(v, "skipped", byMember(listOf(skippedCandidate)), {}, `${at}.`),
+    };
+  };
 
 const RESULTS = ["ok", "failed", "deferred"] as const;
 const lastReconcile: Check<NonNullable<PersistedState["lastReconcile"]>> = (v, at) => {
@@ -241,8 +261,16 @@ const rebootRequest: Check<RebootRequest> = (v, at) => {
   };
 };
 
-/** state.json's text as a checked PersistedState, or what is wrong with it (field path and what was expected). */
-export function parseState(json: string): Result<PersistedState, string> {
+/** The schema this version writes; it reads this one and every older one, migrating them on read. */
+export const STATE_SCHEMA = 2;
+
+/**
+ * state.json's text as a checked PersistedState (schema 2), or what is wrong with it (field path and what was
+ * expected). A schema 1 file is migrated: its `previous` and next boot `file` were Kata's, which is `primary`
+ * (the configured [source] name); its companions' were kept apart by name. A newer schema is refused: this
+ * version cannot know what its fields mean.
+ */
+export function parseState(json: string, primary?: string): Result<PersistedState, string> {
   let doc: unknown;
   try {
     doc = JSON.parse(json);
@@ -251,12 +279,13 @@ export function parseState(json: string): Result<PersistedState, string> {
   }
   try {
     if (!isObject(doc)) return problem("the file", "a JSON object", doc);
-    if (doc.schema !== 1) return problem("schema", "1", doc.schema);
-    return ok({
-      schema: 1,
-      previous: field(doc, "previous", orNull(storeFile), null),
-      previousCompanions: field(doc, "previousCompanions", byMember(orNull(storeFile)), {}),
-      nextBoot: field(doc, "nextBoot", orNull(nextBoot), null),
+    if (typeof doc.schema === "number" && Number.isInteger(doc.schema) && doc.schema > STATE_SCHEMA) {
+      throw new StateInvalid(
+        `schema ${doc.schema} is newer than this kata-sysextd reads (1 to ${STATE_SCHEMA}): a newer kata-sysextd wrote it; run that version again to keep what it recorded`,
+      );
+    }
+    if (doc.schema !== 1 && doc.schema !== STATE_SCHEMA) return problem("schema", `1 or ${STATE_SCHEMA}`, doc.schema);
+    const common = {
       deferred: field(doc, "deferred", byMember(storeFile), {}),
       waitingSince: field(doc, "waitingSince", orNull(instant), null),
       reboot: field(doc, "reboot", orNull(rebootRequest), null),
@@ -267,7 +296,30 @@ export function parseState(json: string): Result<PersistedState, string> {
       lastSwitch: field(doc, "lastSwitch", orNull(listOf((v, at) => memberName(text(v, at), at))), null),
       failedCandidates: field(doc, "failedCandidates", byMember(listOf(candidateFailure)), {}),
       skipped: field(doc, "skipped", byMember(listOf(skippedCandidate)), {}),
-    });
+    };
+    if (doc.schema === STATE_SCHEMA) {
+      const previous = field(doc, "previous", byMember(orNull(storeFile)), {});
+      return ok({
+        schema: STATE_SCHEMA,
+        previous,
+        nextBoot: field(doc, "nextBoot", orNull(nextBoot), null),
+        ...common,
+      });
+    }
+    // Schema 1. Asked for only when there is a Kata entry to key: the StateStore always knows the name
+    // (src/main/compose.ts), so its absence is a programming error, not damage to the file.
+    const kataName = (): string => {
+      if (primary === undefined) throw new Error("a schema 1 state file is read only knowing the primary member");
+      return primary;
+    };
+    const kata = field(doc, "previous", orNull(storeFile), null);
+    const companions = field(doc, "previousCompanions", byMember(orNull(storeFile)), {});
+    const next = field(doc, "nextBoot", orNull(nextBootV1(kataName)), null);
+    const previous = Object.fromEntries([
+      ...Object.entries(companions),
+      ...(kata === null ? [] : [[kataName(), kata]]),
+    ]);
+    return ok({ schema: STATE_SCHEMA, previous, nextBoot: next, ...common });
   } catch (err) {
     if (err instanceof StateInvalid) return fail(`is not valid: ${err.message}`);
     throw err;
@@ -278,6 +330,11 @@ export function parseState(json: string): Result<PersistedState, string> {
 export const STATE_MAX_BYTES = 4 * 1024 * 1024;
 
 export interface StateOptions {
+  /**
+   * The primary member's name (config.source.name): a schema 1 file kept Kata's rollback target and next-boot
+   * image apart from the companions', and is migrated under this name. Reading such a file without it throws.
+   */
+  primary?: string;
   /** Where recoveries are reported (the journal); without it they are silent. */
   log?: Logger;
   clock?: Clock;
@@ -292,11 +349,11 @@ const CORRUPT_INFIX = ".corrupt-";
 
 type Loaded = { kind: "ok"; state: PersistedState } | { kind: "missing" } | { kind: "bad"; problem: string };
 
-async function load(path: string): Promise<Loaded> {
+async function load(path: string, primary: string | undefined): Promise<Loaded> {
   const read = await readSmallFile(path, STATE_MAX_BYTES);
   switch (read.kind) {
     case "ok": {
-      const parsed = parseState(read.text);
+      const parsed = parseState(read.text, primary);
       return parsed.ok ? { kind: "ok", state: parsed.value } : { kind: "bad", problem: parsed.error };
     }
     case "missing":
@@ -316,20 +373,21 @@ async function load(path: string): Promise<Loaded> {
  * starts empty, loudly (recover()). A missing file (first start) is the empty state.
  */
 export async function readState(file: string, options: StateOptions = {}): Promise<PersistedState> {
-  const primary = await load(file);
-  if (primary.kind === "ok") return primary.state;
-  if (primary.kind === "missing" && (await load(backupOf(file))).kind === "missing") return { ...EMPTY_STATE };
+  const current = await load(file, options.primary);
+  if (current.kind === "ok") return current.state;
+  if (current.kind === "missing" && (await load(backupOf(file), options.primary)).kind === "missing")
+    return { ...EMPTY_STATE };
   // Judged again under the lock: another process may be replacing the file right now.
   return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, () => recover(file, options));
 }
 
 /** Under the state lock: the file's state, or its last good copy's, or (both unusable) an empty one. */
 async function recover(file: string, options: StateOptions): Promise<PersistedState> {
-  const primary = await load(file);
-  if (primary.kind === "ok") return primary.state;
-  const backup = await load(backupOf(file));
-  if (primary.kind === "missing" && backup.kind === "missing") return { ...EMPTY_STATE };
-  const why = primary.kind === "bad" ? primary.problem : "is missing";
+  const current = await load(file, options.primary);
+  if (current.kind === "ok") return current.state;
+  const backup = await load(backupOf(file), options.primary);
+  if (current.kind === "missing" && backup.kind === "missing") return { ...EMPTY_STATE };
+  const why = current.kind === "bad" ? current.problem : "is missing";
   if (backup.kind === "ok") {
     // Put back at once, so the damage is reported once and not by every read until the next update.
     await writeFileAtomic(file, serialize(backup.state));
@@ -341,7 +399,7 @@ async function recover(file: string, options: StateOptions): Promise<PersistedSt
   }
   const stamp = (options.clock ?? systemClock).now().toISOString().replace(/[:.]/g, "");
   const movedTo = `${file}${CORRUPT_INFIX}${stamp}`;
-  if (primary.kind === "bad") await rename(file, movedTo);
+  if (current.kind === "bad") await rename(file, movedTo);
   if (backup.kind === "bad") await rename(backupOf(file), `${movedTo}.bak`);
   await fsyncDir(dirname(file));
   const backupWhy = backup.kind === "bad" ? backup.problem : "is missing";
@@ -485,7 +543,8 @@ export interface StateStore {
   releaseHolds(): Promise<void>;
 }
 
-export function stateStore(file: string, options: StateOptions = {}): StateStore {
+/** `primary`: the configured [source] name, under which a schema 1 file's Kata fields are read. */
+export function stateStore(file: string, options: StateOptions & { primary: string }): StateStore {
   return {
     file,
     read: () => readState(file, options),

@@ -438,8 +438,7 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
     const persisted = JSON.parse(readFileSync(join(host, "state/state.json"), "utf8")) as { nextBoot: unknown };
     expect(persisted.nextBoot).toMatchObject({
       flatcarVersion: NEW_OS,
-      kata: "3.33.0",
-      file: "kata-containers-3.33.0-x86-64.raw",
+      files: { "kata-containers": "kata-containers-3.33.0-x86-64.raw" },
       staged: true,
     });
     // Stopping the daemon leaves the host as it was: still linked and merged.

@@ -166,6 +166,6 @@ export function recordInterruptedSwitch(root: string, from: string, to: string):
   const state = JSON.parse(readFileSync(stateFile, "utf8"));
   writeFileSync(
     stateFile,
-    JSON.stringify({ ...state, previous: null, switching: [{ member: "kata-containers", from, to }] }),
+    JSON.stringify({ ...state, previous: {}, switching: [{ member: "kata-containers", from, to }] }),
   );
 }

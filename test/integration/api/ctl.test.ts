@@ -132,7 +132,6 @@ describe("kata-sysextctl status", () => {
       },
       nextBoot: {
         flatcarVersion: "4650.0.0",
-        kata: null,
         staged: false,
         reason: "no kata release supports 4650",
         skipped: [],

@@ -1,6 +1,12 @@
 // Status documents as the reconciler would publish them: plain data, no dependencies, so the benchmark's
 // server process can load them without pulling in the test tooling.
-import { type CanaryStatus, NO_REBOOT, type PreflightSummary, type StatusDocument } from "../../../src/status.ts";
+import {
+  type CanaryStatus,
+  NO_REBOOT,
+  type PreflightSummary,
+  type StatusDocument,
+  type StatusSnapshot,
+} from "../../../src/status.ts";
 
 export const PREFLIGHT: PreflightSummary = {
   ok: true,
@@ -89,6 +95,27 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
       ],
     },
     state: "idle",
+    ...overrides,
+  };
+}
+
+/**
+ * The daemon's snapshot that statusDoc() is the /status document of (statusDocument in api/routes.ts): Kata's
+ * `extension` block and `nextBoot.kata` are its members[0].
+ */
+export function statusSnapshot(overrides: Partial<StatusSnapshot> = {}): StatusSnapshot {
+  const { extension, members, nextBoot, ...rest } = statusDoc();
+  const [kata, ...companions] = members;
+  if (kata === undefined) throw new Error("statusDoc() has no members");
+  const kataNextBoot = nextBoot === null ? null : (({ kata: _kata, ...block }) => block)(nextBoot);
+  return {
+    ...rest,
+    members: [
+      { ...kata, image: extension.image, trust: extension.trust },
+      ...companions.map((m) => ({ ...m, image: null, trust: null })),
+    ],
+    nextBoot: kataNextBoot,
+    limitation: extension.limitation,
     ...overrides,
   };
 }

@@ -7,10 +7,10 @@ import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import type { ActionResult, ApiActions, VersionsResult } from "../../../src/api/server.ts";
 import { createLogger, type Level, type Logger } from "../../../src/log/logger.ts";
-import type { StatusDocument } from "../../../src/status.ts";
-import { CANARY_PASSED, PREFLIGHT, statusDoc } from "./documents.ts";
+import type { StatusSnapshot } from "../../../src/status.ts";
+import { CANARY_PASSED, PREFLIGHT, statusDoc, statusSnapshot } from "./documents.ts";
 
-export { CANARY_PASSED, PREFLIGHT, statusDoc };
+export { CANARY_PASSED, PREFLIGHT, statusDoc, statusSnapshot };
 
 export const VERSIONS: VersionsResult = {
   name: "kata-containers",
@@ -69,11 +69,17 @@ export const OK_RESULT: ActionResult = {
 };
 
 /** Holds the current document like the reconciler does: replaced, never mutated. */
+/** The daemon's side: the snapshot the API serves /status from, replaced as a daemon replaces it. */
 export class StatusHolder {
-  doc: StatusDocument = statusDoc();
-  readonly snapshot = (): StatusDocument => this.doc;
-  set(overrides: Partial<StatusDocument>): void {
+  doc: StatusSnapshot = statusSnapshot();
+  readonly snapshot = (): StatusSnapshot => this.doc;
+  set(overrides: Partial<StatusSnapshot>): void {
     this.doc = { ...this.doc, ...overrides };
+  }
+  /** Replaces Kata's member (members[0]), which /status also shows as `extension`. */
+  setKata(overrides: Partial<StatusSnapshot["members"][0]>): void {
+    const [kata, ...companions] = this.doc.members;
+    this.doc = { ...this.doc, members: [{ ...kata, ...overrides }, ...companions] };
   }
 }
 

@@ -18,6 +18,7 @@ import {
   StatusHolder,
   scriptedActions,
   statusDoc,
+  statusSnapshot,
   tempRunDir,
 } from "./fixtures.ts";
 
@@ -90,7 +91,7 @@ describe("read-only routes", () => {
   it("/status is the snapshot, serialized by its schema, and follows every replacement of the document", async () => {
     const s = await start();
     const first = await (await fetch(`${s.base}/status`)).json();
-    expect(first).toEqual(s.holder.doc);
+    expect(first).toEqual(statusDoc());
 
     s.holder.set({
       state: "fetching",
@@ -101,7 +102,7 @@ describe("read-only routes", () => {
     expect(second.download).toEqual(s.holder.doc.download);
 
     // The schema decides what goes out: a field the contract does not know is not serialized.
-    s.holder.doc = { ...statusDoc(), secret: "not in the schema" } as ReturnType<typeof statusDoc>;
+    s.holder.doc = { ...statusSnapshot(), secret: "not in the schema" } as ReturnType<typeof statusSnapshot>;
     const third = (await (await fetch(`${s.base}/status`)).json()) as Record<string, unknown>;
     expect(third.secret).toBeUndefined();
     expect(third.state).toBe("idle");
@@ -133,22 +134,25 @@ describe("read-only routes", () => {
     };
     expect(await readyz()).toEqual({ status: 200, body: { ready: true, reasons: [] } });
 
-    const ext = s.holder.doc.extension;
-    s.holder.set({ extension: { ...ext, merged: false, limitation: "systemd-sysext 252 ignores symlinks" } });
+    const kata = s.holder.doc.members[0];
+    s.holder.setKata({ merged: false });
+    s.holder.set({ limitation: "systemd-sysext 252 ignores symlinks" });
     let r = await readyz();
     expect(r.status).toBe(503);
     expect(r.body.reasons).toEqual([
       "kata-containers 3.32.0 is active but not merged (systemd-sysext 252 ignores symlinks)",
     ]);
 
-    s.holder.set({ extension: { ...ext, active: null }, preflight: null });
+    s.holder.setKata({ active: null });
+    s.holder.set({ limitation: null, preflight: null });
     r = await readyz();
     expect(r.status).toBe(503);
     expect(r.body.reasons).toEqual(["no kata-containers image is active", "preflight has not run yet"]);
 
     const failing = { ...PREFLIGHT, ok: false, failed: 1 };
     failing.checks = [...PREFLIGHT.checks, { id: "kvm-usable-2", status: "fail", detail: "no /dev/kvm" }];
-    s.holder.set({ extension: ext, preflight: failing });
+    s.holder.setKata(kata);
+    s.holder.set({ preflight: failing });
     r = await readyz();
     expect(r.status).toBe(503);
     expect(r.body.reasons).toEqual(["preflight failed: kvm-usable-2"]);
@@ -168,8 +172,9 @@ describe("read-only routes", () => {
   it("/metrics is Prometheus text 0.0.4 derived from the snapshot at scrape time", async () => {
     const s = await start();
     s.holder.set({
-      nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no compatible kata", skipped: [] },
+      nextBoot: { flatcarVersion: "4650.0.0", staged: false, reason: "no compatible kata", skipped: [] },
     });
+    s.holder.setKata({ nextBoot: null });
     const res = await fetch(`${s.base}/metrics`);
     expect(res.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
     const text = await res.text();

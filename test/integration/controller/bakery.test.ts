@@ -152,7 +152,7 @@ describe("taking over a host set up the bakery way", () => {
     expect(warnings[0]).toContain(`remove /etc/systemd/system/systemd-sysupdate.service.d/${NAME}.conf`);
     expect(warnings[0]).toContain("systemctl disable --now systemd-sysupdate.timer");
     const state = JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8"));
-    expect(state.previous).toBe(file("3.21.0"));
+    expect(state.previous).toEqual({ [NAME]: file("3.21.0") });
     expect(readFileSync(join(root, "var/lib/kata-sysextd/images", file("3.21.0")))).toEqual(bytes);
     expect(readFileSync(opt)).toEqual(bytes);
 
@@ -174,9 +174,9 @@ describe("taking over a host set up the bakery way", () => {
       `took over ${join(root, LINK)}, a regular file: verified against SHA256SUMS as ${file("3.21.0")}`,
     );
     expect(readlinkSync(join(root, LINK))).toBe(`../../var/lib/kata-sysextd/images/${file("3.32.0")}`);
-    expect(JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8")).previous).toBe(
-      file("3.21.0"),
-    );
+    expect(JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8")).previous).toEqual({
+      [NAME]: file("3.21.0"),
+    });
     expect(readFileSync(join(root, "var/lib/kata-sysextd/images", file("3.21.0")))).toEqual(bytes);
   });
 

@@ -15,7 +15,7 @@ import { buildImage, writeOsRelease } from "../../helpers/images.ts";
 import { reconcilerOn } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
 import { makeSandboxRoot, recordInterruptedSwitch, writeConfig } from "../../helpers/sandbox.ts";
-import { statusDoc } from "../api/documents.ts";
+import { statusSnapshot } from "../api/documents.ts";
 
 const A = "kata-containers-3.32.0-x86-64.raw";
 const B = "kata-containers-3.33.0-x86-64.raw";
@@ -131,7 +131,7 @@ describe("a switch the daemon died inside", () => {
     expect(host.linked()).toBe(B);
     expect(host.journal.filter((r) => r.fields.MESSAGE_ID === MessageId.stateLost)).toHaveLength(1);
     const status = statusAfterPass({
-      base: statusDoc(),
+      base: statusSnapshot(),
       outcome: pass,
       at: "2026-12-02T08:00:00.000Z",
       preflight: null,

@@ -114,7 +114,7 @@ describe("kata-sysextd --once --root", () => {
     expect((await daemonOnce(root)).code).toBe(0);
     expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
     const state = JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8"));
-    expect(state.previous).toBe("kata-containers-3.30.0-x86-64.raw");
+    expect(state.previous).toEqual({ "kata-containers": "kata-containers-3.30.0-x86-64.raw" });
     expect(state.lastReconcile.result).toBe("ok");
   });
 
@@ -423,7 +423,7 @@ describe("kata-sysextd --once --root", () => {
     expect(ran.stderr).toContain(`activated ${to}`);
     expect(readlinkSync(join(root, LINK))).toContain("3.32.0");
     const after = JSON.parse(readFileSync(stateFile, "utf8"));
-    expect(after.previous).toBe(from);
+    expect(after.previous).toEqual({ "kata-containers": from });
     expect(after.switching).toBeNull();
   });
 

@@ -56,5 +56,8 @@ it("follows update_engine once a bus that did not answer at start comes back", a
     }
   };
   await until("the image staged for 4650.0.0", () => nextBoot()?.staged === true, d.stderr, 40_000);
-  expect(nextBoot()).toMatchObject({ flatcarVersion: "4650.0.0", kata: "3.32.0" });
+  expect(nextBoot()).toMatchObject({
+    flatcarVersion: "4650.0.0",
+    files: { "kata-containers": "kata-containers-3.32.0-x86-64.raw" },
+  });
 }, 90_000);

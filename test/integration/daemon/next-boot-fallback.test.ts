@@ -69,7 +69,11 @@ it("stages the newest good release for the next OS, past a tampered one and one 
   await until("staging to be recorded", () => nextBoot() !== null, d.stderr, 60_000);
 
   const state = JSON.parse(readFileSync(stateFile, "utf8"));
-  expect(state.nextBoot, d.stderr()).toMatchObject({ flatcarVersion: "4650.0.0", file: file("3.32.0"), staged: true });
+  expect(state.nextBoot, d.stderr()).toMatchObject({
+    flatcarVersion: "4650.0.0",
+    files: { "kata-containers": file("3.32.0") },
+    staged: true,
+  });
   expect(state.nextBoot.skipped["kata-containers"]).toEqual([
     expect.objectContaining({ file: file("3.33.0"), reason: expect.stringMatching(/SHA-256 is .*SHA256SUMS says/) }),
   ]);

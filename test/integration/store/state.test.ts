@@ -45,11 +45,9 @@ describe("state.json updates", () => {
   it("clearNextBoot and releaseHolds keep a concurrent update, and write nothing when there is nothing to do", async () => {
     const next = {
       flatcarVersion: "4230.2.0",
-      kata: "3.30.0",
-      file: "kata-containers-3.30.0-x86-64.raw",
+      files: { "kata-containers": "kata-containers-3.30.0-x86-64.raw" },
       staged: true,
       reason: null,
-      companions: {},
       stagedOn: "4152.2.0",
       skipped: {},
     };
@@ -127,17 +125,17 @@ function journal() {
 
 describe("a damaged state.json", () => {
   it("writes the state being replaced to state.json.bak before each replace", async () => {
-    await updateState(file, () => ({ previous: OLD }));
-    await updateState(file, () => ({ previous: IMAGE }));
-    expect(onDisk().previous).toBe(IMAGE);
-    expect(JSON.parse(readFileSync(backupOf(file), "utf8")).previous).toBe(OLD);
+    await updateState(file, () => ({ previous: { "kata-containers": OLD } }));
+    await updateState(file, () => ({ previous: { "kata-containers": IMAGE } }));
+    expect(onDisk().previous).toEqual({ "kata-containers": IMAGE });
+    expect(JSON.parse(readFileSync(backupOf(file), "utf8")).previous).toEqual({ "kata-containers": OLD });
   });
 
   it.each([
     ["truncated", (good: string) => good.slice(0, good.length / 2)],
     ["garbage", () => "\u0000garbage"],
     ["a list", () => "[]"],
-    ["another schema", () => '{"schema":2,"members":{}}'],
+    ["a newer schema", () => '{"schema":3,"members":{}}'],
     ["wrong types", (good: string) => good.replace('"switching": null', '"switching": "yes"')],
     [
       "a switch from outside the store",
@@ -145,18 +143,19 @@ describe("a damaged state.json", () => {
     ],
   ])("%s: the last good copy is used and the journal says so", async (_, damage) => {
     const { log, clock, records, ids } = journal();
-    await updateState(file, () => ({ previous: OLD, held: { "kata-containers": [IMAGE] } }));
+    const previous = { "kata-containers": OLD };
+    await updateState(file, () => ({ previous, held: { "kata-containers": [IMAGE] } }));
     await updateState(file, () => ({ heldUnder: "digest" }));
     writeFileSync(file, damage(readFileSync(file, "utf8")));
     const state = await readState(file, { log, clock });
-    expect(state).toMatchObject({ previous: OLD, held: { "kata-containers": [IMAGE] }, heldUnder: null });
+    expect(state).toMatchObject({ previous, held: { "kata-containers": [IMAGE] }, heldUnder: null });
     expect(ids()).toEqual([MessageId.stateRestored]);
     expect(records[0]?.message).toContain(`replaced by its last good copy ${file}.bak`);
-    expect(onDisk()).toMatchObject({ previous: OLD, heldUnder: null });
+    expect(onDisk()).toMatchObject({ previous, heldUnder: null });
     // The next update repairs the file from the good copy, and never copies the damaged one over the backup.
     await updateState(file, () => ({ lastSwitch: ["kata-containers"] }), { log, clock });
-    expect(onDisk()).toMatchObject({ previous: OLD, lastSwitch: ["kata-containers"] });
-    expect(JSON.parse(readFileSync(backupOf(file), "utf8")).previous).toBe(OLD);
+    expect(onDisk()).toMatchObject({ previous, lastSwitch: ["kata-containers"] });
+    expect(JSON.parse(readFileSync(backupOf(file), "utf8")).previous).toEqual(previous);
     expect(await stateDamage(file)).toBeNull();
   });
 
@@ -198,6 +197,62 @@ describe("a damaged state.json", () => {
     const { log, clock, records } = journal();
     expect(await readState(file, { log, clock })).toEqual(EMPTY_STATE);
     expect(records).toEqual([]);
+  });
+});
+
+describe("a state.json of another schema", () => {
+  const V1 = {
+    schema: 1,
+    previous: OLD,
+    previousCompanions: { "cloud-hypervisor": "cloud-hypervisor-v52.0-x86-64.raw" },
+    nextBoot: {
+      flatcarVersion: "4650.0.0",
+      kata: "3.32.0",
+      file: IMAGE,
+      staged: true,
+      reason: null,
+      companions: { "cloud-hypervisor": "cloud-hypervisor-v53.0-x86-64.raw" },
+    },
+    held: { "kata-containers": [IMAGE] },
+  };
+  const migrated = {
+    schema: 2,
+    previous: { "cloud-hypervisor": "cloud-hypervisor-v52.0-x86-64.raw", "kata-containers": OLD },
+    nextBoot: {
+      flatcarVersion: "4650.0.0",
+      files: { "cloud-hypervisor": "cloud-hypervisor-v53.0-x86-64.raw", "kata-containers": IMAGE },
+      staged: true,
+      reason: null,
+      stagedOn: null,
+      skipped: {},
+    },
+    held: { "kata-containers": [IMAGE] },
+  };
+
+  it("schema 1 is read as schema 2, nothing said; the first update writes schema 2 and keeps the old file as .bak", async () => {
+    const { log, records } = journal();
+    const text = JSON.stringify(V1);
+    writeFileSync(file, text);
+    expect(await readState(file, { primary: "kata-containers", log })).toEqual({ ...EMPTY_STATE, ...migrated });
+    // Read, not rewritten: a kata-sysextd rolled back to before schema 2 still finds its own file.
+    expect(readFileSync(file, "utf8")).toBe(text);
+    await updateState(file, () => ({ heldUnder: "digest" }), { primary: "kata-containers", log });
+    expect(onDisk()).toEqual({ ...EMPTY_STATE, ...migrated, heldUnder: "digest" });
+    expect(onDisk()).not.toHaveProperty("previousCompanions");
+    expect(JSON.parse(readFileSync(backupOf(file), "utf8"))).toEqual({ ...EMPTY_STATE, ...migrated });
+    expect(records).toEqual([]);
+  });
+
+  it("a newer schema is refused, its last good copy used, and the journal says a newer kata-sysextd wrote it", async () => {
+    const { log, clock, records, ids } = journal();
+    await updateState(file, () => ({ previous: { "kata-containers": OLD } }));
+    await updateState(file, () => ({ heldUnder: "digest" }));
+    writeFileSync(file, JSON.stringify({ schema: 3, previous: { "kata-containers": IMAGE } }));
+    expect(await readState(file, { log, clock })).toMatchObject({ previous: { "kata-containers": OLD } });
+    expect(ids()).toEqual([MessageId.stateRestored]);
+    expect(records[0]?.message).toContain(
+      "schema 3 is newer than this kata-sysextd reads (1 to 2): a newer kata-sysextd wrote it; run that version again to keep what it recorded",
+    );
   });
 });
 

@@ -2,7 +2,7 @@
 // prom-client's own text exposition.
 import { describe, expect, it } from "vitest";
 import { createMetrics } from "../../../src/api/metrics.ts";
-import { PREFLIGHT, statusDoc } from "../../integration/api/fixtures.ts";
+import { PREFLIGHT, statusSnapshot } from "../../integration/api/fixtures.ts";
 
 /** The value of one series in the text exposition, or undefined when it is absent. */
 function series(text: string, name: string): number | undefined {
@@ -59,7 +59,7 @@ describe("createMetrics", () => {
 
   it("derives info, state, preflight (by hypervisor), member and next-boot gauges from the status, replacing stale series", async () => {
     const m = createMetrics({ processMetrics: false });
-    m.setStatus(statusDoc());
+    m.setStatus(statusSnapshot());
     let text = await m.render();
     expect(
       series(text, 'kata_sysextd_kata_active_info{name="kata-containers",version="3.32.0",trust="checksum"}'),
@@ -81,12 +81,13 @@ describe("createMetrics", () => {
     expect(series(text, 'kata_sysextd_state{state="idle"}')).toBe(1);
     expect(series(text, "kata_sysextd_next_boot_staged")).toBe(1);
 
-    const doc = statusDoc({
+    const doc = statusSnapshot({
       state: "degraded",
       nextBoot: null,
       preflight: { ...PREFLIGHT, checks: [{ id: "kvm-usable", status: "fail", detail: "gone" }] },
     });
-    m.setStatus({ ...doc, extension: { ...doc.extension, active: null, merged: false } });
+    const [kata, ...companions] = doc.members;
+    m.setStatus({ ...doc, members: [{ ...kata, active: null, merged: false }, ...companions] });
     text = await m.render();
     expect(text).not.toContain("kata_sysextd_kata_active_info{");
     expect(text).not.toContain('check="vhost-vsock"');
@@ -101,7 +102,7 @@ describe("createMetrics", () => {
 
   it("shows a standing reboot request and since when, so an alert can catch one nobody honours", async () => {
     const m = createMetrics({ processMetrics: false });
-    m.setStatus(statusDoc());
+    m.setStatus(statusSnapshot());
     let text = await m.render();
     expect(series(text, "kata_sysextd_reboot_requested")).toBe(0);
     expect(series(text, "kata_sysextd_reboot_requested_since_seconds")).toBe(0);
@@ -111,7 +112,7 @@ describe("createMetrics", () => {
       since: "2026-12-01T10:00:00.500Z",
       sentinel: { path: "/run/reboot-required", owner: "kata-sysextd" as const },
     };
-    m.setStatus(statusDoc({ reboot }));
+    m.setStatus(statusSnapshot({ reboot }));
     text = await m.render();
     expect(series(text, "kata_sysextd_reboot_requested")).toBe(1);
     expect(series(text, "kata_sysextd_reboot_requested_since_seconds")).toBe(Date.parse("2026-12-01T10:00:00Z") / 1000);

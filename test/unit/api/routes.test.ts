@@ -4,25 +4,54 @@ import { describe, expect, it } from "vitest";
 import { parseListen } from "../../../src/api/listen.ts";
 import { createMetrics } from "../../../src/api/metrics.ts";
 import { openApiDocument } from "../../../src/api/openapi.ts";
-import { readiness, routes } from "../../../src/api/routes.ts";
+import { readiness, routes, statusDocument } from "../../../src/api/routes.ts";
 import { statusDocumentSchema } from "../../../src/api/schemas.ts";
-import type { StatusDocument } from "../../../src/status.ts";
+import type { StatusSnapshot } from "../../../src/status.ts";
 import {
   CANARY_PASSED,
   OpenApiValidator,
   PREFLIGHT,
   scriptedActions,
   statusDoc,
+  statusSnapshot,
 } from "../../integration/api/fixtures.ts";
 
 describe("readiness", () => {
-  const ext = statusDoc().extension;
-  const companion = { name: "cloud-hypervisor", active: null, previous: null, nextBoot: null, merged: false, held: [] };
-  const cases: Array<[string, Partial<StatusDocument>, string[]]> = [
+  const [kata] = statusSnapshot().members;
+  const companion = {
+    name: "cloud-hypervisor",
+    active: null,
+    previous: null,
+    nextBoot: null,
+    merged: false,
+    held: [],
+    image: null,
+    trust: null,
+  };
+  const limitation = "systemd-sysext 252 ignores symlinks under --root";
+  const cases: Array<[string, Partial<StatusSnapshot>, string[]]> = [
     ["active, merged, preflight ok", {}, []],
     ["a warning does not block", { preflight: { ...PREFLIGHT, warnings: 3 } }, []],
-    ["nothing active", { extension: { ...ext, active: null, merged: false } }, ["no kata-containers image is active"]],
-    ["not merged", { extension: { ...ext, merged: false } }, ["kata-containers 3.32.0 is active but not merged"]],
+    [
+      "nothing active",
+      { members: [{ ...kata, active: null, merged: false, image: null, trust: null }] },
+      ["no kata-containers image is active"],
+    ],
+    ["not merged", { members: [{ ...kata, merged: false }] }, ["kata-containers 3.32.0 is active but not merged"]],
+    [
+      "not merged where merges cannot be confirmed: every member says why",
+      {
+        members: [
+          { ...kata, merged: false },
+          { ...companion, active: "44.0" },
+        ],
+        limitation,
+      },
+      [
+        `kata-containers 3.32.0 is active but not merged (${limitation})`,
+        `cloud-hypervisor 44.0 is active but not merged (${limitation})`,
+      ],
+    ],
     ["no preflight yet", { preflight: null }, ["preflight has not run yet"]],
     [
       "failed checks named",
@@ -43,17 +72,17 @@ describe("readiness", () => {
     ["the canary off", { canary: { handler: null, results: [] } }, []],
     [
       "a companion active and merged",
-      { members: [...statusDoc().members, { ...companion, active: "44.0", merged: true }] },
+      { members: [...statusSnapshot().members, { ...companion, active: "44.0", merged: true }] },
       [],
     ],
     [
       "a companion with nothing active",
-      { members: [...statusDoc().members, companion] },
+      { members: [...statusSnapshot().members, companion] },
       ["no cloud-hypervisor image is active"],
     ],
     [
       "a companion active but not merged",
-      { members: [...statusDoc().members, { ...companion, active: "44.0" }] },
+      { members: [...statusSnapshot().members, { ...companion, active: "44.0" }] },
       ["cloud-hypervisor 44.0 is active but not merged"],
     ],
     [
@@ -83,7 +112,68 @@ describe("readiness", () => {
     ],
   ];
   it.each(cases)("%s", (_name, overrides, reasons) => {
-    expect(readiness(statusDoc(overrides))).toEqual({ ready: reasons.length === 0, reasons });
+    expect(readiness(statusSnapshot(overrides))).toEqual({ ready: reasons.length === 0, reasons });
+  });
+});
+
+describe("statusDocument: Kata's extension block and next-boot version are read off members[0]", () => {
+  const [kata] = statusSnapshot().members;
+  const ch = {
+    name: "cloud-hypervisor",
+    active: "v53.0",
+    previous: "v52.0",
+    nextBoot: "v54.0",
+    merged: false,
+    held: [],
+    image: "/var/lib/kata-sysextd/images/cloud-hypervisor-v53.0-x86-64.raw",
+    trust: "signature",
+  };
+  it("the daemon's snapshot is the API tests' document", () => {
+    expect(statusDocument(statusSnapshot())).toEqual(statusDoc());
+  });
+  it.each<[string, Partial<StatusSnapshot>, Partial<ReturnType<typeof statusDoc>>]>([
+    [
+      "nothing active yet",
+      { members: [{ ...kata, active: null, previous: null, merged: false, image: null, trust: null }] },
+      {
+        extension: {
+          name: kata.name,
+          active: null,
+          previous: null,
+          merged: false,
+          image: null,
+          trust: null,
+          limitation: null,
+        },
+      },
+    ],
+    [
+      "a companion changes nothing in Kata's block",
+      { members: [kata, ch], limitation: "systemd-sysext 252" },
+      { extension: { ...statusDoc().extension, limitation: "systemd-sysext 252" } },
+    ],
+    [
+      "the next boot's Kata is what is staged for members[0]",
+      { members: [{ ...kata, nextBoot: "3.33.0" }, ch] },
+      { nextBoot: { flatcarVersion: "4650.0.0", kata: "3.33.0", staged: true, reason: null, skipped: [] } },
+    ],
+    [
+      "nothing staged for Kata",
+      {
+        members: [{ ...kata, nextBoot: null }],
+        nextBoot: { flatcarVersion: "4650.0.0", staged: false, reason: null, skipped: [] },
+      },
+      { nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: null, skipped: [] } },
+    ],
+    ["no OS update pending", { nextBoot: null }, { nextBoot: null }],
+  ])("%s", (_, snapshot, expected) => {
+    expect(statusDocument(statusSnapshot(snapshot))).toMatchObject(expected);
+  });
+  it("members are shown as the schema has them: without the image and trust the snapshot keeps", () => {
+    expect(statusDocument(statusSnapshot({ members: [kata, ch] })).members).toEqual([
+      statusDoc().members[0],
+      { name: ch.name, active: "v53.0", previous: "v52.0", nextBoot: "v54.0", merged: false, held: [] },
+    ]);
   });
 });
 
@@ -107,7 +197,7 @@ describe("parseListen", () => {
 
 describe("schemas and OpenAPI", () => {
   const specs = routes({
-    snapshot: () => statusDoc(),
+    snapshot: () => statusSnapshot(),
     metrics: createMetrics({ processMetrics: false }),
     actions: scriptedActions(),
     progressIntervalMs: 100,

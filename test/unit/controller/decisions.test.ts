@@ -10,6 +10,7 @@ import {
   type RollbackMember,
   rollbackTargets,
   stagedOf,
+  stagedVersion,
   switchRecord,
 } from "../../../src/controller/decisions.ts";
 import type { Target } from "../../../src/model.ts";
@@ -30,25 +31,30 @@ describe("activeFile", () => {
 });
 
 describe("previousOf", () => {
-  const state = { previous: k("3.30.0"), previousCompanions: { "cloud-hypervisor": ch("40.0") } };
-  it.each<[string, string, boolean, string | null]>([
-    ["Kata's is the top-level record", "kata-containers", true, k("3.30.0")],
-    ["a companion's is kept by name", "cloud-hypervisor", false, ch("40.0")],
-    ["a companion never switched has none", "virtiofsd", false, null],
-  ])("%s", (_, member, primary, expected) => {
-    expect(previousOf(state, member, primary)).toBe(expected);
+  const state = { previous: { "kata-containers": k("3.30.0"), "cloud-hypervisor": ch("40.0"), virtiofsd: null } };
+  it.each<[string, string, string | null]>([
+    ["Kata's is kept by its name", "kata-containers", k("3.30.0")],
+    ["a companion's is kept by name", "cloud-hypervisor", ch("40.0")],
+    ["a first activation recorded none", "virtiofsd", null],
+    ["a member never switched has none", "nydus", null],
+    ["a name that is also an object's property is no member", "constructor", null],
+  ])("%s", (_, member, expected) => {
+    expect(previousOf(state, member)).toBe(expected);
   });
 });
 
-describe("stagedOf", () => {
-  const next = { file: k("3.33.0"), companions: { "cloud-hypervisor": ch("44.0") } };
-  it.each<[string, typeof next | null, string, boolean, string | null]>([
-    ["Kata's is the top-level file", next, "kata-containers", true, k("3.33.0")],
-    ["a companion's is kept by name", next, "cloud-hypervisor", false, ch("44.0")],
-    ["a companion staged without one has none", next, "virtiofsd", false, null],
-    ["nothing staged", null, "kata-containers", true, null],
-  ])("%s", (_, nextBoot, member, primary, expected) => {
-    expect(stagedOf(nextBoot, member, primary)).toBe(expected);
+describe("stagedOf and stagedVersion", () => {
+  const next = { files: { "kata-containers": k("3.33.0"), "cloud-hypervisor": ch("v44.0") } };
+  it.each<[string, { files: Record<string, string> } | null, string, string | null, string | null]>([
+    ["Kata's is kept by its name", next, "kata-containers", k("3.33.0"), "3.33.0"],
+    ["a companion's is kept by name", next, "cloud-hypervisor", ch("v44.0"), "v44.0"],
+    ["a companion staged without one has none", next, "virtiofsd", null, null],
+    ["a name that is also an object's property is no member", next, "toString", null, null],
+    ["nothing staged", null, "kata-containers", null, null],
+    ["staging that failed stages no member", { files: {} }, "kata-containers", null, null],
+  ])("%s", (_, nextBoot, member, file, version) => {
+    expect(stagedOf(nextBoot, member)).toBe(file);
+    expect(stagedVersion(nextBoot, member)).toBe(version);
   });
 });
 
@@ -196,27 +202,27 @@ describe("holdsAfterFailedSwitch", () => {
 });
 
 describe("switchRecord", () => {
-  const before = { previous: k("3.28.0"), previousCompanions: { ch: ch("39.0") } };
+  const before = { previous: { kata: k("3.28.0"), ch: ch("39.0") } };
   it.each<[string, LinkMove[], ReturnType<typeof switchRecord>]>([
     [
       "Kata's previous image is what its link named",
       [{ member: "kata", to: k("3.32.0"), from: k("3.30.0") }],
-      { previous: k("3.30.0"), previousCompanions: { ch: ch("39.0") }, lastSwitch: ["kata"] },
+      { previous: { kata: k("3.30.0"), ch: ch("39.0") }, lastSwitch: ["kata"] },
     ],
     [
       "a companion's is kept by name, Kata's stays",
       [{ member: "ch", to: ch("41.0"), from: ch("40.0") }],
-      { previous: k("3.28.0"), previousCompanions: { ch: ch("40.0") }, lastSwitch: ["ch"] },
+      { previous: { kata: k("3.28.0"), ch: ch("40.0") }, lastSwitch: ["ch"] },
     ],
     [
       "a first activation has no previous image",
       [{ member: "kata", to: k("3.32.0"), from: null }],
-      { previous: null, previousCompanions: { ch: ch("39.0") }, lastSwitch: ["kata"] },
+      { previous: { kata: null, ch: ch("39.0") }, lastSwitch: ["kata"] },
     ],
     [
       "a re-merge moves nobody",
       [{ member: "kata", to: k("3.30.0"), from: k("3.30.0") }],
-      { previous: k("3.30.0"), previousCompanions: { ch: ch("39.0") }, lastSwitch: [] },
+      { previous: { kata: k("3.30.0"), ch: ch("39.0") }, lastSwitch: [] },
     ],
     [
       "a set switch records every member it moved",
@@ -224,10 +230,17 @@ describe("switchRecord", () => {
         { member: "kata", to: k("3.32.0"), from: k("3.30.0") },
         { member: "ch", to: ch("41.0"), from: ch("40.0") },
       ],
-      { previous: k("3.30.0"), previousCompanions: { ch: ch("40.0") }, lastSwitch: ["kata", "ch"] },
+      { previous: { kata: k("3.30.0"), ch: ch("40.0") }, lastSwitch: ["kata", "ch"] },
+    ],
+    [
+      "a member switched for the first time is added",
+      [{ member: "virtiofsd", to: "virtiofsd-1.0-x86-64.raw", from: null }],
+      { previous: { kata: k("3.28.0"), ch: ch("39.0"), virtiofsd: null }, lastSwitch: ["virtiofsd"] },
     ],
   ])("%s", (_, changes, expected) => {
-    expect(switchRecord(before, changes, "kata")).toEqual(expected);
+    expect(switchRecord(before, changes)).toEqual(expected);
+    // The state it was given is not changed.
+    expect(before.previous).toEqual({ kata: k("3.28.0"), ch: ch("39.0") });
   });
 });
 

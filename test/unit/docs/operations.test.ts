@@ -6,9 +6,9 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { createMetrics } from "../../../src/api/metrics.ts";
 import { MessageId } from "../../../src/log/logger.ts";
-import type { StatusDocument } from "../../../src/status.ts";
+import type { StatusSnapshot } from "../../../src/status.ts";
 import { PROJECT } from "../../helpers/sandbox.ts";
-import { statusDoc } from "../../integration/api/documents.ts";
+import { statusSnapshot } from "../../integration/api/documents.ts";
 
 const read = (path: string): string => readFileSync(join(PROJECT, path), "utf8");
 const operations = read("docs/operations.md");
@@ -116,8 +116,8 @@ describe("config/prometheus/alerts.yml", () => {
 });
 
 /** The API tests' status document, with a next boot pending and a failing preflight check. */
-const FULL_STATUS: StatusDocument = statusDoc({
-  nextBoot: { flatcarVersion: "4650.0.0", kata: null, staged: false, reason: "no image", skipped: [] },
+const FULL_STATUS: StatusSnapshot = statusSnapshot({
+  nextBoot: { flatcarVersion: "4650.0.0", staged: false, reason: "no image", skipped: [] },
   preflight: {
     ok: false,
     failed: 1,
