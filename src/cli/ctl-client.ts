@@ -417,8 +417,14 @@ export function formatStatus(doc: StatusDocument): string {
   );
   const next = doc.nextBoot;
   if (next === null) row("next boot", "no OS update pending");
-  else if (next.staged) row("next boot", `flatcar ${next.flatcarVersion}: kata ${next.kata ?? "?"} staged`);
-  else row("next boot", `flatcar ${next.flatcarVersion}: nothing staged${next.reason ? ` (${next.reason})` : ""}`);
+  else if (next.staged) {
+    // Staged with the companions' images for that release, when there are companions.
+    const companions = doc.members
+      .slice(1)
+      .flatMap((m) => (m.nextBoot === null ? [] : [`, ${m.name} ${m.nextBoot}`]))
+      .join("");
+    row("next boot", `flatcar ${next.flatcarVersion}: kata ${next.kata ?? "?"}${companions} staged`);
+  } else row("next boot", `flatcar ${next.flatcarVersion}: nothing staged${next.reason ? ` (${next.reason})` : ""}`);
   // Absent from a daemon older than the field.
   for (const s of next?.skipped ?? [])
     lines.push(`    skipped for flatcar ${next?.flatcarVersion}: ${describeSkipped(s)}`);

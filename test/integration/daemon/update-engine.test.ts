@@ -109,7 +109,11 @@ it("keeps what was staged when a restarted update_engine reports the update with
     () => daemon?.stderr().includes("without its version (0.0.0)") === true,
     daemon?.stderr,
   );
-  expect(stateNextBoot(root)).toMatchObject({ flatcarVersion: "4650.0.0", file: NEXT, staged: true });
+  expect(stateNextBoot(root)).toMatchObject({
+    flatcarVersion: "4650.0.0",
+    files: { "kata-containers": NEXT },
+    staged: true,
+  });
   expect(await status()).toMatchObject({ nextBoot: { flatcarVersion: "4650.0.0", staged: true } });
 }, 90_000);
 
@@ -153,7 +157,11 @@ it("asks for one reboot that serves both when update_engine already waits for it
     expect(sentinel()).toBe(
       'kata-sysextd: Kata 3.31.0 is staged for Flatcar 4650.0.0, which update_engine installed and waits to reboot into: one reboot serves both (Kata 3.32.0 is staged and activates at the next boot (policy.activation = "next-boot"))\n',
     );
-    expect(stateNextBoot(root)).toMatchObject({ flatcarVersion: "4650.0.0", file: NEXT, staged: true });
+    expect(stateNextBoot(root)).toMatchObject({
+      flatcarVersion: "4650.0.0",
+      files: { "kata-containers": NEXT },
+      staged: true,
+    });
   } finally {
     d.child.kill("SIGKILL"); // unshare's --kill-child takes the daemon and the stand-in sandbox along
     await d.exited;

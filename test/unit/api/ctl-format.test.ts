@@ -48,6 +48,15 @@ describe("formatStatus", () => {
     );
   });
 
+  it("names the companions staged for the next OS release beside Kata", () => {
+    const doc = statusDoc();
+    const ch = { name: "cloud-hypervisor", active: "v53.0", previous: null, merged: true, held: [] };
+    const staged = [...doc.members, { ...ch, nextBoot: "v54.0" }, { ...ch, name: "virtiofsd", nextBoot: null }];
+    expect(formatStatus({ ...doc, members: staged })).toContain(
+      "  next boot  flatcar 4650.0.0: kata 3.32.0, cloud-hypervisor v54.0 staged\n",
+    );
+  });
+
   it("lists what staging for the next OS release skipped, under its row", () => {
     const skipped = {
       member: "kata-containers",
