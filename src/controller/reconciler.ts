@@ -25,7 +25,7 @@ import {
 } from "./decisions.ts";
 import type { ReconcilerDeps } from "./deps.ts";
 import { Health } from "./health.ts";
-import { countKataSandboxes, type MemberView, type Observed, observe, primaryOf } from "./observe.ts";
+import { countKataSandboxes, type MemberView, type Observed, observe } from "./observe.ts";
 import { nextAction, nextJointAction } from "./plan.ts";
 import { decideReboot } from "./reboot.ts";
 import { Records } from "./records.ts";
@@ -317,7 +317,7 @@ export class Reconciler {
       this.reportSkipped(observed, decision.candidates);
       await this.actuator.ensureRegistration(observed);
       await this.health.tellClusterWithoutCanary(observed);
-      if (unconfirmed === null && this.deps.sysext.limitation !== null && !primaryOf(observed).merged) {
+      if (unconfirmed === null && this.deps.sysext.limitation !== null && observed.members.some((m) => !m.merged)) {
         unconfirmed = this.deps.sysext.limitation;
       }
       if (options.onSuccess !== undefined) {
