@@ -107,13 +107,26 @@ function memberSnapshot(view: MemberView, state: Observed["state"]): MemberSnaps
 export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusSnapshot {
   const observed = outcome.observed;
   const failedPreflight = preflight !== null && !preflight.ok;
-  // Kept as last seen when the pass ended before it could look (the store's lock, say).
-  let members = base.members;
+  let members: StatusSnapshot["members"];
   if (observed !== null) {
     const [first, ...rest] = observed.members;
     members = [memberSnapshot(first, observed.state), ...rest.map((m) => memberSnapshot(m, observed.state))];
+  } else {
+    // The pass ended before it could look (the store's lock, say): nothing is known to be active or merged, as
+    // for the next boot. Holds are the operator's and stay shown.
+    const [first, ...rest] = base.members;
+    const unknown = (m: MemberSnapshot): MemberSnapshot => ({
+      ...m,
+      active: null,
+      previous: null,
+      nextBoot: null,
+      merged: false,
+      image: null,
+      trust: null,
+    });
+    members = [unknown(first), ...rest.map(unknown)];
   }
-  const kataActive = observed === null ? null : members[0].active;
+  const kataActive = members[0].active;
   return {
     ...base,
     containerd: containerd === undefined ? base.containerd : containerd,
