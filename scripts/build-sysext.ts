@@ -1,6 +1,6 @@
 // `npm run build:sysext`: the daemon as its own system extension, for hosts without Node (Flatcar).
 // build/kata-sysextd-<version>-x86-64.raw holds, all under /usr: the pinned Node runtime, one esbuild bundle each
-// for the daemon and the CLI, the journald addon and the preflight's C helpers beside them, /usr/bin wrappers,
+// for the daemon and the CLI, the journald addon and the native helpers beside them, /usr/bin wrappers,
 // the units, the journal catalog, the configuration defaults and the extension-release. Reproducible: the same
 // commit gives the same bytes (sorted, root-owned, fixed times and modes, fixed compression, no xattrs).
 // Fails when an ELF in it needs more than the oldest supported Flatcar provides (src/delivery/glibc-floor.ts).
@@ -36,7 +36,8 @@ const PINNED_NODE_CANDIDATES = [
   join(PROJECT, "node_modules/node/bin/node"),
 ];
 const JOURNALD = join(PROJECT, "node_modules/systemd-journald");
-const HELPERS = ["kvm-probe", "xattr-get"];
+/** scripts/build-helpers.mjs's output: the preflight's executables and the store lock's flock(2) addon. */
+const HELPERS = ["kvm-probe", "xattr-get", "flock.node"];
 /**
  * xz: the smallest of gzip/xz/zstd for this payload (36 against 45 and 41 MB); Flatcar's kernel reads it
  * (CONFIG_SQUASHFS_XZ=y in coreos-modules' commonconfig-6.6, the kernel of the 4081 releases).
@@ -180,6 +181,8 @@ lib="$(readlink -f "$(dirname "$(readlink -f "$0")")/${lib}")"
 # The preflight's native helpers (src/preflight/helpers.ts finds them through these variables).
 export KATA_SYSEXTD_KVM_PROBE="\${KATA_SYSEXTD_KVM_PROBE:-$lib/helpers/kvm-probe}"
 export KATA_SYSEXTD_XATTR_GET="\${KATA_SYSEXTD_XATTR_GET:-$lib/helpers/xattr-get}"
+# flock(2) in process for the store and state locks (src/store/lock.ts).
+export KATA_SYSEXTD_FLOCK_ADDON="\${KATA_SYSEXTD_FLOCK_ADDON:-$lib/helpers/flock.node}"
 # The canary's image (src/canary/canary.ts): imported into containerd when missing, never pulled from a registry.
 export KATA_SYSEXTD_CANARY_IMAGE="\${KATA_SYSEXTD_CANARY_IMAGE:-$lib/canary.oci.tar}"
 exec "$lib/node" "$lib/${bundleFile}" "$@"

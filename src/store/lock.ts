@@ -2,13 +2,14 @@
 // into the same partial file or switch links under it. state.json updates take a lock of their own the same way,
 // waiting for it (state.ts).
 //
-// The lock is the kernel's: flock(2) on the store's .lock file, taken through util-linux `flock` on a descriptor
-// we pass it (Node has no flock). A flock belongs to the open file description, so it stays ours after that
+// The lock is the kernel's: flock(2) on the store's .lock file, on a descriptor we hold. Node has no flock: our
+// addon build/flock.node (native/flock.node.c) takes it in process; where it was not built, util-linux `flock`
+// takes it on a descriptor we pass it. A flock belongs to the open file description, so it stays ours after that
 // child exits, and the kernel drops it when our descriptor closes, however the process ends (kill -9 too).
 // Nothing is ever stale: no pid to reuse across a reboot, no file that exists empty while being written, no
 // takeover race. The file stays in place and holds the owner's pid, for the message that names it.
-import { spawn } from "node:child_process";
 import { type FileHandle, open } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { KataError } from "../errors.ts";
 
 export interface Lock {
@@ -36,15 +37,19 @@ const passRunning = (owner: number | null) =>
 export async function acquireLock(path: string, options: LockOptions = {}): Promise<Lock> {
   const handle = await open(path, "a+", 0o600); // created if missing; nothing truncated before we hold it
   try {
-    const result = await flock(handle, options.waitMs);
+    const tryLock = inProcessFlock();
+    const result =
+      tryLock === null ? await flock(handle, options.waitMs) : await flockInProcess(tryLock, handle, options.waitMs);
     if (result.code === HELD) {
       const owner = Number.parseInt(await handle.readFile("utf8").catch(() => ""), 10);
       throw (options.held ?? passRunning)(Number.isInteger(owner) && owner > 0 ? owner : null);
     }
     if (result.code !== 0) {
-      throw new KataError("store-failed", `cannot lock ${path}: flock ${result.why}`, {
-        remedy: "kata-sysextd needs util-linux flock in PATH",
-      });
+      throw new KataError(
+        "store-failed",
+        `cannot lock ${path}: flock ${result.why}`,
+        tryLock === null ? { remedy: "kata-sysextd needs util-linux flock in PATH" } : {},
+      );
     }
     await handle.truncate(0);
     await handle.write(`${process.pid}\n`); // "a+" appends: at 0 after the truncate
@@ -62,9 +67,53 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
   };
 }
 
+/** The addon's flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another holds it. */
+type TryLock = (fd: number) => boolean;
+
+/** build/flock.node beside this checkout (or where KATA_SYSEXTD_FLOCK_ADDON says); null when it was not built. */
+let addon: TryLock | null | undefined;
+
+function inProcessFlock(): TryLock | null {
+  if (addon !== undefined) return addon;
+  const path =
+    process.env.KATA_SYSEXTD_FLOCK_ADDON || fileURLToPath(new URL("../../build/flock.node", import.meta.url));
+  const module = { exports: {} as { tryLock?: TryLock } };
+  try {
+    process.dlopen(module, path);
+    addon = typeof module.exports.tryLock === "function" ? module.exports.tryLock : null;
+  } catch {
+    addon = null; // not built (no C compiler at install): util-linux flock does it
+  }
+  return addon;
+}
+
+/** The longest pause between tries while another process holds the lock. */
+const RETRY_MAX_MS = 50;
+
+/** flock(2) in process, with flock(1)'s outcomes: tried until `waitMs` has passed (unset: once). */
+async function flockInProcess(
+  tryLock: TryLock,
+  handle: FileHandle,
+  waitMs: number | undefined,
+): Promise<{ code: number; why: string }> {
+  const deadline = performance.now() + (waitMs ?? 0);
+  for (let pause = 1; ; pause = Math.min(2 * pause, RETRY_MAX_MS)) {
+    try {
+      if (tryLock(handle.fd)) return { code: 0, why: "" };
+    } catch (err) {
+      return { code: -1, why: `failed: ${(err as Error).message}` };
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) return { code: HELD, why: "held" };
+    await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+  }
+}
+
 /** `flock --nonblock --exclusive 3` (or `--timeout` seconds) with our descriptor as the child's fd 3. */
 function flock(handle: FileHandle, waitMs: number | undefined): Promise<{ code: number; why: string }> {
   const wait = waitMs === undefined ? ["--nonblock"] : ["--timeout", String(waitMs / 1000)];
+  // Loaded here: with the addon, taking a lock needs no child process at all.
+  const { spawn } = process.getBuiltinModule("node:child_process");
   return new Promise((resolve) => {
     const child = spawn("flock", [...wait, "--exclusive", "--conflict-exit-code", String(HELD), "3"], {
       stdio: ["ignore", "ignore", "pipe", handle.fd],

@@ -108,7 +108,8 @@ describe("build:sysext", () => {
     for (const unit of ["kata-sysextd.service", "kata-sysextd-boot.service"]) {
       expect(paths).toContain(`/${PATHS.units}/${unit}`);
     }
-    for (const helper of ["kvm-probe", "xattr-get"]) expect(paths).toContain(`/${PATHS.helpers}/${helper}`);
+    for (const helper of ["kvm-probe", "xattr-get", "flock.node"])
+      expect(paths).toContain(`/${PATHS.helpers}/${helper}`);
     expect(paths).toContain(`/${PATHS.journaldAddon}/build/Release/journal_send.node`);
     // The README's links into docs/ resolve on the node: the operator's guide is there.
     for (const doc of ["operations.md", "interface.md", "design.md"]) expect(paths).toContain(`/${PATHS.docs}/${doc}`);

@@ -1,7 +1,7 @@
 // The store lock with real processes: racing takers, and an owner killed with SIGKILL.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -16,12 +16,37 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+/** build/flock.node, the in-process flock (scripts/build-helpers.mjs); without it the lock runs util-linux flock. */
+const ADDON = join(import.meta.dirname, "../../../build/flock.node");
+/** An environment in which acquireLock finds no addon and runs util-linux flock. */
+const WITHOUT_ADDON = { ...process.env, KATA_SYSEXTD_FLOCK_ADDON: join(import.meta.dirname, "no-such-flock.node") };
+
 /** A node child running `body` (an ES module) with acquireLock imported; argv after the script is `args`. */
-function child(body: string, args: string[]) {
+function child(body: string, args: string[], env: NodeJS.ProcessEnv = process.env) {
   const script = `import { acquireLock } from ${JSON.stringify(LOCK_MODULE)};\n${body}`;
   return spawn(process.execPath, ["--input-type=module", "-e", script, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
+    env,
   });
+}
+
+/** A child that takes the lock on `path` (waiting up to `waitMs`, or not at all) and prints what happened. */
+async function takeIn(env: NodeJS.ProcessEnv, path: string, waitMs?: number): Promise<string> {
+  const body = `
+try {
+  const lock = await acquireLock(process.argv[1], ${waitMs === undefined ? "{}" : `{ waitMs: ${waitMs} }`});
+  console.log("taken " + (await import("node:fs")).readFileSync(process.argv[1], "utf8").trim());
+  await lock.release();
+} catch (err) {
+  console.log("refused: " + err.message);
+}`;
+  const taker = child(body, [path], env);
+  let out = "";
+  taker.stdout.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  await once(taker, "exit");
+  return out.trim();
 }
 
 describe("store lock", () => {
@@ -60,6 +85,36 @@ for (let i = 0; i < Number(rounds); i++) {
     }
     expect(lines.filter((l) => l.endsWith(" busy")).length).toBeGreaterThan(0);
   }, 30_000);
+
+  it("is the kernel's flock either way: the in-process addon and util-linux flock exclude each other", async () => {
+    expect(existsSync(ADDON), "build/flock.node: run node scripts/build-helpers.mjs").toBe(true);
+    const path = join(dir, ".lock");
+    const pairs: [NodeJS.ProcessEnv, NodeJS.ProcessEnv][] = [
+      [process.env, WITHOUT_ADDON],
+      [WITHOUT_ADDON, process.env],
+    ];
+    for (const [holderEnv, takerEnv] of pairs) {
+      const owner = await holdLock(path, holderEnv);
+      expect(await takeIn(takerEnv, path)).toBe(`refused: another kata-sysextd pass is running (pid ${owner.pid})`);
+      await owner.kill();
+      expect(await takeIn(takerEnv, path)).toMatch(/^taken \d+$/);
+    }
+  });
+
+  it("a wait for a held lock ends when the holder lets go, or when the wait is over", async () => {
+    const path = join(dir, ".lock");
+    for (const env of [process.env, WITHOUT_ADDON]) {
+      const owner = await holdLock(path);
+      // Let go while the taker waits: it gets the lock, it is not refused at the first try.
+      const waiting = takeIn(env, path, 10_000);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await owner.kill();
+      expect(await waiting).toMatch(/^taken \d+$/);
+      const stays = await holdLock(path);
+      expect(await takeIn(env, path, 200)).toBe(`refused: another kata-sysextd pass is running (pid ${stays.pid})`);
+      await stays.kill();
+    }
+  });
 
   it("an owner killed with SIGKILL leaves the lock free; the message names a live owner's pid", async () => {
     const path = join(dir, ".lock");
