@@ -2,7 +2,7 @@
 // /etc/kubernetes/node-feature-discovery/features.d/ with one `<namespace>/<name>=<value>` label per line. The
 // labels use feature.node.kubernetes.io/, the namespace NFD accepts without extra configuration. Written to a dot
 // file and renamed (NFD skips dot files), so nfd-worker never reads half of it.
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Logger } from "../log/logger.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
@@ -48,15 +48,18 @@ export interface ClusterReadiness {
 
 /** The feature file at `path` (already resolved under --root); every write replaces it whole. */
 export function nfdFeatureFile(path: string, log: Logger): ClusterReadiness {
-  let last: string | null = null;
+  /** What the file says: as found at the first write (undefined before it), then as this process wrote it. */
+  let last: string | null | undefined;
   let lastFailure: string | null = null;
   /**
-   * Writes unless the file already says so (as this process last wrote it); returns whether it wrote. A file that
-   * cannot be written is a warning, said once per cause, and tried again next time: the labels are advice to the
-   * scheduler, and a pass that keeps Kata working must not fail over them.
+   * Writes unless the file already says so; returns whether it wrote. A file that cannot be written is a warning,
+   * said once per cause, and tried again next time: the labels are advice to the scheduler, and a pass that keeps
+   * Kata working must not fail over them. The common boot finds the labels as the last pass left them: it reads
+   * them instead of replacing them with the same (a write is a temp file, two fsyncs and a rename).
    */
   const write = async (readiness: NodeReadiness): Promise<boolean> => {
     const text = featureFileText(readiness);
+    last ??= await readFile(path, "utf8").catch(() => null);
     if (text === last) return false;
     try {
       await mkdir(dirname(path), { recursive: true });

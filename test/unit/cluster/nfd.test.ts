@@ -1,5 +1,5 @@
 // The NFD feature file's text: NFD's local format, labels in feature.node.kubernetes.io/, valid label values.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -65,5 +65,24 @@ describe("nfdFeatureFile", () => {
     expect(readFileSync(join(folder, "kata-sysextd"), "utf8")).toBe(
       `${HEADER}${P}.ready=true\n${P}.version=3.32.0\n${P}.handler.kata=true\n`,
     );
+  });
+
+  it("a file that already says it is left as it is; one that says something else is replaced", async () => {
+    dir = mkdtempSync(join(tmpdir(), "kata-nfd-"));
+    const path = join(dir, "kata-sysextd");
+    const ready = { ready: true, version: "3.32.0", handlers: [] };
+    writeFileSync(path, featureFileText(ready)); // as the last pass (another process) left it
+    const before = statSync(path).ino;
+    const infos: string[] = [];
+    const log = createLogger((level, message) => {
+      if (level === "info") infos.push(message);
+    });
+    await nfdFeatureFile(path, log).publish(ready);
+    expect(statSync(path).ino).toBe(before); // not replaced by a rename
+    expect(infos).toEqual([]);
+
+    await nfdFeatureFile(path, log).withdraw("a switch starts");
+    expect(readFileSync(path, "utf8")).toBe(`${HEADER}${P}.ready=false\n`);
+    expect(infos).toEqual(["Node Feature Discovery labels: not ready (a switch starts)"]);
   });
 });
