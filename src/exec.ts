@@ -1,5 +1,6 @@
-// The one subprocess helper: argument arrays only, never a shell string, always a timeout.
-import { execFile } from "node:child_process";
+// The one subprocess helper: argument arrays only, never a shell string, always a timeout. node:child_process
+// (with node:net and node:dgram behind it) loads at the first command run, not with every module that may run one:
+// the boot step with nothing to do runs none.
 import { KataError } from "./errors.ts";
 
 export interface ExecResult<Stdout extends string | Buffer = string> {
@@ -38,6 +39,7 @@ export function run(
   options: ExecOptions = {},
 ): Promise<ExecResult<string | Buffer>> {
   const { timeoutMs = 60_000, env, cwd, maxBufferBytes = 16 * 1024 * 1024, check = false } = options;
+  const { execFile } = process.getBuiltinModule("node:child_process");
   return new Promise((resolve, reject) => {
     execFile(
       file,

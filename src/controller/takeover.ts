@@ -9,7 +9,6 @@
 import { createReadStream } from "node:fs";
 import { copyFile, lstat, readdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Member, ReconcileEvent } from "../model.ts";
@@ -77,7 +76,8 @@ export async function sysupdateTimers(paths: HostPaths, name: string): Promise<s
 
 async function sha256Of(path: string): Promise<string> {
   const hash = sha256();
-  await pipeline(createReadStream(path), hash);
+  // node:stream/promises loads when an image is taken over, not with every pass.
+  await process.getBuiltinModule("node:stream/promises").pipeline(createReadStream(path), hash);
   return hash.digest("hex");
 }
 

@@ -9,7 +9,7 @@
 // Buffers: the socket reads into pooled buffers (`onread`). A body chunk handed to the sink is a view of one;
 // the buffer is reused once the sink is done with it (its returned promise settled). While every buffer is in
 // use, the socket stops reading, so a slow disk slows the server down instead of filling memory.
-import { isIP, Socket } from "node:net";
+import type { Socket } from "node:net";
 import type { ConnectionOptions } from "node:tls";
 
 /** Called in order with each piece of the body; the chunk stays valid until the returned promise settles. */
@@ -122,6 +122,8 @@ class Exchange {
       buffer: (): Buffer => this.#free.pop() ?? Buffer.allocUnsafe(BUFFER_BYTES),
       callback: (bytes: number, buffer: Uint8Array): boolean => this.#onRead(buffer as Buffer, bytes),
     };
+    // node:net loads with the first connection, not with every command that could fetch (the boot step does not).
+    const { isIP, Socket } = process.getBuiltinModule("node:net");
     this.#socket =
       url.protocol === "https:"
         ? // node:tls loads only for an https source: it costs a plain-http or offline command (the boot step) 10 ms.

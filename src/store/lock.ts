@@ -87,6 +87,9 @@ function inProcessFlock(): TryLock | null {
   return addon;
 }
 
+/** A monotonic clock that loads nothing (the global `performance` loads node:perf_hooks' modules at first use). */
+const nowMs = (): number => Number(process.hrtime.bigint() / 1_000_000n);
+
 /** The longest pause between tries while another process holds the lock. */
 const RETRY_MAX_MS = 50;
 
@@ -96,14 +99,14 @@ async function flockInProcess(
   handle: FileHandle,
   waitMs: number | undefined,
 ): Promise<{ code: number; why: string }> {
-  const deadline = performance.now() + (waitMs ?? 0);
+  const deadline = nowMs() + (waitMs ?? 0);
   for (let pause = 1; ; pause = Math.min(2 * pause, RETRY_MAX_MS)) {
     try {
       if (tryLock(handle.fd)) return { code: 0, why: "" };
     } catch (err) {
       return { code: -1, why: `failed: ${(err as Error).message}` };
     }
-    const left = deadline - performance.now();
+    const left = deadline - nowMs();
     if (left <= 0) return { code: HELD, why: "held" };
     await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
   }
