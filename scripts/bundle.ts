@@ -2,15 +2,49 @@
 // `await import()`, so a command loads a few prepared files instead of resolving, reading and type-stripping some
 // 150 modules one by one (`kata-sysextd boot` is on the boot's critical path). The bundle is a cache, as Node's
 // compile cache is: bin/entry.js runs it only while every source file it was built from is unchanged.
+//
+// `kata-sysextd boot` and `--once` run from a third form, <name>.cjs: the same sources as one classic script,
+// which bin/entry.js compiles with a V8 code cache it makes after the command ran (scriptForm below says why).
+import { createHash } from "node:crypto";
 import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { BuildOptions } from "esbuild";
+import type { BuildOptions, Plugin } from "esbuild";
 
 const PROJECT = resolve(import.meta.dirname, "..");
 const OUT = join(PROJECT, "build/bundle");
 
 /** What bin/entry.js finds there: `<name>.js` for each command. */
 const ENTRIES = { "kata-sysextd": "src/cli/daemon.ts", "kata-sysextctl": "src/cli/ctl.ts" };
+
+/**
+ * The one-shot commands' form (`kata-sysextd boot`, `--once`), `<name>.cjs`: the whole command as one classic
+ * script. Node's compile cache is made when a module is compiled, before it runs, so it holds only the code V8
+ * compiles up front; every function a command calls is compiled again from source in every process, about half
+ * of what the boot step spent after Node's own start. A script's code cache can be made after it ran
+ * (bin/entry.js), with everything the command used: the next boot deserializes it instead. Its first line names
+ * the SHA-256 of the rest, which keys that cache: V8 itself only checks a cache against the source's length.
+ */
+const SCRIPTS = { "kata-sysextd": "src/cli/daemon.ts" };
+
+/**
+ * The daemon is left out of the script form: half its size (fastify and the API, the watchers) and never run by
+ * a one-shot command. bin/kata-sysextd.js runs the script form only for an argv that cannot start the daemon.
+ */
+const withoutDaemon: Plugin = {
+  name: "without-daemon",
+  setup(b) {
+    b.onResolve({ filter: /[\\/]daemon[\\/]run\.ts$/ }, () => ({ path: "daemon", namespace: "left-out" }));
+    b.onLoad({ filter: /.*/, namespace: "left-out" }, () => ({
+      contents: `export function runDaemon() {
+  throw new Error("internal: the daemon is not in the one-shot script form (bin/kata-sysextd.js chose it)");
+}`,
+      loader: "js",
+    }));
+  },
+};
+
+/** `import.meta` of the modules in a script form: the script's own URL and folder, passed in by bin/entry.js. */
+export const SCRIPT_PARAMETERS = ["__bundleUrl", "__bundleDir"] as const;
 
 /** Options shared with scripts/build-sysext.ts. */
 export function bundleOptions(version: string): BuildOptions {
@@ -70,6 +104,28 @@ async function bundle(): Promise<void> {
     });
     for (const input of Object.keys(result.metafile?.inputs ?? {}))
       if (!input.includes("node_modules/")) own.add(input);
+  }
+  for (const [name, file] of Object.entries(SCRIPTS)) {
+    const options = bundleOptions(version);
+    const result = await build({
+      ...options,
+      entryPoints: { [name]: join(PROJECT, file) },
+      outdir: tmp,
+      outExtension: { ".js": ".cjs" },
+      format: "cjs",
+      plugins: [...(options.plugins ?? []), withoutDaemon],
+      // bin/entry.js passes require (and exports, module) to the script, as Node does to a CommonJS module.
+      banner: {},
+      define: { "import.meta.url": SCRIPT_PARAMETERS[0], "import.meta.dirname": SCRIPT_PARAMETERS[1] },
+      write: false,
+      minifyWhitespace: true,
+      minifySyntax: true,
+      legalComments: "none",
+    });
+    const [output] = result.outputFiles ?? [];
+    if (output === undefined) throw new Error(`no script form built for ${name}`);
+    const sha256 = createHash("sha256").update(output.contents).digest("hex");
+    writeFileSync(output.path, Buffer.concat([Buffer.from(`//${sha256}\n`), output.contents]));
   }
   // Our own inputs by size and mtime, as make judges them; the dependencies by npm's record of the last install.
   const inputs = [...own, "package.json", "node_modules/.package-lock.json"].map((file) => {
