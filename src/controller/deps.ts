@@ -26,6 +26,8 @@ export interface ReconcilerDeps {
   /** Kata first, then its companion extensions; each with its own link and source. */
   members: Member[];
   sysext: Sysext;
+  /** How many Kata sandboxes run now: activation waits for them (policy.activation). */
+  sandboxes: () => Promise<number>;
   preflight?: () => Promise<PreflightSummary>;
   /** containerd registration; absent when [containerd] enabled = false. */
   runtime?: RuntimeRegistration;

@@ -43,6 +43,8 @@ export interface ObserveDeps {
   sysext: Sysext;
   /** state.json. */
   state: StateStore;
+  /** How many Kata sandboxes run now (countKataSandboxes on a host). */
+  sandboxes: () => Promise<number>;
 }
 
 /** Judges stored images against a host (the booted one, or an update's next release). */
@@ -59,7 +61,7 @@ export async function observe(deps: ObserveDeps): Promise<Observed> {
     Promise.all(deps.members.map((m) => m.link.read())),
     deps.store.list(),
     deps.sysext.merged(),
-    countKataSandboxes(),
+    deps.sandboxes(),
     // In this order: reading may move an unusable file aside.
     deps.state.read().then(async (read) => [read, await deps.state.damage()] as const),
   ]);

@@ -25,7 +25,7 @@ import {
 } from "./decisions.ts";
 import type { ReconcilerDeps } from "./deps.ts";
 import { Health } from "./health.ts";
-import { countKataSandboxes, type MemberView, type Observed, observe } from "./observe.ts";
+import { type MemberView, type Observed, observe } from "./observe.ts";
 import { nextAction, nextJointAction } from "./plan.ts";
 import { decideReboot } from "./reboot.ts";
 import { Records } from "./records.ts";
@@ -127,13 +127,13 @@ export class Reconciler {
   }
 
   async observe(): Promise<Observed> {
-    const { paths, arch, store, members, sysext, state } = this.deps;
-    return observe({ paths, arch, store, members, sysext, state });
+    const { paths, arch, store, members, sysext, state, sandboxes } = this.deps;
+    return observe({ paths, arch, store, members, sysext, state, sandboxes });
   }
 
   /** Running Kata sandboxes, without observing the rest (the daemon looks every few seconds while it waits). */
   sandboxesRunning(): Promise<number> {
-    return countKataSandboxes();
+    return this.deps.sandboxes();
   }
 
   /** Stored and published Kata versions, judged as a pass would (catalog.ts). */

@@ -11,6 +11,7 @@ import { RebootSentinel } from "../cluster/reboot-sentinel.ts";
 import type { Config } from "../config/schema.ts";
 import { containerdFiles } from "../containerd/registration.ts";
 import { containerdRegistration } from "../containerd/stage.ts";
+import { countKataSandboxes } from "../controller/observe.ts";
 import type { ReconcilerDeps } from "../controller/reconciler.ts";
 import { urlFileSource } from "../fetch/release-source.ts";
 import type { Logger } from "../log/logger.ts";
@@ -74,6 +75,8 @@ export function composeReconciler(ctx: CommandContext): ReconcilerDeps {
     state: stateStore(paths.stateFile, { primary: config.source.name, log, clock }),
     members,
     sysext: systemd === null ? binarySysext(paths) : systemdSysext(paths, systemd),
+    // This machine's /proc, also under --root: the sandboxes that would be cut off run here.
+    sandboxes: () => countKataSandboxes(),
     // Loaded when a switch asks for it, not by every pass (the boot step usually switches nothing).
     preflight: async () =>
       (await import("../preflight/run.ts")).runPreflight({

@@ -22,6 +22,13 @@ export interface ReconcilerOptions {
   clock?: Clock;
   /** The canary's OCI image tarball, when the test builds its own (a wrong marker, a hang). */
   canaryImage?: string;
+  /**
+   * Running Kata sandboxes; none when absent. A pass in this process would count the stand-in shims of tests
+   * running at the same time (they are in PID namespaces of their own, but a namespace's processes show in the
+   * host's /proc): the count from the real /proc is tested through the daemon in its own PID namespace
+   * (reboot.test.ts, deferral.test.ts), and countKataSandboxes itself on a /proc-shaped tree.
+   */
+  sandboxes?: () => Promise<number>;
 }
 
 export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promise<Reconciler> {
@@ -37,6 +44,7 @@ export async function reconcilerOn(root: string, opts: ReconcilerOptions): Promi
   return new Reconciler({
     ...deps,
     sysext: opts.sysext,
+    sandboxes: opts.sandboxes ?? (async () => 0),
     ...(opts.clock === undefined ? {} : { clock: opts.clock }),
     ...(opts.preflight === undefined ? {} : { preflight: opts.preflight ?? undefined }),
     ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),

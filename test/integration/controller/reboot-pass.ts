@@ -3,6 +3,7 @@
 // PID namespace of their own (test/helpers/sandbox.ts inMountNamespace). argv: <root> <ISO-8601 time>.
 // Prints {result, reboot, requeueAfterMs} as JSON; the log goes to stderr.
 import { type Clock, systemClock } from "../../../src/clock.ts";
+import { countKataSandboxes } from "../../../src/controller/observe.ts";
 import { createLogger, stderrSink } from "../../../src/log/logger.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { binarySysext } from "../../../src/sysext/sysext.ts";
@@ -20,6 +21,8 @@ const reconciler = await reconcilerOn(root, {
   preflight: null,
   clock,
   log: createLogger(stderrSink(), "debug"),
+  // Its own PID namespace's /proc: the stand-in sandbox beside it, and no other test's.
+  sandboxes: () => countKataSandboxes(),
 });
 const outcome = await reconciler.run({ kind: "reconcile" });
 process.stdout.write(
