@@ -457,6 +457,8 @@ describe.skipIf(skip)("kata-sysextd under real systemd (systemd-nspawn)", () => 
     await expectNothingFailed();
     expect(await unitProperty(BOOT_UNIT, "Result")).toBe("success");
     expect(await unitProperty(BOOT_UNIT, "ActiveState")).toBe("active");
+    // Node's compile cache outlives the units' private /tmp: the next boot step starts from it (CacheDirectory=).
+    expect(await sh(["find", "/var/cache/kata-sysextd/node-compile-cache", "-type", "f", "-size", "+0"])).not.toBe("");
     expect(await sh(["readlink", "-f", LINK]), await bootStory()).toBe(`${image(kata)}\n`);
     expect(await sh(["cat", "/usr/share/kata-containers/VERSION"])).toBe(`${kata}\n`);
     expect(await sh(["grep", "^VERSION_ID=", "/usr/lib/os-release"])).toBe(`VERSION_ID=${versionId}\n`);
