@@ -1,6 +1,6 @@
 // The one logger. Records go to journald with structured fields when the journal socket exists (a real
 // host, or the nspawn container), and to stderr as readable lines otherwise (a terminal, tests, the demo).
-import { existsSync } from "node:fs";
+import { existsSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { redactCredentials } from "../redact.ts";
 
@@ -44,14 +44,41 @@ export function createLogger(sink: Sink, minLevel: Level = "info", base: Fields 
   };
 }
 
-/** stderr lines: `warning: image verified [KATA_SYSEXT_VERSION=3.32.0]`. */
-export function stderrSink(stream: NodeJS.WritableStream = process.stderr): Sink {
+/**
+ * stderr lines: `warning: image verified [KATA_SYSEXT_VERSION=3.32.0]`. Without `stream`, each line is one
+ * write(2) to fd 2 (writeStderr): process.stderr would first load Node's stream modules and open a handle over
+ * the pipe or tty, some 4 ms of every command's start (the boot step's is on the boot's critical path).
+ */
+export function stderrSink(stream?: NodeJS.WritableStream): Sink {
+  const write = stream === undefined ? writeStderr : (line: string) => void stream.write(line);
   return (level, message, fields) => {
     const shown = Object.entries(fields)
       .filter(([k, v]) => v !== undefined && v !== null && k !== "SYSLOG_IDENTIFIER")
       .map(([k, v]) => `${k}=${String(v)}`);
-    stream.write(`${level}: ${message}${shown.length > 0 ? ` [${shown.join(" ")}]` : ""}\n`);
+    write(`${level}: ${message}${shown.length > 0 ? ` [${shown.join(" ")}]` : ""}\n`);
   };
+}
+
+/** Set once a line had to go through process.stderr: the lines after it follow it there, in order. */
+let throughStream = false;
+
+/**
+ * A line to fd 2, whole. A descriptor that is non-blocking and full (Node makes a pipe's so once anything uses
+ * process.stderr) or that fails otherwise hands the rest to process.stderr, which queues it, or deals with a
+ * closed stderr as it always does.
+ */
+function writeStderr(line: string): void {
+  let rest = Buffer.from(line);
+  while (!throughStream && rest.length > 0) {
+    try {
+      const written = writeSync(2, rest);
+      if (written === 0) throughStream = true;
+      rest = rest.subarray(written);
+    } catch {
+      throughStream = true;
+    }
+  }
+  if (rest.length > 0) process.stderr.write(rest);
 }
 
 type JournalSend = (priority: number, message: string, fields: Record<string, string>) => void;
