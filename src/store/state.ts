@@ -430,9 +430,15 @@ export async function stateDamage(file: string): Promise<{ movedTo: string; reme
  */
 export async function sweepState(file: string, options: StateOptions = {}): Promise<string[]> {
   await mkdir(dirname(file), { recursive: true, mode: 0o755 });
-  return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, async () => {
+  const temps = async () => {
     const names = await readdir(dirname(file)).catch(() => [] as string[]);
-    const stale = names.filter((n) => isTempOf(n, basename(file)) || isTempOf(n, basename(backupOf(file))));
+    return names.filter((n) => isTempOf(n, basename(file)) || isTempOf(n, basename(backupOf(file))));
+  };
+  // Looked for first without the lock: there are none but after a crash, and a write under way (which holds the
+  // lock) has finished by the time we hold it, its temp file renamed.
+  if ((await temps()).length === 0) return [];
+  return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, async () => {
+    const stale = await temps();
     for (const name of stale) await rm(join(dirname(file), name), { force: true });
     if (stale.length > 0)
       options.log?.info(`removed ${stale.length} leftover temp file(s) of ${file}: ${stale.join(", ")}`);

@@ -291,4 +291,18 @@ describe("temp files of state writes", () => {
     ]);
     expect(onDisk().heldUnder).toBe("kept");
   });
+
+  it("a sweep with nothing to remove leaves the lock alone; one with leftovers waits for it", async () => {
+    await updateState(file, () => ({ heldUnder: "kept" }));
+    const other = await holdLock(`${file}.lock`);
+    try {
+      expect(await sweepState(file, { lockWaitMs: 300 })).toEqual([]);
+      writeFileSync(join(dir, ".state.json.4242.1.tmp"), "half");
+      await expect(sweepState(file, { lockWaitMs: 300 })).rejects.toThrow(/is locked by another process/);
+      expect(readdirSync(dir)).toContain(".state.json.4242.1.tmp");
+    } finally {
+      await other.kill();
+    }
+    expect(await sweepState(file)).toEqual([".state.json.4242.1.tmp"]);
+  });
 });
