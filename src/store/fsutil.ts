@@ -19,16 +19,19 @@ let writes = 0;
 /**
  * Writes `data` to a complete, synced temp file beside `path` and hands its name to `place`, which puts it in
  * position; the temp file never stays behind, whether `place` succeeds or fails. Then the directory is synced.
+ * `renames`: a `place` that succeeded took the temp name away with it, so there is nothing left to remove.
  */
 async function placeTempFile(
   path: string,
   data: string | Buffer,
   mode: number,
   place: (tmp: string) => Promise<void>,
+  renames: boolean,
 ): Promise<void> {
   // Named per write, not per process: two overlapping writes of one path would otherwise share (and truncate,
   // and rename away) one temp file, and one of them fail with ENOENT.
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${++writes}.tmp`);
+  let gone = false;
   try {
     const handle = await open(tmp, "w", mode);
     try {
@@ -38,16 +41,17 @@ async function placeTempFile(
       await handle.close();
     }
     await place(tmp);
+    gone = renames;
   } finally {
     // A full disk fails the write or the sync, and link(2) leaves the temp name behind: neither may stay.
-    await rm(tmp, { force: true });
+    if (!gone) await rm(tmp, { force: true });
   }
   await fsyncDir(dirname(path));
 }
 
 /** Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  await placeTempFile(path, data, mode, (tmp) => rename(tmp, path));
+  await placeTempFile(path, data, mode, (tmp) => rename(tmp, path), true);
 }
 
 /**
@@ -56,7 +60,7 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode 
  */
 export async function createFileExclusive(path: string, data: string | Buffer, mode = 0o644): Promise<boolean> {
   try {
-    await placeTempFile(path, data, mode, (tmp) => link(tmp, path));
+    await placeTempFile(path, data, mode, (tmp) => link(tmp, path), false);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
