@@ -1,5 +1,5 @@
 // Observation: read everything the plan needs off the host, once per pass. Nothing here changes the host.
-import { readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { HostPaths } from "../paths.ts";
 import { compatible } from "../release/compat.ts";
@@ -98,17 +98,34 @@ const SHIM = "containerd-shim-kata-v2";
 /**
  * Running Kata sandboxes: one containerd-shim-kata-v2 process each. Always the real /proc of this machine. Read
  * synchronously: /proc answers from memory, and a few hundred reads through the thread pool (open, stat, read,
- * close each) took ten times as long as these, on the boot's critical path.
+ * close each) took ten times as long as these, on the boot's critical path. Only argv[0] is read, into one
+ * buffer: open, read, close per process.
  */
 export async function countKataSandboxes(proc = "/proc"): Promise<number> {
   let count = 0;
+  const buffer = Buffer.allocUnsafe(4096);
   for (const pid of readOr(() => readdirSync(proc), [] as string[])) {
     if (!/^[0-9]+$/.test(pid)) continue;
-    const cmdline = readOr(() => readFileSync(join(proc, pid, "cmdline"), "latin1"), "");
-    const argv0 = cmdline.split("\0")[0] ?? "";
+    const argv0 = readOr(() => firstArgument(join(proc, pid, "cmdline"), buffer), "");
     if (basename(argv0) === SHIM) count++;
   }
   return count;
+}
+
+/** The text of `cmdline` up to its first NUL (argv[0]), read through `buffer`. */
+function firstArgument(cmdline: string, buffer: Buffer): string {
+  const fd = openSync(cmdline, "r");
+  try {
+    let text = "";
+    for (;;) {
+      const read = readSync(fd, buffer, 0, buffer.length, null);
+      const end = buffer.subarray(0, read).indexOf(0);
+      text += buffer.toString("latin1", 0, end === -1 ? read : end);
+      if (end !== -1 || read === 0) return text;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A process that ends while we look, or a /proc we may not read, counts as no shim. */

@@ -37,6 +37,14 @@ describe("countKataSandboxes", () => {
     ],
     ["a shim named only in an argument is not one", { "7": ["/bin/grep", "containerd-shim-kata-v2"] }, 0],
     ["a process that ended while read counts as none", { "9": null, "10": ["containerd-shim-kata-v2"] }, 1],
+    [
+      "an argv[0] longer than one read of it",
+      {
+        "11": [`/${"d/".repeat(3000)}containerd-shim-kata-v2`, "-id", "c"],
+        "12": [`/${"d/".repeat(3000)}containerd-shim-runc-v2`, "containerd-shim-kata-v2"],
+      },
+      1,
+    ],
   ])("%s", async (name, processes, expected) => {
     expect(await countKataSandboxes(procTree(name.replace(/\W+/g, "-"), processes))).toBe(expected);
   });
