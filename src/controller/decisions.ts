@@ -147,15 +147,17 @@ export function holdsAfterFailedSwitch(changes: readonly LinkMove[]): FilesByMem
 
 /**
  * What state.json keeps of a switch that completed: each member's image from before it (the rollback target),
- * and which members it moved (what a rollback undoes; a re-merge moves nobody).
+ * and which members it moved (what a rollback undoes; a re-merge moves nobody). A switch that moved a member ends
+ * any wait for sandboxes: what was waited for is active, and a later deferral waits max_wait_seconds of its own.
  */
 export function switchRecord(
-  state: Pick<PersistedState, "previous">,
+  state: Pick<PersistedState, "previous" | "waitingSince">,
   changes: readonly LinkMove[],
-): Pick<PersistedState, "previous" | "lastSwitch"> {
+): Pick<PersistedState, "previous" | "lastSwitch" | "waitingSince"> {
   const previous = { ...state.previous };
   for (const change of changes) previous[change.member] = change.from;
-  return { previous, lastSwitch: moving(changes).map((c) => c.member) };
+  const moved = moving(changes).map((c) => c.member);
+  return { previous, lastSwitch: moved, waitingSince: moved.length > 0 ? null : state.waitingSince };
 }
 
 /** What a deferral decision sees of one member. */

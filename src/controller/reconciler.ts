@@ -180,6 +180,9 @@ export class Reconciler {
    * into the release an image was staged for: the next boot is now this boot.
    */
   private async afterReboot(outcome: PassOutcome): Promise<PassOutcome> {
+    // No sandbox from before the reboot runs any more: a wait for them is over (one this pass deferred for
+    // sandboxes started since, when the step runs late, stands).
+    if (outcome.result !== "deferred") await this.records.update(() => ({ waitingSince: null }));
     if (outcome.result === "failed") {
       const reboot = await this.records.settleReboot(null, "the reboot it asked for has happened");
       return { ...outcome, reboot };

@@ -137,6 +137,18 @@ describe("the reboot sentinel's life cycle", () => {
     expect(state(root)).toMatchObject({ reboot: null, deferred: {} });
     expect(booted.stderr).toContain("reboot request withdrawn");
     expect(booted.stderr).toContain("removed /run/reboot-required");
+
+    // The wait ended with the reboot: the next deferral (here back to 3.30.0, under a sandbox started since)
+    // waits max_wait_seconds of its own instead of asking for another reboot at once.
+    expect(state(root).waitingSince).toBeNull();
+    writeConfig(
+      root,
+      `[source]\nurl = "${server.url}"\n[containerd]\nenabled = false\n[policy]\nversions = "<3.31"\nactivation = "wait"\nmax_wait_seconds = 3600\n`,
+    );
+    const next = await passAt(root, "2026-12-02T11:00:00.000Z");
+    expect(next).toMatchObject({ result: "deferred", reboot: null, requeueAfterMs: 3_600_000 });
+    expect(sentinel(root)).toBeNull();
+    expect(state(root).waitingSince).toBe("2026-12-02T11:00:00.000Z");
   }, 60_000);
 
   it("next-boot: the sentinel at once, with the journal record; the boot step removes it after activating", async () => {

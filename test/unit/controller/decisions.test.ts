@@ -202,27 +202,28 @@ describe("holdsAfterFailedSwitch", () => {
 });
 
 describe("switchRecord", () => {
-  const before = { previous: { kata: k("3.28.0"), ch: ch("39.0") } };
+  const WAITING = "2026-12-02T08:00:00.000Z";
+  const before = { previous: { kata: k("3.28.0"), ch: ch("39.0") }, waitingSince: WAITING };
   it.each<[string, LinkMove[], ReturnType<typeof switchRecord>]>([
     [
-      "Kata's previous image is what its link named",
+      "Kata's previous image is what its link named; the wait for sandboxes is over",
       [{ member: "kata", to: k("3.32.0"), from: k("3.30.0") }],
-      { previous: { kata: k("3.30.0"), ch: ch("39.0") }, lastSwitch: ["kata"] },
+      { previous: { kata: k("3.30.0"), ch: ch("39.0") }, lastSwitch: ["kata"], waitingSince: null },
     ],
     [
       "a companion's is kept by name, Kata's stays",
       [{ member: "ch", to: ch("41.0"), from: ch("40.0") }],
-      { previous: { kata: k("3.28.0"), ch: ch("40.0") }, lastSwitch: ["ch"] },
+      { previous: { kata: k("3.28.0"), ch: ch("40.0") }, lastSwitch: ["ch"], waitingSince: null },
     ],
     [
       "a first activation has no previous image",
       [{ member: "kata", to: k("3.32.0"), from: null }],
-      { previous: { kata: null, ch: ch("39.0") }, lastSwitch: ["kata"] },
+      { previous: { kata: null, ch: ch("39.0") }, lastSwitch: ["kata"], waitingSince: null },
     ],
     [
-      "a re-merge moves nobody",
+      "a re-merge moves nobody, and ends no wait",
       [{ member: "kata", to: k("3.30.0"), from: k("3.30.0") }],
-      { previous: { kata: k("3.30.0"), ch: ch("39.0") }, lastSwitch: [] },
+      { previous: { kata: k("3.30.0"), ch: ch("39.0") }, lastSwitch: [], waitingSince: WAITING },
     ],
     [
       "a set switch records every member it moved",
@@ -230,12 +231,16 @@ describe("switchRecord", () => {
         { member: "kata", to: k("3.32.0"), from: k("3.30.0") },
         { member: "ch", to: ch("41.0"), from: ch("40.0") },
       ],
-      { previous: { kata: k("3.30.0"), ch: ch("40.0") }, lastSwitch: ["kata", "ch"] },
+      { previous: { kata: k("3.30.0"), ch: ch("40.0") }, lastSwitch: ["kata", "ch"], waitingSince: null },
     ],
     [
       "a member switched for the first time is added",
       [{ member: "virtiofsd", to: "virtiofsd-1.0-x86-64.raw", from: null }],
-      { previous: { kata: k("3.28.0"), ch: ch("39.0"), virtiofsd: null }, lastSwitch: ["virtiofsd"] },
+      {
+        previous: { kata: k("3.28.0"), ch: ch("39.0"), virtiofsd: null },
+        lastSwitch: ["virtiofsd"],
+        waitingSince: null,
+      },
     ],
   ])("%s", (_, changes, expected) => {
     expect(switchRecord(before, changes)).toEqual(expected);
