@@ -138,7 +138,8 @@ export async function verifyDetached(
   try {
     armoredKeys = await readFile(keyringPath, "utf8");
   } catch (cause) {
-    throw invalid(`cannot read keyring ${keyringPath}`, cause);
+    const why = (cause as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (cause as Error).message;
+    throw invalid(`cannot read keyring ${keyringPath}: ${why}`, cause);
   }
   try {
     // Loaded on first use: only signature verification needs it, and it is the largest module we have.

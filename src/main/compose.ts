@@ -57,7 +57,12 @@ export function composeReconciler(ctx: CommandContext): ReconcilerDeps {
     primary,
     versions,
     link: new ActiveLink(paths.activeLink(name), paths.storeDir),
-    source: urlFileSource(config, source, { clock, random, log, signal: ctx.signal }),
+    // The keyring is a host path like every other in the configuration: under --root, the root's file.
+    source: urlFileSource(
+      config,
+      { ...source, keyring: paths.host(source.keyring) },
+      { clock, random, log, signal: ctx.signal },
+    ),
   });
   const store = new ImageStore(paths.storeDir, paths.quarantineDir);
   const members = [

@@ -1,7 +1,7 @@
 // How far metadata.json is trusted: as far as the verified SHA256SUMS vouches for it. Real release server on
 // 127.0.0.1, real OpenPGP signatures over SHA256SUMS, the real url-file source; and one --once pass that takes a
 // listed metadata.json's withdrawal into account.
-import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -141,10 +141,21 @@ describe("metadata.json and SHA256SUMS", () => {
   it("a pass with a listed metadata.json honours its withdrawal and is not confused by the extra line", async () => {
     await publish({ served: METADATA, listed: true, sign: true });
     const root = makeSandboxRoot();
-    writeConfig(root, `[source]\nurl = "${server.url}"\nverify = "signature"\nkeyring = "${keyring}"\n`);
+    // The default keyring path, read under --root as every /etc path is.
+    copyFileSync(keyring, join(root, "etc/kata-sysextd/trusted.asc"));
+    writeConfig(root, `[source]\nurl = "${server.url}"\nverify = "signature"\n`);
     const ran = await daemonOnce(root);
     expect(ran.code).toBe(0);
     expect(readlinkSync(join(root, "etc/extensions/kata-containers.raw"))).toContain("kata-containers-3.30.0");
     expect(ran.stderr).not.toContain("metadata.json is not listed");
+  });
+
+  it("a keyring missing under --root is not looked for on this machine, and the error says it is missing", async () => {
+    await publish({ served: METADATA, listed: true, sign: true });
+    const root = makeSandboxRoot();
+    writeConfig(root, `[source]\nurl = "${server.url}"\nverify = "signature"\nkeyring = "${keyring}"\n`);
+    const ran = await daemonOnce(root);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toContain(`cannot read keyring ${join(root, keyring)}: no such file`);
   });
 });
