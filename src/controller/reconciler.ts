@@ -231,6 +231,15 @@ export class Reconciler {
           const { hold, release } = holdsAfterRollback(before, after);
           const now = observed.members.map((m) => activeFile(m.link) ?? `no ${m.name}`);
           this.deps.log.notice(`rolled back on request to ${now.join(", ")}`, { MESSAGE_ID: MessageId.rolledBack });
+          // A rollback is a switch too: a second one undoes the first and brings back what that one held.
+          const unheld = Object.entries(release).flatMap(([m, files]) =>
+            files.filter((f) => observed.state.held[m]?.includes(f)),
+          );
+          if (unheld.length > 0) {
+            this.deps.log.warning(
+              `${unheld.join(", ")} had been held by an earlier rollback, which this one undid; its hold is lifted (to go further back, pin [policy] versions)`,
+            );
+          }
           await this.records.hold(hold, "rollback", release);
         },
       },

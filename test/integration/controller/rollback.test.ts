@@ -69,16 +69,27 @@ describe("rollback on request", () => {
   it("a rollback of a rollback returns, and leaves only the image it left held", async () => {
     const h = host(false);
     expect((await (await h.configure("<3.33")).run({ kind: "reconcile" })).result).toBe("ok");
-    const r = await h.configure(">=3.30");
+    const logged: string[] = [];
+    const r = await h.configure(
+      ">=3.30",
+      undefined,
+      "",
+      createLogger((level, message) => logged.push(`${level}: ${message}`)),
+    );
     expect((await r.run({ kind: "reconcile" })).result).toBe("ok");
     expect(h.active()).toBe(K33);
 
     expect((await r.run({ kind: "rollback" })).result).toBe("ok");
     expect(h.active()).toBe(K32);
     expect(h.held()).toEqual({ "kata-containers": [K33] });
+    expect(logged.filter((l) => l.includes("held by an earlier rollback"))).toEqual([]);
 
     expect((await r.run({ kind: "rollback" })).result).toBe("ok");
     expect(h.active()).toBe(K33);
+    // Said, so nobody trying to go back two versions takes this for it.
+    expect(logged).toContain(
+      `warning: ${K33} had been held by an earlier rollback, which this one undid; its hold is lifted (to go further back, pin [policy] versions)`,
+    );
     // The operator went back to 3.33.0 on purpose: it is no longer held; 3.32.0, rolled back from, is.
     expect(h.held()).toEqual({ "kata-containers": [K32] });
     const pass = await r.run({ kind: "reconcile" });
