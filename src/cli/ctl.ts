@@ -19,8 +19,10 @@ Verbs:
   canary [--json]          ask the daemon to start the canary container now, with progress; 0 passed
   preflight [--json] [--root DIR] [--config FILE]
                            run the hypervisor preflight locally (no daemon needed)
-  compat --os-release FILE --extension-release FILE [--name NAME] [--arch ARCH] [--json]
-                           would systemd-sysext merge this extension on this host?
+  compat --os-release FILE --extension-release FILE|IMAGE [--name NAME] [--arch ARCH] [--json]
+                           would systemd-sysext merge this extension on this host? FILE is an
+                           extension-release file; an image (.raw, as published or quarantined) is judged
+                           by its own extension-release, read as systemd-sysext reads it
 
 status, refresh, rollback, versions and canary also take --root DIR and --config FILE to find a daemon that runs
 with --root (its socket is DIR/run/kata-sysextd/api.sock, its TCP address the config's [api] listen).

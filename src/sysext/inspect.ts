@@ -51,7 +51,8 @@ interface Entry {
   target: string | null;
 }
 
-async function detectFormat(path: string): Promise<"squashfs" | "erofs" | null> {
+/** The image format by its magic, or null for anything else (a release file, a directory's file). */
+export async function detectFormat(path: string): Promise<"squashfs" | "erofs" | null> {
   const handle = await open(path, "r");
   try {
     const buf = Buffer.alloc(1028);

@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { compatCommand } from "../../../src/cli/compat.ts";
+import { compatCommand, imageExtensionName } from "../../../src/cli/compat.ts";
 import { run } from "../../../src/exec.ts";
+import { buildImage } from "../../helpers/images.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kata-compat-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -148,5 +149,99 @@ describe("kata-sysextctl compat", () => {
       compatible: false,
       reasons: ['SYSEXT_LEVEL: extension has "2.0", host has "1.0"'],
     });
+  });
+});
+
+describe("kata-sysextctl compat on an image (as published or quarantined)", () => {
+  const image = (file: string, spec: Parameters<typeof buildImage>[0]): string => buildImage(spec, join(dir, file));
+  const inside = "/usr/lib/extension-release.d/extension-release.kata-containers";
+
+  it("judges a squashfs image by its own extension-release and says it read it from the image", async () => {
+    const raw = image("kata-containers-3.32.0-x86-64.raw", {
+      version: "3.32.0",
+      extensionRelease: "ID=flatcar\nSYSEXT_LEVEL=2.0\n",
+    });
+    const human = await compat("--os-release", osRelease, "--extension-release", raw, "--arch", "x86-64");
+    expect(human.stderr).toBe("");
+    expect(human.code).toBe(1);
+    expect(human.stdout).toBe(
+      "not compatible: systemd-sysext would not merge kata-containers on flatcar 4593.2.5 (x86-64)\n" +
+        `  extension-release: read from the image, ${raw}:${inside}\n` +
+        '  SYSEXT_LEVEL: extension has "2.0", host has "1.0"\n',
+    );
+    const good = image("kata-containers-3.33.0-x86-64.raw", { version: "3.33.0" });
+    const r = await compat("--os-release", osRelease, "--extension-release", good, "--arch", "x86-64", "--json");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      compatible: true,
+      reasons: ['ID: "_any" matches every host; VERSION_ID and SYSEXT_LEVEL are not checked'],
+      from: `${good}:${inside}`,
+    });
+  });
+
+  it("takes the extension name from the image file name, and --name over it", async () => {
+    const ch = image("cloud-hypervisor-45.0-x86-64.raw", {
+      name: "cloud-hypervisor",
+      version: "45.0",
+      extensionRelease: "ID=_any\nARCHITECTURE=arm64\n",
+    });
+    const r = await compat("--os-release", osRelease, "--extension-release", ch, "--arch", "x86-64", "--json");
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toEqual({
+      compatible: false,
+      reasons: ['ARCHITECTURE: extension is for "arm64", host is "x86-64"'],
+      from: `${ch}:/usr/lib/extension-release.d/extension-release.cloud-hypervisor`,
+    });
+    // Asked for another name, the image has no release file for it: systemd-sysext would not merge it so.
+    const other = await compat("--os-release", osRelease, "--extension-release", ch, "--name", "kata-containers");
+    expect(other.code).toBe(1);
+    expect(other.stdout).toContain("  extension-release: none found in the image\n");
+    expect(other.stdout).toContain(`${inside} is missing in the image`);
+    expect(other.stdout).toContain(
+      "the image carries /usr/lib/extension-release.d/extension-release.cloud-hypervisor; if it is another extension's image, say which with --name",
+    );
+  });
+
+  it("reports an image whose release file systemd-sysext would refuse as not compatible, with the image's remedy", async () => {
+    const nul = image("kata-containers-3.34.0-x86-64.raw", { version: "3.34.0", extensionRelease: "ID=_a\0ny\n" });
+    const r = await compat("--os-release", osRelease, "--extension-release", nul, "--json");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(1);
+    const [reason, ...more] = JSON.parse(r.stdout).reasons as string[];
+    expect(more).toEqual([]);
+    expect(reason).toContain(`${nul}:${inside}: extension-release holds a NUL byte`);
+    expect(reason).toContain("systemd-sysext would not merge the image");
+    expect(reason).toContain("republish the image");
+    expect(reason).not.toContain("remove the NUL byte");
+  });
+
+  it("gives an erofs image inspect's refusal, and names what kata-sysextd refuses in a squashfs one", async () => {
+    const erofs = image("kata-containers-3.35.0-x86-64.raw", { version: "3.35.0", format: "erofs" });
+    const r = await compat("--os-release", osRelease, "--extension-release", erofs, "--arch", "x86-64");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^not compatible: kata-sysextd would not link kata-containers on flatcar 4593\.2\.5/);
+    expect(r.stdout).toMatch(/is an erofs image, which kata-sysextd cannot check for device nodes/);
+    expect(r.stdout).toContain("publish the extension as a squashfs image (mksquashfs)");
+
+    const setuid = image("kata-containers-3.36.0-x86-64.raw", {
+      version: "3.36.0",
+      files: { "usr/bin/su-kata": { content: "#!/bin/sh\n", mode: 0o4755 } },
+    });
+    const s = await compat("--os-release", osRelease, "--extension-release", setuid, "--arch", "x86-64", "--json");
+    expect(s.code).toBe(1);
+    expect(JSON.parse(s.stdout).reasons).toEqual([
+      'ID: "_any" matches every host; VERSION_ID and SYSEXT_LEVEL are not checked',
+      "kata-sysextd refuses the image: ships setuid or setgid files (/usr/bin/su-kata); systemd-sysext 252 would merge them with their privilege",
+    ]);
+  });
+
+  it.each([
+    ["kata-containers-3.32.0-x86-64.raw", "kata-containers"],
+    ["kata-containers-3.2.0-rc0-arm64.raw", "kata-containers"],
+    ["docker-compose-2.20.0-x86-64.raw", "docker-compose"],
+    ["kata-containers.raw", "kata-containers"],
+    ["custom.raw", "custom"],
+  ])("names the extension of %s as %s", (file, name) => {
+    expect(imageExtensionName(file)).toBe(name);
   });
 });
