@@ -52,11 +52,17 @@ function requestAuthority(target: string, host: string | undefined): string {
   return /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(target)?.[1] ?? "";
 }
 
-const FOREIGN_HOST: ErrorBody = {
-  code: "forbidden-host",
-  message: "requests must name localhost, 127.0.0.1 or [::1] in the Host header",
-  remedy: "use http://127.0.0.1:8720/ or http://localhost:8720/",
-};
+/** The 403 for a foreign Host, naming the address TCP is bound to (`[api] listen`, its port 0 resolved). */
+function foreignHost(bound: string): ErrorBody {
+  const port = /:([0-9]+)$/.exec(bound)?.[1];
+  // localhost reaches a listener on 127.0.0.1 (which [::1] joins on the same port), not one on [::1] alone.
+  const alias = bound.startsWith("127.0.0.1:") && port !== undefined ? ` or http://localhost:${port}/` : "";
+  return {
+    code: "forbidden-host",
+    message: "requests must name localhost, 127.0.0.1 or [::1] in the Host header",
+    remedy: `use http://${bound}/${alias}`,
+  };
+}
 
 const CLIENT_ERROR_CODES: Record<number, string> = {
   400: "bad-request",
@@ -81,6 +87,8 @@ function buildApp(
   transport: Transport,
   specs: readonly RouteSpec[],
   log: Logger,
+  /** TCP only: the 403 for a foreign Host (foreignHost). */
+  forbidden?: () => ErrorBody,
 ): { app: FastifyInstance; newServer: () => Server } {
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const app = Fastify({
@@ -111,10 +119,11 @@ function buildApp(
   }
 
   if (transport === "tcp") {
+    if (forbidden === undefined) throw new KataError("internal", "the TCP API needs its 403 for a foreign Host");
     // A callback hook, not an async one: it runs on every request and a promise per request shows in req/s.
     app.addHook("onRequest", (request, reply, done) => {
       if (!LOOPBACK_HOST.test(requestAuthority(request.raw.url ?? "", request.headers.host))) {
-        sendError(reply, 403, FOREIGN_HOST);
+        sendError(reply, 403, forbidden());
       } else if (request.method !== "GET" && request.method !== "HEAD") {
         sendError(reply.header("allow", "GET, HEAD"), 405, TCP_READ_ONLY);
       } else done();
@@ -188,7 +197,12 @@ export async function startApi(opts: ApiOptions): Promise<ApiHandle> {
     });
   const specs: Record<Transport, RouteSpec[]> = { tcp: specsFor("tcp"), socket: specsFor("socket") };
 
-  const tcp = opts.listen === null ? null : buildApp("tcp", specs.tcp, opts.log);
+  // Set once TCP is bound; no request is answered before.
+  let forbidden: ErrorBody | null = null;
+  const tcp =
+    opts.listen === null
+      ? null
+      : buildApp("tcp", specs.tcp, opts.log, () => (forbidden ??= foreignHost(tcpAddresses[0] ?? opts.listen ?? "")));
   const socket = buildApp("socket", specs.socket, opts.log);
   const tcpServers: Server[] = [];
   let tcpAddresses: string[] = [];

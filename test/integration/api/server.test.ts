@@ -264,6 +264,18 @@ describe("TCP guards", () => {
     }
   });
 
+  it("names the address [api] listen bound in the 403's remedy, not the default port", async () => {
+    const s = await start();
+    const port = new URL(s.base).port;
+    const res = await request(s.tcp, "GET", "/status", { headers: { host: "evil.com" } });
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body)).toEqual({
+      code: "forbidden-host",
+      message: "requests must name localhost, 127.0.0.1 or [::1] in the Host header",
+      remedy: `use http://127.0.0.1:${port}/ or http://localhost:${port}/`,
+    });
+  });
+
   it("checks the authority of an absolute-form target too, which wins over the Host header", async () => {
     const s = await start();
     const { hostname, port } = new URL(s.base);
