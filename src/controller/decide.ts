@@ -5,7 +5,13 @@ import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Member, PublishedManifest, SkippedCandidate, Targets } from "../model.ts";
-import { type Manifest, parseManifest, summarizeRejected } from "../release/manifest.ts";
+import {
+  type Manifest,
+  parseManifest,
+  type RejectedLine,
+  summarizeRejected,
+  unusableManifest,
+} from "../release/manifest.ts";
 import { METADATA_FILE, type PublishedRequirement, parseMetadata, type ReleaseMetadata } from "../release/metadata.ts";
 import { splitImageFileName } from "../release/names.ts";
 import { type HostRelease, parseExtensionRelease } from "../release/os-release.ts";
@@ -76,13 +82,27 @@ export async function decideRemote(
 async function readPublished(ctx: DecideContext, member: Member): Promise<PublishedSource> {
   const manifest = await (ctx.manifest?.(member) ?? member.source.manifest());
   const parsed = parseManifest(manifest.text);
-  for (const rejected of parsed.rejected) {
-    ctx.log.warning(`${member.name} SHA256SUMS line ${rejected.line} ignored: ${rejected.message}`);
-  }
+  logRejected(ctx.log, member.name, parsed.rejected);
+  const unusable = unusableManifest(parsed, manifest.text, member.source.imageUrl("SHA256SUMS"));
+  if (unusable !== null) throw unusable;
   // Quarantined: these very bytes failed inspection before (a republished file gets a fresh look).
   const bad = await Promise.all(parsed.entries.map((e) => ctx.store.isQuarantined(e.file, e.sha256)));
   const quarantined = new Set(parsed.entries.filter((_, i) => bad[i]).map((e) => candidateKey(e.file, e.sha256)));
   return { member, manifest, parsed, quarantined };
+}
+
+/** How many rejected SHA256SUMS lines a pass logs one by one; the rest are counted in one more line. */
+const LOGGED_REJECTIONS = 3;
+
+/** A few rejected lines, one warning each, then their count: an HTML page must not flood the journal. */
+function logRejected(log: Logger, name: string, rejected: readonly RejectedLine[]): void {
+  for (const r of rejected.slice(0, LOGGED_REJECTIONS)) {
+    log.warning(`${name} SHA256SUMS line ${r.line} ignored: ${r.message}`);
+  }
+  if (rejected.length > LOGGED_REJECTIONS) {
+    const rest = rejected.length - LOGGED_REJECTIONS;
+    log.warning(`${name} SHA256SUMS: ${summarizeRejected(rejected)}; ${rest} more not logged one by one`);
+  }
 }
 
 /**

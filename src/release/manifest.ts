@@ -1,6 +1,9 @@
 // SHA256SUMS as systemd-sysupdate's url-file sources publish it: one "<64 hex>  <file>" (text mode) or
-// "<64 hex> *<file>" (binary mode) per line, as sha256sum prints it. Anything else in a line is rejected with
-// its line number, and a rejected line never becomes a file name we act on.
+// "<64 hex> *<file>" (binary mode) per line, as sha256sum prints it. Lines may end in CRLF, as `sha256sum -c`
+// accepts them (a SHA256SUMS written or served from Windows tooling): one carriage return before the LF is not
+// part of the line, and it cannot smuggle anything into a file name (a CR anywhere else is still refused there).
+// Anything else in a line is rejected with its line number, and a rejected line never becomes a file name we act on.
+import { KataError } from "../errors.ts";
 import { fileNameProblem } from "./names.ts";
 
 export interface ManifestEntry {
@@ -37,7 +40,8 @@ export function parseManifest(text: string): Manifest {
   if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
 
   for (let index = 0; index < lines.length; index++) {
-    const raw = lines[index] ?? "";
+    const crlf = lines[index] ?? "";
+    const raw = crlf.endsWith("\r") ? crlf.slice(0, -1) : crlf;
     const line = index + 1;
     const m = LINE.exec(raw);
     if (m === null) {
@@ -84,8 +88,28 @@ export function summarizeRejected(rejected: readonly RejectedLine[]): string | n
   return `${count} line ${first.line}: ${first.message}`;
 }
 
+/**
+ * A SHA256SUMS of which not one line was read, though it had lines: not a SHA256SUMS at all, most often because
+ * [source] url leads somewhere else (a web server's HTML page for a missing directory, a login portal). Null for a
+ * document with entries, or an empty one (a publisher with nothing released yet).
+ */
+export function unusableManifest(manifest: Manifest, text: string, url: string): KataError | null {
+  const summary = summarizeRejected(manifest.rejected);
+  if (manifest.entries.length > 0 || summary === null) return null;
+  return new KataError("manifest-invalid", `${url} is not a SHA256SUMS: no line of it is valid (${summary})`, {
+    remedy: `check [source] url: what it serves is ${looks(text)}; if the url is right, the publisher must fix its SHA256SUMS`,
+  });
+}
+
+/** How a document begins, for a message: an HTML page said as such, otherwise its first characters, quoted. */
+function looks(text: string): string {
+  const head = text.trimStart().slice(0, 200);
+  const html = /^(<!doctype html|<html|<head|<body)/i.test(head) || /<html[\s>]/i.test(head);
+  const first = JSON.stringify(clip(head.slice(0, 60).replace(/\s+/g, " ")));
+  return html ? `an HTML page (it begins ${first})` : `${text.length} characters beginning ${first}`;
+}
+
 function describe(raw: string): string {
-  if (raw.endsWith("\r")) return "ends in CRLF, but SHA256SUMS must use LF line ends";
   const first = raw.split(/\s/, 1)[0] ?? "";
   if (!/^[0-9A-Fa-f]{64}$/.test(first)) return `expected 64 hex digits, got ${JSON.stringify(clip(first))}`;
   return 'expected "<sha256>  <file>" or "<sha256> *<file>"';

@@ -126,20 +126,47 @@ describe("kata-sysextd --once --root", () => {
     expect(isSymlink(join(root, LINK))).toBe(false);
   });
 
-  it("names the first rejected SHA256SUMS line and the count when every line was rejected", async () => {
-    // The same catalogue with CRLF line ends, under its own url; its images are never fetched.
-    const sums = readFileSync(join(pub, "kata-containers/SHA256SUMS"), "utf8").trimEnd().split("\n");
+  it("reads a SHA256SUMS with CRLF line ends, as sha256sum -c does", async () => {
+    // The same catalogue, images included, with CRLF line ends under its own url.
     mkdirSync(join(pub, "crlf/kata-containers"), { recursive: true });
+    for (const file of readdirSync(join(pub, "kata-containers"))) {
+      copyFileSync(join(pub, "kata-containers", file), join(pub, "crlf/kata-containers", file));
+    }
+    const sums = readFileSync(join(pub, "kata-containers/SHA256SUMS"), "utf8").trimEnd().split("\n");
     writeFileSync(join(pub, "crlf/kata-containers/SHA256SUMS"), sums.map((l) => `${l}\r\n`).join(""));
     const root = makeSandboxRoot();
     writeConfig(root, `[source]\nurl = "${server.url}crlf/"\n`);
     const ran = await daemonOnce(root);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stderr).not.toContain("ignored");
+    expect(readlinkSync(join(root, LINK))).toBe("../../var/lib/kata-sysextd/images/kata-containers-3.32.0-x86-64.raw");
+  });
+
+  it("fails a SHA256SUMS without one valid line (an HTML page at a wrong url) as manifest-invalid, in a few log lines", async () => {
+    // What a web server answers for a directory it has no index for, 200 OK; its images are never fetched.
+    const page = `<!DOCTYPE html>\n<html>\n<head><title>Mirror</title></head>\n<body>\n${"<p>a row</p>\n".repeat(2998)}</body>\n</html>\n`;
+    mkdirSync(join(pub, "html/kata-containers"), { recursive: true });
+    writeFileSync(join(pub, "html/kata-containers/SHA256SUMS"), page);
+    const root = makeSandboxRoot();
+    writeConfig(root, `[source]\nurl = "${server.url}html/"\n`);
+    const ran = await daemonOnce(root);
     expect(ran.code).toBe(1);
-    const cause = `${sums.length} lines rejected, first line 1: ends in CRLF, but SHA256SUMS must use LF line ends`;
-    expect(ran.stderr).toContain(`SHA256SUMS: ${cause}`);
+    const lines = ran.stderr.split("\n").filter((l) => l.includes("SHA256SUMS"));
+    // Three lines one by one, one line with the count, and the failure itself (logged, and its pass's summary).
+    const warnings = lines.filter((l) => l.startsWith("warning:"));
+    expect(warnings.filter((l) => l.includes("ignored:"))).toHaveLength(3);
+    expect(warnings.filter((l) => l.includes("3004 lines rejected, first line 1:"))).toHaveLength(1);
+    expect(warnings).toHaveLength(4);
+    expect(lines.length).toBeLessThanOrEqual(6);
+    expect(ran.stderr).toContain("ERROR_CODE=manifest-invalid");
+    expect(ran.stderr).not.toContain("ERROR_CODE=no-compatible-version");
+    expect(ran.stderr).toContain(
+      `REMEDY=check [source] url: what it serves is an HTML page (it begins "<!DOCTYPE html> <html> <head><title>Mirror</title></head>`,
+    );
+    expect(ran.stderr).toContain("if the url is right, the publisher must fix its SHA256SUMS");
     const state = JSON.parse(readFileSync(join(root, "var/lib/kata-sysextd/state.json"), "utf8"));
-    expect(state.lastReconcile.error).toContain(cause);
-    expect(ran.stderr).toContain(`REMEDY=the publisher must fix kata-containers's SHA256SUMS (${cause})`);
+    expect(state.lastReconcile.error).toContain(`${server.url}html/kata-containers/SHA256SUMS is not a SHA256SUMS`);
+    expect(isSymlink(join(root, LINK))).toBe(false);
   });
 
   it("leaves the store and state.json alone when another pass holds the lock", async () => {

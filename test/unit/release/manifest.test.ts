@@ -1,6 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MAX_MANIFEST_CHARS, parseManifest, summarizeRejected } from "../../../src/release/manifest.ts";
+import {
+  MAX_MANIFEST_CHARS,
+  parseManifest,
+  summarizeRejected,
+  unusableManifest,
+} from "../../../src/release/manifest.ts";
 
 const A = "a".repeat(64);
 const B = "B".repeat(64);
@@ -25,7 +30,9 @@ describe("parseManifest", () => {
     [`${A}  ..`, 'contains ".."'],
     [`${A}  kata raw`, "characters outside"],
     [`${A}   kata.raw`, "characters outside"],
-    [`${A}  kata.raw\r`, "ends in CRLF, but SHA256SUMS must use LF line ends"],
+    // Only one CR before the LF is a line end; any other is refused, never part of a file name.
+    [`${A}  kata.raw\r\r`, 'expected "<sha256>  <file>"'],
+    [`${A}  ka\rta.raw`, 'expected "<sha256>  <file>"'],
     [`${A}  .hidden.raw`, 'starts with "."'],
     [`${A}  -x.raw`, 'starts with "-"'],
     ["# a comment", "expected 64 hex digits"],
@@ -37,6 +44,39 @@ describe("parseManifest", () => {
     expect(m.rejected).toHaveLength(1);
     expect(m.rejected[0]?.line).toBe(2);
     expect(m.rejected[0]?.message).toContain(why);
+  });
+
+  it("reads CRLF line ends as sha256sum -c does: one CR before the LF is not part of the line", () => {
+    const m = parseManifest(
+      `${A}  kata-containers-3.32.0-x86-64.raw\r\n\r\n${B} *cloud-hypervisor-45.0-x86-64.raw\r\n`,
+    );
+    expect(m.rejected).toEqual([]);
+    expect(m.entries).toEqual([
+      { file: "kata-containers-3.32.0-x86-64.raw", sha256: A, line: 1 },
+      { file: "cloud-hypervisor-45.0-x86-64.raw", sha256: "b".repeat(64), line: 3 },
+    ]);
+    // Without a final newline too.
+    expect(parseManifest(`${A}  x.raw\r`).entries.map((e) => e.file)).toEqual(["x.raw"]);
+  });
+
+  it("calls a document without one valid line unusable, saying what it looked like", () => {
+    const html = `<!DOCTYPE html>\n<html lang="en">\n<head><title>Index</title></head>\n${"<p>x</p>\n".repeat(3000)}`;
+    const err = unusableManifest(parseManifest(html), html, "https://mirror.example/kata-containers/SHA256SUMS");
+    expect(err?.code).toBe("manifest-invalid");
+    expect(err?.message).toBe(
+      'https://mirror.example/kata-containers/SHA256SUMS is not a SHA256SUMS: no line of it is valid (3003 lines rejected, first line 1: expected 64 hex digits, got "<!DOCTYPE")',
+    );
+    expect(err?.remedy).toBe(
+      'check [source] url: what it serves is an HTML page (it begins "<!DOCTYPE html> <html lang=\\"en\\"> <head><title>Index</title><"); if the url is right, the publisher must fix its SHA256SUMS',
+    );
+    const junk = `${"not a digest\n".repeat(5)}`;
+    expect(unusableManifest(parseManifest(junk), junk, "u")?.remedy).toContain(
+      'what it serves is 65 characters beginning "not a digest not a digest not a digest not a digest not a di"',
+    );
+    // Nothing published yet, or one good line among bad ones: not unusable.
+    expect(unusableManifest(parseManifest(""), "", "u")).toBeNull();
+    const mixed = `junk\n${A}  x.raw\n`;
+    expect(unusableManifest(parseManifest(mixed), mixed, "u")).toBeNull();
   });
 
   it("drops a file listed with two different digests, keeps identical repeats", () => {
