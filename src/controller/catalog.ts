@@ -3,7 +3,7 @@
 import type { VersionsResult } from "../api/schemas.ts";
 import { asKataError } from "../errors.ts";
 import { sourceDirectory } from "../fetch/source.ts";
-import { parseManifest } from "../release/manifest.ts";
+import { parseManifest, unusableManifest } from "../release/manifest.ts";
 import { activeFile } from "../store/link.ts";
 import { parsePublishedMetadata } from "./decide.ts";
 import type { ReconcilerDeps } from "./deps.ts";
@@ -37,6 +37,9 @@ export async function listVersions(deps: CatalogDeps, observed: Observed): Promi
   try {
     const published = await primary.source.manifest();
     const manifest = parseManifest(published.text);
+    // Junk (an HTML page at a wrong url) is an error to show, as a pass fails on it, not an empty list.
+    const unusable = unusableManifest(manifest, published.text, primary.source.imageUrl("SHA256SUMS"));
+    if (unusable !== null) throw unusable;
     // Withdrawals and constraints from the publisher count here as they do in a pass.
     const metadata = parsePublishedMetadata(published.metadata, deps.log);
     result.remote = manifest.entries.flatMap((entry) => {
