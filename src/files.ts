@@ -1,6 +1,6 @@
 // Small file-system questions every module asks. Writes that must survive a crash live in src/store/fsutil.ts.
-import { constants } from "node:fs";
-import { access, open } from "node:fs/promises";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { access } from "node:fs/promises";
 
 /** Whether `path` exists (following symlinks); any error reads as "no". */
 export function pathExists(path: string): Promise<boolean> {
@@ -21,11 +21,13 @@ export type SmallFile =
 /**
  * Reads a small text file the daemon is told to trust (configuration, state) without letting it hang or fill
  * memory: only a regular file (opened non-blocking, so a FIFO cannot block the open), at most `maxBytes`.
+ * Synchronously: the few KiB of a local file the kernel has cached, where a round trip through the thread pool
+ * for each of open, fstat, read and close cost more than the calls (state.json is read three times a pass).
  */
 export async function readSmallFile(path: string, maxBytes: number): Promise<SmallFile> {
-  let handle: Awaited<ReturnType<typeof open>>;
+  let fd: number;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // A dangling symlink is missing too: what it names is not there.
@@ -33,7 +35,7 @@ export async function readSmallFile(path: string, maxBytes: number): Promise<Sma
     return { kind: "unreadable", message: (err as Error).message };
   }
   try {
-    const st = await handle.stat();
+    const st = fstatSync(fd);
     if (!st.isFile()) return { kind: "not-regular", what: fileKind(st) };
     if (st.size > maxBytes) return { kind: "too-large", maxBytes };
     // The size may change while it is read: read until the end or one byte past the cap, and judge what came.
@@ -41,7 +43,7 @@ export async function readSmallFile(path: string, maxBytes: number): Promise<Sma
     let length = 0;
     for (;;) {
       const chunk = Buffer.alloc(Math.min(64 * 1024, maxBytes + 1 - length));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      const bytesRead = readSync(fd, chunk, 0, chunk.length, null);
       if (bytesRead === 0) break;
       chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
@@ -51,7 +53,7 @@ export async function readSmallFile(path: string, maxBytes: number): Promise<Sma
   } catch (err) {
     return { kind: "unreadable", message: (err as Error).message };
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

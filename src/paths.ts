@@ -1,5 +1,6 @@
 // Every host path the daemon touches, resolved under --root the way `systemd-sysext --root=DIR` does.
-import { lstat, readlink, realpath } from "node:fs/promises";
+import { lstatSync, readlinkSync } from "node:fs";
+import { realpath } from "node:fs/promises";
 import { join, resolve } from "node:path";
 
 export interface HostPaths {
@@ -78,9 +79,11 @@ export async function chase(path: string, step: (parts: string[]) => Promise<Pat
  */
 export async function resolveUnderRoot(root: string, path: string): Promise<string> {
   if (resolve(root) === "/") return realpath(path);
-  const parts = await chase(path, async (sofar) => {
+  // One lstat per component, synchronously: metadata the kernel answers from its caches, where a round trip
+  // through the thread pool each cost more than the lookup (os-release is read so twice per boot step).
+  const parts = await chase(path, (sofar) => {
     const candidate = join(root, ...sofar);
-    return (await lstat(candidate)).isSymbolicLink() ? { link: await readlink(candidate) } : { link: null };
+    return lstatSync(candidate).isSymbolicLink() ? { link: readlinkSync(candidate) } : { link: null };
   });
   return join(root, ...parts);
 }

@@ -8,7 +8,7 @@
 // child exits, and the kernel drops it when our descriptor closes, however the process ends (kill -9 too).
 // Nothing is ever stale: no pid to reuse across a reboot, no file that exists empty while being written, no
 // takeover race. The file stays in place and holds the owner's pid, for the message that names it.
-import { type FileHandle, open } from "node:fs/promises";
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { KataError } from "../errors.ts";
 
@@ -35,13 +35,15 @@ const passRunning = (owner: number | null) =>
   });
 
 export async function acquireLock(path: string, options: LockOptions = {}): Promise<Lock> {
-  const handle = await open(path, "a+", 0o600); // created if missing; nothing truncated before we hold it
+  // The lock file's few bytes are read and written synchronously: a round trip through the thread pool for each
+  // cost more than the call, twice or three times in every pass.
+  const fd = openSync(path, "a+", 0o600); // created if missing; nothing truncated before we hold it
   try {
     const tryLock = inProcessFlock();
     const result =
-      tryLock === null ? await flock(handle, options.waitMs) : await flockInProcess(tryLock, handle, options.waitMs);
+      tryLock === null ? await flock(fd, options.waitMs) : await flockInProcess(tryLock, fd, options.waitMs);
     if (result.code === HELD) {
-      const owner = Number.parseInt(await handle.readFile("utf8").catch(() => ""), 10);
+      const owner = Number.parseInt(readOwner(fd), 10);
       throw (options.held ?? passRunning)(Number.isInteger(owner) && owner > 0 ? owner : null);
     }
     if (result.code !== 0) {
@@ -51,10 +53,10 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
         tryLock === null ? { remedy: "kata-sysextd needs util-linux flock in PATH" } : {},
       );
     }
-    await handle.truncate(0);
-    await handle.write(`${process.pid}\n`); // "a+" appends: at 0 after the truncate
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`); // "a+" appends: at 0 after the truncate
   } catch (err) {
-    await handle.close();
+    closeSync(fd);
     throw err;
   }
   let released = false;
@@ -62,9 +64,18 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
     release: async () => {
       if (released) return;
       released = true;
-      await handle.close(); // the last descriptor of the description: the kernel unlocks
+      closeSync(fd); // the last descriptor of the description: the kernel unlocks
     },
   };
+}
+
+/** The pid the holder wrote into the lock file, as text ("" when it cannot be read). */
+function readOwner(fd: number): string {
+  try {
+    return readFileSync(fd, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 /** The addon's flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another holds it. */
@@ -96,13 +107,13 @@ const RETRY_MAX_MS = 50;
 /** flock(2) in process, with flock(1)'s outcomes: tried until `waitMs` has passed (unset: once). */
 async function flockInProcess(
   tryLock: TryLock,
-  handle: FileHandle,
+  fd: number,
   waitMs: number | undefined,
 ): Promise<{ code: number; why: string }> {
   const deadline = nowMs() + (waitMs ?? 0);
   for (let pause = 1; ; pause = Math.min(2 * pause, RETRY_MAX_MS)) {
     try {
-      if (tryLock(handle.fd)) return { code: 0, why: "" };
+      if (tryLock(fd)) return { code: 0, why: "" };
     } catch (err) {
       return { code: -1, why: `failed: ${(err as Error).message}` };
     }
@@ -113,13 +124,13 @@ async function flockInProcess(
 }
 
 /** `flock --nonblock --exclusive 3` (or `--timeout` seconds) with our descriptor as the child's fd 3. */
-function flock(handle: FileHandle, waitMs: number | undefined): Promise<{ code: number; why: string }> {
+function flock(fd: number, waitMs: number | undefined): Promise<{ code: number; why: string }> {
   const wait = waitMs === undefined ? ["--nonblock"] : ["--timeout", String(waitMs / 1000)];
   // Loaded here: with the addon, taking a lock needs no child process at all.
   const { spawn } = process.getBuiltinModule("node:child_process");
   return new Promise((resolve) => {
     const child = spawn("flock", [...wait, "--exclusive", "--conflict-exit-code", String(HELD), "3"], {
-      stdio: ["ignore", "ignore", "pipe", handle.fd],
+      stdio: ["ignore", "ignore", "pipe", fd],
     });
     let stderr = "";
     child.stderr?.on("data", (data: Buffer) => {
