@@ -1,6 +1,21 @@
 // Small file-system questions every module asks. Writes that must survive a crash live in src/store/fsutil.ts.
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+//
+// Reads of a few KiB, folder listings and lookups of our own local files call the system directly (the *Sync
+// functions): each fs/promises call is a round trip through libuv's thread pool, about 0.1 ms on these machines
+// and more than such a call takes, and a pass made some eighty of them before containerd could start. What may
+// block for long goes through the pool: fsync, image-sized reads and writes, and paths we do not own (a FIFO
+// there would block an open): those are read with readSmallFile, whose open cannot block.
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { access } from "node:fs/promises";
+
+/** A folder's names; none when it cannot be read (missing, not a folder). */
+export function listing(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
 
 /** Whether `path` exists (following symlinks); any error reads as "no". */
 export function pathExists(path: string): Promise<boolean> {

@@ -2,10 +2,14 @@
 // /etc/kubernetes/node-feature-discovery/features.d/ with one `<namespace>/<name>=<value>` label per line. The
 // labels use feature.node.kubernetes.io/, the namespace NFD accepts without extra configuration. Written to a dot
 // file and renamed (NFD skips dot files), so nfd-worker never reads half of it.
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
+import { readSmallFile } from "../files.ts";
 import type { Logger } from "../log/logger.ts";
 import { writeFileAtomic } from "../store/fsutil.ts";
+
+/** Ours is a few lines; a larger file there is not ours, and is replaced. */
+const FEATURE_FILE_MAX_BYTES = 64 * 1024;
 
 export const LABEL_PREFIX = "feature.node.kubernetes.io/kata-sysextd";
 
@@ -59,7 +63,10 @@ export function nfdFeatureFile(path: string, log: Logger): ClusterReadiness {
    */
   const write = async (readiness: NodeReadiness): Promise<boolean> => {
     const text = featureFileText(readiness);
-    last ??= await readFile(path, "utf8").catch(() => null);
+    if (last === undefined) {
+      const found = await readSmallFile(path, FEATURE_FILE_MAX_BYTES);
+      last = found.kind === "ok" ? found.text : null;
+    }
     if (text === last) return false;
     try {
       await mkdir(dirname(path), { recursive: true });

@@ -1,6 +1,7 @@
 // What a pass wants active, per member: from the sources (the newest satisfiable set, with the publisher's
 // metadata) or, without the network (boot, rollback), from the store and the metadata kept from last time.
-import { readFile, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -313,7 +314,12 @@ export function qualifies(
 
 /** The metadata.json a previous pass fetched; a file that no longer parses counts as none (it was valid). */
 export async function readKeptMetadata(store: ImageStore): Promise<ReleaseMetadata | undefined> {
-  const text = await readFile(store.metadataFile, "utf8").catch(() => null);
+  let text: string | null;
+  try {
+    text = readFileSync(store.metadataFile, "utf8"); // our own copy, in the store: src/files.ts says why directly
+  } catch {
+    text = null;
+  }
   if (text === null) return undefined;
   const parsed = parseMetadata(text, store.metadataFile);
   return parsed.ok ? parsed.value : undefined;

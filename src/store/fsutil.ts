@@ -1,15 +1,22 @@
 // Crash-safe file system primitives: every change is a rename of something complete, followed by an fsync of
-// the directory, so a kill -9 at any point leaves either the old or the new state, never a half.
-import { link, open, rename, rm, symlink } from "node:fs/promises";
+// the directory, so a kill -9 at any point leaves either the old or the new state, never a half. The files are
+// small: opened, written, renamed and closed directly, only the fsyncs wait in the thread pool (src/files.ts).
+import { closeSync, fsync as fsyncCallback, linkSync, openSync, renameSync, writeFileSync } from "node:fs";
+import { rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+
+/** fsync(2) without holding up the event loop: it can take long when the disk is busy. */
+function fsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsyncCallback(fd, (err) => (err ? reject(err) : resolve())));
+}
 
 /** Makes a directory's entries (a rename, a new or removed file) durable. */
 export async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, "r");
+  const fd = openSync(path, "r");
   try {
-    await handle.sync();
+    await fsync(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
@@ -25,7 +32,7 @@ async function placeTempFile(
   path: string,
   data: string | Buffer,
   mode: number,
-  place: (tmp: string) => Promise<void>,
+  place: (tmp: string) => void,
   renames: boolean,
 ): Promise<void> {
   // Named per write, not per process: two overlapping writes of one path would otherwise share (and truncate,
@@ -33,14 +40,14 @@ async function placeTempFile(
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${++writes}.tmp`);
   let gone = false;
   try {
-    const handle = await open(tmp, "w", mode);
+    const fd = openSync(tmp, "w", mode);
     try {
-      await handle.writeFile(data);
-      await handle.sync();
+      writeFileSync(fd, data);
+      await fsync(fd);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
-    await place(tmp);
+    place(tmp);
     gone = renames;
   } finally {
     // A full disk fails the write or the sync, and link(2) leaves the temp name behind: neither may stay.
@@ -51,7 +58,7 @@ async function placeTempFile(
 
 /** Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  await placeTempFile(path, data, mode, (tmp) => rename(tmp, path), true);
+  await placeTempFile(path, data, mode, (tmp) => renameSync(tmp, path), true);
 }
 
 /**
@@ -60,7 +67,7 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode 
  */
 export async function createFileExclusive(path: string, data: string | Buffer, mode = 0o644): Promise<boolean> {
   try {
-    await placeTempFile(path, data, mode, (tmp) => link(tmp, path), false);
+    await placeTempFile(path, data, mode, (tmp) => linkSync(tmp, path), false);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;

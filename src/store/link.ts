@@ -1,8 +1,10 @@
 // The active link /etc/extensions/<name>.raw -> the store. Only ever replaced atomically (replaceSymlink), so
 // systemd-sysext sees the old image or the new one, never a missing link in between.
-import { lstat, mkdir, readdir, readlink, rm } from "node:fs/promises";
+import { lstatSync, readlinkSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
 import { basename, dirname, relative, resolve } from "node:path";
 import { KataError } from "../errors.ts";
+import { listing } from "../files.ts";
 import { fileNameProblem } from "../release/names.ts";
 import { removeDurably, replaceSymlink } from "./fsutil.ts";
 
@@ -30,15 +32,15 @@ export class ActiveLink {
   }
 
   async read(): Promise<LinkState> {
-    let st: Awaited<ReturnType<typeof lstat>>;
+    let st: ReturnType<typeof lstatSync>;
     try {
-      st = await lstat(this.path);
+      st = lstatSync(this.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "absent" };
       throw err;
     }
     if (!st.isSymbolicLink()) return { kind: "foreign", detail: `${this.path} is not a symlink`, target: null };
-    const target = await readlink(this.path);
+    const target = readlinkSync(this.path);
     const absolute = resolve(dirname(this.path), target);
     if (dirname(absolute) !== resolve(this.storeDir)) {
       return { kind: "foreign", detail: `${this.path} points outside the store, at ${target}`, target };
@@ -73,7 +75,7 @@ export class ActiveLink {
    */
   async sweep(): Promise<string[]> {
     const prefix = `.${basename(this.path)}.`;
-    const names = await readdir(dirname(this.path)).catch(() => [] as string[]);
+    const names = listing(dirname(this.path));
     const stale = names.filter((n) => n.startsWith(prefix) && /^\d+\.new$/.test(n.slice(prefix.length)));
     for (const name of stale) await rm(resolve(dirname(this.path), name), { force: true });
     return stale;

@@ -5,11 +5,12 @@
 // Every write is a read-modify-write through updateState, one writer at a time: a pass writes it under the store
 // lock while the daemon records a next boot or lifts holds outside any pass, and a `kata-sysextd --once` may run
 // beside the daemon. Two overlapping updates would each write what they read, and one change would be lost.
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.ts";
 import { fail, KataError, ok, type Result } from "../errors.ts";
-import { readSmallFile } from "../files.ts";
+import { listing, readSmallFile } from "../files.ts";
 import { type Logger, MessageId } from "../log/logger.ts";
 import type { CandidateFailure, SkippedCandidate } from "../model.ts";
 import { extensionNameProblem, fileNameProblem } from "../release/names.ts";
@@ -416,7 +417,7 @@ const stateLostRemedy = (movedTo: string): string =>
 /** The newest state file moved aside as unusable, or null: while one is there /status says "degraded". */
 export async function stateDamage(file: string): Promise<{ movedTo: string; remedy: string } | null> {
   const prefix = `${basename(file)}${CORRUPT_INFIX}`;
-  const names = await readdir(dirname(file)).catch(() => [] as string[]);
+  const names = listing(dirname(file));
   const moved = names.filter((n) => n.startsWith(prefix) && !n.endsWith(".bak")).sort();
   const newest = moved.at(-1);
   if (newest === undefined) return null;
@@ -429,9 +430,9 @@ export async function stateDamage(file: string): Promise<{ movedTo: string; reme
  * so no write of another process is between its temp file and its rename. Run at start; returns what it removed.
  */
 export async function sweepState(file: string, options: StateOptions = {}): Promise<string[]> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
   const temps = async () => {
-    const names = await readdir(dirname(file)).catch(() => [] as string[]);
+    const names = listing(dirname(file));
     return names.filter((n) => isTempOf(n, basename(file)) || isTempOf(n, basename(backupOf(file))));
   };
   // Looked for first without the lock: there are none but after a crash, and a write under way (which holds the
@@ -474,7 +475,7 @@ export function updateState(
 ): Promise<PersistedState> {
   const key = resolve(file);
   const update = (queued.get(key) ?? Promise.resolve()).then(async () => {
-    await mkdir(dirname(file), { recursive: true, mode: 0o755 });
+    mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
     return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, async () => {
       const state = await recover(file, options);
       const changed = change(state);

@@ -2,10 +2,11 @@
 // /opt read-only on Flatcar). A file only ever enters the store by rename after its digest was verified and
 // its extension-release inspected, and its record (<file>.json) is written before that rename, so every image
 // in the store is complete, verified and described, whatever moment a crash hits.
-import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../errors.ts";
+import { listing } from "../files.ts";
 import { fsyncDir, removeDurably, writeFileAtomic } from "./fsutil.ts";
 
 export interface ImageRecord {
@@ -68,14 +69,14 @@ export class ImageStore {
   }
 
   async ensure(): Promise<void> {
-    await mkdir(this.incomingDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.incomingDir, { recursive: true, mode: 0o700 });
   }
 
   /** Every complete image with its record; images without a record (foreign files) are ignored. */
   async list(): Promise<StoredImage[]> {
     let names: string[];
     try {
-      names = await readdir(this.dir);
+      names = readdirSync(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
       throw err;
@@ -93,7 +94,7 @@ export class ImageStore {
     const record = await this.record(file);
     if (record === null) return null;
     try {
-      await stat(this.pathOf(file));
+      statSync(this.pathOf(file));
     } catch {
       return null;
     }
@@ -102,7 +103,7 @@ export class ImageStore {
 
   private async record(file: string): Promise<ImageRecord | null> {
     try {
-      const parsed = JSON.parse(await readFile(this.pathOf(file + RECORD_SUFFIX), "utf8")) as ImageRecord;
+      const parsed = JSON.parse(readFileSync(this.pathOf(file + RECORD_SUFFIX), "utf8")) as ImageRecord;
       if (parsed.file !== file) return null;
       // Lists added after the first records were written: an older record lists nothing rather than crashing.
       return { ...parsed, files: parsed.files ?? [], kataConfigs: parsed.kataConfigs ?? [] };
@@ -166,7 +167,7 @@ export class ImageStore {
   async pruneQuarantine(keep = QUARANTINE_KEEP_IMAGES): Promise<string[]> {
     let names: string[];
     try {
-      names = await readdir(this.quarantineDir);
+      names = readdirSync(this.quarantineDir);
     } catch {
       return [];
     }
@@ -203,12 +204,12 @@ export class ImageStore {
    * left in incoming/ between verification and admission (they are fetched and verified again).
    */
   async sweep(): Promise<void> {
-    for (const name of await readdir(this.incomingDir).catch(() => [] as string[])) {
+    for (const name of listing(this.incomingDir)) {
       if (!name.endsWith(".partial")) await rm(join(this.incomingDir, name), { force: true, recursive: true });
     }
     let names: string[];
     try {
-      names = await readdir(this.dir);
+      names = readdirSync(this.dir);
     } catch {
       return;
     }

@@ -2,9 +2,9 @@
 // - the binary with --root (tests, the demo, a sandbox root): merges in the caller's mount namespace;
 // - systemd over D-Bus (a real host): the daemon's unit is sandboxed in its own mount namespace, so it must ask
 //   systemd to refresh, or the merge would land in the daemon's private namespace instead of the host's.
-import { readFile } from "node:fs/promises";
 import { KataError } from "../errors.ts";
 import { run } from "../exec.ts";
+import { readSmallFile } from "../files.ts";
 import type { HostPaths } from "../paths.ts";
 
 export interface Sysext {
@@ -19,11 +19,14 @@ export interface Sysext {
   readonly limitation: string | null;
 }
 
+/** A list of extension names; far more than any host merges. */
+const MERGED_MAX_BYTES = 64 * 1024;
+
 /** systemd-sysext writes the merged extension names to <hierarchy>/.systemd-sysext/extensions. */
 export async function readMerged(paths: HostPaths): Promise<string[]> {
   try {
-    const text = await readFile(paths.host("/usr/.systemd-sysext/extensions"), "utf8");
-    return text.split("\n").filter((l) => l.trim() !== "");
+    const read = await readSmallFile(paths.host("/usr/.systemd-sysext/extensions"), MERGED_MAX_BYTES);
+    return read.kind === "ok" ? read.text.split("\n").filter((l) => l.trim() !== "") : [];
   } catch {
     return [];
   }
