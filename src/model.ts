@@ -73,6 +73,19 @@ export interface CandidateFailure {
   maxBytes?: number;
 }
 
+/**
+ * A published image fetched before and found to be made for another release of this OS (admit.ts), remembered in
+ * state.json by the digest SHA256SUMS gave it, with its extension-release: judged again for whichever release a
+ * decision is for, it is skipped where it cannot merge without being fetched again, although it may be pruned.
+ */
+export interface OtherReleaseImage {
+  file: string;
+  version: string;
+  sha256: string;
+  /** The image's own extension-release text, as the store recorded it. */
+  extensionRelease: string;
+}
+
 /** A published candidate a pass leaves out, and why; shown on /status and by `kata-sysextctl versions`. */
 export interface SkippedCandidate {
   file: string;

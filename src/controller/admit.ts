@@ -34,7 +34,8 @@ export async function fetchAndAdmit(
   emit({ kind: "state", state: "verifying" });
   const problems: string[] = [];
   // Set when the image is sound but made for another release of this OS (VERSION_ID, SYSEXT_LEVEL): stored, not
-  // quarantined, since it is what the host needs after an update (or needed before one).
+  // quarantined, since it may be what the host needs after an update (or needed before one). Pruned like any
+  // other image; what it is stays remembered by digest (candidates.ts), so it is not fetched again to learn that.
   let otherRelease: string[] | null = null;
   let contents: ImageContents | null = null;
   try {
@@ -81,7 +82,7 @@ export async function fetchAndAdmit(
   await deps.store.clearQuarantine(image.file);
   if (otherRelease !== null) {
     log.notice(
-      `verified and stored ${image.file}, made for another ${host.id ?? "OS"} release than ${host.versionId ?? "this one"} (${otherRelease.join("; ")}); it is not linked here, and is kept for the release it matches`,
+      `verified and stored ${image.file}, made for another ${host.id ?? "OS"} release than ${host.versionId ?? "this one"} (${otherRelease.join("; ")}); it is not linked here, and is kept within [policy] keep (or as the image staged for that release); pruned, it is not fetched again while SHA256SUMS lists these bytes`,
     );
   } else {
     log.info(`verified and stored ${image.file} (${downloaded.bytes} bytes, ${source.trust})`);

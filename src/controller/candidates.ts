@@ -8,8 +8,12 @@
 // once; the same one again only after a backoff, or, after an inspection failure, never: those very bytes fail
 // the same way every time (the quarantine keeps them aside). One over [fetch] max_bytes is tried at once when the
 // operator raised the cap: the failure was the setting's as much as the image's.
+//
+// An image made for another release of this OS is no failure: it is stored (admit.ts), and may be pruned like any
+// other (plan.ts). What it is stays remembered by its digest (OtherReleaseImage), so a pass does not fetch it
+// again to learn its release anew, while the release it is for may still be booted (it is judged again for each).
 import type { ErrorCode } from "../errors.ts";
-import type { CandidateFailure, SkippedCandidate } from "../model.ts";
+import type { CandidateFailure, OtherReleaseImage, SkippedCandidate } from "../model.ts";
 
 export interface PublishedCandidate {
   file: string;
@@ -26,8 +30,13 @@ export interface CandidateInput<E extends PublishedCandidate> {
   quarantined: ReadonlySet<string>;
   /** Files the operator rolled back from (held until the configuration changes). */
   held: ReadonlySet<string>;
-  /** Files stored already and made for another release of this OS: not fetched again, not linked here. */
+  /**
+   * Keys (candidateKey) of published images known to be made for another release of this OS than the one this
+   * decision is for (stored, or remembered in `known`): not fetched again, not linked here.
+   */
   elsewhere: ReadonlySet<string>;
+  /** Images known to be made for another release of this OS: remembered (state.json) and those stored now. */
+  known: OtherReleaseImage[];
   /** [fetch] max_bytes now: a candidate that was over a smaller cap is tried again at once. */
   maxBytes: number;
   now: Date;
@@ -40,6 +49,8 @@ export interface CandidateChoice<E extends PublishedCandidate> {
   skipped: SkippedCandidate[];
   /** The failures still worth remembering: those whose file is still published with the same digest. */
   failures: CandidateFailure[];
+  /** The images made for another release still worth remembering: those still published with the same digest. */
+  otherRelease: OtherReleaseImage[];
 }
 
 export const candidateKey = (file: string, sha256: string): string => `${file}@${sha256.toLowerCase()}`;
@@ -50,11 +61,15 @@ export function chooseCandidates<E extends PublishedCandidate>(input: CandidateI
   const tryable: E[] = [];
   const skipped: SkippedCandidate[] = [];
   const failures: CandidateFailure[] = [];
+  const knownByKey = new Map(input.known.map((k) => [candidateKey(k.file, k.sha256), k]));
+  const otherRelease: OtherReleaseImage[] = [];
   for (const entry of input.published) {
     const key = candidateKey(entry.file, entry.sha256);
     const failure = byKey.get(key);
     if (failure !== undefined) failures.push(failure);
-    if (input.held.has(entry.file) || input.elsewhere.has(entry.file)) continue;
+    const known = knownByKey.get(key);
+    if (known !== undefined && !otherRelease.includes(known)) otherRelease.push(known);
+    if (input.held.has(entry.file) || input.elsewhere.has(key)) continue;
     if (input.quarantined.has(key)) {
       const reason = failure?.reason ?? "failed inspection before; those bytes are in quarantine";
       skipped.push({ file: entry.file, version: entry.version, reason, retryAt: null });
@@ -67,7 +82,7 @@ export function chooseCandidates<E extends PublishedCandidate>(input: CandidateI
     }
     tryable.push(entry);
   }
-  return { tryable, skipped, failures };
+  return { tryable, skipped, failures, otherRelease };
 }
 
 /** First wait after a failure; it doubles with every further failure of the same bytes, up to RETRY_MAX_MS. */

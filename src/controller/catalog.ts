@@ -5,7 +5,8 @@ import { asKataError } from "../errors.ts";
 import { sourceDirectory } from "../fetch/source.ts";
 import { parseManifest, unusableManifest } from "../release/manifest.ts";
 import { activeFile } from "../store/link.ts";
-import { parsePublishedMetadata } from "./decide.ts";
+import { candidateKey } from "./candidates.ts";
+import { madeElsewhere, parsePublishedMetadata } from "./decide.ts";
 import type { ReconcilerDeps } from "./deps.ts";
 import { type Observed, primaryOf } from "./observe.ts";
 import { judgeRemote, skippedReleases } from "./versions.ts";
@@ -42,8 +43,15 @@ export async function listVersions(deps: CatalogDeps, observed: Observed): Promi
     if (unusable !== null) throw unusable;
     // Withdrawals and constraints from the publisher count here as they do in a pass.
     const metadata = parsePublishedMetadata(published.metadata, deps.log);
+    const name = deps.config.source.name;
+    const remembered = observed.state.otherRelease[name] ?? [];
+    const { elsewhere } = madeElsewhere(observed.host, name, deps.arch, kata.images, remembered);
     result.remote = manifest.entries.flatMap((entry) => {
-      const stored = kata.images.find((i) => i.file === entry.file);
+      const key = candidateKey(entry.file, entry.sha256);
+      const pruned = elsewhere.find((i) => !i.stored && candidateKey(i.file, i.sha256) === key);
+      const stored =
+        kata.images.find((i) => i.file === entry.file) ??
+        (pruned === undefined ? undefined : { compatible: false, reasons: pruned.reasons, pruned: true });
       const decision = judgeRemote({
         host: observed.host,
         arch: deps.arch,

@@ -5,7 +5,8 @@ import { rm } from "node:fs/promises";
 import type { Config } from "../config/schema.ts";
 import { KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Member, PublishedManifest, SkippedCandidate, Targets } from "../model.ts";
+import type { Member, OtherReleaseImage, PublishedManifest, SkippedCandidate, Targets } from "../model.ts";
+import { compatible } from "../release/compat.ts";
 import {
   type Manifest,
   parseManifest,
@@ -39,7 +40,10 @@ export interface DecideContext {
 }
 
 /** Per member: the candidates left out because they failed before, and the failures still worth keeping. */
-export type CandidateRecords = Map<string, Pick<CandidateChoice<PublishedCandidate>, "skipped" | "failures">>;
+export type CandidateRecords = Map<
+  string,
+  Pick<CandidateChoice<PublishedCandidate>, "skipped" | "failures" | "otherRelease">
+>;
 
 /** What a decision left out, by member: as state.json keeps it (a pass's `skipped`, a next boot's). */
 export type SkippedByMember = Record<string, SkippedCandidate[]>;
@@ -124,7 +128,13 @@ export function chooseTargets(
     // Stored images judged against the host this decision is for (the booted one, or an update's next
     // release): one made for another release is no candidate here, and is not fetched again either.
     const stored = judge(view?.images ?? [], host, member.name, arch);
-    const elsewhere = stored.filter((i) => !i.compatible);
+    const otherRelease = madeElsewhere(host, member.name, arch, stored, observed.state.otherRelease[member.name] ?? []);
+    const elsewhere = parsed.entries.flatMap((e) => {
+      const found = otherRelease.elsewhere.find(
+        (i) => i.file === e.file && (i.stored || candidateKey(i.file, i.sha256) === candidateKey(e.file, e.sha256)),
+      );
+      return found === undefined ? [] : [{ entry: e, found }];
+    });
     // Held: rolled back from by the operator; skipped (a newer release is taken) until the config changes.
     const held = new Set(observed.state.held[member.name] ?? []);
     const choice = chooseCandidates({
@@ -135,21 +145,30 @@ export function chooseTargets(
       failures: observed.state.failedCandidates[member.name] ?? [],
       quarantined,
       held,
-      elsewhere: new Set(elsewhere.map((i) => i.file)),
+      elsewhere: new Set(elsewhere.map(({ entry }) => candidateKey(entry.file, entry.sha256))),
+      known: otherRelease.known,
       maxBytes: config.fetch.maxBytes,
       now: ctx.now,
     });
+    const forArch = parsed.entries.filter((e) => typeof splitImageFileName(e.file, member.name, arch) !== "string");
+    const installed = stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version);
     return {
       member,
       manifest,
       rejected: parsed.rejected,
-      offersAny: parsed.entries.some((e) => typeof splitImageFileName(e.file, member.name, arch) !== "string"),
+      offersAny: forArch.length > 0,
       entries: choice.tryable.map(({ version: _, ...entry }) => entry),
-      installed: stored.filter((i) => i.compatible && !held.has(i.file)).map((i) => i.version),
-      // Published, and stored already as made for another release: named when nothing is left to choose.
-      elsewhere: elsewhere
-        .filter((i) => parsed.entries.some((e) => e.file === i.file))
-        .map((i) => `${i.file} (${i.reasons.join("; ")})`),
+      installed,
+      // What SHA256SUMS lists for this architecture and the store holds, left out here: resolve() says so.
+      withheld: {
+        listed: forArch.filter((e) => !choice.tryable.some((t) => t.file === e.file)).length,
+        installed: stored.length - installed.length,
+      },
+      // Published, and known as made for another release: named when nothing is left to choose.
+      elsewhere: elsewhere.map(
+        ({ found }) =>
+          `${found.file} (${found.reasons.join("; ")}${found.stored ? "" : "; pruned, not fetched again"})`,
+      ),
       choice,
     };
   });
@@ -163,6 +182,7 @@ export function chooseTargets(
       manifest: primary.entries,
       rejected: primary.rejected,
       installed: primary.installed,
+      withheld: primary.withheld,
       policy: { versions: config.policy.versions, constraints: config.policy.constraints },
       metadata,
     },
@@ -186,16 +206,14 @@ export function chooseTargets(
     const skipped = published.flatMap((p) => p.choice.skipped.map((c) => `${c.file}: ${c.reason}`));
     const failedBefore = skipped.length === 0 ? "" : `; skipped after failing before: ${skipped.join("; ")}`;
     const forOthers = published.flatMap((p) => p.elsewhere);
-    const madeElsewhere =
-      forOthers.length === 0
-        ? ""
-        : `; made for another release of the OS (stored, not linked here): ${forOthers.join("; ")}`;
+    const forOtherReleases =
+      forOthers.length === 0 ? "" : `; made for another release of the OS (not linked here): ${forOthers.join("; ")}`;
     // Skipped for being over [fetch] max_bytes: the setting may be what is wrong (raising it retries them at once).
     const overCap = published.some((p) =>
       p.choice.failures.some((f) => f.code === "fetch-too-large" && p.choice.skipped.some((c) => c.file === f.file)),
     );
     throw new Unresolvable(
-      `no acceptable Kata version: ${resolution.reasons.join("; ")}${failedBefore}${madeElsewhere}`,
+      `no acceptable Kata version: ${resolution.reasons.join("; ")}${failedBefore}${forOtherReleases}`,
       unreadable !== undefined
         ? `the publisher must fix ${unreadable.name}'s SHA256SUMS (${unreadable.why})`
         : overCap
@@ -224,8 +242,48 @@ export function chooseTargets(
 
 function candidateRecords(published: { member: Member; choice: CandidateChoice<PublishedCandidate> }[]) {
   const records: CandidateRecords = new Map();
-  for (const p of published) records.set(p.member.name, { skipped: p.choice.skipped, failures: p.choice.failures });
+  for (const { member, choice } of published) {
+    records.set(member.name, { skipped: choice.skipped, failures: choice.failures, otherRelease: choice.otherRelease });
+  }
   return records;
+}
+
+/**
+ * The images known to be made for another release of this OS (stored ones that do not match `host`, and those
+ * remembered in state.json), and which of them cannot merge on `host`: the stored ones by file, the remembered
+ * ones (pruned since) by digest, judged again from their extension-release.
+ */
+export function madeElsewhere(
+  host: HostRelease,
+  name: string,
+  arch: string,
+  stored: JudgedImage[],
+  remembered: OtherReleaseImage[],
+): {
+  known: OtherReleaseImage[];
+  elsewhere: { file: string; sha256: string; reasons: string[]; stored: boolean }[];
+} {
+  const fromStore = stored
+    .filter((i) => !i.compatible)
+    .map((i) => ({
+      file: i.file,
+      version: i.version,
+      sha256: i.sha256.toLowerCase(),
+      extensionRelease: i.extensionRelease,
+    }));
+  const isStored = (r: OtherReleaseImage) => stored.some((i) => i.file === r.file);
+  const elsewhere = [
+    ...stored.filter((i) => !i.compatible).map((i) => ({ ...i, stored: true })),
+    ...remembered
+      .filter((r) => !isStored(r))
+      .flatMap((r) => {
+        const decision = compatible(host, parseExtensionRelease(r.extensionRelease), { name, arch });
+        return decision.compatible ? [] : [{ ...r, reasons: decision.reasons, stored: false }];
+      }),
+  ].map(({ file, sha256, reasons, stored }) => ({ file, sha256, reasons, stored }));
+  const key = (i: { file: string; sha256: string }) => candidateKey(i.file, i.sha256);
+  const known = [...fromStore, ...remembered.filter((r) => !fromStore.some((f) => key(f) === key(r)))];
+  return { known, elsewhere };
 }
 
 /** No set can be chosen; it still carries what was skipped, so the pass records that too (/status). */

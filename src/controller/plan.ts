@@ -28,6 +28,8 @@ export interface PlanInput {
   previous: string | null;
   /** The image staged for the next OS release; kept like the active one. */
   staged: string | null;
+  /** The image deferred to the next boot (policy.activation); kept like the active one. */
+  deferred: string | null;
 }
 
 export type Action =
@@ -92,19 +94,18 @@ function sandboxesBlock(input: PlanInput): Action | null {
 }
 
 /**
- * Newest `keep` images stay, plus the active, previous and staged ones, and any newer than the active one that
- * does not match this host (made for a coming release: pruned, it would be fetched again by every pass); everything
- * else goes.
+ * The active, previous, staged and deferred images and the target stay, and the newest `keep` of the others;
+ * everything else goes. An image made for another release of this OS counts against `keep` like any other: the
+ * one a pending OS update needs is the staged one, and one pruned is not fetched again (its digest and release
+ * are remembered, candidates.ts).
  */
 export function pruneCandidates(
-  input: Pick<PlanInput, "store" | "keep" | "previous" | "staged">,
+  input: Pick<PlanInput, "store" | "keep" | "previous" | "staged" | "deferred"> & { target?: Target | null },
   active: string | null,
 ): string[] {
-  const protectedFiles = new Set([active, input.previous, input.staged].filter((f): f is string => f !== null));
-  const activeVersion = input.store.find((e) => e.file === active)?.version ?? null;
-  const forLater = (e: StoreEntry) =>
-    !e.compatible && (activeVersion === null || compareVersions(e.version, activeVersion) > 0);
-  const others = input.store.filter((e) => !protectedFiles.has(e.file) && !forLater(e));
+  const spared = [active, input.previous, input.staged, input.deferred, input.target?.file ?? null];
+  const protectedFiles = new Set(spared.filter((f): f is string => f !== null));
+  const others = input.store.filter((e) => !protectedFiles.has(e.file));
   const byNewest = [...others].sort((a, b) => compareVersions(b.version, a.version));
   return byNewest.slice(input.keep).map((e) => e.file);
 }

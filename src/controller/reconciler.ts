@@ -26,7 +26,7 @@ import {
 import type { ReconcilerDeps } from "./deps.ts";
 import { Health } from "./health.ts";
 import { type MemberView, type Observed, observe } from "./observe.ts";
-import { nextAction, nextJointAction } from "./plan.ts";
+import { nextAction, nextJointAction, pruneCandidates } from "./plan.ts";
 import { decideReboot } from "./reboot.ts";
 import { Records } from "./records.ts";
 import { fetchForRelease } from "./staging.ts";
@@ -321,7 +321,11 @@ export class Reconciler {
           const stored = observed.members.some((m) => m.images.some((i) => i.file === downloaded));
           if (!stored) break;
           decision = await decide(observed, decisions);
+          // Remembered (by digest) before anything is pruned, so no later pass fetches it again to learn that.
+          await this.records.candidates(decision.candidates);
           wantedFiles = wanted(decision.targets);
+          // Each such image may be hundreds of MiB: the store stays within [policy] keep while the pass goes on.
+          observed = await this.pruneStore(observed, decision.targets);
         }
       }
       const verdict = await this.verdict(observed, decision.targets, requireActive);
@@ -344,8 +348,14 @@ export class Reconciler {
     } catch (err) {
       const refused = err instanceof Refusal;
       const error = refused ? err.error : asKataError(err);
-      if (err instanceof Unresolvable && lock !== null)
+      if (err instanceof Unresolvable && lock !== null) {
         await this.records.candidates(err.candidates).catch(() => undefined);
+        // Nothing to activate, but what this pass and earlier ones fetched stays within [policy] keep.
+        if (observed !== null) {
+          const seen = observed;
+          await this.pruneStore(seen, new Map()).catch((e) => log.warning(`pruning: ${asKataError(e).message}`));
+        }
+      }
       // Inspection failures carry the MESSAGE_ID where the image is quarantined (admit.ts); these two end here.
       const verification = error.code === "digest-mismatch" || error.code === "signature-invalid";
       if (refused) {
@@ -432,6 +442,22 @@ export class Reconciler {
     return passVerdict(members, requireActive);
   }
 
+  /**
+   * Prunes what the plan would prune (plan.ts pruneCandidates) outside the plan's own steps: after an image that
+   * turned out to be for another release, and when no set could be chosen. `targets`' files are spared.
+   */
+  private async pruneStore(observed: Observed, targets: Targets): Promise<Observed> {
+    let pruned = false;
+    for (const view of observed.members) {
+      const input = this.planInput(observed, view, targets.get(view.name) ?? null);
+      const files = pruneCandidates(input, activeFile(view.link));
+      if (files.length === 0) continue;
+      await this.actuator.carryOut({ kind: "prune", member: view.name, files }, observed);
+      pruned = true;
+    }
+    return pruned ? this.observe() : observed;
+  }
+
   private planInput(observed: Observed, view: MemberView, target: Target | null) {
     return {
       link: view.link,
@@ -444,6 +470,7 @@ export class Reconciler {
       keep: this.deps.config.policy.keep,
       previous: previousOf(observed.state, view.name),
       staged: stagedOf(observed.state.nextBoot, view.name),
+      deferred: observed.state.deferred[view.name] ?? null,
     };
   }
 

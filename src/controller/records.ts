@@ -108,16 +108,22 @@ export class Records {
     );
   }
 
-  /** Keeps the failures still worth remembering and what this decision left out (shown on /status). */
+  /**
+   * Keeps the failures and the images made for another release still worth remembering, and what this decision
+   * left out (shown on /status).
+   */
   async candidates(records: CandidateRecords | undefined): Promise<void> {
     if (records === undefined) return;
     await this.update((s) => {
       const failedCandidates = { ...s.failedCandidates };
+      const otherRelease = { ...s.otherRelease };
       for (const [member, record] of records) {
         if (record.failures.length > 0) failedCandidates[member] = record.failures;
         else delete failedCandidates[member];
+        if (record.otherRelease.length > 0) otherRelease[member] = record.otherRelease;
+        else delete otherRelease[member];
       }
-      return { failedCandidates, skipped: skippedByMember(records) };
+      return { failedCandidates, otherRelease, skipped: skippedByMember(records) };
     });
   }
 

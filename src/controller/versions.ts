@@ -22,8 +22,11 @@ export interface RemoteInput {
   metadata: ReleaseMetadata | undefined;
   /** Rolled back from: held. */
   held: boolean;
-  /** The same file in the store, judged for this host, if it is stored. */
-  stored: { compatible: boolean; reasons: string[] } | undefined;
+  /**
+   * The same file in the store, judged for this host, if it is stored; or these bytes, fetched before as made for
+   * another release of the OS and pruned since (`pruned`), judged from the extension-release remembered.
+   */
+  stored: { compatible: boolean; reasons: string[]; pruned?: boolean } | undefined;
 }
 
 /**
@@ -49,7 +52,8 @@ export function judgeRemote(input: RemoteInput): RemoteVersion | null {
   if (held) return { version: image.version, compatible: false, reason: HELD_REASON, held };
   // Fetched already and made for another release of the OS: a pass never links it here.
   if (stored !== undefined && !stored.compatible) {
-    const reason = `made for another release of the OS (stored, not linked here): ${stored.reasons.join("; ")}`;
+    const how = stored.pruned === true ? "fetched before and pruned, not fetched again" : "stored, not linked here";
+    const reason = `made for another release of the OS (${how}): ${stored.reasons.join("; ")}`;
     return { version: image.version, compatible: false, reason, held };
   }
   return { version: image.version, compatible: true, reason: null, held };

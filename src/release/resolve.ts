@@ -29,6 +29,11 @@ export interface ResolveInput {
   rejected?: readonly RejectedLine[];
   /** Versions already in the local store. */
   installed: string[];
+  /**
+   * What the caller left out of `manifest` and `installed` (failed before, held, made for another release of the
+   * OS), counted, so an explanation does not call a listed or stored image absent; the caller names them.
+   */
+  withheld?: { listed: number; installed: number };
   policy: Policy;
   metadata?: ReleaseMetadata;
 }
@@ -97,12 +102,16 @@ export function resolve(input: ResolveInput): Resolution {
   if (versions.size === 0) {
     const elsewhere = otherArches.size > 0 ? ` (it has images for ${[...otherArches].sort().join(", ")})` : "";
     const rejected = summarizeRejected(input.rejected ?? []);
+    const { listed, installed: stored } = input.withheld ?? { listed: 0, installed: 0 };
+    const images = (n: number) => `${n} ${name} image${n === 1 ? "" : "s"}`;
+    const lists =
+      listed === 0
+        ? `SHA256SUMS lists no ${name} image for ${arch}${elsewhere}`
+        : `SHA256SUMS lists ${images(listed)} for ${arch}, none of which may be tried here`;
+    const has = stored === 0 ? "none is installed" : `the ${images(stored)} installed may not be linked here`;
     return {
       ok: false,
-      reasons: [
-        `SHA256SUMS lists no ${name} image for ${arch}${elsewhere}, and none is installed`,
-        ...(rejected === null ? [] : [`SHA256SUMS: ${rejected}`]),
-      ],
+      reasons: [`${lists}, and ${has}`, ...(rejected === null ? [] : [`SHA256SUMS: ${rejected}`])],
     };
   }
 

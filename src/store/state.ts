@@ -12,7 +12,7 @@ import { type Clock, systemClock } from "../clock.ts";
 import { fail, KataError, ok, type Result } from "../errors.ts";
 import { listing, readSmallFile } from "../files.ts";
 import { type Logger, MessageId } from "../log/logger.ts";
-import type { CandidateFailure, SkippedCandidate } from "../model.ts";
+import type { CandidateFailure, OtherReleaseImage, SkippedCandidate } from "../model.ts";
 import { extensionNameProblem, fileNameProblem } from "../release/names.ts";
 import { fsyncDir, isTempOf, writeFileAtomic } from "./fsutil.ts";
 import { acquireLock } from "./lock.ts";
@@ -80,6 +80,12 @@ export interface PersistedState {
   failedCandidates: Record<string, CandidateFailure[]>;
   /** What the last pass with the network left out and why, by member: /status and `versions` show it. */
   skipped: Record<string, SkippedCandidate[]>;
+  /**
+   * Published images fetched before and found to be made for another release of this OS, by member, keyed by
+   * digest with their extension-release (controller/candidates.ts): pruned, they are not fetched again while
+   * SHA256SUMS lists the same bytes, and each decision judges them again for the release it is for.
+   */
+  otherRelease: Record<string, OtherReleaseImage[]>;
 }
 
 export interface RebootRequest {
@@ -110,6 +116,7 @@ export const EMPTY_STATE: PersistedState = {
   lastSwitch: null,
   failedCandidates: {},
   skipped: {},
+  otherRelease: {},
 };
 
 // The schema, checked on every read. Store file names and member names are checked as names, so no path that
@@ -246,6 +253,20 @@ const candidateFailure: Check<CandidateFailure> = (v, at) => {
   };
 };
 
+/** An extension-release is a few lines; this bounds what one entry may add to state.json. */
+const RELEASE_MAX_CHARS = 64 * 1024;
+const otherReleaseImage: Check<OtherReleaseImage> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object {file, version, sha256, extensionRelease}", v);
+  const release = text(v.extensionRelease, `${at}.extensionRelease`);
+  if (release.length > RELEASE_MAX_CHARS) problem(`${at}.extensionRelease`, "an extension-release", release);
+  return {
+    file: storeFile(v.file, `${at}.file`),
+    version: text(v.version, `${at}.version`),
+    sha256: sha256(v.sha256, `${at}.sha256`),
+    extensionRelease: release,
+  };
+};
+
 const OWNERS = ["kata-sysextd", "other"] as const;
 const rebootRequest: Check<RebootRequest> = (v, at) => {
   if (!isObject(v)) return problem(at, "an object {reason, since, sentinel}", v);
@@ -297,6 +318,7 @@ export function parseState(json: string, primary?: string): Result<PersistedStat
       lastSwitch: field(doc, "lastSwitch", orNull(listOf((v, at) => memberName(text(v, at), at))), null),
       failedCandidates: field(doc, "failedCandidates", byMember(listOf(candidateFailure)), {}),
       skipped: field(doc, "skipped", byMember(listOf(skippedCandidate)), {}),
+      otherRelease: field(doc, "otherRelease", byMember(listOf(otherReleaseImage)), {}),
     };
     if (doc.schema === STATE_SCHEMA) {
       const previous = field(doc, "previous", byMember(orNull(storeFile)), {});

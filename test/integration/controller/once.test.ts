@@ -400,8 +400,9 @@ describe("kata-sysextd --once --root", () => {
       pubServer.requests.filter((r) => r.path.endsWith(`-${version}-x86-64.raw`)).length;
     try {
       const root = makeSandboxRoot("4593.2.5");
-      // keep = 1 with two images for coming releases: pruning must spare both, or every pass would fetch one again.
-      writeConfig(root, `[source]\nurl = "${pubServer.url}"\n[policy]\nkeep = 1\n`);
+      // Images for coming releases count against keep like any other: with keep = 2 both stay (with keep = 1 the
+      // older would be pruned, and not fetched again: other-release-prune.test.ts), and no update is staged here.
+      writeConfig(root, `[source]\nurl = "${pubServer.url}"\n[policy]\nkeep = 2\n`);
       // One pass: 3.34.0 and 3.33.0 are fetched, found to be for 4700.0.0 and 4650.0.0 and kept; the pass decides
       // again after each and links 3.32.0.
       const first = await daemonOnce(root);

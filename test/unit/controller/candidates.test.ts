@@ -9,7 +9,7 @@ import {
   RETRY_MAX_MS,
   rememberFailure,
 } from "../../../src/controller/candidates.ts";
-import type { CandidateFailure } from "../../../src/model.ts";
+import type { CandidateFailure, OtherReleaseImage } from "../../../src/model.ts";
 
 const NOW = new Date("2026-12-01T12:00:00.000Z");
 const at = (offsetMs: number) => new Date(NOW.getTime() + offsetMs).toISOString();
@@ -39,6 +39,7 @@ const base: CandidateInput<PublishedCandidate> = {
   quarantined: new Set(),
   held: new Set(),
   elsewhere: new Set(),
+  known: [],
   maxBytes: 4096,
   now: NOW,
 };
@@ -83,7 +84,7 @@ describe("chooseCandidates", () => {
     ],
     [
       "held and stored-for-another-release images are left out without counting as failures",
-      { held: new Set([file("3.40.0")]), elsewhere: new Set([file("3.33.0")]) },
+      { held: new Set([file("3.40.0")]), elsewhere: new Set([candidateKey(file("3.33.0"), digest("a"))]) },
       { tryable: ["3.30.0", "3.32.0"], skipped: [] },
     ],
     [
@@ -121,6 +122,48 @@ describe("chooseCandidates", () => {
       failures: [kept, failed("3.33.0"), failed("3.10.0")],
     });
     expect(choice.failures).toEqual([kept]);
+  });
+});
+
+describe("images made for another release", () => {
+  const other = (version: string, sha = "a"): OtherReleaseImage => ({
+    file: file(version),
+    version,
+    sha256: digest(sha),
+    extensionRelease: "ID=flatcar\nVERSION_ID=4000.0.0\n",
+  });
+  it.each<[string, Partial<CandidateInput<PublishedCandidate>>, { tryable: string[]; remembered: string[] }]>([
+    [
+      "remembered and still published with the same bytes: kept in mind, and skipped where it cannot merge",
+      { known: [other("3.40.0")], elsewhere: new Set([candidateKey(file("3.40.0"), digest("a"))]) },
+      { tryable: ["3.30.0", "3.32.0", "3.33.0"], remembered: ["3.40.0"] },
+    ],
+    [
+      "remembered, and the release it is for is the one decided for: tried (kept in mind all the same)",
+      { known: [other("3.40.0")] },
+      { tryable: ["3.30.0", "3.32.0", "3.33.0", "3.40.0"], remembered: ["3.40.0"] },
+    ],
+    [
+      "republished with other bytes: those are tried, the old ones forgotten",
+      {
+        published: [pub("3.32.0"), pub("3.40.0", "b")],
+        known: [other("3.40.0")],
+        elsewhere: new Set([candidateKey(file("3.40.0"), digest("a"))]),
+      },
+      { tryable: ["3.32.0", "3.40.0"], remembered: [] },
+    ],
+    [
+      "no longer published: forgotten",
+      { published: [pub("3.32.0")], known: [other("3.40.0"), other("3.41.0")] },
+      { tryable: ["3.32.0"], remembered: [] },
+    ],
+  ])("%s", (_title, input, want) => {
+    const choice = chooseCandidates({ ...base, ...input });
+    expect(choice.tryable.map((c) => c.version)).toEqual(want.tryable);
+    expect(choice.otherRelease.map((c) => c.version)).toEqual(want.remembered);
+    // Not a failure: nothing to retry, nothing on the skipped list.
+    expect(choice.skipped).toEqual([]);
+    expect(choice.failures).toEqual([]);
   });
 });
 

@@ -4,7 +4,7 @@ import { DEFAULTS } from "../../../src/config/schema.ts";
 import { chooseTargets, type PublishedSource, Unresolvable } from "../../../src/controller/decide.ts";
 import type { JudgedImage, MemberView } from "../../../src/controller/observe.ts";
 import { createLogger } from "../../../src/log/logger.ts";
-import type { Member, ReleaseSource, Target } from "../../../src/model.ts";
+import type { Member, OtherReleaseImage, ReleaseSource, Target } from "../../../src/model.ts";
 import { parseManifest } from "../../../src/release/manifest.ts";
 import { parseHostRelease } from "../../../src/release/os-release.ts";
 import { ActiveLink } from "../../../src/store/link.ts";
@@ -63,11 +63,25 @@ interface Row {
   images?: JudgedImage[];
   held?: string[];
   quarantined?: string[];
+  /** Fetched before as made for another release and pruned since (state.json `otherRelease`). */
+  remembered?: OtherReleaseImage[];
 }
 
-function choose({ offered, images = [], held = [], quarantined = [] }: Row) {
+/** An image fetched before, remembered with the extension-release it was found to have. */
+const fetchedBefore = (v: string, versionId: string): OtherReleaseImage => ({
+  file: kata(v),
+  version: v,
+  sha256: sha(v),
+  extensionRelease: `ID=flatcar\nVERSION_ID=${versionId}\n`,
+});
+
+function choose({ offered, images = [], held = [], quarantined = [], remembered = [] }: Row) {
   const view: MemberView = { name: NAME, link: { kind: "absent" }, images, merged: false };
-  const state: PersistedState = { ...EMPTY_STATE, held: held.length > 0 ? { [NAME]: held.map(kata) } : {} };
+  const state: PersistedState = {
+    ...EMPTY_STATE,
+    held: held.length > 0 ? { [NAME]: held.map(kata) } : {},
+    otherRelease: remembered.length > 0 ? { [NAME]: remembered } : {},
+  };
   const ctx = {
     config: DEFAULTS,
     arch: "x86-64",
@@ -100,13 +114,63 @@ describe("chooseTargets", () => {
       { offered: ["3.30.0", "3.32.0"], images: [stored("3.32.0", false)] },
       remote("3.30.0"),
     ],
+    [
+      "one fetched before as made for another OS release and pruned since is passed over, not fetched again",
+      { offered: ["3.30.0", "3.32.0"], remembered: [fetchedBefore("3.32.0", "4000.0.0")] },
+      remote("3.30.0"),
+    ],
+    [
+      "one fetched before for the release now booted is fetched again: it matches this host",
+      { offered: ["3.30.0", "3.32.0"], remembered: [fetchedBefore("3.32.0", "4593.2.5")] },
+      remote("3.32.0"),
+    ],
+    [
+      "remembered bytes other than those published now are no verdict on these",
+      {
+        offered: ["3.30.0", "3.32.0"],
+        remembered: [{ ...fetchedBefore("3.32.0", "4000.0.0"), sha256: "f".repeat(64) }],
+      },
+      remote("3.32.0"),
+    ],
   ])("%s", (_, row, expected) => {
     expect(choose(row).targets.get(NAME)).toEqual(expected);
+  });
+
+  it("remembers what it stores for another release by digest, and keeps in mind what it pruned", () => {
+    const records = choose({
+      offered: ["3.30.0", "3.32.0", "3.33.0"],
+      images: [stored("3.33.0", false)],
+      remembered: [fetchedBefore("3.32.0", "4000.0.0"), fetchedBefore("3.10.0", "4000.0.0")],
+    }).candidates.get(NAME);
+    // 3.10.0 is no longer published: forgotten.
+    expect(records?.otherRelease.map((i) => i.version)).toEqual(["3.32.0", "3.33.0"]);
+    expect(records?.otherRelease.find((i) => i.version === "3.33.0")).toEqual({
+      file: kata("3.33.0"),
+      version: "3.33.0",
+      sha256: sha("3.33.0"),
+      extensionRelease: "ID=flatcar\nVERSION_ID=4650.0.0\n",
+    });
+    expect(records?.skipped).toEqual([]);
   });
 
   it.each<[string, Row, RegExp]>([
     ["nothing published in policy", { offered: ["3.20.0"] }, /no acceptable Kata version/],
     ["everything held", { offered: ["3.32.0"], held: ["3.32.0"] }, /no acceptable Kata version/],
+    [
+      // What a host with another SYSEXT_LEVEL saw: five listed, four stored for another release, one failed.
+      "everything listed left out: says so, and names the ones for another release",
+      {
+        offered: ["3.40.0", "3.41.0", "3.42.0", "3.43.0", "3.44.0"],
+        images: ["3.41.0", "3.42.0", "3.43.0", "3.44.0"].map((v) => stored(v, false)),
+        quarantined: ["3.40.0"],
+      },
+      /^no acceptable Kata version: SHA256SUMS lists 5 kata-containers images for x86-64, none of which may be tried here, and the 4 kata-containers images installed may not be linked here; .*made for another release of the OS \(not linked here\): kata-containers-3\.41\.0-x86-64\.raw \(VERSION_ID: extension has "4650\.0\.0"/,
+    ],
+    [
+      "one pruned since is named as such",
+      { offered: ["3.32.0"], remembered: [fetchedBefore("3.32.0", "4000.0.0")] },
+      /SHA256SUMS lists 1 kata-containers image for x86-64, none of which may be tried here, and none is installed; made for another release of the OS \(not linked here\): kata-containers-3\.32\.0-x86-64\.raw \(VERSION_ID: extension has "4000\.0\.0", host has "4593\.2\.5".*; pruned, not fetched again\)/,
+    ],
   ])("%s: no set, and why", (_, row, message) => {
     expect(() => choose(row)).toThrow(Unresolvable);
     expect(() => choose(row)).toThrow(message);

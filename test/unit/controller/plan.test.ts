@@ -21,6 +21,7 @@ const base: PlanInput = {
   keep: 3,
   previous: null,
   staged: null,
+  deferred: null,
 };
 
 describe("nextAction", () => {
@@ -114,32 +115,100 @@ describe("nextAction", () => {
       },
       { kind: "prune", files: ["k-3.2.0-x86-64.raw"] },
     ],
+    [
+      "newer images made for another release beyond keep: pruned too (they are remembered, not fetched again)",
+      {
+        target: local("3.31.1"),
+        keep: 1,
+        store: [img("3.31.1"), img("3.44.0", false), img("3.45.0", false)],
+        link: linked("3.31.1"),
+        merged: true,
+      },
+      { kind: "prune", files: ["k-3.44.0-x86-64.raw"] },
+    ],
   ])("%s", (_name, overrides, expected) => {
     expect(nextAction({ ...base, ...overrides })).toEqual(expected);
   });
 });
 
 describe("pruneCandidates", () => {
-  it("never prunes the active or previous image and orders versions numerically", () => {
-    const store = ["3.9.0", "3.10.0", "3.11.0", "3.2.0"].map((v) => img(v));
-    expect(
-      pruneCandidates({ store, keep: 1, previous: "k-3.2.0-x86-64.raw", staged: null }, "k-3.9.0-x86-64.raw"),
-    ).toEqual(["k-3.10.0-x86-64.raw"]);
-  });
-
-  it("keeps a newer image made for another release (a coming one), prunes an older one (a past one)", () => {
-    const store = [img("3.31.0", false), img("3.32.0"), img("3.33.0", false), img("3.34.0", false)];
-    expect(pruneCandidates({ store, keep: 0, previous: null, staged: null }, "k-3.32.0-x86-64.raw")).toEqual([
-      "k-3.31.0-x86-64.raw",
-    ]);
-  });
-
-  it("keeps the image staged for the next OS release", () => {
-    const store = ["3.1.0", "3.2.0", "3.3.0"].map((v) => img(v));
-    expect(pruneCandidates({ store, keep: 0, previous: null, staged: "k-3.1.0-x86-64.raw" }, null)).toEqual([
-      "k-3.3.0-x86-64.raw",
-      "k-3.2.0-x86-64.raw",
-    ]);
+  const k = (version: string) => `k-${version}-x86-64.raw`;
+  type Row = Partial<Pick<PlanInput, "keep" | "previous" | "staged" | "deferred" | "target">> & {
+    store: ReturnType<typeof img>[];
+    active?: string | null;
+  };
+  // The reviewer's host: six images for an older release (3.40–3.45) and the good 3.31.1 active.
+  const olderRelease = ["3.40.0", "3.41.0", "3.42.0", "3.43.0", "3.44.0", "3.45.0"].map((v) => img(v, false));
+  it.each<[string, Row, string[]]>([
+    [
+      "never the active or previous image, and versions ordered numerically",
+      {
+        store: ["3.9.0", "3.10.0", "3.11.0", "3.2.0"].map((v) => img(v)),
+        keep: 1,
+        previous: k("3.2.0"),
+        active: k("3.9.0"),
+      },
+      [k("3.10.0")],
+    ],
+    [
+      "images made for another release count against keep, newest first, older or newer than the active one",
+      {
+        store: [img("3.31.0", false), img("3.32.0"), img("3.33.0", false), img("3.34.0", false)],
+        keep: 1,
+        active: k("3.32.0"),
+      },
+      [k("3.33.0"), k("3.31.0")],
+    ],
+    [
+      "six for another release and keep = 1: the newest of them stays beside the active one",
+      { store: [img("3.31.1"), ...olderRelease], keep: 1, active: k("3.31.1") },
+      ["3.44.0", "3.43.0", "3.42.0", "3.41.0", "3.40.0"].map(k),
+    ],
+    [
+      "nothing active (none matches this host): keep bounds them all the same",
+      { store: olderRelease, keep: 1, active: null },
+      ["3.44.0", "3.43.0", "3.42.0", "3.41.0", "3.40.0"].map(k),
+    ],
+    [
+      "the image staged for a pending OS update stays, whatever its age",
+      { store: [img("3.1.0", false), img("3.2.0"), img("3.3.0")], keep: 1, staged: k("3.1.0"), active: null },
+      [k("3.2.0")],
+    ],
+    [
+      "the image deferred to the next boot stays",
+      {
+        store: [img("3.30.0"), img("3.31.0"), img("3.32.0"), img("3.40.0", false)],
+        keep: 1,
+        deferred: k("3.31.0"),
+        active: k("3.30.0"),
+      },
+      [k("3.32.0")],
+    ],
+    [
+      "the target stays (a pass prunes while it still waits to link it)",
+      {
+        store: [img("3.30.0"), img("3.32.0"), img("3.45.0", false)],
+        keep: 1,
+        target: local("3.32.0"),
+        active: k("3.30.0"),
+      },
+      [],
+    ],
+    [
+      "active, previous, staged and deferred never count against keep",
+      {
+        store: ["3.1.0", "3.2.0", "3.3.0", "3.4.0", "3.5.0", "3.6.0"].map((v) => img(v, v !== "3.4.0")),
+        keep: 1,
+        previous: k("3.2.0"),
+        staged: k("3.4.0"),
+        deferred: k("3.6.0"),
+        active: k("3.3.0"),
+      },
+      [k("3.1.0")],
+    ],
+  ])("%s", (_name, row, expected) => {
+    const { active = null, ...rest } = row;
+    expect(pruneCandidates({ ...base, ...rest }, active)).toEqual(expected);
   });
 });
 

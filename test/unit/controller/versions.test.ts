@@ -51,6 +51,17 @@ describe("judgeRemote", () => {
       },
     ],
     [
+      "a version fetched before as made for another OS release and pruned since is not fetched again",
+      input(kata("3.32.0"), { stored: { compatible: false, reasons: ["VERSION_ID 4000.0.0 differs"], pruned: true } }),
+      {
+        version: "3.32.0",
+        compatible: false,
+        reason:
+          "made for another release of the OS (fetched before and pruned, not fetched again): VERSION_ID 4000.0.0 differs",
+        held: false,
+      },
+    ],
+    [
       "a version stored for this host is taken",
       input(kata("3.32.0"), { stored: { compatible: true, reasons: [] } }),
       { version: "3.32.0", compatible: true, reason: null, held: false },

@@ -152,6 +152,26 @@ describe("resolve", () => {
     });
   });
 
+  it.each<[string, { listed: number; installed: number }, string]>([
+    [
+      "nothing left out",
+      { listed: 0, installed: 0 },
+      "SHA256SUMS lists no kata-containers image for x86-64, and none is installed",
+    ],
+    [
+      "every listed image left out by the caller, some stored for another release",
+      { listed: 5, installed: 4 },
+      "SHA256SUMS lists 5 kata-containers images for x86-64, none of which may be tried here, and the 4 kata-containers images installed may not be linked here",
+    ],
+    [
+      "one listed and left out, nothing stored",
+      { listed: 1, installed: 0 },
+      "SHA256SUMS lists 1 kata-containers image for x86-64, none of which may be tried here, and none is installed",
+    ],
+  ])("with nothing to choose from, never calls what the caller left out absent: %s", (_, withheld, reason) => {
+    expect(resolve(base({ manifest: [], installed: [], withheld }))).toEqual({ ok: false, reasons: [reason] });
+  });
+
   it("says which SHA256SUMS line was rejected, and how many, when the manifest offers nothing", () => {
     // One space between digest and name: a hand-written SHA256SUMS.
     const parsed = parseManifest(`${sha(1)} ${kata("3.32.0")}\n${sha(2)} ${kata("3.31.0")}\n`);

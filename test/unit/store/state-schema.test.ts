@@ -15,6 +15,12 @@ const FAILURE = {
   lastAt: "2026-12-02T07:00:00.000Z",
   retryAt: "2026-12-02T09:00:00.000Z",
 };
+const OTHER_RELEASE = {
+  file: "kata-containers-3.45.0-x86-64.raw",
+  version: "3.45.0",
+  sha256: "b".repeat(64),
+  extensionRelease: "ID=flatcar\nVERSION_ID=4000.0.0\n",
+};
 const state = (fields: Record<string, unknown>): string => JSON.stringify({ ...EMPTY_STATE, ...fields });
 /** A file as kata-sysextd wrote it before schema 2: Kata's rollback target and next-boot image apart. */
 const V1_EMPTY = { ...EMPTY_STATE, schema: 1, previous: null, previousCompanions: {} };
@@ -161,6 +167,21 @@ describe("parseState refuses what kata-sysextd never writes, naming the field", 
       state({ skipped: { "kata-containers": [{ file: IMAGE, version: "3.32.0", reason: "x", retryAt: "soon" }] } }),
       "skipped.kata-containers[0].retryAt must be an ISO-8601 time",
     ],
+    [
+      "an image for another release outside the store",
+      state({ otherRelease: { "kata-containers": [{ ...OTHER_RELEASE, file: "../x.raw" }] } }),
+      "otherRelease.kata-containers[0].file must be a store file name",
+    ],
+    [
+      "an image for another release without its extension-release",
+      state({ otherRelease: { "kata-containers": [{ ...OTHER_RELEASE, extensionRelease: undefined }] } }),
+      "otherRelease.kata-containers[0].extensionRelease must be a string",
+    ],
+    [
+      "an image for another release with a release file no image has",
+      state({ otherRelease: { "kata-containers": [{ ...OTHER_RELEASE, extensionRelease: "x".repeat(70_000) }] } }),
+      "otherRelease.kata-containers[0].extensionRelease must be an extension-release",
+    ],
     ["waitingSince that is no time", state({ waitingSince: "soon" }), "waitingSince must be an ISO-8601 time"],
     [
       "a reboot request without its reason",
@@ -207,6 +228,7 @@ describe("parseState reads what kata-sysextd writes, and older files with fewer 
     lastSwitch: ["kata-containers"],
     failedCandidates: { "kata-containers": [FAILURE] },
     skipped: { "kata-containers": [{ file: IMAGE, version: "3.32.0", reason: FAILURE.reason, retryAt: null }] },
+    otherRelease: { "kata-containers": [OTHER_RELEASE] },
   };
   const full = {
     schema: 2,
