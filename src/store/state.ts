@@ -428,13 +428,16 @@ async function recover(file: string, options: StateOptions): Promise<PersistedSt
   const backupWhy = backup.kind === "bad" ? backup.problem : "is missing";
   options.log?.error(
     `${file} ${why} and its last good copy ${backupWhy}; moved aside to ${movedTo}, starting with an empty state: the rollback target, holds and the image staged for the next boot are forgotten`,
-    { MESSAGE_ID: MessageId.stateLost, STATE_FILE: file, REMEDY: stateLostRemedy(movedTo) },
+    { MESSAGE_ID: MessageId.stateLost, STATE_FILE: file, REMEDY: stateLostRemedy(movedTo, backup.kind === "bad") },
   );
   return { ...EMPTY_STATE };
 }
 
-const stateLostRemedy = (movedTo: string): string =>
-  `the next passes rebuild what they can (the active image, the next boot's image); look at ${movedTo} for what was lost (a rollback target, holds), then remove it: /status says "degraded" while it is there`;
+/** `twin`: the unusable backup was moved aside too, as `<movedTo>.bak`. */
+const stateLostRemedy = (movedTo: string, twin: boolean): string =>
+  twin
+    ? `the next passes rebuild what they can (the active image, the next boot's image); look at ${movedTo} and its backup ${movedTo}.bak for what was lost (a rollback target, holds), then remove both: /status says "degraded" while ${movedTo} is there`
+    : `the next passes rebuild what they can (the active image, the next boot's image); look at ${movedTo} for what was lost (a rollback target, holds), then remove it: /status says "degraded" while it is there`;
 
 /** The newest state file moved aside as unusable, or null: while one is there /status says "degraded". */
 export async function stateDamage(file: string): Promise<{ movedTo: string; remedy: string } | null> {
@@ -444,7 +447,7 @@ export async function stateDamage(file: string): Promise<{ movedTo: string; reme
   const newest = moved.at(-1);
   if (newest === undefined) return null;
   const movedTo = join(dirname(file), newest);
-  return { movedTo, remedy: stateLostRemedy(movedTo) };
+  return { movedTo, remedy: stateLostRemedy(movedTo, names.includes(`${newest}.bak`)) };
 }
 
 /**

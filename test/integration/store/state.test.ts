@@ -177,6 +177,10 @@ describe("a damaged state.json", () => {
     expect(records[0]).toMatchObject({ level: "error" });
     expect(records[0]?.message).toContain(`moved aside to ${movedTo}`);
     expect(records[0]?.message).toContain('switching must be a list, got "yes"');
+    // The remedy names both files the recovery left, in the journal and on /status.
+    const both = `look at ${movedTo} and its backup ${movedTo}.bak for what was lost (a rollback target, holds), then remove both`;
+    expect(records[0]?.fields.REMEDY).toContain(both);
+    expect((await stateDamage(file))?.remedy).toContain(both);
     expect(await stateDamage(file)).toMatchObject({ movedTo });
     // Said once: the next read finds nothing and starts empty without another record.
     expect(await readState(file, { log, clock })).toEqual(EMPTY_STATE);
