@@ -24,6 +24,10 @@ export type MemberStatus = StatusDocument["members"][number];
 /** Whether kata-sysextd asks the cluster's reboot coordinator for a reboot (controller/reboot.ts), and why. */
 export type RebootStatus = StatusDocument["reboot"];
 export type ContainerdRegistration = NonNullable<StatusDocument["containerd"]>;
+/** An activation that waits for running Kata sandboxes to end, and when a reboot is asked for instead. */
+export type WaitingStatus = NonNullable<StatusDocument["waiting"]>;
+/** A configuration the running daemon read and refused; it runs the one it had. */
+export type ConfigRejection = NonNullable<StatusDocument["configRejected"]>;
 
 /** One member as the daemon keeps it: what /status shows of it, and its active image's path and trust. */
 export interface MemberSnapshot extends MemberStatus {

@@ -138,6 +138,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     help: "When the reboot request was first made, in Unix seconds (0 while none stands); alert on time() minus this",
     registers,
   });
+  const configRejected = new Gauge({
+    name: "kata_sysextd_config_rejected",
+    help: "1 while the configuration file, as last read on a change or reload, was rejected and the daemon runs the one it had (a restart would read the rejected file)",
+    registers,
+  });
 
   const canarySeconds = new Histogram({
     name: "kata_sysextd_canary_duration_seconds",
@@ -238,6 +243,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         nextBootInfo.set({ flatcar_version: doc.nextBoot.flatcarVersion, kata: kata.nextBoot ?? "" }, 1);
       }
 
+      configRejected.set(doc.configRejected === null ? 0 : 1);
       rebootRequested.set(doc.reboot.requested ? 1 : 0);
       const since = doc.reboot.since === null ? Number.NaN : Date.parse(doc.reboot.since) / 1000;
       rebootRequestedSince.set(doc.reboot.requested && Number.isFinite(since) ? Math.floor(since) : 0);

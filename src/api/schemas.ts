@@ -139,6 +139,23 @@ export const statusDocumentSchema = object({
   // state.json and its last good copy were unusable and were moved aside (`movedTo`): the rollback target, holds
   // and next boot were forgotten. Null when not; while set, `state` is "degraded".
   stateDamage: nullable(object({ movedTo: str, remedy: str })),
+  // The configuration file as the daemon last read it on a change or reload was rejected (`code`, `message`: the
+  // file, line and key), and the daemon runs the one it had; a restart or reboot would read the rejected file.
+  // Null when the file is what runs, or a later reload was accepted. While set, `state` is "degraded".
+  configRejected: nullable(
+    object({ at: { type: "string", format: "date-time" }, code: str, message: str, remedy: nullableStr }),
+  ),
+  // An activation deferred because Kata sandboxes run (policy.activation "wait" or "next-boot"): the images that
+  // wait, the sandboxes counted, since when passes defer, and when policy.max_wait_seconds runs out and a reboot
+  // is asked for instead (null: never by itself, "next-boot" asks at once). Null when nothing waits.
+  waiting: nullable(
+    object({
+      members: { type: "array", items: object({ name: str, version: str, file: str }) },
+      sandboxes: int,
+      since: { type: "string", format: "date-time" },
+      rebootAt: { type: ["string", "null"], format: "date-time" },
+    }),
+  ),
   // Published releases the last pass left out because they failed verification or inspection before, newest
   // first; the node may run an older release than the newest published one because of them.
   skipped: { type: "array", items: skippedReleaseSchema },

@@ -310,7 +310,17 @@ function describeSkipped(s: SkippedRelease): string {
 
 /** Absent from a daemon older than the field; formatStatus reads each with `?.` or `?? []`. */
 const STATUS_ADDED_LATER: CheckOptions = {
-  addedLater: ["reboot", "stateDamage", "skipped", "canary", "containerd", "members[].held", "nextBoot.skipped"],
+  addedLater: [
+    "reboot",
+    "stateDamage",
+    "configRejected",
+    "waiting",
+    "skipped",
+    "canary",
+    "containerd",
+    "members[].held",
+    "nextBoot.skipped",
+  ],
 };
 const VERSIONS_ADDED_LATER: CheckOptions = { addedLater: ["skipped"] };
 /** failAnswer prints the remedy only when there is one. */
@@ -437,6 +447,14 @@ export function formatStatus(doc: StatusDocument): string {
         : `${reboot.sentinel.path}${reboot.sentinel.owner === "other" ? ", written by another package" : ""}`;
     row("reboot", `REQUESTED since ${reboot.since ?? "?"} (${carrier}): ${reboot.reason ?? ""}`);
   }
+  // Absent from a daemon older than the field.
+  const waiting = doc.waiting;
+  if (waiting) {
+    const what = waiting.members.map((m) => `${m.name} ${m.version}`).join(", ") || "the re-merge";
+    const n = waiting.sandboxes;
+    const until = waiting.rebootAt === null ? "" : `; a reboot is asked for at ${waiting.rebootAt} if they still run`;
+    row("waiting", `${what}, for ${n} Kata sandbox${n === 1 ? "" : "es"} to end, since ${waiting.since}${until}`);
+  }
   const pf = doc.preflight;
   if (pf === null) row("preflight", "not run yet");
   else {
@@ -470,11 +488,18 @@ export function formatStatus(doc: StatusDocument): string {
   const last = doc.lastReconcile;
   row("state", `${doc.state}${last ? `; last reconcile ${last.result} at ${last.at}` : "; no reconcile yet"}`);
   if (last?.error) {
-    row("last error", last.error);
+    // A deferred pass's "error" says what waits.
+    row(last.result === "deferred" ? "deferred" : "last error", last.error);
     if (last.remedy) row("remedy", last.remedy);
   }
   // Absent from a daemon older than the field.
   if (doc.stateDamage) row("state file", `LOST, moved aside to ${doc.stateDamage.movedTo}: ${doc.stateDamage.remedy}`);
+  // Absent from a daemon older than the field.
+  const rejected = doc.configRejected;
+  if (rejected) {
+    row("config", `REJECTED at ${rejected.at}, the previous one runs: ${rejected.message} (${rejected.code})`);
+    if (rejected.remedy) row("remedy", rejected.remedy);
+  }
   return `${lines.join("\n")}\n`;
 }
 

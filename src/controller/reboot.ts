@@ -39,7 +39,7 @@ export function decideReboot(input: RebootInput): RebootVerdict {
   if (input.heldBack.length === 0 || input.activation === "force") return { request: false, recheckAfterMs: null };
   // The reason names nothing that changes while the request stands (the sandbox count, the time waited so far):
   // a new reason rewrites the sentinel and is a new journal record.
-  const images = describe(input.heldBack);
+  const images = describeHeldBack(input.heldBack);
   const one = input.heldBack.length === 1;
   let why: string;
   if (input.activation === "next-boot") {
@@ -69,7 +69,7 @@ export function decideReboot(input: RebootInput): RebootVerdict {
 }
 
 /** "Kata 3.32.0", "Kata 3.32.0 and cloud-hypervisor 53.0". */
-function describe(images: HeldBackImage[]): string {
+export function describeHeldBack(images: readonly HeldBackImage[]): string {
   const names = images.map((i) => `${i.primary ? "Kata" : i.member} ${i.version}`);
   return names.length <= 1 ? (names[0] ?? "") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
 }

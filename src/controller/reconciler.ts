@@ -3,11 +3,12 @@
 // outcome says how it ended and when to run again. The daemon (src/daemon/) owns the queue and the timers.
 import type { VersionsResult } from "../api/schemas.ts";
 import type { CanaryPhase, CanaryResult } from "../canary/canary.ts";
-import { asKataError, type KataError } from "../errors.ts";
+import { asKataError, KataError } from "../errors.ts";
 import { cleanupPartials } from "../fetch/download.ts";
 import { MessageId } from "../log/logger.ts";
 import type { Member, ReconcileEvent, Target, Targets } from "../model.ts";
 import type { HostRelease } from "../release/os-release.ts";
+import type { WaitingStatus } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import type { RebootRequest } from "../store/state.ts";
@@ -27,7 +28,7 @@ import type { ReconcilerDeps } from "./deps.ts";
 import { Health } from "./health.ts";
 import { type MemberView, type Observed, observe } from "./observe.ts";
 import { nextAction, nextJointAction, pruneCandidates } from "./plan.ts";
-import { decideReboot } from "./reboot.ts";
+import { decideReboot, describeHeldBack, type HeldBackImage } from "./reboot.ts";
 import { Records } from "./records.ts";
 import { fetchForRelease } from "./staging.ts";
 import { takeOver } from "./takeover.ts";
@@ -58,6 +59,8 @@ export interface PassOutcome {
   requeueAfterMs?: number | null;
   /** Run a pass again once this is over: the Kata sandboxes that deferred the activation have ended. */
   waitFor?: "sandboxes" | null;
+  /** What a deferred pass left waiting for the sandboxes to end (/status `waiting`). */
+  waiting?: WaitingStatus | null;
 }
 
 /**
@@ -297,8 +300,10 @@ export class Reconciler {
         if (action === null) break;
         if (action.kind === "defer") {
           log.notice(`activation deferred: ${action.reason}`);
-          const deferral = await this.deferActivation(current, decision.targets);
-          return { result: "deferred", error: null, observed, unconfirmed, ...deferral };
+          const { error, ...deferral } = await this.deferActivation(current, decision.targets, action.reason);
+          // Recorded like any other end of a pass, so state.json (and `--once`) says what waits, not the last "ok".
+          await this.records.passEnded({ result: "deferred", error });
+          return { result: "deferred", error, observed, unconfirmed, ...deferral };
         }
         const done = await this.carryOutOrBlame(action, current);
         if (done.failed) {
@@ -479,7 +484,7 @@ export class Reconciler {
    * reboot this node (controller/reboot.ts), and then what the boot step activates (before containerd, so before
    * any sandbox) instead of the old image.
    */
-  private async deferActivation(observed: Observed, targets: Targets) {
+  private async deferActivation(observed: Observed, targets: Targets, why: string) {
     const { config, clock } = this.deps;
     const now = clock.now();
     const waitingSince = observed.state.waitingSince ?? now.toISOString();
@@ -512,8 +517,41 @@ export class Reconciler {
     );
     // "wait": the next pass should come as soon as the last sandbox ends, not at the next timer tick.
     const waitFor = config.policy.activation === "wait" ? ("sandboxes" as const) : null;
-    return { reboot, requeueAfterMs: verdict.request ? null : verdict.recheckAfterMs, waitFor };
+    const { activation, maxWaitSeconds } = config.policy;
+    const rebootAt =
+      activation === "wait" && maxWaitSeconds > 0
+        ? new Date(Date.parse(waitingSince) + maxWaitSeconds * 1000).toISOString()
+        : null;
+    const waiting: WaitingStatus = {
+      members: heldBack.map((h) => ({ name: h.member, version: h.version, file: deferred[h.member] ?? "" })),
+      sandboxes: observed.sandboxesRunning,
+      since: waitingSince,
+      rebootAt,
+    };
+    const error = deferralError(why, heldBack, activation, rebootAt, reboot);
+    return { reboot, requeueAfterMs: verdict.request ? null : verdict.recheckAfterMs, waitFor, waiting, error };
   }
+}
+
+/** What a deferred pass records as its `error` and `remedy`: what waits, why, and how the wait ends. */
+function deferralError(
+  why: string,
+  heldBack: readonly HeldBackImage[],
+  activation: string,
+  rebootAt: string | null,
+  reboot: RebootRequest | null,
+): KataError {
+  const what =
+    heldBack.length === 0
+      ? "activation deferred"
+      : `${describeHeldBack(heldBack)} ${heldBack.length === 1 ? "waits" : "wait"}`;
+  const remedy =
+    reboot !== null
+      ? `the boot step activates it at the next boot, which is asked for: ${reboot.reason}`
+      : activation === "next-boot"
+        ? "the boot step activates it at the next boot, before containerd starts; drain and reboot the node to take it now"
+        : `it activates once the last Kata sandbox has ended${rebootAt === null ? "" : `; if sandboxes still run at ${rebootAt} (policy.max_wait_seconds), a reboot is asked for instead`}; drain the node's Kata pods to take it now`;
+  return new KataError("deferred", `${what}: ${why}`, { remedy });
 }
 
 /**

@@ -39,6 +39,11 @@ export class Records {
     await this.update(() => ({ nextBoot: next }));
   }
 
+  /** Where an unusable state file was moved aside, while it is there (store/state.ts, stateDamage). */
+  stateDamage(): Promise<{ movedTo: string; remedy: string } | null> {
+    return this.deps.state.damage();
+  }
+
   /** Forgets a pending next boot: the update was booted, or update_engine no longer has one pending. */
   forgetNextBoot(): Promise<void> {
     return this.deps.state.clearNextBoot();
@@ -164,9 +169,12 @@ export class Records {
     return request;
   }
 
-  /** Records how the pass ended; read-modify-write, because a switch in this pass updated `previous`. */
+  /**
+   * Records how the pass ended; read-modify-write, because a switch in this pass updated `previous`. A deferred
+   * pass's `error` says what waits (the deferral already recorded what and since when).
+   */
   async passEnded(
-    last: { result: "ok" | "failed"; error: KataError | null },
+    last: { result: "ok" | "failed" | "deferred"; error: KataError | null },
     { waitEnded = false }: { waitEnded?: boolean } = {},
   ): Promise<void> {
     await this.update((state) => ({

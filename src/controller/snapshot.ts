@@ -5,6 +5,7 @@ import type { HostRelease } from "../release/os-release.ts";
 import {
   type CanaryStatus,
   type ContainerdRegistration,
+  type DaemonState,
   type MemberSnapshot,
   NO_REBOOT,
   type PreflightSummary,
@@ -65,6 +66,8 @@ export function initialStatus(opts: {
     lastReconcile: null,
     download: null,
     stateDamage: null,
+    configRejected: null,
+    waiting: null,
     skipped: [],
     canary: { handler: opts.canaryHandler ?? null, results: [] },
     containerd: null,
@@ -106,7 +109,6 @@ function memberSnapshot(view: MemberView, state: Observed["state"]): MemberSnaps
 
 export function statusAfterPass({ base, outcome, at, preflight, containerd }: SnapshotInput): StatusSnapshot {
   const observed = outcome.observed;
-  const failedPreflight = preflight !== null && !preflight.ok;
   let members: StatusSnapshot["members"];
   if (observed !== null) {
     const [first, ...rest] = observed.members;
@@ -126,8 +128,7 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
     });
     members = [unknown(first), ...rest.map(unknown)];
   }
-  const kataActive = members[0].active;
-  return {
+  const after: StatusSnapshot = {
     ...base,
     containerd: containerd === undefined ? base.containerd : containerd,
     host:
@@ -152,16 +153,32 @@ export function statusAfterPass({ base, outcome, at, preflight, containerd }: Sn
     },
     download: null,
     stateDamage: observed === null ? base.stateDamage : observed.stateDamage,
+    // A failed pass says nothing about a wait for sandboxes (its re-check stays due); any other ends or renews it.
+    waiting:
+      outcome.result === "deferred" ? (outcome.waiting ?? null) : outcome.result === "failed" ? base.waiting : null,
     skipped: observed === null ? base.skipped : skippedReleases(observed.state.skipped),
-    state:
-      outcome.result === "failed"
-        ? kataActive === null
-          ? "error"
-          : "degraded"
-        : failedPreflight || observed?.stateDamage
-          ? "degraded"
-          : "idle",
   };
+  return { ...after, state: restingState(after) };
+}
+
+const RESTING: ReadonlySet<DaemonState> = new Set(["idle", "degraded", "error"]);
+
+/**
+ * The state between passes: "error" when the last pass failed with nothing active, "degraded" when it failed
+ * otherwise or something else needs the operator (a failing preflight check, a lost state file, a rejected
+ * configuration), else "idle".
+ */
+export function restingState(
+  doc: Pick<StatusSnapshot, "lastReconcile" | "members" | "preflight" | "stateDamage" | "configRejected">,
+): DaemonState {
+  if (doc.lastReconcile?.result === "failed") return doc.members[0].active === null ? "error" : "degraded";
+  const attention = (doc.preflight !== null && !doc.preflight.ok) || doc.stateDamage !== null;
+  return attention || doc.configRejected !== null ? "degraded" : "idle";
+}
+
+/** The snapshot with its state judged again after a change between passes; a pass under way keeps its step. */
+export function withRestingState(doc: StatusSnapshot): StatusSnapshot {
+  return RESTING.has(doc.state) ? { ...doc, state: restingState(doc) } : doc;
 }
 
 /** /status's reboot block for the request persisted in state.json. */

@@ -10,12 +10,12 @@ import type { Config } from "../config/schema.ts";
 import type { RuntimeRegistration } from "../containerd/stage.ts";
 import type { Observed } from "../controller/observe.ts";
 import type { Controller, PassOutcome } from "../controller/reconciler.ts";
-import { statusAfterPass, withCanary, withNextBoot } from "../controller/snapshot.ts";
+import { statusAfterPass, withCanary, withNextBoot, withRestingState } from "../controller/snapshot.ts";
 import { asKataError, errorPhase, KataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MessageId } from "../log/logger.ts";
 import type { Member, ReconcileEvent } from "../model.ts";
-import type { CanaryStatus, PreflightSummary, StatusSnapshot } from "../status.ts";
+import type { CanaryStatus, ConfigRejection, PreflightSummary, StatusSnapshot } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import type { UpdateStatus } from "../systemd/update-engine.ts";
 import { prepareNextBoot } from "./next-boot.ts";
@@ -135,15 +135,17 @@ export class Daemon implements ApiActions {
     else if (code !== null && phase === "download") this.deps.metrics.downloadFailed(code);
     const kata = this.doc.members[0];
     const active = kata.active;
+    const failed = outcome.result === "failed";
+    const shown = `${kata.name} ${active ?? "(none)"} active${kata.merged ? " and merged" : ""}`;
     return {
-      ok: outcome.result !== "failed",
+      ok: !failed,
       result: outcome.result,
-      message:
-        outcome.result === "failed"
-          ? (outcome.error?.message ?? "failed")
-          : `${kata.name} ${active ?? "(none)"} active${kata.merged ? " and merged" : ""}`,
-      code: outcome.error?.code ?? null,
-      remedy: outcome.error?.remedy ?? null,
+      // A deferred pass says what waits (its error is no failure: code and remedy stay for failures).
+      message: failed
+        ? (outcome.error?.message ?? "failed")
+        : `${shown}${outcome.result === "deferred" && outcome.error ? `; ${outcome.error.message}` : ""}`,
+      code: failed ? (outcome.error?.code ?? null) : null,
+      remedy: failed ? (outcome.error?.remedy ?? null) : null,
       active,
     };
   }
@@ -259,6 +261,29 @@ export class Daemon implements ApiActions {
     });
   }
 
+  /**
+   * The configuration file as last read on a change or reload: rejected (shown on /status and /metrics, "degraded",
+   * until a later read is accepted or the file is back to what runs), or null when it was accepted.
+   */
+  configRead(rejection: ConfigRejection | null): void {
+    if (rejection === null && this.doc.configRejected === null) return;
+    this.update(withRestingState({ ...this.doc, configRejected: rejection }));
+  }
+
+  /**
+   * Something came or went in state.json's folder: a state file moved aside as unusable, or its removal by the
+   * operator, is shown now rather than at the next pass. Queued, so no pass that looked earlier overwrites it.
+   */
+  stateFilesChanged(): Promise<void> {
+    return this.serial(async () => {
+      const damage = await this.deps.reconciler.records.stateDamage();
+      if (JSON.stringify(damage) === JSON.stringify(this.doc.stateDamage)) return;
+      if (damage === null)
+        this.deps.log.info(`${this.doc.stateDamage?.movedTo} was removed: the state file damage is dealt with`);
+      this.update(withRestingState({ ...this.doc, stateDamage: damage }));
+    });
+  }
+
   /** update_engine reported a status: stage for an update waiting for its reboot, forget one that went away. */
   onUpdateStatus(status: UpdateStatus): void {
     const needReboot = status.operation === "UPDATE_STATUS_UPDATED_NEED_REBOOT";
@@ -298,7 +323,8 @@ export class Daemon implements ApiActions {
       try {
         next = await prepareNextBoot({ reconciler: this.deps.reconciler, log: this.deps.log }, observed.host, version);
       } finally {
-        this.update({ ...this.doc, state: settled, download: null });
+        // Judged again: a rejected configuration or a removed state file may have come or gone meanwhile.
+        this.update(withRestingState({ ...this.doc, state: settled, download: null }));
       }
       this.update(withNextBoot(this.doc, next));
       // A reboot already asked for now serves the OS update too; a pass says so in the sentinel's line.
@@ -428,7 +454,13 @@ export class Daemon implements ApiActions {
   private awaitSandboxesEnd(): void {
     if (this.sandboxWatch !== null) return;
     const watch = this.deps.clock.every(SANDBOX_POLL_MS, async () => {
-      if ((await this.deps.reconciler.sandboxesRunning()) > 0 || this.sandboxWatch !== watch) return;
+      const running = await this.deps.reconciler.sandboxesRunning();
+      const waiting = this.doc.waiting;
+      // /status counts the sandboxes waited for as they end, not only at the pass that deferred.
+      if (waiting !== null && running > 0 && running !== waiting.sandboxes && this.sandboxWatch === watch) {
+        this.update({ ...this.doc, waiting: { ...waiting, sandboxes: running } });
+      }
+      if (running > 0 || this.sandboxWatch !== watch) return;
       watch();
       this.sandboxWatch = null;
       this.deps.log.info("no Kata sandbox runs any more: activating what was waiting");

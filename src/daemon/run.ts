@@ -124,7 +124,7 @@ export async function runDaemon(given: CommandContext): Promise<number> {
           running.onUpdateStatus(s),
         );
 
-  const reload = async (why: string): Promise<void> => {
+  const readConfig = async (why: string): Promise<void> => {
     try {
       // The file the daemon started with must still be there; one started on the defaults reads a new one.
       const { config, notes } = await loadConfig(ctx.configFile, {
@@ -132,11 +132,31 @@ export async function runDaemon(given: CommandContext): Promise<number> {
         host: paths.host,
       });
       for (const note of notes) log.notice(note);
-      if (await running.reconfigure(configure(config), why === "SIGHUP" ? "signal" : "file")) void running.refresh();
+      const next = configure(config);
+      // Accepted, or the same as what runs: a rejection shown earlier is over.
+      running.configRead(null);
+      // Not awaited: the next read is shown at once, not after the pass in flight (the swap waits for it).
+      running.reconfigure(next, why === "SIGHUP" ? "signal" : "file").then(
+        (changed) => {
+          if (changed) void running.refresh();
+        },
+        () => undefined, // logged by the daemon's queue
+      );
     } catch (err) {
       const e = asKataError(err);
       log.warning(`${why}: rejected the new configuration, keeping the old one: ${e.message}`, { ERROR_CODE: e.code });
+      running.configRead({
+        at: systemClock.now().toISOString(),
+        code: e.code,
+        message: e.message,
+        remedy: `${e.remedy ? `${e.remedy}; ` : ""}kata-sysextd runs the configuration it had meanwhile, and a restart or reboot reads the file as it is now (exit 2 on an invalid one, the unit stays failed)`,
+      });
     }
+  };
+  // One read at a time, in the order the changes came: what /status shows is the last read's verdict.
+  let reads = Promise.resolve();
+  const reload = (why: string): void => {
+    reads = reads.then(() => readConfig(why));
   };
   // The sentinel as configured at start (kured's default when turned off): our own writes are no news.
   const sentinel = ctx.config.cluster.rebootSentinel || "/run/reboot-required";
@@ -147,18 +167,21 @@ export async function runDaemon(given: CommandContext): Promise<number> {
       transferFile: ctx.config.source.sysupdate === null ? null : paths.host(ctx.config.source.sysupdate),
       extensionsDir: paths.extensionsDir,
       rebootRequired: paths.host(sentinel),
+      stateFile: paths.stateFile,
     },
     {
-      configChanged: () => void reload("configuration changed"),
+      configChanged: () => reload("configuration changed"),
       extensionsChanged: (path) => void running.extensionsChanged(path),
       rebootRequired: () =>
         void first.reboot
           .isOurs()
           .then((ours) => ours || log.info(`${sentinel} appeared: an OS update waits for a reboot`)),
+      // A failure is logged by the daemon's queue.
+      stateFilesChanged: () => void running.stateFilesChanged().catch(() => undefined),
     },
     log,
   );
-  signals.onReload(() => void reload("SIGHUP"));
+  signals.onReload(() => reload("SIGHUP"));
 
   const signal = await signals.stopped;
   log.info(`${signal}: stopping`);

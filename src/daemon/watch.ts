@@ -1,6 +1,7 @@
 // File watches (chokidar): the configuration and the sysupdate transfer file it names (hot reload), the active link and the extension directories
-// (someone changed them behind our back), and /run/reboot-required. Each change becomes one callback; the
-// daemon decides what it means.
+// (someone changed them behind our back), /run/reboot-required, and state files moved aside as unusable (the
+// operator removes them). Each change becomes one callback; the daemon decides what it means.
+import { basename, dirname, resolve } from "node:path";
 import { watch } from "chokidar";
 import type { Logger } from "../log/logger.ts";
 
@@ -10,6 +11,8 @@ export interface WatchTargets {
   transferFile: string | null;
   extensionsDir: string;
   rebootRequired: string;
+  /** state.json: its moved-aside copies (`state.json.corrupt-<time>`, store/state.ts) are watched in its folder. */
+  stateFile: string;
 }
 
 export interface WatchHandlers {
@@ -17,6 +20,8 @@ export interface WatchHandlers {
   extensionsChanged(path: string): void;
   /** The reboot sentinel appeared or changed (not when it went away). */
   rebootRequired(): void;
+  /** A moved-aside state file appeared or went away. */
+  stateFilesChanged(): void;
 }
 
 export function watchFiles(targets: WatchTargets, handlers: WatchHandlers, log: Logger): () => Promise<void> {
@@ -37,5 +42,20 @@ export function watchFiles(targets: WatchTargets, handlers: WatchHandlers, log: 
     .on("change", (path) => route(path))
     .on("unlink", (path) => route(path, true));
   watcher.on("error", (err) => log.warning(`file watch: ${String(err)}`));
-  return () => watcher.close();
+  // A watcher of its own: state.json itself is replaced on every update, which the other one's write-settling
+  // would follow for nothing. Only the moved-aside files get through.
+  const stateDir = resolve(dirname(targets.stateFile));
+  const movedAside = `${basename(targets.stateFile)}.corrupt-`;
+  const states = watch(stateDir, {
+    ignoreInitial: true,
+    depth: 0,
+    ignored: (path) => resolve(path) !== stateDir && !basename(path).startsWith(movedAside),
+  });
+  states
+    .on("add", () => handlers.stateFilesChanged())
+    .on("unlink", () => handlers.stateFilesChanged())
+    .on("error", (err) => log.warning(`file watch: ${String(err)}`));
+  return async () => {
+    await Promise.all([watcher.close(), states.close()]);
+  };
 }

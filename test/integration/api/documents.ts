@@ -72,6 +72,8 @@ export function statusDoc(overrides: Partial<StatusDocument> = {}): StatusDocume
     lastReconcile: { at: "2026-11-26T18:01:00.000Z", result: "ok", error: null, remedy: null },
     download: null,
     stateDamage: null,
+    configRejected: null,
+    waiting: null,
     skipped: [],
     canary: { handler: "kata", results: [CANARY_PASSED] },
     containerd: {

@@ -593,6 +593,13 @@ describe("running Kata sandboxes (real containerd-shim-kata-v2 processes)", () =
     expect(waited.stderr).toContain("activation deferred: 1 Kata sandbox running; waiting until none run");
     expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
     expect(state().deferred).toEqual({});
+    // Recorded as deferred, saying what waits: not left at the earlier pass's "ok".
+    expect(state().lastReconcile).toMatchObject({
+      result: "deferred",
+      error: 'Kata 3.32.0 waits: 1 Kata sandbox running; waiting until none run (policy.activation = "wait")',
+    });
+    expect(state().lastReconcile.remedy).toContain("it activates once the last Kata sandbox has ended");
+    const since = state().waitingSince;
 
     writeConfig(root, `[source]\nurl = "${server.url}"\n[policy]\nactivation = "next-boot"\n`);
     const deferred = await daemonOnce(root, [], running);
@@ -600,6 +607,14 @@ describe("running Kata sandboxes (real containerd-shim-kata-v2 processes)", () =
     expect(deferred.stderr).toContain("the new image becomes active at the next boot");
     expect(readlinkSync(join(root, LINK))).toContain("3.30.0");
     expect(state().deferred).toEqual({ "kata-containers": "kata-containers-3.32.0-x86-64.raw" });
+    expect(state().lastReconcile).toMatchObject({
+      result: "deferred",
+      error:
+        'Kata 3.32.0 waits: 1 Kata sandbox running; the new image becomes active at the next boot (policy.activation = "next-boot")',
+    });
+    expect(state().lastReconcile.remedy).toContain("the boot step activates it at the next boot, which is asked for");
+    // Recording the deferral leaves the wait's start as it was.
+    expect(state().waitingSince).toBe(since);
 
     // The reboot: no sandbox runs before containerd starts, and the boot step activates what was deferred.
     const booted = await runArgv(inMountNamespace(root, [NODE, DAEMON, "boot", "--root", root]));

@@ -4,10 +4,20 @@ import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StatusDocument } from "../../../src/status.ts";
 import { buildImage } from "../../helpers/images.ts";
 import { freePort } from "../../helpers/net.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
-import { makeSandboxRoot, type RunningDaemon, startDaemon, until, writeConfig } from "../../helpers/sandbox.ts";
+import {
+  CTL,
+  makeSandboxRoot,
+  NODE,
+  type RunningDaemon,
+  runArgv,
+  startDaemon,
+  until,
+  writeConfig,
+} from "../../helpers/sandbox.ts";
 
 let server: ReleaseServer;
 let daemon: RunningDaemon;
@@ -47,12 +57,25 @@ describe("the daemon's file watches", () => {
       daemon.stderr().includes("rejected the new configuration, keeping the old one"),
     );
     expect(daemon.stderr()).toContain('key "policy.versions" must be a semver range');
-    expect((await fetch(`${base}/status`)).status).toBe(200);
+    // Not only in the journal: a restart would exit 2 on this file, so /status, /healthz and /metrics say so.
+    const status = (await (await fetch(`${base}/status`)).json()) as StatusDocument;
+    expect(status.configRejected).toMatchObject({ code: "config-invalid" });
+    expect(status.configRejected?.message).toMatch(/config\.toml:\d+: key "policy\.versions" must be a semver range/);
+    expect(status.configRejected?.remedy).toContain("a restart or reboot reads the file as it is now");
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^kata_sysextd_config_rejected 1$/m);
+    const ctl = await runArgv([NODE, CTL, "status", "--root", root]);
+    expect(ctl.stdout).toContain("  config     REJECTED at ");
+    expect(ctl.stdout).toMatch(
+      /must be a semver range like ">=3\.21\.0", got "latest" \(config-invalid\)\n {2}remedy {5}/,
+    );
   });
 
   it("takes a good configuration without a restart and acts on it", async () => {
     writeConfig(root, `${config}[policy]\nversions = "<3.31"\n`);
     await waitFor("the reload", () => daemon.stderr().includes("configuration reloaded"));
+    const status = (await (await fetch(`${base}/status`)).json()) as StatusDocument;
+    expect(status.configRejected).toBeNull();
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^kata_sysextd_config_rejected 0$/m);
     await waitFor("3.30.0 active", () =>
       readlinkSync(join(root, "etc/extensions/kata-containers.raw")).includes("3.30.0"),
     );

@@ -72,6 +72,47 @@ describe("formatStatus", () => {
     );
   });
 
+  it("shows a rejected configuration with its remedy, and says the previous one runs", () => {
+    const rejected = {
+      at: "2026-12-02T11:00:00.000Z",
+      code: "config-invalid",
+      message: '/etc/kata-sysextd/config.toml:3: key "policy.versions" must be a semver range',
+      remedy: "fix the line",
+    };
+    const text = formatStatus(statusDoc({ configRejected: rejected, state: "degraded" }));
+    expect(text).toContain(
+      `  config     REJECTED at 2026-12-02T11:00:00.000Z, the previous one runs: ${rejected.message} (config-invalid)\n` +
+        "  remedy     fix the line\n",
+    );
+    expect(formatStatus(statusDoc())).not.toContain("  config ");
+  });
+
+  it("says what waits for Kata sandboxes, since when, and when a reboot is asked for", () => {
+    const waiting = {
+      members: [{ name: "kata-containers", version: "3.33.0", file: "kata-containers-3.33.0-x86-64.raw" }],
+      sandboxes: 2,
+      since: "2026-12-02T10:00:00.000Z",
+      rebootAt: "2026-12-03T10:00:00.000Z",
+    };
+    const lastReconcile = {
+      at: "2026-12-02T10:30:00.000Z",
+      result: "deferred" as const,
+      error: "Kata 3.33.0 waits: 2 Kata sandboxes running",
+      remedy: "it activates once the last Kata sandbox has ended",
+    };
+    const text = formatStatus(statusDoc({ waiting, lastReconcile }));
+    expect(text).toContain(
+      "  waiting    kata-containers 3.33.0, for 2 Kata sandboxes to end, since 2026-12-02T10:00:00.000Z; a reboot is asked for at 2026-12-03T10:00:00.000Z if they still run\n",
+    );
+    expect(text).toContain(
+      "  deferred   Kata 3.33.0 waits: 2 Kata sandboxes running\n  remedy     it activates once the last Kata sandbox has ended\n",
+    );
+    expect(formatStatus(statusDoc({ waiting: { ...waiting, sandboxes: 1, rebootAt: null } }))).toContain(
+      "  waiting    kata-containers 3.33.0, for 1 Kata sandbox to end, since 2026-12-02T10:00:00.000Z\n",
+    );
+    expect(formatStatus(statusDoc())).not.toContain("waiting");
+  });
+
   it("says when the canary is off, and why one failed", () => {
     expect(formatStatus(statusDoc({ canary: { handler: null, results: [] } }))).toContain("  canary     off\n");
     const failed = { ...CANARY_PASSED, outcome: "failed" as const, step: "timeout", reason: "no exit within 60 s" };

@@ -117,4 +117,15 @@ describe("createMetrics", () => {
     expect(series(text, "kata_sysextd_reboot_requested")).toBe(1);
     expect(series(text, "kata_sysextd_reboot_requested_since_seconds")).toBe(Date.parse("2026-12-01T10:00:00Z") / 1000);
   });
+
+  it("shows a rejected configuration as 1 until it is over, so an alert catches it before the next restart does", async () => {
+    const m = createMetrics({ processMetrics: false });
+    m.setStatus(statusSnapshot());
+    expect(series(await m.render(), "kata_sysextd_config_rejected")).toBe(0);
+    const configRejected = { at: "2026-12-02T11:00:00.000Z", code: "config-invalid", message: "m", remedy: null };
+    m.setStatus(statusSnapshot({ configRejected }));
+    expect(series(await m.render(), "kata_sysextd_config_rejected")).toBe(1);
+    m.setStatus(statusSnapshot());
+    expect(series(await m.render(), "kata_sysextd_config_rejected")).toBe(0);
+  });
 });

@@ -68,6 +68,13 @@ interface HandWrittenStatusDocument {
   };
   download: { file: string; bytes: number; total: number | null; bytesPerSecond: number } | null;
   stateDamage: null | { movedTo: string; remedy: string };
+  configRejected: null | { at: string; code: string; message: string; remedy: string | null };
+  waiting: null | {
+    members: { name: string; version: string; file: string }[];
+    sandboxes: number;
+    since: string;
+    rebootAt: string | null;
+  };
   skipped: { member: string; version: string; file: string; reason: string; retryAt: string | null }[];
   canary: {
     handler: string | null;

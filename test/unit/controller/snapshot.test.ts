@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import type { JudgedImage, MemberView, Observed } from "../../../src/controller/observe.ts";
 import type { PassOutcome } from "../../../src/controller/reconciler.ts";
-import { initialStatus, statusAfterPass, withNextBoot } from "../../../src/controller/snapshot.ts";
+import { initialStatus, statusAfterPass, withNextBoot, withRestingState } from "../../../src/controller/snapshot.ts";
 import type { HostRelease } from "../../../src/release/os-release.ts";
 import type { MemberSnapshot } from "../../../src/status.ts";
 import { EMPTY_STATE, type NextBoot, type PersistedState } from "../../../src/store/state.ts";
@@ -140,6 +140,34 @@ describe("statusAfterPass", () => {
     ["failed before it could look", pass({ result: "failed" }), "error"],
   ])("a pass that ended %s leaves the state %s", (_, outcome, state) => {
     expect(snapshotAfter(outcome).state).toBe(state);
+  });
+
+  it("a deferred pass shows what waits; a failed one keeps it, any other ends it", () => {
+    const waiting = {
+      members: [{ name: KATA, version: "3.33.0", file: file(KATA, "3.33.0") }],
+      sandboxes: 1,
+      since: "2026-12-02T07:30:00.000Z",
+      rebootAt: "2026-12-03T07:30:00.000Z",
+    };
+    const deferred = snapshotAfter(pass({ result: "deferred", observed: BOTH, waiting }));
+    expect(deferred).toMatchObject({ waiting, state: "idle" });
+    expect(snapshotAfter(pass({ result: "failed", observed: BOTH }), deferred).waiting).toEqual(waiting);
+    expect(snapshotAfter(pass({ observed: BOTH }), deferred).waiting).toBeNull();
+  });
+
+  it("a rejected configuration or a lost state file leaves the daemon degraded after a good pass, until it is over", () => {
+    const rejected = { at: "2026-12-02T07:59:00.000Z", code: "config-invalid", message: "m", remedy: null };
+    const status = snapshotAfter(pass({ observed: BOTH }), { ...base(), configRejected: rejected });
+    expect(status).toMatchObject({ configRejected: rejected, state: "degraded" });
+    expect(withRestingState({ ...status, configRejected: null }).state).toBe("idle");
+    const damage = { movedTo: "/var/lib/kata-sysextd/state.json.corrupt-x", remedy: "remove it" };
+    const damaged = snapshotAfter(pass({ observed: { ...BOTH, stateDamage: damage } }));
+    expect(damaged.state).toBe("degraded");
+    expect(withRestingState({ ...damaged, stateDamage: null }).state).toBe("idle");
+    // A pass under way keeps its step; a failed one keeps the host degraded whatever else is over.
+    expect(withRestingState({ ...damaged, stateDamage: null, state: "fetching" }).state).toBe("fetching");
+    const failed = snapshotAfter(pass({ result: "failed", observed: { ...BOTH, stateDamage: damage } }));
+    expect(withRestingState({ ...failed, stateDamage: null }).state).toBe("degraded");
   });
 
   it("a pass that ended before it could look knows nothing active, for every member, and keeps the holds", () => {
