@@ -80,6 +80,11 @@ describe("the daemon's file watches", () => {
       readlinkSync(join(root, "etc/extensions/kata-containers.raw")).includes("3.30.0"),
     );
     expect(daemon.child.exitCode).toBeNull();
+    // The pass that switched has ended: its end must not pass for the next test's reload's.
+    await waitFor("the switching pass's end", async () => {
+      const { state } = (await (await fetch(`${base}/status`)).json()) as StatusDocument;
+      return state === "idle" || state === "degraded" || state === "error";
+    });
   });
 
   it("says which changed keys need a restart instead of keeping them silently", async () => {
