@@ -89,10 +89,16 @@ describe("config/prometheus/alerts.yml", () => {
     });
   })();
 
-  it("alerts on what an operator must act on: no image, rollback, next boot, preflight", () => {
+  it("alerts on what an operator must act on: no image, rollback, next boot, a rejected configuration, preflight", () => {
     const names = all.map((r) => r.alert);
     expect(names).toEqual(
-      expect.arrayContaining(["KataNoImageActive", "KataRolledBack", "KataNextBootNotStaged", "KataPreflightFailing"]),
+      expect.arrayContaining([
+        "KataNoImageActive",
+        "KataRolledBack",
+        "KataNextBootNotStaged",
+        "KataConfigRejected",
+        "KataPreflightFailing",
+      ]),
     );
     for (const rule of all) {
       expect(rule.labels, rule.alert).toHaveProperty("severity");
