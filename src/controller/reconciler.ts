@@ -3,7 +3,7 @@
 // outcome says how it ended and when to run again. The daemon (src/daemon/) owns the queue and the timers.
 import type { VersionsResult } from "../api/schemas.ts";
 import type { CanaryPhase, CanaryResult } from "../canary/canary.ts";
-import { asKataError, KataError } from "../errors.ts";
+import { asKataError, type KataError } from "../errors.ts";
 import { cleanupPartials } from "../fetch/download.ts";
 import { MessageId } from "../log/logger.ts";
 import type { Member, ReconcileEvent, Target, Targets } from "../model.ts";
@@ -16,19 +16,12 @@ import type { StoredImage } from "../store/store.ts";
 import { Actuator, type Step } from "./act.ts";
 import { listVersions } from "./catalog.ts";
 import { type CandidateRecords, memberNamed, PassDecisions, type SkippedByMember, Unresolvable } from "./decide.ts";
-import {
-  deferredTargets,
-  holdsAfterRollback,
-  previousOf,
-  rollbackTargets,
-  stagedOf,
-  stagedVersion,
-} from "./decisions.ts";
+import { holdsAfterRollback, previousOf, rollbackTargets, stagedOf } from "./decisions.ts";
+import { deferActivation } from "./deferral.ts";
 import type { ReconcilerDeps } from "./deps.ts";
 import { Health } from "./health.ts";
 import { type MemberView, type Observed, observe } from "./observe.ts";
 import { nextAction, nextJointAction, pruneCandidates } from "./plan.ts";
-import { decideReboot, describeHeldBack, type HeldBackImage } from "./reboot.ts";
 import { Records } from "./records.ts";
 import { fetchForRelease } from "./staging.ts";
 import { takeOver } from "./takeover.ts";
@@ -300,7 +293,13 @@ export class Reconciler {
         if (action === null) break;
         if (action.kind === "defer") {
           log.notice(`activation deferred: ${action.reason}`);
-          const { error, ...deferral } = await this.deferActivation(current, decision.targets, action.reason);
+          const { error, ...deferral } = await deferActivation(
+            this.deps,
+            this.records,
+            current,
+            decision.targets,
+            action.reason,
+          );
           // Recorded like any other end of a pass, so state.json (and `--once`) says what waits, not the last "ok".
           await this.records.passEnded({ result: "deferred", error });
           return { result: "deferred", error, observed, unconfirmed, ...deferral };
@@ -478,80 +477,6 @@ export class Reconciler {
       deferred: observed.state.deferred[view.name] ?? null,
     };
   }
-
-  /**
-   * Activation deferred for running sandboxes: since when passes have been deferring, whether the cluster should
-   * reboot this node (controller/reboot.ts), and then what the boot step activates (before containerd, so before
-   * any sandbox) instead of the old image.
-   */
-  private async deferActivation(observed: Observed, targets: Targets, why: string) {
-    const { config, clock } = this.deps;
-    const now = clock.now();
-    const waitingSince = observed.state.waitingSince ?? now.toISOString();
-    const { deferred, heldBack } = deferredTargets(
-      observed.members.map((view) => ({
-        name: view.name,
-        primary: this.member(view.name).primary,
-        active: activeFile(view.link),
-        stored: view.images.map((i) => i.file),
-      })),
-      targets,
-    );
-    const next = observed.state.nextBoot;
-    const verdict = decideReboot({
-      heldBack,
-      activation: config.policy.activation,
-      waitingSinceMs: Date.parse(waitingSince),
-      maxWaitSeconds: config.policy.maxWaitSeconds,
-      nowMs: now.getTime(),
-      // Pending until booted: runBoot forgets it once the machine runs that release.
-      osUpdate:
-        next !== null && next.flatcarVersion !== observed.host.versionId
-          ? { ...next, kata: stagedVersion(next, this.primary.name) }
-          : null,
-    });
-    await this.records.update(() => (verdict.request ? { deferred, waitingSince } : { waitingSince }));
-    const reboot = await this.records.settleReboot(
-      verdict.request ? verdict.reason : null,
-      "the policy no longer asks for one (policy.activation, policy.max_wait_seconds)",
-    );
-    // "wait": the next pass should come as soon as the last sandbox ends, not at the next timer tick.
-    const waitFor = config.policy.activation === "wait" ? ("sandboxes" as const) : null;
-    const { activation, maxWaitSeconds } = config.policy;
-    const rebootAt =
-      activation === "wait" && maxWaitSeconds > 0
-        ? new Date(Date.parse(waitingSince) + maxWaitSeconds * 1000).toISOString()
-        : null;
-    const waiting: WaitingStatus = {
-      members: heldBack.map((h) => ({ name: h.member, version: h.version, file: deferred[h.member] ?? "" })),
-      sandboxes: observed.sandboxesRunning,
-      since: waitingSince,
-      rebootAt,
-    };
-    const error = deferralError(why, heldBack, activation, rebootAt, reboot);
-    return { reboot, requeueAfterMs: verdict.request ? null : verdict.recheckAfterMs, waitFor, waiting, error };
-  }
-}
-
-/** What a deferred pass records as its `error` and `remedy`: what waits, why, and how the wait ends. */
-function deferralError(
-  why: string,
-  heldBack: readonly HeldBackImage[],
-  activation: string,
-  rebootAt: string | null,
-  reboot: RebootRequest | null,
-): KataError {
-  const what =
-    heldBack.length === 0
-      ? "activation deferred"
-      : `${describeHeldBack(heldBack)} ${heldBack.length === 1 ? "waits" : "wait"}`;
-  const remedy =
-    reboot !== null
-      ? `the boot step activates it at the next boot, which is asked for: ${reboot.reason}`
-      : activation === "next-boot"
-        ? "the boot step activates it at the next boot, before containerd starts; drain and reboot the node to take it now"
-        : `it activates once the last Kata sandbox has ended${rebootAt === null ? "" : `; if sandboxes still run at ${rebootAt} (policy.max_wait_seconds), a reboot is asked for instead`}; drain the node's Kata pods to take it now`;
-  return new KataError("deferred", `${what}: ${why}`, { remedy });
 }
 
 /**
