@@ -488,10 +488,12 @@ const LOCK_WAIT_MS = 10_000;
 const queued = new Map<string, Promise<void>>();
 
 /**
- * Read-modify-write of state.json: `change` gets the current state and returns the fields to replace (none: no
- * write). Updates of one file run one at a time, in this process and across processes (flock on `<file>.lock`).
- * `change` is synchronous, so nothing waits for the store lock while holding this one: a pass holds the store
- * lock across its updates, so the order is always store, then state.
+ * Read-modify-write of state.json: `change` gets the current state and returns the fields to replace (none, or
+ * only with what they hold already: no write). Updates of one file run one at a time, in this process and across
+ * processes (flock on `<file>.lock`). `change` is synchronous, so nothing waits for the store lock while holding
+ * this one: a pass holds the store lock across its updates, so the order is always store, then state. It is
+ * pure: it is asked first of the state as read without the lock (the file is only ever replaced whole, by a
+ * rename), and when that changes nothing, nothing is locked or written; otherwise again under the lock.
  */
 export function updateState(
   file: string,
@@ -501,10 +503,12 @@ export function updateState(
   const key = resolve(file);
   const update = (queued.get(key) ?? Promise.resolve()).then(async () => {
     mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
+    const seen = await readState(file, options);
+    if (!alters(seen, change(seen))) return seen;
     return withStateLock(file, options.lockWaitMs ?? LOCK_WAIT_MS, async () => {
       const state = await recover(file, options);
       const changed = change(state);
-      if (Object.keys(changed).length === 0) return state;
+      if (!alters(state, changed)) return state;
       const next = { ...state, ...changed };
       await writeState(file, state, next);
       return next;
@@ -520,6 +524,13 @@ export function updateState(
     if (queued.get(key) === settled) queued.delete(key);
   });
   return update;
+}
+
+/** Whether `changed` gives some field of `state` another value (as JSON: the file's own terms). */
+function alters(state: PersistedState, changed: Partial<PersistedState>): boolean {
+  return Object.entries(changed).some(
+    ([key, value]) => JSON.stringify(value) !== JSON.stringify(state[key as keyof PersistedState]),
+  );
 }
 
 /** Runs `fn` holding the flock on `<file>.lock`: one reader-that-repairs or writer of the file at a time. */

@@ -1,7 +1,16 @@
 // state.json updates with real files and processes: concurrent updates in one process, and another process
 // holding the state lock (the daemon and a `kata-sysextd --once` write the same file).
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -62,6 +71,24 @@ describe("state.json updates", () => {
     await clearNextBoot(other);
     await releaseHolds(other);
     expect(existsSync(other)).toBe(false);
+  });
+
+  it("an update to what the file holds already writes nothing, and does not wait for the lock", async () => {
+    await updateState(file, () => ({ heldUnder: "kept", waitingSince: null }));
+    const before = statSync(file);
+    const other = await holdLock(`${file}.lock`);
+    try {
+      const state = await updateState(file, () => ({ waitingSince: null, heldUnder: "kept" }), { lockWaitMs: 300 });
+      expect(state).toMatchObject({ heldUnder: "kept", waitingSince: null });
+      expect(statSync(file)).toMatchObject({ ino: before.ino, mtimeMs: before.mtimeMs });
+      // A real change still waits for the holder.
+      await expect(updateState(file, () => ({ heldUnder: "other" }), { lockWaitMs: 300 })).rejects.toThrow(
+        /is locked by another process/,
+      );
+    } finally {
+      await other.kill();
+    }
+    expect((await updateState(file, () => ({ heldUnder: "other" }))).heldUnder).toBe("other");
   });
 
   it("waits while another process holds the state lock, and writes once it lets go", async () => {
