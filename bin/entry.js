@@ -40,10 +40,9 @@ export function script(name) {
     // none yet: this run makes it
   }
   const vm = process.getBuiltinModule("node:vm");
-  // A CommonJS module's wrapper, plus what the bundle's modules had as import.meta (SCRIPT_PARAMETERS).
-  const wrapped = `(function (exports, require, module, __bundleUrl, __bundleDir) {${source}\n})`;
-  const compiled = new vm.Script(wrapped, { filename: file, cachedData });
-  const url = pathToFileURL(file);
+  // The file is a function, a CommonJS module's wrapper with import.meta's url and dirname as two more parameters.
+  const compiled = new vm.Script(source, { filename: file, cachedData });
+  const url = new URL(`../build/bundle/${name}.cjs`, import.meta.url);
   const module = { exports: {} };
   compiled.runInThisContext()(module.exports, createRequire(url), module, url.href, `${root}build/bundle`);
   return {
