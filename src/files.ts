@@ -31,7 +31,7 @@ export type SmallFile =
   /** A FIFO, a device, a directory, a socket: reading it could hang or never end. */
   | { kind: "not-regular"; what: string }
   | { kind: "too-large"; maxBytes: number }
-  | { kind: "unreadable"; message: string };
+  | { kind: "unreadable"; message: string; code?: string };
 
 /**
  * Reads a small text file the daemon is told to trust (configuration, state) without letting it hang or fill
@@ -47,7 +47,7 @@ export async function readSmallFile(path: string, maxBytes: number): Promise<Sma
     const code = (err as NodeJS.ErrnoException).code;
     // A dangling symlink is missing too: what it names is not there.
     if (code === "ENOENT") return { kind: "missing" };
-    return { kind: "unreadable", message: (err as Error).message };
+    return { kind: "unreadable", message: (err as Error).message, ...(code === undefined ? {} : { code }) };
   }
   try {
     const st = fstatSync(fd);

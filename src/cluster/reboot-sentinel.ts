@@ -3,8 +3,11 @@
 // ever removes a sentinel it wrote itself. A marker in its state directory remembers what it wrote where; it lives
 // on /var, never shorter than a sentinel on /run, so a reboot can only leave a marker without its file (forgotten
 // at the next look), never one of our files without its marker (which nothing would remove: a reboot loop).
-import { readFile } from "node:fs/promises";
+import { readSmallFile } from "../files.ts";
 import { createFileExclusive, removeDurably, writeFileAtomic } from "../store/fsutil.ts";
+
+/** A sentinel and our marker are a line or two; a file far larger is not one we wrote. */
+const SENTINEL_MAX_BYTES = 64 * 1024;
 
 /** Who the sentinel that carries a request belongs to: written by us, or found there (another package asked too). */
 export type SentinelOwner = "kata-sysextd" | "other";
@@ -139,15 +142,25 @@ export class RebootSentinel {
   }
 
   private async read(path: string): Promise<string | null> {
-    return readFile(this.files.host(path), "utf8").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT" || err.code === "ENOTDIR") return null;
-      // Unreadable (a directory, no permission): something is there, and it is not ours.
-      return `unreadable: ${err.code ?? String(err)}`;
-    });
+    const read = await readSmallFile(this.files.host(path), SENTINEL_MAX_BYTES);
+    switch (read.kind) {
+      case "ok":
+        return read.text;
+      case "missing":
+        return null;
+      // Unreadable (a directory, a FIFO, no permission): something is there, and it is not ours.
+      case "unreadable":
+        return read.code === "ENOTDIR" ? null : `unreadable: ${read.code ?? read.message}`;
+      case "not-regular":
+        return `unreadable: ${read.what}`;
+      case "too-large":
+        return `unreadable: larger than ${read.maxBytes} bytes`;
+    }
   }
 
   private async readMarker(): Promise<Marker | null> {
-    const text = await readFile(this.files.marker, "utf8").catch(() => null);
+    const read = await readSmallFile(this.files.marker, SENTINEL_MAX_BYTES);
+    const text = read.kind === "ok" ? read.text : null;
     if (text === null) return null;
     try {
       const parsed = JSON.parse(text) as Partial<Marker>;

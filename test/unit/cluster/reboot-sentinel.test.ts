@@ -1,5 +1,10 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  RebootSentinel,
   type SentinelAction,
   type SentinelInput,
   sentinelAction,
@@ -81,5 +86,28 @@ describe("sentinelLine", () => {
     expect(sentinelLine("Kata 3.32.0 is staged\nand activates  at the next boot")).toBe(
       "kata-sysextd: Kata 3.32.0 is staged and activates at the next boot\n",
     );
+  });
+});
+
+describe("RebootSentinel", () => {
+  it("a FIFO where the sentinel goes is another's file: judged without waiting for a writer, and left alone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kata-sentinel-"));
+    try {
+      execFileSync("mkfifo", [join(dir, "reboot-required")]);
+      const sentinel = new RebootSentinel({
+        sentinel: "/reboot-required",
+        host: (path) => join(dir, path),
+        marker: join(dir, "marker"),
+      });
+      expect(await sentinel.apply(sentinelLine("Kata 3.32.0 is staged"))).toEqual({
+        path: "/reboot-required",
+        owner: "other",
+      });
+      expect(await sentinel.apply(null)).toBeNull();
+      expect(existsSync(join(dir, "reboot-required"))).toBe(true);
+      expect(existsSync(join(dir, "marker"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
