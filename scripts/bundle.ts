@@ -43,6 +43,37 @@ const withoutDaemon: Plugin = {
   },
 };
 
+/**
+ * Builtins the script form loads at their first use rather than with the modules that import them: node:fs/promises
+ * brings readline and the REPL's history along (some 1.5 ms), and the boot step with nothing to do calls none of it
+ * (src/files.ts: small local files are read directly). Each of its functions is a function of the same name that
+ * loads the builtin and calls it; anything else it exports is taken from node:fs, whose it is.
+ */
+const LAZY_BUILTINS = ["node:fs/promises", "node:timers/promises"];
+
+const lazyBuiltins: Plugin = {
+  name: "lazy-builtins",
+  setup(b) {
+    b.onResolve({ filter: /^node:(fs|timers)\/promises$/ }, (args) =>
+      LAZY_BUILTINS.includes(args.path) ? { path: args.path, namespace: "lazy-builtin" } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, (args) => {
+      const builtin = process.getBuiltinModule(args.path) as Record<string, unknown>;
+      const fs = process.getBuiltinModule("node:fs") as unknown as Record<string, unknown>;
+      const lines = [`const load = () => process.getBuiltinModule(${JSON.stringify(args.path)});`];
+      for (const [name, value] of Object.entries(builtin)) {
+        if (!/^[A-Za-z_$][\w$]*$/.test(name)) continue;
+        if (typeof value === "function") {
+          lines.push(`export function ${name}(...args) { return load().${name}(...args); }`);
+        } else if (fs[name] === value) {
+          lines.push(`export const ${name} = process.getBuiltinModule("node:fs").${name};`);
+        }
+      }
+      return { contents: lines.join("\n"), loader: "js" };
+    });
+  },
+};
+
 /** `import.meta` of the modules in a script form: the script's own URL and folder, passed in by bin/entry.js. */
 export const SCRIPT_PARAMETERS = ["__bundleUrl", "__bundleDir"] as const;
 
@@ -113,7 +144,7 @@ async function bundle(): Promise<void> {
       outdir: tmp,
       outExtension: { ".js": ".cjs" },
       format: "cjs",
-      plugins: [...(options.plugins ?? []), withoutDaemon],
+      plugins: [...(options.plugins ?? []), withoutDaemon, lazyBuiltins],
       // bin/entry.js passes require (and exports, module) to the script, as Node does to a CommonJS module.
       banner: {},
       define: { "import.meta.url": SCRIPT_PARAMETERS[0], "import.meta.dirname": SCRIPT_PARAMETERS[1] },
