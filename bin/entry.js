@@ -2,8 +2,11 @@
 // every source file it was built from is as it was then, else the TypeScript sources. A hundred stat calls, well
 // under a millisecond, decide it; a bundle of other sources than these never runs.
 // Builtins through getBuiltinModule: an `import` of node:fs builds a facade of all of it, 2 ms of every start.
-const { readFileSync, renameSync, rmSync, statSync, writeFileSync } = process.getBuiltinModule("node:fs");
-const { createRequire, getCompileCacheDir } = process.getBuiltinModule("node:module");
+import { runScriptForm } from "./script-form.js";
+
+export { oneShot } from "./script-form.js";
+
+const { readFileSync, statSync } = process.getBuiltinModule("node:fs");
 const { fileURLToPath, pathToFileURL } = process.getBuiltinModule("node:url");
 
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -14,50 +17,11 @@ export function entry(name, source) {
 }
 
 /**
- * The script form of command `name` (scripts/bundle.ts says why it exists), run: `exports` has its `main`. Null
- * when the bundle is not current or has no such form; then import entry(). V8 compiles it with the code cache
- * the last run left in Node's compile cache folder; keepCache(), once the command is done, writes that cache when
- * there was none or V8 refused it: made after the run, it holds every function the command compiled.
+ * The bundle's script form of command `name`, run (script-form.js); null when the bundle is not current or has no
+ * such form: then import entry().
  */
 export function script(name) {
-  if (!current()) return null;
-  const file = `${root}build/bundle/${name}.cjs`;
-  let source;
-  try {
-    source = readFileSync(file, "latin1"); // ASCII only (scripts/bundle.ts): no decoding to do
-  } catch {
-    return null;
-  }
-  // The SHA-256 of the script keys its cache: V8 checks a cache only against the length of the source.
-  const sha256 = /^\/\/([0-9a-f]{64})\n/.exec(source)?.[1];
-  if (sha256 === undefined) return null;
-  const cacheDir = getCompileCacheDir?.();
-  const cacheFile = cacheDir === undefined ? null : `${cacheDir}/${name}-${sha256}.v8cache`;
-  let cachedData;
-  try {
-    if (cacheFile !== null) cachedData = readFileSync(cacheFile);
-  } catch {
-    // none yet: this run makes it
-  }
-  const vm = process.getBuiltinModule("node:vm");
-  // The file is a function, a CommonJS module's wrapper with import.meta's url and dirname as two more parameters.
-  const compiled = new vm.Script(source, { filename: file, cachedData });
-  const url = new URL(`../build/bundle/${name}.cjs`, import.meta.url);
-  const module = { exports: {} };
-  compiled.runInThisContext()(module.exports, createRequire(url), module, url.href, `${root}build/bundle`);
-  return {
-    exports: module.exports,
-    keepCache() {
-      if (cacheFile === null || (cachedData !== undefined && !compiled.cachedDataRejected)) return;
-      const tmp = `${cacheFile}.${process.pid}.tmp`;
-      try {
-        writeFileSync(tmp, compiled.createCachedData(), { mode: 0o600 });
-        renameSync(tmp, cacheFile); // whole or not at all, whoever else runs the command meanwhile
-      } catch {
-        rmSync(tmp, { force: true }); // a cache only: the next run compiles, and tries again
-      }
-    },
-  };
+  return current() ? runScriptForm(new URL(`../build/bundle/${name}.cjs`, import.meta.url), name) : null;
 }
 
 let isCurrent;

@@ -27,7 +27,7 @@ import { build, type Plugin } from "esbuild";
 import { checkGlibcFloor, OLDEST_FLATCAR } from "../src/delivery/glibc-floor.ts";
 import { extensionReleaseText, imageFileName, PATHS } from "../src/delivery/layout.ts";
 import { butaneToIgnition, imageBaseUrl, withImage } from "../src/delivery/provisioning.ts";
-import { bundleOptions } from "./bundle.ts";
+import { buildScriptForm, bundleOptions } from "./bundle.ts";
 
 const PROJECT = resolve(import.meta.dirname, "..");
 /** The pinned runtime: the `node` package's platform binary, or the copy it installs as its bin (same bytes). */
@@ -36,6 +36,9 @@ const PINNED_NODE_CANDIDATES = [
   join(PROJECT, "node_modules/node/bin/node"),
 ];
 const JOURNALD = join(PROJECT, "node_modules/systemd-journald");
+/** The daemon's one-shot commands as a script form (scripts/bundle.ts), beside its bundle. */
+const SCRIPT_SOURCE = "src/cli/daemon.ts";
+const SCRIPT_FILE = "kata-sysextd.cjs";
 /** scripts/build-helpers.mjs's output: the preflight's executables and the store lock's flock(2) addon. */
 const HELPERS = ["kvm-probe", "xattr-get", "flock.node"];
 /**
@@ -107,7 +110,20 @@ async function bundle(root: string): Promise<void> {
     setup(b) {
       b.onResolve({ filter: /^launch:/ }, (args) => ({ path: args.path.slice("launch:".length), namespace: "launch" }));
       b.onLoad({ filter: /.*/, namespace: "launch" }, (args) => ({
-        contents: `import { enableCompileCache } from "node:module";
+        // The daemon's runs its one-shot commands (the boot step) from the script form beside it, as
+        // bin/kata-sysextd.js does from build/bundle/ (bin/script-form.js).
+        contents:
+          args.path === SCRIPT_SOURCE
+            ? `import { enableCompileCache } from "node:module";
+import { oneShot, runScriptForm } from ${JSON.stringify(join(PROJECT, "bin/script-form.js"))};
+enableCompileCache?.();
+const argv = process.argv.slice(2);
+const form = oneShot(argv) ? runScriptForm(new URL(${JSON.stringify(`./${SCRIPT_FILE}`)}, import.meta.url), "kata-sysextd") : null;
+const { main } = form?.exports ?? (await import(${JSON.stringify(join(PROJECT, args.path))}));
+process.exitCode = await main(argv);
+form?.keepCache();
+`
+            : `import { enableCompileCache } from "node:module";
 enableCompileCache?.();
 const { main } = await import(${JSON.stringify(join(PROJECT, args.path))});
 process.exitCode = await main(process.argv.slice(2));
@@ -127,9 +143,15 @@ process.exitCode = await main(process.argv.slice(2));
     legalComments: "eof",
     metafile: true,
   });
+  const script = join(root, dirname(PATHS.daemonBundle), SCRIPT_FILE);
+  const scriptInputs = await buildScriptForm(
+    { ...options, legalComments: "eof" },
+    join(PROJECT, SCRIPT_SOURCE),
+    script,
+  );
   // The launchers are generated from this script, which is an input already.
-  for (const file of Object.keys(result.metafile.inputs))
-    if (!file.startsWith("launch:")) noteInput(join(PROJECT, file));
+  for (const file of new Set([...Object.keys(result.metafile.inputs), ...scriptInputs]))
+    if (!file.includes(":")) noteInput(join(PROJECT, file));
   for (const [file, out] of Object.entries(result.metafile.outputs))
     say(`  bundle ${relative(root, join(PROJECT, file))}: ${mib(out.bytes)}`);
 }

@@ -111,6 +111,40 @@ export function bundleOptions(version: string): BuildOptions {
   };
 }
 
+/**
+ * Writes the script form of the command whose source is `entry` to `outfile` (scripts/build-sysext.ts builds the
+ * image's with it too). `options`: bundleOptions(), and what else the caller's build adds (a legal comments mode).
+ */
+export async function buildScriptForm(options: BuildOptions, entry: string, outfile: string): Promise<string[]> {
+  const { build } = await import("esbuild");
+  const result = await build({
+    ...options,
+    entryPoints: [entry],
+    outfile,
+    format: "cjs",
+    plugins: [...(options.plugins ?? []), withoutDaemon, lazyBuiltins],
+    // bin/script-form.js passes require (and exports, module) to the script, as Node does to a CommonJS module.
+    banner: {},
+    define: { "import.meta.url": SCRIPT_PARAMETERS[0], "import.meta.dirname": SCRIPT_PARAMETERS[1] },
+    write: false,
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: options.legalComments ?? "none",
+  });
+  const [output] = result.outputFiles ?? [];
+  if (output === undefined) throw new Error(`no script form built for ${entry}`);
+  // Wrapped as Node wraps a CommonJS module, with import.meta's two parameters: bin/script-form.js compiles the
+  // file as it is, without first copying a megabyte into a string that wraps it.
+  const script = Buffer.concat([
+    Buffer.from(`(function (exports, require, module, ${SCRIPT_PARAMETERS.join(", ")}) {`),
+    output.contents,
+    Buffer.from("\n})"),
+  ]);
+  const sha256 = createHash("sha256").update(script).digest("hex");
+  writeFileSync(outfile, Buffer.concat([Buffer.from(`//${sha256}\n`), script]));
+  return Object.keys(result.metafile?.inputs ?? {});
+}
+
 async function bundle(): Promise<void> {
   const { build } = await import("esbuild");
   const version = (JSON.parse(readFileSync(join(PROJECT, "package.json"), "utf8")) as { version: string }).version;
@@ -137,33 +171,7 @@ async function bundle(): Promise<void> {
       if (!input.includes("node_modules/")) own.add(input);
   }
   for (const [name, file] of Object.entries(SCRIPTS)) {
-    const options = bundleOptions(version);
-    const result = await build({
-      ...options,
-      entryPoints: { [name]: join(PROJECT, file) },
-      outdir: tmp,
-      outExtension: { ".js": ".cjs" },
-      format: "cjs",
-      plugins: [...(options.plugins ?? []), withoutDaemon, lazyBuiltins],
-      // bin/entry.js passes require (and exports, module) to the script, as Node does to a CommonJS module.
-      banner: {},
-      define: { "import.meta.url": SCRIPT_PARAMETERS[0], "import.meta.dirname": SCRIPT_PARAMETERS[1] },
-      write: false,
-      minifyWhitespace: true,
-      minifySyntax: true,
-      legalComments: "none",
-    });
-    const [output] = result.outputFiles ?? [];
-    if (output === undefined) throw new Error(`no script form built for ${name}`);
-    // Wrapped as Node wraps a CommonJS module, with import.meta's two parameters: bin/entry.js compiles the file
-    // as it is, without first copying a megabyte into a string that wraps it.
-    const script = Buffer.concat([
-      Buffer.from(`(function (exports, require, module, ${SCRIPT_PARAMETERS.join(", ")}) {`),
-      output.contents,
-      Buffer.from("\n})"),
-    ]);
-    const sha256 = createHash("sha256").update(script).digest("hex");
-    writeFileSync(output.path, Buffer.concat([Buffer.from(`//${sha256}\n`), script]));
+    await buildScriptForm(bundleOptions(version), join(PROJECT, file), join(tmp, `${name}.cjs`));
   }
   // Our own inputs by size and mtime, as make judges them; the dependencies by npm's record of the last install.
   const inputs = [...own, "package.json", "node_modules/.package-lock.json"].map((file) => {

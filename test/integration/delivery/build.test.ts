@@ -111,6 +111,8 @@ describe("build:sysext", () => {
     for (const helper of ["kvm-probe", "xattr-get", "flock.node"])
       expect(paths).toContain(`/${PATHS.helpers}/${helper}`);
     expect(paths).toContain(`/${PATHS.journaldAddon}/build/Release/journal_send.node`);
+    // The boot step's script form beside the daemon's bundle (scripts/bundle.ts, buildScriptForm).
+    expect(paths).toContain(`/${dirname(PATHS.daemonBundle)}/kata-sysextd.cjs`);
     // The README's links into docs/ resolve on the node: the operator's guide is there.
     for (const doc of ["operations.md", "interface.md", "design.md"]) expect(paths).toContain(`/${PATHS.docs}/${doc}`);
   });
