@@ -1,7 +1,7 @@
 // The one-shot commands' script form (scripts/bundle.ts says why it exists): how a launcher compiles and runs it,
 // with the V8 code cache its last run left. bin/entry.js runs build/bundle/'s; the sysext image's launcher, built
 // by scripts/build-sysext.ts, runs the one beside it.
-const { readFileSync, renameSync, rmSync, writeFileSync } = process.getBuiltinModule("node:fs");
+const { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } = process.getBuiltinModule("node:fs");
 const { createRequire, getCompileCacheDir } = process.getBuiltinModule("node:module");
 const { fileURLToPath } = process.getBuiltinModule("node:url");
 
@@ -62,6 +62,17 @@ export function runScriptForm(url, name) {
         renameSync(tmp, cacheFile); // whole or not at all, whoever else runs the command meanwhile
       } catch {
         rmSync(tmp, { force: true }); // a cache only: the next run compiles, and tries again
+        return;
+      }
+      // Those of earlier builds of this command are never read again, and each is as large as what it compiled.
+      const earlier = new RegExp(`^${name}-[0-9a-f]{64}\\.v8cache$`);
+      const kept = `${name}-${sha256}.v8cache`;
+      try {
+        for (const entry of readdirSync(cacheDir)) {
+          if (entry !== kept && earlier.test(entry)) rmSync(`${cacheDir}/${entry}`, { force: true });
+        }
+      } catch {
+        // a cache only
       }
     },
   };

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { skipWithout, unless } from "../../helpers/needs.ts";
@@ -67,6 +67,20 @@ describe.skipIf(skip)("the one-shot script form", () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toBe(clean.stderr);
     expect(readFileSync(file ?? "").equals(garbage)).toBe(false);
+  });
+
+  it("a new build's cache replaces those of earlier builds, and leaves other commands' alone", async () => {
+    const cache = mkdtempSync(join(tmpdir(), "kata-compile-cache-"));
+    expect((await boot(cache)).code).toBe(0);
+    const [file] = scriptCaches(cache);
+    const dir = dirname(file ?? "");
+    const earlier = join(dir, `kata-sysextd-${"0".repeat(64)}.v8cache`);
+    const other = join(dir, `kata-sysextctl-${"0".repeat(64)}.v8cache`);
+    writeFileSync(earlier, "a cache of an earlier build");
+    writeFileSync(other, "another command's");
+    writeFileSync(file ?? "", "refused by V8: this run writes the cache anew"); // as after an upgrade
+    expect((await boot(cache)).code).toBe(0);
+    expect(scriptCaches(cache).sort()).toEqual([file, other].sort());
   });
 
   it("other commands do not run it", async () => {
