@@ -12,10 +12,9 @@ import type { WaitingStatus } from "../status.ts";
 import { activeFile } from "../store/link.ts";
 import { acquireLock, type Lock } from "../store/lock.ts";
 import type { RebootRequest } from "../store/state.ts";
-import type { StoredImage } from "../store/store.ts";
 import { Actuator, type Step } from "./act.ts";
 import { listVersions } from "./catalog.ts";
-import { type CandidateRecords, memberNamed, PassDecisions, type SkippedByMember, Unresolvable } from "./decide.ts";
+import { type CandidateRecords, memberNamed, PassDecisions, Unresolvable } from "./decide.ts";
 import { holdsAfterRollback, previousOf, rollbackTargets, stagedOf } from "./decisions.ts";
 import { deferActivation } from "./deferral.ts";
 import type { ReconcilerDeps } from "./deps.ts";
@@ -23,7 +22,7 @@ import { Health } from "./health.ts";
 import { type MemberView, type Observed, observe } from "./observe.ts";
 import { nextAction, nextJointAction, pruneCandidates } from "./plan.ts";
 import { Records } from "./records.ts";
-import { fetchForRelease } from "./staging.ts";
+import { fetchForRelease, type Staged } from "./staging.ts";
 import { takeOver } from "./takeover.ts";
 import { passVerdict, skippedNewer } from "./verdict.ts";
 
@@ -143,7 +142,7 @@ export class Reconciler {
   }
 
   /** The images a not-yet-booted Flatcar release needs, fetched and verified, not activated (staging.ts). */
-  fetchForRelease(nextOs: HostRelease): Promise<{ images: StoredImage[]; skipped: SkippedByMember }> {
+  fetchForRelease(nextOs: HostRelease, record?: (staged: Staged) => Promise<void>): Promise<Staged> {
     return fetchForRelease(
       this.deps,
       {
@@ -154,6 +153,7 @@ export class Reconciler {
         maxRounds: MAX_STEPS + 2 * this.deps.members.length,
       },
       nextOs,
+      record,
     );
   }
 

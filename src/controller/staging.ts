@@ -19,16 +19,24 @@ export interface StagingParts {
   maxRounds: number;
 }
 
+export interface Staged {
+  /** Kata first. */
+  images: StoredImage[];
+  skipped: SkippedByMember;
+}
+
 /**
  * The images `nextOs` needs, Kata first, with what was skipped; or throws with the reasons none is compatible.
  * A candidate that fails verification or inspection is remembered and skipped as in a pass (Records.blame), and
- * the next newest one for that release is tried.
+ * the next newest one for that release is tried. `record` runs while the store lock is still held: once it has
+ * recorded them as the next boot's, no pass may prune them (a hand-run --once waits for the lock).
  */
 export async function fetchForRelease(
   deps: Pick<ReconcilerDeps, "store" | "members" | "arch">,
   parts: StagingParts,
   nextOs: HostRelease,
-): Promise<{ images: StoredImage[]; skipped: SkippedByMember }> {
+  record: (staged: Staged) => Promise<void> = async () => {},
+): Promise<Staged> {
   await deps.store.ensure();
   // The store lock, as for a pass: a hand-run --once must not sweep this download from under us.
   const lock = await acquireLock(deps.store.lockFile);
@@ -61,7 +69,9 @@ export async function fetchForRelease(
       if (failed) continue;
       if (images[0]?.name !== deps.members[0]?.name)
         throw new KataError("no-compatible-version", "no Kata version matches the next OS");
-      return { images, skipped: skippedByMember(candidates) };
+      const staged = { images, skipped: skippedByMember(candidates) };
+      await record(staged);
+      return staged;
     }
     throw new KataError("internal", `${who} gave up after too many failed candidates`);
   } finally {

@@ -3,6 +3,7 @@
 // UPDATED_NEED_REBOOT; retried on every pass until staged; cleared once the machine runs that release.
 import { skippedByMember, Unresolvable } from "../controller/decide.ts";
 import type { Controller } from "../controller/reconciler.ts";
+import type { Staged } from "../controller/staging.ts";
 import { skippedReleases } from "../controller/versions.ts";
 import { asKataError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -23,20 +24,25 @@ export interface NextBootDeps {
  */
 export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, version: string): Promise<NextBoot> {
   const log = deps.log.with({ FLATCAR_VERSION_ID: current.versionId ?? "", FLATCAR_NEXT_VERSION: version });
+  const stagedFor = ({ images, skipped }: Staged): NextBoot => ({
+    flatcarVersion: version,
+    files: Object.fromEntries(images.map((i) => [i.name, i.file])),
+    staged: true,
+    reason: null,
+    stagedOn: current.versionId,
+    skipped,
+  });
   let next: NextBoot;
   try {
-    const { images, skipped } = await deps.reconciler.fetchForRelease(hostAfterUpdate(current, version));
+    // Recorded while the store lock is held, so no pass prunes the images before they count as staged.
+    const staged = await deps.reconciler.fetchForRelease(hostAfterUpdate(current, version), (s) =>
+      deps.reconciler.records.recordNextBoot(stagedFor(s)),
+    );
+    next = stagedFor(staged);
+    const { images, skipped } = staged;
     // Kata first: the journal names its version.
     const [image] = images;
     if (image === undefined) throw new Error("fetchForRelease returned no image");
-    next = {
-      flatcarVersion: version,
-      files: Object.fromEntries(images.map((i) => [i.name, i.file])),
-      staged: true,
-      reason: null,
-      stagedOn: current.versionId,
-      skipped,
-    };
     const newer = skippedReleases(skipped).filter(
       (s) => s.member !== image.name || compareVersions(s.version, image.version) > 0,
     );
@@ -55,13 +61,13 @@ export async function prepareNextBoot(deps: NextBootDeps, current: HostRelease, 
       stagedOn: current.versionId,
       skipped: err instanceof Unresolvable ? skippedByMember(err.candidates) : {},
     };
+    await deps.reconciler.records.recordNextBoot(next);
     const loud = error.code === "no-compatible-version" || error.code === "incompatible";
     log.warning(`nothing staged for Flatcar ${version}: ${error.message}`, {
       ...(loud ? { MESSAGE_ID: MessageId.incompatibleNextOs } : {}),
       ERROR_CODE: error.code,
     });
   }
-  await deps.reconciler.records.recordNextBoot(next);
   return next;
 }
 

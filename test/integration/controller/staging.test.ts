@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Reconciler } from "../../../src/controller/reconciler.ts";
 import { hostPaths } from "../../../src/paths.ts";
 import { hostAfterUpdate, readHostReleaseUnder } from "../../../src/release/os-release.ts";
+import { acquireLock } from "../../../src/store/lock.ts";
 import { buildImage, flatcarRelease } from "../../helpers/images.ts";
 import { reconcilerOn, unobservedSysext } from "../../helpers/reconciler.ts";
 import { publishRelease, type ReleaseServer, startReleaseServer } from "../../helpers/release-server.ts";
@@ -47,6 +48,29 @@ describe("staging for the next release", () => {
     expect(staged.images.map((i) => i.file)).toEqual(["kata-containers-3.33.0-x86-64.raw"]);
     expect(server.requests.filter((r) => r.path.endsWith(".raw")).length).toBe(fetched); // already stored
     expect(readlinkSync(join(root, LINK))).toContain("3.32.0"); // staging links nothing
+  });
+
+  it("records what it staged while it still holds the store lock, so no pass can prune it first", async () => {
+    const root = makeSandboxRoot("4593.2.5");
+    const reconciler = await reconcilerFor(root);
+    expect((await reconciler.run({ kind: "reconcile" })).result).toBe("ok");
+    const next = hostAfterUpdate(await readHostReleaseUnder(hostPaths(root).root), "4650.0.0");
+    const tried: string[] = [];
+    await reconciler.fetchForRelease(next, async (staged) => {
+      tried.push(staged.images.map((i) => i.file).join(","));
+      // A hand-run `kata-sysextd --once` now would be turned away, as this lock attempt is.
+      const error = await acquireLock(join(hostPaths(root).storeDir, ".lock")).then(
+        (lock) => lock.release().then(() => null),
+        (err: unknown) => err,
+      );
+      tried.push(error instanceof Error ? error.message : "lock was free");
+    });
+    expect(tried).toEqual([
+      "kata-containers-3.33.0-x86-64.raw",
+      expect.stringMatching(/another kata-sysextd pass is running/),
+    ]);
+    // And once it returned, the lock is free again.
+    await (await acquireLock(join(hostPaths(root).storeDir, ".lock"))).release();
   });
 
   it("refuses to stage when nothing published matches the next release", async () => {
