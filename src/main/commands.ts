@@ -15,7 +15,12 @@ export function exitCode(outcome: PassOutcome): number {
 
 function report(ctx: CommandContext, what: string, outcome: PassOutcome): void {
   const active = (outcome.observed ? activeFile(primaryOf(outcome.observed).link) : null) ?? "none";
-  if (outcome.result === "ok") {
+  if (outcome.result === "ok" && active === "none") {
+    // Done as the boot step defines it (nothing incompatible stays linked), but Kata cannot run yet.
+    ctx.log.warning(
+      `${what}: ok, but no Kata image is active: none stored fits this release; kata-sysextd fetches one (kata-sysextctl status says how that goes)`,
+    );
+  } else if (outcome.result === "ok") {
     ctx.log.info(`${what}: ok, active ${active}${outcome.unconfirmed ? ` (${outcome.unconfirmed})` : ""}`);
   } else if (outcome.result === "deferred") {
     ctx.log.notice(`${what}: deferred, active ${active}`);

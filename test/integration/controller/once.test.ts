@@ -429,6 +429,14 @@ describe("kata-sysextd --once --root", () => {
       expect(fetchesOf("3.33.0")).toBe(1);
       expect(fetchesOf("3.34.0")).toBe(1);
       expect(fetchesOf("3.32.0")).toBe(1);
+
+      // An update to a release nothing stored fits: the boot step unlinks 3.33.0 (done, exit 0) and says that
+      // Kata cannot run until the daemon has fetched an image, rather than "ok".
+      writeOsRelease(root, "4800.0.0");
+      const bare = await runArgv(inMountNamespace(root, [NODE, DAEMON, "boot", "--root", root]));
+      expect(bare.code, bare.stderr).toBe(0);
+      expect(existsSync(join(root, LINK))).toBe(false);
+      expect(bare.stderr).toContain("boot: ok, but no Kata image is active: none stored fits this release");
     } finally {
       await pubServer.close();
     }
