@@ -65,7 +65,7 @@ export interface PersistedState {
   } | null;
   /**
    * The link changes of a switch under way, written before the first link moves and cleared when it is done
-   * or undone. Found at the start of a pass, it means the daemon died inside a switch (reconciler.ts).
+   * or undone. Found at the start of a pass, it means the daemon died inside a switch (act.ts undoes it).
    */
   switching: LinkChangeRecord[] | null;
   /**
