@@ -263,17 +263,16 @@ export function madeElsewhere(
   known: OtherReleaseImage[];
   elsewhere: { file: string; sha256: string; reasons: string[]; stored: boolean }[];
 } {
-  const fromStore = stored
-    .filter((i) => !i.compatible)
-    .map((i) => ({
-      file: i.file,
-      version: i.version,
-      sha256: i.sha256.toLowerCase(),
-      extensionRelease: i.extensionRelease,
-    }));
+  const incompatible = stored.filter((i) => !i.compatible);
+  const fromStore = incompatible.map((i) => ({
+    file: i.file,
+    version: i.version,
+    sha256: i.sha256.toLowerCase(),
+    extensionRelease: i.extensionRelease,
+  }));
   const isStored = (r: OtherReleaseImage) => stored.some((i) => i.file === r.file);
   const elsewhere = [
-    ...stored.filter((i) => !i.compatible).map((i) => ({ ...i, stored: true })),
+    ...incompatible.map((i) => ({ ...i, stored: true })),
     ...remembered
       .filter((r) => !isStored(r))
       .flatMap((r) => {

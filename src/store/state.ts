@@ -168,17 +168,22 @@ const byMember =
 const field = <T>(obj: Record<string, unknown>, key: string, check: Check<T>, empty: T, at = ""): T =>
   Object.hasOwn(obj, key) ? check(obj[key], `${at}${key}`) : empty;
 
-/** The next boot as schema 2 writes it: the staged images by member. */
-const nextBoot: Check<NextBoot> = (v, at) => {
-  if (!isObject(v)) return problem(at, "an object", v);
+/** A next boot's fields, which both schemas keep alike, around `files`, which each keeps its own way. */
+function nextBootWith(v: Record<string, unknown>, at: string, files: () => Record<string, string>): NextBoot {
   return {
     flatcarVersion: text(v.flatcarVersion, `${at}.flatcarVersion`),
-    files: field(v, "files", byMember(storeFile), {}, `${at}.`),
+    files: files(),
     staged: flag(v.staged, `${at}.staged`),
     reason: orNull(text)(v.reason, `${at}.reason`),
     stagedOn: field(v, "stagedOn", orNull(text), null, `${at}.`),
     skipped: field(v, "skipped", byMember(listOf(skippedCandidate)), {}, `${at}.`),
   };
+}
+
+/** The next boot as schema 2 writes it: the staged images by member. */
+const nextBoot: Check<NextBoot> = (v, at) => {
+  if (!isObject(v)) return problem(at, "an object", v);
+  return nextBootWith(v, at, () => field(v, "files", byMember(storeFile), {}, `${at}.`));
 };
 
 /**
@@ -192,14 +197,9 @@ const nextBootV1 =
     orNull(text)(v.kata, `${at}.kata`);
     const file = orNull(storeFile)(v.file, `${at}.file`);
     const companions = field(v, "companions", byMember(storeFile), {}, `${at}.`);
-    return {
-      flatcarVersion: text(v.flatcarVersion, `${at}.flatcarVersion`),
-      files: Object.fromEntries([...Object.entries(companions), ...(file === null ? [] : [[primary(), file]])]),
-      staged: flag(v.staged, `${at}.staged`),
-      reason: orNull(text)(v.reason, `${at}.reason`),
-      stagedOn: field(v, "stagedOn", orNull(text), null, `${at}.`),
-      skipped: field(v, "skipped", byMember(listOf(skippedCandidate)), {}, `${at}.`),
-    };
+    return nextBootWith(v, at, () =>
+      Object.fromEntries([...Object.entries(companions), ...(file === null ? [] : [[primary(), file]])]),
+    );
   };
 
 const RESULTS = ["ok", "failed", "deferred"] as const;
@@ -435,9 +435,7 @@ async function recover(file: string, options: StateOptions): Promise<PersistedSt
 
 /** `twin`: the unusable backup was moved aside too, as `<movedTo>.bak`. */
 const stateLostRemedy = (movedTo: string, twin: boolean): string =>
-  twin
-    ? `the next passes rebuild what they can (the active image, the next boot's image); look at ${movedTo} and its backup ${movedTo}.bak for what was lost (a rollback target, holds), then remove both: /status says "degraded" while ${movedTo} is there`
-    : `the next passes rebuild what they can (the active image, the next boot's image); look at ${movedTo} for what was lost (a rollback target, holds), then remove it: /status says "degraded" while it is there`;
+  `the next passes rebuild what they can (the active image, the next boot's image); look at ${twin ? `${movedTo} and its backup ${movedTo}.bak` : movedTo} for what was lost (a rollback target, holds), then remove ${twin ? "both" : "it"}: /status says "degraded" while ${twin ? movedTo : "it"} is there`;
 
 /** The newest state file moved aside as unusable, or null: while one is there /status says "degraded". */
 export async function stateDamage(file: string): Promise<{ movedTo: string; remedy: string } | null> {
