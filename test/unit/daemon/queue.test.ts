@@ -1,40 +1,18 @@
 // The daemon's one-at-a-time queue with a reconciler that stands in for a slow or failing pass: timer ticks do
 // not pile up behind a slow pass, and work nobody awaits neither vanishes silently nor crashes the process.
 import { afterEach, expect, it, vi } from "vitest";
-import { createMetrics } from "../../../src/api/metrics.ts";
-import { systemClock } from "../../../src/clock.ts";
 import { DEFAULTS } from "../../../src/config/schema.ts";
 import type { PassOutcome } from "../../../src/controller/reconciler.ts";
-import { initialStatus } from "../../../src/controller/snapshot.ts";
-import { Daemon } from "../../../src/daemon/daemon.ts";
-import { createLogger } from "../../../src/log/logger.ts";
+import { daemonOver } from "../../helpers/daemon.ts";
 
 afterEach(() => vi.useRealTimers());
 
 const FAILED: PassOutcome = { result: "failed", error: null, observed: null, unconfirmed: null };
 
 function daemonWith(reconcile: () => Promise<PassOutcome>) {
-  const logged: string[] = [];
   const config = structuredClone(DEFAULTS);
   config.daemon.intervalSeconds = 60;
-  const daemon = new Daemon({
-    reconciler: { run: reconcile } as never,
-    members: [],
-    config,
-    arch: "x86-64",
-    metrics: createMetrics({ processMetrics: false }),
-    clock: systemClock,
-    log: createLogger((level, message) => void logged.push(`${level}: ${message}`)),
-    initial: initialStatus({
-      version: "0",
-      startedAt: "x",
-      root: "/",
-      name: "kata-containers",
-      arch: "x86-64",
-      host: null,
-    }),
-  });
-  return { daemon, logged };
+  return daemonOver({ run: reconcile }, config);
 }
 
 it("runs at most one timer pass behind a pass slower than the interval", async () => {

@@ -1,14 +1,9 @@
 // While an activation waits for Kata sandboxes, the daemon looks for them every few seconds: /status counts them
 // as they end, not only at the pass that deferred, and the pass after the last one ends clears `waiting`.
 import { afterEach, expect, it, vi } from "vitest";
-import { createMetrics } from "../../../src/api/metrics.ts";
-import { systemClock } from "../../../src/clock.ts";
-import { DEFAULTS } from "../../../src/config/schema.ts";
 import type { PassOutcome } from "../../../src/controller/reconciler.ts";
-import { initialStatus } from "../../../src/controller/snapshot.ts";
-import { Daemon } from "../../../src/daemon/daemon.ts";
 import { KataError } from "../../../src/errors.ts";
-import { createLogger } from "../../../src/log/logger.ts";
+import { daemonOver } from "../../helpers/daemon.ts";
 
 afterEach(() => vi.useRealTimers());
 
@@ -36,23 +31,7 @@ it("counts the sandboxes waited for as they end, and a pass that activates ends 
     run: async () => (++passes === 1 ? deferred : ok),
     sandboxesRunning: async () => running.shift() ?? 0,
   };
-  const daemon = new Daemon({
-    reconciler: reconciler as never,
-    members: [],
-    config: structuredClone(DEFAULTS),
-    arch: "x86-64",
-    metrics: createMetrics({ processMetrics: false }),
-    clock: systemClock,
-    log: createLogger(() => undefined),
-    initial: initialStatus({
-      version: "0",
-      startedAt: "x",
-      root: "/",
-      name: "kata-containers",
-      arch: "x86-64",
-      host: null,
-    }),
-  });
+  const { daemon } = daemonOver(reconciler);
   const first = await daemon.refresh();
   expect(first.message).toContain("; Kata 3.32.0 waits: 3 Kata sandboxes running");
   expect(daemon.snapshot().waiting).toEqual(WAITING);
